@@ -1,0 +1,451 @@
+//! The hash chain: how each event commits to everything before it, how a
+//! batch is given its places, and how a stretch of rows is checked.
+//!
+//! `hash(n) = SHA-256(hash(n-1) || canonical_encoding(event n))`, with
+//! `hash(0)` all zeros. Each row stores both its own hash and the one before
+//! it, so any stretch of the log can be checked on its own (verification runs
+//! stretches in parallel) and a break can be told apart as a deletion, an
+//! alteration or a re-linking.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::encoding::{self, Fields, UnknownFormat, CURRENT_FORMAT};
+use crate::record::{Hash, Receipt, StoredEvent};
+
+/// The hash of an event with `fields`, following `prev`. `scratch` is reused
+/// between calls so hashing a long log does not allocate per row.
+pub fn link(
+    prev: &Hash,
+    format: i16,
+    fields: &Fields<'_>,
+    scratch: &mut Vec<u8>,
+) -> Result<Hash, UnknownFormat> {
+    scratch.clear();
+    encoding::encode(format, fields, scratch)?;
+    let mut h = Sha256::new();
+    h.update(prev.0);
+    h.update(&scratch[..]);
+    Ok(Hash(h.finalize().into()))
+}
+
+/// An event ready to be given a place: validated, payload serialised.
+#[derive(Clone, Debug)]
+pub struct Pending {
+    pub id: Uuid,
+    pub session: Option<Uuid>,
+    pub occurred_at_us: i64,
+    pub source: String,
+    pub actor: String,
+    pub kind: &'static str,
+    pub payload: String,
+}
+
+/// The last event of the log: its seq (0 for an empty log) and hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub seq: i64,
+    pub hash: Hash,
+}
+
+impl Head {
+    /// The head of an empty log.
+    pub const EMPTY: Head = Head {
+        seq: 0,
+        hash: Hash::GENESIS,
+    };
+}
+
+/// What a batch will write: the new rows, the answer for each submitted
+/// event, and the head afterwards.
+#[derive(Debug)]
+pub struct Plan {
+    pub rows: Vec<StoredEvent>,
+    pub receipts: Vec<Receipt>,
+    pub head: Head,
+}
+
+/// Gives each event of `batch` its place after `head`. Events whose id is in
+/// `existing` (already stored) or earlier in the batch are not stored again;
+/// their receipt names the place they already have.
+pub fn plan(
+    head: Head,
+    recorded_at_us: i64,
+    batch: &[&Pending],
+    existing: &HashMap<Uuid, (i64, Hash)>,
+) -> Plan {
+    let mut rows = Vec::with_capacity(batch.len());
+    let mut receipts = Vec::with_capacity(batch.len());
+    let mut placed: HashMap<Uuid, (i64, Hash)> = HashMap::with_capacity(batch.len());
+    let mut head = head;
+    let mut scratch = Vec::with_capacity(512);
+    for ev in batch {
+        if let Some(&(seq, hash)) = existing.get(&ev.id).or_else(|| placed.get(&ev.id)) {
+            receipts.push(Receipt {
+                id: ev.id,
+                seq,
+                hash,
+                duplicate: true,
+            });
+            continue;
+        }
+        let mut row = StoredEvent {
+            seq: head.seq + 1,
+            id: ev.id,
+            session: ev.session,
+            occurred_at_us: ev.occurred_at_us,
+            recorded_at_us,
+            source: ev.source.clone(),
+            actor: ev.actor.clone(),
+            kind: ev.kind.to_owned(),
+            payload: ev.payload.clone(),
+            format: CURRENT_FORMAT,
+            prev_hash: head.hash,
+            hash: Hash::GENESIS,
+        };
+        row.hash = match link(&head.hash, CURRENT_FORMAT, &row.fields(), &mut scratch) {
+            Ok(h) => h,
+            Err(UnknownFormat(_)) => unreachable!("CURRENT_FORMAT is always encodable"),
+        };
+        head = Head {
+            seq: row.seq,
+            hash: row.hash,
+        };
+        placed.insert(ev.id, (row.seq, row.hash));
+        receipts.push(Receipt {
+            id: ev.id,
+            seq: row.seq,
+            hash: row.hash,
+            duplicate: false,
+        });
+        rows.push(row);
+    }
+    Plan {
+        rows,
+        receipts,
+        head,
+    }
+}
+
+/// Where the log stops being intact, and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainBreak {
+    /// The first sequence number at which the log is not what was written.
+    pub seq: i64,
+    pub kind: BreakKind,
+}
+
+/// How the log is broken at [`ChainBreak::seq`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BreakKind {
+    /// No row has this seq: an event was deleted (or later ones renumbered).
+    Missing,
+    /// The row's content no longer hashes to its stored hash: it was modified.
+    Altered,
+    /// The row is intact but does not follow the row before it: an event was
+    /// inserted, removed or the rows were reordered.
+    Relinked,
+    /// The row claims an encoding format this version does not know.
+    UnknownFormat(i16),
+    /// The chain head recorded at the last append names a different last event.
+    HeadMismatch { head_seq: i64 },
+    /// Rows exist past the chain head: they were appended outside Vigil.
+    BeyondHead { head_seq: i64 },
+    /// The row's hash differs from the one the verifier was told to expect.
+    AnchorMismatch { expected: Hash },
+}
+
+impl fmt::Display for ChainBreak {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let seq = self.seq;
+        match &self.kind {
+            BreakKind::Missing => write!(f, "seq {seq} is missing: an event was deleted"),
+            BreakKind::Altered => write!(
+                f,
+                "seq {seq} was modified: its content does not match its hash"
+            ),
+            BreakKind::Relinked => write!(
+                f,
+                "seq {seq} does not follow seq {}: an event was inserted, removed or reordered",
+                seq - 1
+            ),
+            BreakKind::UnknownFormat(v) => write!(
+                f,
+                "seq {seq} uses encoding format {v}, unknown to this vigil"
+            ),
+            BreakKind::HeadMismatch { head_seq } => write!(
+                f,
+                "seq {seq} does not match the chain head recorded for seq {head_seq}: the end of the log was rewritten"
+            ),
+            BreakKind::BeyondHead { head_seq } => write!(
+                f,
+                "seq {seq} lies past the chain head (seq {head_seq}): events were added outside vigil"
+            ),
+            BreakKind::AnchorMismatch { expected } => write!(
+                f,
+                "seq {seq} does not have the expected hash {expected}: the log was rewritten"
+            ),
+        }
+    }
+}
+
+/// A hash the verifier must find at a given seq (e.g. a head published earlier).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Anchor {
+    pub seq: i64,
+    pub hash: Hash,
+}
+
+/// Checks the rows of one stretch `[from, to]` of the log, fed in seq order.
+#[derive(Debug)]
+pub struct Walker {
+    expected: i64,
+    to: i64,
+    prev: Option<Hash>,
+    anchor: Option<Anchor>,
+    /// The first row's (seq, prev_hash), for joining with the stretch before.
+    pub first: Option<(i64, Hash)>,
+    /// The last row's (seq, hash).
+    pub last: Option<(i64, Hash)>,
+    pub rows: u64,
+    scratch: Vec<u8>,
+}
+
+impl Walker {
+    /// A walker for seqs `from..=to`. `prev` is the hash before `from`, when
+    /// known (the genesis for the stretch starting at 1).
+    pub fn new(from: i64, to: i64, prev: Option<Hash>, anchor: Option<Anchor>) -> Self {
+        Self {
+            expected: from,
+            to,
+            prev,
+            anchor,
+            first: None,
+            last: None,
+            rows: 0,
+            scratch: Vec::with_capacity(512),
+        }
+    }
+
+    /// Checks the next row; the first break found ends the walk.
+    pub fn push(&mut self, row: &StoredEvent) -> Result<(), ChainBreak> {
+        let at = |kind| ChainBreak { seq: row.seq, kind };
+        if row.seq != self.expected {
+            return Err(ChainBreak {
+                seq: self.expected,
+                kind: BreakKind::Missing,
+            });
+        }
+        let computed = link(&row.prev_hash, row.format, &row.fields(), &mut self.scratch)
+            .map_err(|UnknownFormat(v)| at(BreakKind::UnknownFormat(v)))?;
+        if computed != row.hash {
+            return Err(at(BreakKind::Altered));
+        }
+        if self.prev.is_some_and(|p| p != row.prev_hash) {
+            return Err(at(BreakKind::Relinked));
+        }
+        if let Some(a) = self
+            .anchor
+            .filter(|a| a.seq == row.seq && a.hash != row.hash)
+        {
+            return Err(at(BreakKind::AnchorMismatch { expected: a.hash }));
+        }
+        self.first.get_or_insert((row.seq, row.prev_hash));
+        self.last = Some((row.seq, row.hash));
+        self.prev = Some(row.hash);
+        self.expected += 1;
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Ends the walk: every seq up to `to` must have been seen.
+    pub fn finish(&self) -> Result<(), ChainBreak> {
+        if self.expected <= self.to {
+            return Err(ChainBreak {
+                seq: self.expected,
+                kind: BreakKind::Missing,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(n: u128) -> Pending {
+        Pending {
+            id: Uuid::from_u128(n),
+            session: None,
+            occurred_at_us: n as i64,
+            source: "cli@test".into(),
+            actor: "admin:test".into(),
+            kind: "admin.note",
+            payload: format!(r#"{{"text":"note {n}"}}"#),
+        }
+    }
+
+    fn log(n: u128) -> Vec<StoredEvent> {
+        let events: Vec<Pending> = (1..=n).map(pending).collect();
+        let refs: Vec<&Pending> = events.iter().collect();
+        plan(Head::EMPTY, 99, &refs, &HashMap::new()).rows
+    }
+
+    fn walk(rows: &[StoredEvent], to: i64) -> Result<u64, ChainBreak> {
+        let mut w = Walker::new(1, to, Some(Hash::GENESIS), None);
+        for r in rows {
+            w.push(r)?;
+        }
+        w.finish()?;
+        Ok(w.rows)
+    }
+
+    #[test]
+    fn planned_rows_verify() {
+        let rows = log(5);
+        assert_eq!(
+            rows.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
+        assert_eq!(walk(&rows, 5), Ok(5));
+    }
+
+    #[test]
+    fn duplicates_in_batch_and_store_are_not_placed_again() {
+        let a = pending(1);
+        let b = pending(2);
+        let existing = HashMap::from([(Uuid::from_u128(2), (7, Hash([7; 32])))]);
+        let head = Head {
+            seq: 10,
+            hash: Hash([1; 32]),
+        };
+        let p = plan(head, 0, &[&a, &b, &a], &existing);
+        assert_eq!(p.rows.len(), 1);
+        assert_eq!(p.rows[0].seq, 11);
+        assert_eq!(p.rows[0].prev_hash, Hash([1; 32]));
+        let seqs: Vec<_> = p.receipts.iter().map(|r| (r.seq, r.duplicate)).collect();
+        assert_eq!(seqs, [(11, false), (7, true), (11, true)]);
+        assert_eq!(p.head.seq, 11);
+    }
+
+    #[test]
+    fn modified_row_is_named() {
+        let mut rows = log(5);
+        rows[2].payload = r#"{"text":"forged"}"#.into();
+        assert_eq!(
+            walk(&rows, 5),
+            Err(ChainBreak {
+                seq: 3,
+                kind: BreakKind::Altered
+            })
+        );
+    }
+
+    #[test]
+    fn deleted_row_is_named() {
+        let mut rows = log(5);
+        rows.remove(1);
+        assert_eq!(walk(&rows, 5).unwrap_err().seq, 2);
+        assert_eq!(walk(&rows, 5).unwrap_err().kind, BreakKind::Missing);
+    }
+
+    #[test]
+    fn deleted_tail_is_named() {
+        let rows = log(5);
+        let err = walk(&rows[..3], 5).unwrap_err();
+        assert_eq!((err.seq, err.kind), (4, BreakKind::Missing));
+    }
+
+    #[test]
+    fn swapped_rows_are_named_as_relinked() {
+        let mut rows = log(5);
+        // Swap everything but the position, as an UPDATE of two rows would.
+        let (a, b) = (rows[1].clone(), rows[3].clone());
+        rows[1] = StoredEvent { seq: 2, ..b };
+        rows[3] = StoredEvent { seq: 4, ..a };
+        assert_eq!(
+            walk(&rows, 5),
+            Err(ChainBreak {
+                seq: 2,
+                kind: BreakKind::Relinked
+            })
+        );
+    }
+
+    #[test]
+    fn inserted_row_with_valid_hash_is_caught_at_the_next_row() {
+        let rows = log(4);
+        // A forger who hashes correctly after seq 2 and renumbers the rest.
+        let forged_event = pending(50);
+        let forged = plan(
+            Head {
+                seq: 2,
+                hash: rows[1].hash,
+            },
+            99,
+            &[&forged_event],
+            &HashMap::new(),
+        )
+        .rows
+        .remove(0);
+        let mut tampered = rows[..2].to_vec();
+        tampered.push(forged);
+        for r in &rows[2..] {
+            tampered.push(StoredEvent {
+                seq: r.seq + 1,
+                ..r.clone()
+            });
+        }
+        assert_eq!(
+            walk(&tampered, 5),
+            Err(ChainBreak {
+                seq: 4,
+                kind: BreakKind::Relinked
+            })
+        );
+    }
+
+    #[test]
+    fn anchor_catches_a_fully_rehashed_log() {
+        let honest = log(3);
+        let mut forged_events: Vec<Pending> = (1..=3).map(pending).collect();
+        forged_events[1].payload = r#"{"text":"rewritten"}"#.into();
+        let refs: Vec<&Pending> = forged_events.iter().collect();
+        let forged = plan(Head::EMPTY, 99, &refs, &HashMap::new()).rows;
+        assert_eq!(walk(&forged, 3), Ok(3), "a full rewrite is self-consistent");
+        let anchor = Anchor {
+            seq: 3,
+            hash: honest[2].hash,
+        };
+        let mut w = Walker::new(1, 3, Some(Hash::GENESIS), Some(anchor));
+        let err = forged.iter().try_for_each(|r| w.push(r)).unwrap_err();
+        assert_eq!(err.seq, 3);
+        assert!(matches!(err.kind, BreakKind::AnchorMismatch { .. }));
+    }
+
+    #[test]
+    fn unknown_format_is_named() {
+        let mut rows = log(2);
+        rows[1].format = 7;
+        assert_eq!(
+            walk(&rows, 2).unwrap_err().kind,
+            BreakKind::UnknownFormat(7)
+        );
+    }
+
+    #[test]
+    fn break_messages_say_what_happened() {
+        let b = ChainBreak {
+            seq: 12,
+            kind: BreakKind::Relinked,
+        };
+        assert_eq!(
+            b.to_string(),
+            "seq 12 does not follow seq 11: an event was inserted, removed or reordered"
+        );
+    }
+}

@@ -1,0 +1,95 @@
+//! The errors of the audit store, each saying what failed and with what input.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong opening, writing or reading the audit log.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The `--db` value is not a database URL Vigil understands.
+    #[error("invalid database URL {url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
+
+    /// A read-only command was pointed at a SQLite file that does not exist.
+    #[error("no audit database at {}", path.display())]
+    NotFound { path: PathBuf },
+
+    /// The data directory or database file could not be created.
+    #[error("cannot create {}: {source}", path.display())]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The database server could not be reached or refused the connection.
+    #[error("cannot connect to {target}: {cause}")]
+    Connect { target: String, cause: String },
+
+    /// The SQLite file is not a database or is damaged.
+    #[error("{} is not a readable SQLite database: {cause}", path.display())]
+    Corrupt { path: PathBuf, cause: String },
+
+    /// The SQLite file is a database, but not a Vigil audit log.
+    #[error("{} is a SQLite database but not a Vigil audit log", path.display())]
+    Foreign { path: PathBuf },
+
+    /// A read-only command was pointed at a PostgreSQL database with no audit log in it.
+    #[error("no audit log in {target}")]
+    NoLog { target: String },
+
+    /// The chain head row is missing or malformed: the database was edited by hand.
+    #[error("the chain head (table audit_head) is missing or malformed")]
+    NoHead,
+
+    /// An event was refused before it reached the log.
+    #[error("event {id} refused: {reason}")]
+    BadEvent { id: uuid::Uuid, reason: String },
+
+    /// The database was written by a newer Vigil than this one.
+    #[error("database schema version {found} is newer than this vigil supports ({supported}); upgrade vigil")]
+    SchemaTooNew { found: i64, supported: i64 },
+
+    /// Applying the schema migrations failed.
+    #[error("migrating the audit schema failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+
+    /// A database statement failed.
+    #[error("audit database error while {doing}: {source}")]
+    Db {
+        doing: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// A stored row holds a value that cannot be a valid event.
+    #[error("row seq {seq} is malformed: {reason}")]
+    BadRow { seq: i64, reason: String },
+
+    /// An event's payload could not be encoded or decoded.
+    #[error("event payload of type {kind:?} is invalid: {source}")]
+    Payload {
+        kind: String,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A background task of the store failed.
+    #[error("a background task failed: {0}")]
+    Task(String),
+
+    /// The writer task has stopped, so nothing more can be appended.
+    #[error("the audit writer has shut down")]
+    WriterGone,
+
+    /// A batch could not be committed; the writer reports the cause to every waiting caller.
+    #[error("appending to the audit log failed: {0}")]
+    Append(String),
+}
+
+/// Result with the audit store's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Wraps a sqlx error with what was being done when it happened.
+pub(crate) fn db(doing: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
+    move |source| Error::Db { doing, source }
+}

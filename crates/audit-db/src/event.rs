@@ -1,0 +1,562 @@
+//! The event model: what an audit event says, who said it, and the typed
+//! payload of every kind of event Vigil records.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::time_us;
+
+/// An event as a client submits it, before the log gives it a place.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEvent {
+    /// Client-generated; appending the same id twice stores the event once.
+    pub id: Uuid,
+    /// The support session the event belongs to, if any.
+    pub session: Option<Uuid>,
+    /// Who did it.
+    pub actor: Actor,
+    /// Which authenticated component reported it.
+    pub source: Source,
+    /// When it happened, in microseconds since the Unix epoch.
+    pub occurred_at_us: i64,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+impl NewEvent {
+    /// An event that happened now, with a fresh time-ordered id (UUIDv7 keeps
+    /// the id index append-mostly).
+    pub fn now(actor: Actor, source: Source, kind: EventKind) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            session: None,
+            actor,
+            source,
+            occurred_at_us: time_us::from_datetime(OffsetDateTime::now_utc()),
+            kind,
+        }
+    }
+
+    /// The same event, attached to a support session.
+    pub fn in_session(mut self, session: Uuid) -> Self {
+        self.session = Some(session);
+        self
+    }
+}
+
+/// Who did what an event records, as `role:name` (e.g. `technician:ann@example.com`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Actor(String);
+
+impl Actor {
+    /// A technician, named by login email.
+    pub fn technician(email: &str) -> Self {
+        Self(format!("technician:{email}"))
+    }
+    /// An administrator, named by login email or local account.
+    pub fn admin(name: &str) -> Self {
+        Self(format!("admin:{name}"))
+    }
+    /// The end user on the applet side of a session.
+    pub fn end_user() -> Self {
+        Self("end-user".to_owned())
+    }
+    /// A Vigil component acting on its own (retention, webhook worker...).
+    pub fn system(component: &str) -> Self {
+        Self(format!("system:{component}"))
+    }
+    /// An actor read back from storage, taken as written.
+    pub fn from_stored(text: String) -> Self {
+        Self(text)
+    }
+    /// The stored text form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The authenticated component that reported an event, as `component[@where]`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Source(String);
+
+impl Source {
+    /// The gateway, reporting what it saw itself.
+    pub fn gateway() -> Self {
+        Self("gateway".to_owned())
+    }
+    /// A technician console, as authenticated by the gateway at `peer`.
+    pub fn console(peer: &str) -> Self {
+        Self(format!("console@{peer}"))
+    }
+    /// An end-user applet, as authenticated by the gateway at `peer`.
+    pub fn applet(peer: &str) -> Self {
+        Self(format!("applet@{peer}"))
+    }
+    /// The `vigil` command run locally on `host`.
+    pub fn cli(host: &str) -> Self {
+        Self(format!("cli@{host}"))
+    }
+    /// A source read back from storage, taken as written.
+    pub fn from_stored(text: String) -> Self {
+        Self(text)
+    }
+    /// The stored text form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Declares the event kinds once: the enum, each kind's stored type name,
+/// and the conversions to and from the stored payload text.
+macro_rules! event_kinds {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal, )*) => {
+        /// What happened: one variant per kind of audit event, each with its typed payload.
+        #[derive(Clone, Debug, PartialEq)]
+        pub enum EventKind {
+            $( $(#[$doc])* $variant($variant), )*
+        }
+
+        impl EventKind {
+            /// Every stored type name, in declaration order.
+            pub const TYPE_NAMES: &'static [&'static str] = &[$($name),*];
+
+            /// The stored type name, e.g. `login.failed`.
+            pub fn type_name(&self) -> &'static str {
+                match self { $( Self::$variant(_) => $name, )* }
+            }
+
+            /// The payload as the JSON text that is stored and hashed.
+            pub fn payload_json(&self) -> Result<String, serde_json::Error> {
+                match self { $( Self::$variant(p) => serde_json::to_string(p), )* }
+            }
+
+            /// Rebuilds a typed event from its stored type name and payload;
+            /// `Ok(None)` for a type this version does not know.
+            pub fn from_stored(type_name: &str, payload: &str) -> Result<Option<Self>, serde_json::Error> {
+                match type_name {
+                    $( $name => serde_json::from_str(payload).map(|p| Some(Self::$variant(p))), )*
+                    _ => Ok(None),
+                }
+            }
+        }
+    };
+}
+
+event_kinds! {
+    /// A technician logged in.
+    LoginSucceeded = "login.succeeded",
+    /// A login attempt was refused.
+    LoginFailed = "login.failed",
+    /// An account was locked after failed logins.
+    AccountLocked = "account.locked",
+    /// A locked account was unlocked.
+    AccountUnlocked = "account.unlocked",
+    /// A technician created a support session.
+    SessionCreated = "session.created",
+    /// An end user's applet joined a session.
+    SessionJoined = "session.joined",
+    /// A technician picked a waiting session up from the queue.
+    SessionPickedUp = "session.picked_up",
+    /// A session ended.
+    SessionEnded = "session.ended",
+    /// The technician asked for a permission.
+    PermissionRequested = "permission.requested",
+    /// A permission was granted.
+    PermissionGranted = "permission.granted",
+    /// A permission was denied.
+    PermissionDenied = "permission.denied",
+    /// A chat message was sent.
+    ChatMessage = "chat.message",
+    /// A file crossed the session.
+    FileTransferred = "file.transferred",
+    /// Remote control began.
+    RemoteControlStarted = "remote_control.started",
+    /// Remote control ended.
+    RemoteControlEnded = "remote_control.ended",
+    /// A session recording began.
+    RecordingStarted = "recording.started",
+    /// A session recording was finished.
+    RecordingStopped = "recording.stopped",
+    /// An administrator changed configuration, an account or a group.
+    AdminChange = "admin.change",
+    /// An administrator annotated the log.
+    AdminNote = "admin.note",
+    /// A retention run archived or purged events.
+    RetentionRun = "retention.run",
+    /// A webhook delivery was attempted.
+    WebhookDelivery = "webhook.delivery",
+}
+
+/// A technician logged in.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoginSucceeded {
+    pub email: String,
+    pub ip: IpAddr,
+}
+
+/// A login attempt was refused, and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoginFailed {
+    pub email: String,
+    pub ip: IpAddr,
+    pub reason: LoginFailure,
+}
+
+/// Why a login was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginFailure {
+    BadPassword,
+    UnknownAccount,
+    AccountLocked,
+    AccountDisabled,
+    IpNotAllowed,
+    PasswordExpired,
+    Throttled,
+}
+
+/// An account was locked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AccountLocked {
+    pub email: String,
+    /// The address of the attempt that tripped the lock.
+    pub ip: Option<IpAddr>,
+    pub failed_attempts: u32,
+    /// When the lock lifts by itself (microseconds since the epoch), if it does.
+    pub until_us: Option<i64>,
+}
+
+/// A locked account was unlocked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AccountUnlocked {
+    pub email: String,
+    pub by: UnlockCause,
+}
+
+/// What unlocked an account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnlockCause {
+    /// An administrator (the event's actor) unlocked it.
+    Admin,
+    /// The configured lock time ran out.
+    Timeout,
+}
+
+/// A technician created a support session.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionCreated {
+    pub technician: String,
+    /// Whether a PIN was issued for the end user to join with.
+    pub pin_issued: bool,
+}
+
+/// An end user's applet joined a session.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionJoined {
+    pub via: JoinMethod,
+    pub ip: Option<IpAddr>,
+}
+
+/// How an applet named the session it joined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinMethod {
+    Pin,
+    Guid,
+}
+
+/// A technician picked a waiting session up.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionPickedUp {
+    pub technician: String,
+}
+
+/// A session ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionEnded {
+    pub reason: String,
+    pub duration_ms: u64,
+    pub bytes_to_applet: u64,
+    pub bytes_to_console: u64,
+}
+
+/// A permission the technician's group can grant for a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    RemoteControl,
+    DesktopView,
+    SendFiles,
+    ReceiveFiles,
+    FileManager,
+    SendUrls,
+    SystemInformation,
+    Reboot,
+    RecordSessions,
+    PrivateSessions,
+    RequestCredentials,
+    ClipboardSync,
+    DeployScripts,
+}
+
+impl Permission {
+    /// Every permission, in a stable order.
+    pub const ALL: [Permission; 13] = [
+        Self::RemoteControl,
+        Self::DesktopView,
+        Self::SendFiles,
+        Self::ReceiveFiles,
+        Self::FileManager,
+        Self::SendUrls,
+        Self::SystemInformation,
+        Self::Reboot,
+        Self::RecordSessions,
+        Self::PrivateSessions,
+        Self::RequestCredentials,
+        Self::ClipboardSync,
+        Self::DeployScripts,
+    ];
+
+    /// The name used in configuration, payloads and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RemoteControl => "remote_control",
+            Self::DesktopView => "desktop_view",
+            Self::SendFiles => "send_files",
+            Self::ReceiveFiles => "receive_files",
+            Self::FileManager => "file_manager",
+            Self::SendUrls => "send_urls",
+            Self::SystemInformation => "system_information",
+            Self::Reboot => "reboot",
+            Self::RecordSessions => "record_sessions",
+            Self::PrivateSessions => "private_sessions",
+            Self::RequestCredentials => "request_credentials",
+            Self::ClipboardSync => "clipboard_sync",
+            Self::DeployScripts => "deploy_scripts",
+        }
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is not one of [`Permission::ALL`].
+#[derive(Debug, thiserror::Error)]
+#[error("unknown permission {0:?}")]
+pub struct UnknownPermission(pub String);
+
+impl FromStr for Permission {
+    type Err = UnknownPermission;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| UnknownPermission(s.to_owned()))
+    }
+}
+
+/// The technician asked for a permission.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PermissionRequested {
+    pub permission: Permission,
+}
+
+/// A permission was granted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PermissionGranted {
+    pub permission: Permission,
+    pub consent: Consent,
+}
+
+/// On what ground a permission was granted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Consent {
+    /// The end user consented to this action at this moment.
+    EndUser,
+    /// The end user consented once for the session (single-prompt groups).
+    SinglePrompt,
+}
+
+/// A permission was denied.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PermissionDenied {
+    pub permission: Permission,
+    pub reason: Denial,
+}
+
+/// Why a permission was denied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Denial {
+    /// The end user said no.
+    EndUser,
+    /// The signed grant for this session does not include it.
+    NotGranted,
+    /// This build of Vigil does not offer it yet.
+    Unavailable,
+}
+
+/// Which side of a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Party {
+    Technician,
+    EndUser,
+}
+
+/// A chat message was sent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub from: Party,
+    /// The text, or `None` where the group does not store chat text.
+    pub text: Option<String>,
+    /// Length of the text in characters, kept even when the text is not.
+    pub chars: u64,
+}
+
+/// Which way a file went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    ToEndUser,
+    FromEndUser,
+}
+
+/// A file crossed the session, as one end saw it (the event's source says which).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileTransferred {
+    pub direction: Direction,
+    pub name: String,
+    pub size: u64,
+    /// Lower-case hex.
+    pub md5: String,
+    /// Lower-case hex.
+    pub sha256: String,
+}
+
+/// Remote control began.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RemoteControlStarted {}
+
+/// Remote control ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RemoteControlEnded {}
+
+/// A session recording began.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordingStarted {
+    pub path: String,
+}
+
+/// A session recording was finished.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordingStopped {
+    pub path: String,
+    pub size: u64,
+    /// Lower-case hex SHA-256 of the finished file.
+    pub sha256: String,
+}
+
+/// An administrator changed something (`target` is e.g. `user:ann@example.com`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdminChange {
+    pub target: String,
+    pub change: String,
+}
+
+/// An administrator's annotation, e.g. "investigation opened".
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdminNote {
+    pub text: String,
+}
+
+/// A retention run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RetentionRun {
+    pub archived: u64,
+    pub purged: u64,
+    pub held: u64,
+}
+
+/// A webhook delivery attempt.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WebhookDelivery {
+    pub endpoint: String,
+    /// The webhook message id (the Standard Webhooks `webhook-id`).
+    pub message: Uuid,
+    pub attempt: u32,
+    /// The HTTP status, when an answer came.
+    pub status: Option<u16>,
+    pub delivered: bool,
+    pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_names_are_unique() {
+        let mut names = EventKind::TYPE_NAMES.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), EventKind::TYPE_NAMES.len());
+    }
+
+    #[test]
+    fn payload_round_trips_through_stored_form() {
+        let kind = EventKind::FileTransferred(FileTransferred {
+            direction: Direction::ToEndUser,
+            name: "report.pdf".into(),
+            size: 1234,
+            md5: "0".repeat(32),
+            sha256: "f".repeat(64),
+        });
+        let json = kind.payload_json().unwrap();
+        let back = EventKind::from_stored(kind.type_name(), &json).unwrap();
+        assert_eq!(back, Some(kind));
+    }
+
+    #[test]
+    fn unknown_type_is_not_an_error() {
+        assert_eq!(EventKind::from_stored("future.kind", "{}").unwrap(), None);
+    }
+
+    #[test]
+    fn wrong_payload_shape_is_an_error() {
+        assert!(EventKind::from_stored("admin.note", r#"{"txt":1}"#).is_err());
+    }
+
+    #[test]
+    fn permissions_parse_their_own_names() {
+        for p in Permission::ALL {
+            assert_eq!(p.as_str().parse::<Permission>().unwrap(), p);
+            assert_eq!(serde_json::to_string(&p).unwrap(), format!("\"{p}\""));
+        }
+        assert!("root_shell".parse::<Permission>().is_err());
+    }
+}

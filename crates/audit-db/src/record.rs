@@ -1,0 +1,120 @@
+//! An event as stored: its place in the log, its fields as text, and its hashes.
+
+use std::fmt;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::encoding::Fields;
+use crate::event::EventKind;
+use crate::time_us;
+
+/// A SHA-256 value of the hash chain.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Hash(pub [u8; 32]);
+
+impl Hash {
+    /// The `prev_hash` of the first event.
+    pub const GENESIS: Hash = Hash([0; 32]);
+
+    /// Reads a hash from a stored 32-byte value.
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(Hash)
+    }
+
+    /// Parses 64 hex digits.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(text, &mut out).ok()?;
+        Some(Hash(out))
+    }
+}
+
+impl fmt::Display for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Hash({self})")
+    }
+}
+
+impl Serialize for Hash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// One row of the log, exactly as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEvent {
+    /// Position in the log, from 1, without gaps.
+    pub seq: i64,
+    pub id: Uuid,
+    pub session: Option<Uuid>,
+    pub occurred_at_us: i64,
+    /// When the log made the event durable.
+    pub recorded_at_us: i64,
+    pub source: String,
+    pub actor: String,
+    /// The type name, e.g. `admin.note`.
+    pub kind: String,
+    /// The payload JSON text, exactly as hashed.
+    pub payload: String,
+    /// Version of the canonical encoding the hash was computed over.
+    pub format: i16,
+    pub prev_hash: Hash,
+    pub hash: Hash,
+}
+
+impl StoredEvent {
+    /// The fields the hash covers.
+    pub fn fields(&self) -> Fields<'_> {
+        Fields {
+            id: &self.id,
+            session: self.session.as_ref(),
+            occurred_at_us: self.occurred_at_us,
+            recorded_at_us: self.recorded_at_us,
+            source: &self.source,
+            actor: &self.actor,
+            kind: &self.kind,
+            payload: &self.payload,
+        }
+    }
+
+    /// The typed event; `Ok(None)` for a type this version does not know.
+    pub fn decode(&self) -> Result<Option<EventKind>, serde_json::Error> {
+        EventKind::from_stored(&self.kind, &self.payload)
+    }
+
+    /// The row as one JSON object, for `audit query --json` and reports.
+    pub fn to_json(&self) -> serde_json::Value {
+        let payload = serde_json::from_str(&self.payload)
+            .unwrap_or_else(|_| serde_json::Value::String(self.payload.clone()));
+        serde_json::json!({
+            "seq": self.seq,
+            "id": self.id,
+            "session": self.session,
+            "occurred_at": time_us::format(self.occurred_at_us),
+            "recorded_at": time_us::format(self.recorded_at_us),
+            "source": self.source,
+            "actor": self.actor,
+            "type": self.kind,
+            "payload": payload,
+            "hash": self.hash,
+        })
+    }
+}
+
+/// What the log answers for each appended event once it is durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Receipt {
+    pub id: Uuid,
+    pub seq: i64,
+    pub hash: Hash,
+    /// True when the id was already in the log and nothing new was stored.
+    pub duplicate: bool,
+}

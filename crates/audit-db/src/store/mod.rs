@@ -1,0 +1,136 @@
+//! The two stores behind one interface: SQLite (embedded default) and
+//! PostgreSQL. Everything above this module is backend-neutral.
+
+mod postgres;
+pub(crate) mod row;
+mod sqlite;
+mod url;
+
+pub use url::DbUrl;
+
+use sqlx::migrate::Migrator;
+
+use crate::chain::{Head, Pending};
+use crate::error::{Error, Result};
+use crate::query::Filter;
+use crate::record::{Receipt, StoredEvent};
+use postgres::PgStore;
+use sqlite::SqliteStore;
+
+/// Whether opening may create a new, empty log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create the database and schema if missing (writers: gateway, `admin note`).
+    Create,
+    /// The log must already exist (readers: `audit verify`, `audit query`).
+    Existing,
+}
+
+/// An open audit database of either kind. Cheap to clone (pools inside).
+#[derive(Clone, Debug)]
+pub struct Store(Backend);
+
+#[derive(Clone, Debug)]
+enum Backend {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $body:expr) => {
+        match &$self.0 {
+            Backend::Sqlite($s) => $body,
+            Backend::Postgres($s) => $body,
+        }
+    };
+}
+
+impl Store {
+    /// Opens the log at `url`, migrating its schema to this version's.
+    /// A file or server that is unusable is reported without being changed.
+    pub async fn open(url: &DbUrl, mode: OpenMode) -> Result<Self> {
+        let backend = match url {
+            DbUrl::Sqlite(path) => Backend::Sqlite(SqliteStore::open(path, mode).await?),
+            DbUrl::Postgres(raw) => {
+                Backend::Postgres(PgStore::open(raw, &url.to_string(), mode).await?)
+            }
+        };
+        Ok(Store(backend))
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.0 {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Closes every connection (SQLite checkpoints its WAL on the last close).
+    pub async fn close(&self) {
+        dispatch!(self, s => s.close().await)
+    }
+
+    /// The chain head: the last appended event's seq and hash.
+    pub async fn head(&self) -> Result<Head> {
+        dispatch!(self, s => s.head().await)
+    }
+
+    /// The highest seq of any stored row (0 when empty), whatever the head says.
+    pub async fn max_seq(&self) -> Result<i64> {
+        dispatch!(self, s => s.max_seq().await)
+    }
+
+    /// Up to `limit` events after seq `after` that match `filter`, in seq order.
+    pub async fn page(&self, filter: &Filter, after: i64, limit: i64) -> Result<Vec<StoredEvent>> {
+        dispatch!(self, s => s.page(filter, after, limit).await)
+    }
+
+    /// Up to `limit` stored rows with `from <= seq <= to`, in seq order.
+    pub async fn range_page(&self, from: i64, to: i64, limit: i64) -> Result<Vec<StoredEvent>> {
+        dispatch!(self, s => s.range_page(from, to, limit).await)
+    }
+
+    /// Appends a batch in one durable transaction. Only the writer task calls this.
+    pub(crate) async fn write_batch(
+        &self,
+        batch: &[&Pending],
+        recorded_at_us: i64,
+    ) -> Result<Vec<Receipt>> {
+        dispatch!(self, s => s.write_batch(batch, recorded_at_us).await)
+    }
+}
+
+/// Refuses a database whose schema is newer than the migrations compiled in.
+pub(crate) fn check_schema_version(found: Option<i64>, migrator: &Migrator) -> Result<()> {
+    let supported = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+    match found {
+        Some(found) if found > supported => Err(Error::SchemaTooNew { found, supported }),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// Whether retrying the same write may succeed: lock contention with another
+/// process, a dropped connection, a serialisation failure.
+pub(crate) fn is_transient(e: &Error) -> bool {
+    let Error::Db { source, .. } = e else {
+        return false;
+    };
+    match source {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(d) => {
+            let code = d.code().unwrap_or_default();
+            // SQLite BUSY / LOCKED (and their extended codes); PostgreSQL
+            // connection exceptions, serialisation failure, deadlock, shutdown.
+            let sqlite_busy = code
+                .parse::<u32>()
+                .is_ok_and(|c| c & 0xff == 5 || c & 0xff == 6);
+            sqlite_busy || code.starts_with("08") || ["40001", "40P01", "57P01"].contains(&&*code)
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,243 @@
+//! The PostgreSQL store, for installations that outgrow one machine or run
+//! several gateways: every append locks the chain head row, so concurrent
+//! writers in any number of processes extend one chain.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Connection, Postgres};
+use uuid::Uuid;
+
+use super::{check_schema_version, is_unique_violation, OpenMode};
+use crate::chain::{self, Head, Pending};
+use crate::error::{db, Error, Result};
+use crate::query::{page_sql, Filter};
+use crate::record::{Hash, Receipt, StoredEvent};
+use crate::store::row::{columns, placed, HeadRow, PlacedRow, RawRow};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// How long to wait for a server connection before calling it unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An open PostgreSQL audit database.
+#[derive(Clone, Debug)]
+pub(crate) struct PgStore {
+    writer: PgPool,
+    readers: PgPool,
+}
+
+impl PgStore {
+    /// Connects, checks the schema version before writing anything, then migrates.
+    pub(crate) async fn open(url: &str, shown: &str, mode: OpenMode) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| Error::BadUrl {
+            url: shown.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let connect_err = |e: sqlx::Error| Error::Connect {
+            target: shown.to_owned(),
+            cause: e.to_string(),
+        };
+        // One direct connection first: a pool would keep retrying an
+        // unreachable server until its timeout instead of saying so at once.
+        let mut probe = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| Error::Connect {
+                target: shown.to_owned(),
+                cause: format!("no answer within {CONNECT_TIMEOUT:?}"),
+            })?
+            .map_err(connect_err)?;
+        let has_log: bool = sqlx::query_scalar("SELECT to_regclass('audit_events') IS NOT NULL")
+            .fetch_one(&mut probe)
+            .await
+            .map_err(db("looking for the audit log"))?;
+        if !has_log && mode == OpenMode::Existing {
+            return Err(Error::NoLog {
+                target: shown.to_owned(),
+            });
+        }
+        let has_migrations: bool =
+            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                .fetch_one(&mut probe)
+                .await
+                .map_err(db("looking for the schema version"))?;
+        if has_migrations {
+            let version: Option<i64> =
+                sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+                    .fetch_one(&mut probe)
+                    .await
+                    .map_err(db("reading the schema version"))?;
+            check_schema_version(version, &MIGRATOR)?;
+        }
+        probe
+            .close()
+            .await
+            .map_err(db("closing the probe connection"))?;
+
+        let pool = |n| {
+            PgPoolOptions::new()
+                .max_connections(n)
+                .acquire_timeout(CONNECT_TIMEOUT)
+                .connect_with(options.clone())
+        };
+        let writer = pool(1).await.map_err(connect_err)?;
+        MIGRATOR.run(&writer).await?;
+        let readers = pool(4).await.map_err(connect_err)?;
+        Ok(Self { writer, readers })
+    }
+
+    pub(crate) async fn close(&self) {
+        self.readers.close().await;
+        self.writer.close().await;
+    }
+
+    /// Appends `batch` in one transaction and returns a receipt per event.
+    pub(crate) async fn write_batch(
+        &self,
+        batch: &[&Pending],
+        recorded_at_us: i64,
+    ) -> Result<Vec<Receipt>> {
+        let mut conn = self
+            .writer
+            .acquire()
+            .await
+            .map_err(db("acquiring the writer connection"))?;
+        if let Some(receipts) = write_once(&mut conn, batch, recorded_at_us, false).await? {
+            return Ok(receipts);
+        }
+        write_once(&mut conn, batch, recorded_at_us, true)
+            .await?
+            .ok_or_else(|| Error::Append("event id conflict persisted after lookup".into()))
+    }
+
+    pub(crate) async fn head(&self) -> Result<Head> {
+        sqlx::query_as::<_, HeadRow>("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(db("reading the chain head"))?
+            .ok_or(Error::NoHead)?
+            .try_into()
+    }
+
+    pub(crate) async fn max_seq(&self) -> Result<i64> {
+        sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0)::int8 FROM audit_events")
+            .fetch_one(&self.readers)
+            .await
+            .map_err(db("reading the last seq"))
+    }
+
+    pub(crate) async fn page(
+        &self,
+        filter: &Filter,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>> {
+        page_sql::<Postgres>(filter, after, limit)
+            .build_query_as::<RawRow>()
+            .fetch_all(&self.readers)
+            .await
+            .map_err(db("querying events"))?
+            .into_iter()
+            .map(StoredEvent::try_from)
+            .collect()
+    }
+
+    pub(crate) async fn range_page(
+        &self,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>> {
+        sqlx::query_as::<_, RawRow>(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM audit_events WHERE seq BETWEEN $1 AND $2 ORDER BY seq LIMIT $3"
+        ))
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(&self.readers)
+        .await
+        .map_err(db("reading events"))?
+        .into_iter()
+        .map(StoredEvent::try_from)
+        .collect()
+    }
+}
+
+/// One attempt at a batch; `Ok(None)` when an id already in the log made the
+/// optimistic attempt fail (nothing was written).
+async fn write_once(
+    conn: &mut PgConnection,
+    batch: &[&Pending],
+    recorded_at_us: i64,
+    look_up_duplicates: bool,
+) -> Result<Option<Vec<Receipt>>> {
+    let mut tx = conn
+        .begin()
+        .await
+        .map_err(db("starting a write transaction"))?;
+    let head: Head =
+        sqlx::query_as::<_, HeadRow>("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db("locking the chain head"))?
+            .ok_or(Error::NoHead)?
+            .try_into()?;
+    let existing = if look_up_duplicates {
+        lookup(&mut tx, batch).await?
+    } else {
+        HashMap::new()
+    };
+    let plan = chain::plan(head, recorded_at_us, batch, &existing);
+    // One statement for the whole batch: each column travels as one array.
+    let rows = &plan.rows;
+    let insert = sqlx::query(concat!(
+        "INSERT INTO audit_events (",
+        columns!(),
+        ") SELECT * FROM UNNEST($1::int8[], $2::uuid[], $3::uuid[], $4::int8[], $5::int8[], \
+         $6::text[], $7::text[], $8::text[], $9::text[], $10::int2[], $11::bytea[], $12::bytea[])"
+    ))
+    .bind(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.session).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.occurred_at_us).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.recorded_at_us).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.source.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.actor.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.payload.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.format).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| &r.prev_hash.0[..]).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| &r.hash.0[..]).collect::<Vec<_>>());
+    match insert.execute(&mut *tx).await {
+        Ok(_) => {}
+        Err(e) if !look_up_duplicates && is_unique_violation(&e) => {
+            tx.rollback().await.map_err(db("rolling back"))?;
+            return Ok(None);
+        }
+        Err(e) => return Err(db("inserting events")(e)),
+    }
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(plan.head.seq)
+        .bind(&plan.head.hash.0[..])
+        .execute(&mut *tx)
+        .await
+        .map_err(db("advancing the chain head"))?;
+    tx.commit().await.map_err(db("committing events"))?;
+    Ok(Some(plan.receipts))
+}
+
+async fn lookup(conn: &mut PgConnection, batch: &[&Pending]) -> Result<HashMap<Uuid, (i64, Hash)>> {
+    let ids: Vec<Uuid> = batch.iter().map(|p| p.id).collect();
+    let rows = sqlx::query_as::<_, PlacedRow>(
+        "SELECT event_id, seq, hash FROM audit_events WHERE event_id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db("looking up duplicate event ids"))?;
+    placed(rows)
+}

@@ -1,0 +1,100 @@
+//! The row shape both backends read, and its checked conversion to a [`StoredEvent`].
+
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use crate::chain::Head;
+use crate::error::Error;
+use crate::record::{Hash, StoredEvent};
+
+/// The event columns, in the order every statement names them (a macro, so
+/// that SQL built from it stays a `&'static str`).
+macro_rules! columns {
+    () => {
+        "seq, event_id, session_id, occurred_at, recorded_at, \
+         source, actor, kind, payload, format, prev_hash, hash"
+    };
+}
+pub(crate) use columns;
+
+/// A row as the database hands it over, before its hashes are checked for length.
+#[derive(sqlx::FromRow)]
+pub(crate) struct RawRow {
+    seq: i64,
+    event_id: Uuid,
+    session_id: Option<Uuid>,
+    occurred_at: i64,
+    recorded_at: i64,
+    source: String,
+    actor: String,
+    kind: String,
+    payload: String,
+    format: i16,
+    prev_hash: Vec<u8>,
+    hash: Vec<u8>,
+}
+
+impl TryFrom<RawRow> for StoredEvent {
+    type Error = Error;
+
+    fn try_from(r: RawRow) -> Result<Self, Error> {
+        let hash = |bytes: &[u8], column: &str| {
+            Hash::from_slice(bytes).ok_or_else(|| Error::BadRow {
+                seq: r.seq,
+                reason: format!("{column} is {} bytes, not 32", bytes.len()),
+            })
+        };
+        Ok(StoredEvent {
+            prev_hash: hash(&r.prev_hash, "prev_hash")?,
+            hash: hash(&r.hash, "hash")?,
+            seq: r.seq,
+            id: r.event_id,
+            session: r.session_id,
+            occurred_at_us: r.occurred_at,
+            recorded_at_us: r.recorded_at,
+            source: r.source,
+            actor: r.actor,
+            kind: r.kind,
+            payload: r.payload,
+            format: r.format,
+        })
+    }
+}
+
+/// The chain head row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct HeadRow {
+    seq: i64,
+    hash: Vec<u8>,
+}
+
+impl TryFrom<HeadRow> for Head {
+    type Error = Error;
+
+    fn try_from(r: HeadRow) -> Result<Self, Error> {
+        let hash = Hash::from_slice(&r.hash).ok_or(Error::NoHead)?;
+        Ok(Head { seq: r.seq, hash })
+    }
+}
+
+/// Where an already-stored event id sits, for answering a duplicate append.
+#[derive(sqlx::FromRow)]
+pub(crate) struct PlacedRow {
+    event_id: Uuid,
+    seq: i64,
+    hash: Vec<u8>,
+}
+
+/// Collects looked-up rows into id → (seq, hash).
+pub(crate) fn placed(rows: Vec<PlacedRow>) -> Result<HashMap<Uuid, (i64, Hash)>, Error> {
+    rows.into_iter()
+        .map(|r| {
+            let hash = Hash::from_slice(&r.hash).ok_or_else(|| Error::BadRow {
+                seq: r.seq,
+                reason: format!("hash is {} bytes, not 32", r.hash.len()),
+            })?;
+            Ok((r.event_id, (r.seq, hash)))
+        })
+        .collect()
+}

@@ -1,0 +1,289 @@
+//! The embedded SQLite store: one file in the data directory, WAL, one
+//! writer connection taking `BEGIN IMMEDIATE`, a small pool of readers.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{Connection, QueryBuilder, Sqlite};
+use uuid::Uuid;
+
+use super::{check_schema_version, is_unique_violation, OpenMode};
+use crate::chain::{self, Head, Pending};
+use crate::error::{db, Error, Result};
+use crate::query::{page_sql, Filter};
+use crate::record::{Hash, Receipt, StoredEvent};
+use crate::store::row::{columns, placed, HeadRow, PlacedRow, RawRow};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// Rows per INSERT statement: 12 parameters each stays far below SQLite's
+/// variable limit, and equal-sized chunks reuse one prepared statement.
+const INSERT_CHUNK: usize = 128;
+/// Ids per duplicate-lookup statement.
+const LOOKUP_CHUNK: usize = 500;
+
+/// How long a write waits for another process holding the database lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An open SQLite audit database.
+#[derive(Clone, Debug)]
+pub(crate) struct SqliteStore {
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (and with [`OpenMode::Create`], creates) the database at `path`,
+    /// checking an existing file read-only before anything is written to it.
+    pub(crate) async fn open(path: &Path, mode: OpenMode) -> Result<Self> {
+        let exists = path.try_exists().map_err(|source| Error::Create {
+            path: path.to_owned(),
+            source,
+        })?;
+        if exists {
+            probe(path).await?;
+        } else if mode == OpenMode::Existing {
+            return Err(Error::NotFound {
+                path: path.to_owned(),
+            });
+        } else if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| Error::Create {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(mode == OpenMode::Create)
+            .busy_timeout(BUSY_TIMEOUT)
+            // FULL: a commit is on disk before the append is acknowledged.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(false);
+        let connect_err = |e: sqlx::Error| Error::Connect {
+            target: format!("sqlite://{}", path.display()),
+            cause: e.to_string(),
+        };
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone().journal_mode(SqliteJournalMode::Wal))
+            .await
+            .map_err(connect_err)?;
+        MIGRATOR.run(&writer).await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(connect_err)?;
+        Ok(Self { writer, readers })
+    }
+
+    pub(crate) async fn close(&self) {
+        self.readers.close().await;
+        self.writer.close().await;
+    }
+
+    /// Appends `batch` in one transaction and returns a receipt per event.
+    pub(crate) async fn write_batch(
+        &self,
+        batch: &[&Pending],
+        recorded_at_us: i64,
+    ) -> Result<Vec<Receipt>> {
+        let mut conn = self
+            .writer
+            .acquire()
+            .await
+            .map_err(db("acquiring the writer connection"))?;
+        // Duplicates are rare (only resends), so first try without looking
+        // any up; a unique violation sends us round again, looking them up.
+        if let Some(receipts) = write_once(&mut conn, batch, recorded_at_us, false).await? {
+            return Ok(receipts);
+        }
+        write_once(&mut conn, batch, recorded_at_us, true)
+            .await?
+            .ok_or_else(|| Error::Append("event id conflict persisted after lookup".into()))
+    }
+
+    pub(crate) async fn head(&self) -> Result<Head> {
+        let mut conn = self
+            .readers
+            .acquire()
+            .await
+            .map_err(db("acquiring a reader"))?;
+        read_head(&mut conn).await
+    }
+
+    pub(crate) async fn max_seq(&self) -> Result<i64> {
+        sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM audit_events")
+            .fetch_one(&self.readers)
+            .await
+            .map_err(db("reading the last seq"))
+    }
+
+    pub(crate) async fn page(
+        &self,
+        filter: &Filter,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>> {
+        page_sql::<Sqlite>(filter, after, limit)
+            .build_query_as::<RawRow>()
+            .fetch_all(&self.readers)
+            .await
+            .map_err(db("querying events"))?
+            .into_iter()
+            .map(StoredEvent::try_from)
+            .collect()
+    }
+
+    pub(crate) async fn range_page(
+        &self,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>> {
+        sqlx::query_as::<_, RawRow>(RANGE_SQL)
+            .bind(from)
+            .bind(to)
+            .bind(limit)
+            .fetch_all(&self.readers)
+            .await
+            .map_err(db("reading events"))?
+            .into_iter()
+            .map(StoredEvent::try_from)
+            .collect()
+    }
+}
+
+const RANGE_SQL: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM audit_events WHERE seq BETWEEN ? AND ? ORDER BY seq LIMIT ?"
+);
+
+/// Checks an existing file without writing to it: is it a SQLite database,
+/// is it ours, and is its schema one this version understands.
+async fn probe(path: &Path) -> Result<()> {
+    let corrupt = |e: sqlx::Error| Error::Corrupt {
+        path: path.to_owned(),
+        cause: e.to_string(),
+    };
+    // Not `read_only`: a read-only connection cannot remove the -wal and -shm
+    // files it needs, so it would leave them behind. A connection that only
+    // reads changes nothing and, as the last user, removes them on close.
+    let options = SqliteConnectOptions::new().filename(path);
+    let mut conn = SqliteConnection::connect_with(&options)
+        .await
+        .map_err(corrupt)?;
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .fetch_all(&mut conn)
+            .await
+            .map_err(corrupt)?;
+    if !tables.is_empty() && !tables.iter().any(|t| t == "_sqlx_migrations") {
+        return Err(Error::Foreign {
+            path: PathBuf::from(path),
+        });
+    }
+    if !tables.is_empty() {
+        let version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(corrupt)?;
+        check_schema_version(version, &MIGRATOR)?;
+    }
+    conn.close().await.map_err(corrupt)
+}
+
+async fn read_head(conn: &mut SqliteConnection) -> Result<Head> {
+    sqlx::query_as::<_, HeadRow>("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db("reading the chain head"))?
+        .ok_or(Error::NoHead)?
+        .try_into()
+}
+
+/// One attempt at a batch; `Ok(None)` when an id already in the log made the
+/// optimistic attempt fail (nothing was written).
+async fn write_once(
+    conn: &mut SqliteConnection,
+    batch: &[&Pending],
+    recorded_at_us: i64,
+    look_up_duplicates: bool,
+) -> Result<Option<Vec<Receipt>>> {
+    let mut tx = conn
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(db("starting a write transaction"))?;
+    let head = read_head(&mut tx).await?;
+    let existing = if look_up_duplicates {
+        lookup(&mut tx, batch).await?
+    } else {
+        HashMap::new()
+    };
+    let plan = chain::plan(head, recorded_at_us, batch, &existing);
+    for rows in plan.rows.chunks(INSERT_CHUNK) {
+        let mut q =
+            QueryBuilder::<Sqlite>::new(concat!("INSERT INTO audit_events (", columns!(), ") "));
+        q.push_values(rows, |mut b, r| {
+            b.push_bind(r.seq)
+                .push_bind(r.id)
+                .push_bind(r.session)
+                .push_bind(r.occurred_at_us)
+                .push_bind(r.recorded_at_us)
+                .push_bind(r.source.as_str())
+                .push_bind(r.actor.as_str())
+                .push_bind(r.kind.as_str())
+                .push_bind(r.payload.as_str())
+                .push_bind(r.format)
+                .push_bind(&r.prev_hash.0[..])
+                .push_bind(&r.hash.0[..]);
+        });
+        match q.build().execute(&mut *tx).await {
+            Ok(_) => {}
+            Err(e) if !look_up_duplicates && is_unique_violation(&e) => {
+                tx.rollback().await.map_err(db("rolling back"))?;
+                return Ok(None);
+            }
+            Err(e) => return Err(db("inserting events")(e)),
+        }
+    }
+    sqlx::query("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1")
+        .bind(plan.head.seq)
+        .bind(&plan.head.hash.0[..])
+        .execute(&mut *tx)
+        .await
+        .map_err(db("advancing the chain head"))?;
+    tx.commit().await.map_err(db("committing events"))?;
+    Ok(Some(plan.receipts))
+}
+
+async fn lookup(
+    conn: &mut SqliteConnection,
+    batch: &[&Pending],
+) -> Result<HashMap<Uuid, (i64, Hash)>> {
+    let mut found = HashMap::new();
+    for ids in batch.chunks(LOOKUP_CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT event_id, seq, hash FROM audit_events WHERE event_id IN (",
+        );
+        let mut sep = q.separated(", ");
+        for p in ids {
+            sep.push_bind(p.id);
+        }
+        q.push(")");
+        let rows = q
+            .build_query_as::<PlacedRow>()
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db("looking up duplicate event ids"))?;
+        found.extend(placed(rows)?);
+    }
+    Ok(found)
+}

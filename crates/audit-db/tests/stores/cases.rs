@@ -1,0 +1,441 @@
+//! The cases of the store suite; each takes a fresh database of either kind.
+
+use std::collections::HashSet;
+
+use audit_db::chain::link;
+use audit_db::event::{AdminNote, ChatMessage, Party};
+use audit_db::{
+    Actor, Anchor, AuditLog, BreakKind, ChainBreak, DbUrl, Error, EventKind, Filter, NewEvent,
+    OpenMode, Source, VerifyReport,
+};
+use futures::TryStreamExt;
+use testkit::TestDb;
+use uuid::Uuid;
+
+async fn open(db: &TestDb) -> AuditLog {
+    let url: DbUrl = db.url.parse().expect("test URL parses");
+    AuditLog::open(&url, OpenMode::Create)
+        .await
+        .expect("opening the test log")
+}
+
+fn note(text: impl Into<String>) -> NewEvent {
+    NewEvent::now(
+        Actor::admin("ann@example.com"),
+        Source::cli("test"),
+        EventKind::AdminNote(AdminNote { text: text.into() }),
+    )
+}
+
+/// A log of `n` notes, appended in one call.
+async fn log_of(db: &TestDb, n: usize) -> AuditLog {
+    let log = open(db).await;
+    log.append((1..=n).map(|i| note(format!("note {i}"))).collect())
+        .await
+        .expect("appending");
+    log
+}
+
+async fn verify(log: &AuditLog) -> VerifyReport {
+    log.verify(None).await.expect("verify runs")
+}
+
+async fn first_break(log: &AuditLog) -> ChainBreak {
+    verify(log)
+        .await
+        .outcome
+        .expect_err("the log should be broken")
+}
+
+pub async fn appends_get_contiguous_places_and_verify(db: &TestDb) {
+    let log = open(db).await;
+    let mut seqs = Vec::new();
+    for i in 0..3 {
+        seqs.push(
+            log.append_one(note(format!("single {i}")))
+                .await
+                .unwrap()
+                .seq,
+        );
+    }
+    let batch = log
+        .append((0..5).map(|i| note(format!("batch {i}"))).collect())
+        .await
+        .unwrap();
+    seqs.extend(batch.iter().map(|r| r.seq));
+    assert_eq!(seqs, (1..=8).collect::<Vec<_>>());
+    let report = verify(&log).await;
+    assert_eq!(report.outcome, Ok(()));
+    assert_eq!(report.events, 8);
+    assert_eq!(report.head.seq, 8);
+    assert_eq!(report.head.hash, batch[4].hash);
+    log.close().await;
+}
+
+pub async fn the_same_event_id_is_stored_once(db: &TestDb) {
+    let log = open(db).await;
+    let first = note("resent");
+    let r1 = log.append_one(first.clone()).await.unwrap();
+    // Resent alone, and resent inside a batch beside a new event and itself.
+    let again = log.append_one(first.clone()).await.unwrap();
+    let fresh = note("fresh");
+    let batch = log
+        .append(vec![first.clone(), fresh.clone(), fresh.clone()])
+        .await
+        .unwrap();
+    assert!(!r1.duplicate);
+    assert!(again.duplicate && again.seq == r1.seq && again.hash == r1.hash);
+    assert!(batch[0].duplicate && batch[0].seq == r1.seq);
+    assert!(!batch[1].duplicate && batch[1].seq == 2);
+    assert!(batch[2].duplicate && batch[2].seq == 2);
+    let stored: Vec<_> = log.query(Filter::default()).try_collect().await.unwrap();
+    assert_eq!(
+        stored.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [first.id, fresh.id]
+    );
+    assert_eq!(verify(&log).await.outcome, Ok(()));
+    log.close().await;
+}
+
+pub async fn thirty_two_concurrent_writers_all_succeed(db: &TestDb) {
+    let log = open(db).await;
+    let writers: Vec<_> = (0..32)
+        .map(|w| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for i in 0..50 {
+                    let r = if i % 5 == 0 {
+                        let batch = (0..4).map(|j| note(format!("w{w} b{i}.{j}"))).collect();
+                        log.append(batch)
+                            .await
+                            .map(|rs| rs.into_iter().map(|r| r.id).collect())
+                    } else {
+                        log.append_one(note(format!("w{w} e{i}")))
+                            .await
+                            .map(|r| vec![r.id])
+                    };
+                    ids.extend(r.unwrap_or_else(|e| panic!("writer {w} got an error: {e}")));
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut acked = HashSet::new();
+    for w in writers {
+        acked.extend(w.await.unwrap());
+    }
+    assert_eq!(acked.len(), 32 * (40 + 10 * 4));
+    let stored: HashSet<Uuid> = log
+        .query(Filter::default())
+        .map_ok(|e| e.id)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(stored, acked);
+    let report = verify(&log).await;
+    assert_eq!(report.outcome, Ok(()));
+    assert_eq!(report.events as usize, acked.len());
+    log.close().await;
+}
+
+pub async fn queries_filter_and_page_in_log_order(db: &TestDb) {
+    let log = open(db).await;
+    let session = Uuid::new_v4();
+    let t0 = audit_db::time_us::parse("2026-01-01T00:00:00Z").unwrap();
+    // More than two pages, so paging is exercised.
+    let n = 2 * audit_db::query::PAGE_SIZE as usize + 7;
+    let events: Vec<NewEvent> = (0..n)
+        .map(|i| {
+            let mut e = if i % 3 == 0 {
+                NewEvent::now(
+                    Actor::technician("tom@example.com"),
+                    Source::console("127.0.0.1:4000"),
+                    EventKind::ChatMessage(ChatMessage {
+                        from: Party::Technician,
+                        text: Some(format!("hello {i}")),
+                        chars: 7,
+                    }),
+                )
+                .in_session(session)
+            } else {
+                note(format!("n{i}"))
+            };
+            e.occurred_at_us = t0 + i as i64 * 1_000_000;
+            e
+        })
+        .collect();
+    log.append(events).await.unwrap();
+
+    let all: Vec<_> = log.query(Filter::default()).try_collect().await.unwrap();
+    assert_eq!(all.len(), n);
+    assert!(all.windows(2).all(|w| w[0].seq + 1 == w[1].seq));
+
+    let in_session: Vec<_> = log
+        .query(Filter {
+            session: Some(session),
+            ..Filter::default()
+        })
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(in_session.len(), n.div_ceil(3));
+    assert!(in_session
+        .iter()
+        .all(|e| e.kind == "chat.message" && e.session == Some(session)));
+
+    let by_actor: Vec<_> = log
+        .query(Filter {
+            actor: Some("technician:tom@example.com".into()),
+            kind: Some("chat.message".into()),
+            ..Filter::default()
+        })
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(by_actor.len(), in_session.len());
+
+    // [t0+10s, t0+20s) holds events 10..=19.
+    let window: Vec<_> = log
+        .query(Filter {
+            since_us: Some(t0 + 10_000_000),
+            until_us: Some(t0 + 20_000_000),
+            ..Filter::default()
+        })
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        window.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (11..=20).collect::<Vec<_>>()
+    );
+    assert!(matches!(
+        window[0].decode().unwrap(),
+        Some(EventKind::AdminNote(AdminNote { text })) if text == "n10"
+    ));
+
+    let none: Vec<_> = log
+        .query(Filter {
+            kind: Some("login.failed".into()),
+            ..Filter::default()
+        })
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    log.close().await;
+}
+
+pub async fn a_modified_event_is_named(db: &TestDb) {
+    let log = log_of(db, 5).await;
+    db.allow_tampering().await;
+    db.exec(r#"UPDATE audit_events SET payload = '{"text":"nothing happened"}' WHERE seq = 3"#)
+        .await;
+    assert_eq!(
+        first_break(&log).await,
+        ChainBreak {
+            seq: 3,
+            kind: BreakKind::Altered
+        }
+    );
+    log.close().await;
+}
+
+pub async fn a_deleted_event_is_named(db: &TestDb) {
+    let log = log_of(db, 5).await;
+    db.allow_tampering().await;
+    db.exec("DELETE FROM audit_events WHERE seq = 2").await;
+    assert_eq!(
+        first_break(&log).await,
+        ChainBreak {
+            seq: 2,
+            kind: BreakKind::Missing
+        }
+    );
+    log.close().await;
+}
+
+pub async fn an_inserted_event_is_named(db: &TestDb) {
+    let log = log_of(db, 5).await;
+    db.allow_tampering().await;
+    db.insert_copy(1, 3).await;
+    let b = first_break(&log).await;
+    assert_eq!(b.seq, 3, "{b}");
+    log.close().await;
+}
+
+pub async fn swapped_events_are_named(db: &TestDb) {
+    let log = log_of(db, 5).await;
+    db.allow_tampering().await;
+    db.swap_events(2, 4).await;
+    assert_eq!(
+        first_break(&log).await,
+        ChainBreak {
+            seq: 2,
+            kind: BreakKind::Relinked
+        }
+    );
+    log.close().await;
+}
+
+pub async fn a_deleted_tail_is_named(db: &TestDb) {
+    let log = log_of(db, 5).await;
+    db.allow_tampering().await;
+    db.exec("DELETE FROM audit_events WHERE seq >= 4").await;
+    assert_eq!(
+        first_break(&log).await,
+        ChainBreak {
+            seq: 4,
+            kind: BreakKind::Missing
+        }
+    );
+    log.close().await;
+}
+
+pub async fn rows_added_past_the_head_are_named(db: &TestDb) {
+    let log = log_of(db, 3).await;
+    // A forger who extends the chain correctly but cannot (or forgets to) move the head.
+    let last = log.store().range_page(3, 3, 1).await.unwrap().remove(0);
+    let mut forged = last.clone();
+    forged.seq = 4;
+    forged.id = Uuid::new_v4();
+    forged.prev_hash = last.hash;
+    forged.hash = link(&last.hash, forged.format, &forged.fields(), &mut Vec::new()).unwrap();
+    db.exec(&format!(
+        "INSERT INTO audit_events (seq, event_id, session_id, occurred_at, recorded_at, source, actor, kind, payload, format, prev_hash, hash) \
+         SELECT 4, {}, session_id, occurred_at, recorded_at, source, actor, kind, payload, format, {}, {} FROM audit_events WHERE seq = 3",
+        db.uuid_sql(&forged.id),
+        db.bytes_sql(&forged.prev_hash.0),
+        db.bytes_sql(&forged.hash.0),
+    ))
+    .await;
+    let b = first_break(&log).await;
+    assert_eq!(
+        b,
+        ChainBreak {
+            seq: 4,
+            kind: BreakKind::BeyondHead { head_seq: 3 }
+        }
+    );
+    log.close().await;
+}
+
+pub async fn stretches_are_joined_when_verifying_in_parallel(db: &TestDb) {
+    let log = log_of(db, 1_000).await;
+    let intact = audit_db::verify::verify_in_stretches(log.store(), None, 4)
+        .await
+        .unwrap();
+    assert_eq!((intact.events, intact.outcome), (1_000, Ok(())));
+
+    // Re-link the first event of the second stretch (seq 251) so that it is
+    // consistent on its own; only the join between stretches can catch it.
+    let mut row = log.store().range_page(251, 251, 1).await.unwrap().remove(0);
+    row.prev_hash = audit_db::Hash([9; 32]);
+    row.hash = link(&row.prev_hash, row.format, &row.fields(), &mut Vec::new()).unwrap();
+    db.allow_tampering().await;
+    db.exec(&format!(
+        "UPDATE audit_events SET prev_hash = {}, hash = {} WHERE seq = 251",
+        db.bytes_sql(&row.prev_hash.0),
+        db.bytes_sql(&row.hash.0)
+    ))
+    .await;
+    for stretches in [1, 4] {
+        let report = audit_db::verify::verify_in_stretches(log.store(), None, stretches)
+            .await
+            .unwrap();
+        assert_eq!(
+            report.outcome,
+            Err(ChainBreak {
+                seq: 251,
+                kind: BreakKind::Relinked
+            }),
+            "with {stretches} stretches"
+        );
+    }
+    log.close().await;
+}
+
+pub async fn an_anchor_from_before_catches_a_rewrite(db: &TestDb) {
+    let log = log_of(db, 4).await;
+    let published = verify(&log).await.head;
+    let anchor = Anchor {
+        seq: published.seq,
+        hash: published.hash,
+    };
+    assert_eq!(log.verify(Some(anchor)).await.unwrap().outcome, Ok(()));
+    let wrong = Anchor {
+        seq: 2,
+        hash: audit_db::Hash([1; 32]),
+    };
+    let b = log.verify(Some(wrong)).await.unwrap().outcome.unwrap_err();
+    assert_eq!(b.seq, 2);
+    assert!(matches!(b.kind, BreakKind::AnchorMismatch { .. }));
+    let beyond = Anchor {
+        seq: 10,
+        hash: published.hash,
+    };
+    let b = log.verify(Some(beyond)).await.unwrap().outcome.unwrap_err();
+    assert_eq!((b.seq, b.kind), (5, BreakKind::Missing));
+    log.close().await;
+}
+
+pub async fn reopening_continues_the_chain(db: &TestDb) {
+    let log = log_of(db, 3).await;
+    log.close().await;
+    let log = open(db).await;
+    let r = log.append_one(note("after reopening")).await.unwrap();
+    assert_eq!(r.seq, 4);
+    assert_eq!(verify(&log).await.outcome, Ok(()));
+    log.close().await;
+}
+
+pub async fn a_newer_schema_is_refused(db: &TestDb) {
+    log_of(db, 1).await.close().await;
+    db.stamp_newer_schema().await;
+    let url: DbUrl = db.url.parse().unwrap();
+    for mode in [OpenMode::Create, OpenMode::Existing] {
+        let err = AuditLog::open(&url, mode).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::SchemaTooNew {
+                    found: 99990101000000,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+}
+
+pub async fn bad_events_are_refused_and_nothing_is_stored(db: &TestDb) {
+    let log = open(db).await;
+    let good = note("fine");
+    let mut bad_actor = note("x");
+    bad_actor.actor = Actor::from_stored("admin:\u{0}evil".into());
+    let mut empty_source = note("x");
+    empty_source.source = Source::from_stored(String::new());
+    let huge = note("x".repeat(audit_db::MAX_PAYLOAD + 1));
+    for bad in [bad_actor, empty_source, huge] {
+        let err = log
+            .append(vec![good.clone(), bad.clone()])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::BadEvent { id, .. } if *id == bad.id),
+            "{err}"
+        );
+    }
+    assert_eq!(log.store().max_seq().await.unwrap(), 0);
+    log.close().await;
+}
+
+pub async fn appends_after_close_fail_cleanly(db: &TestDb) {
+    let log = log_of(db, 1).await;
+    let other = log.clone();
+    log.close().await;
+    assert!(matches!(
+        other.append_one(note("late")).await,
+        Err(Error::WriterGone)
+    ));
+}

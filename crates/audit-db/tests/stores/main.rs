@@ -1,0 +1,24 @@
+//! One suite, run against both stores: every case below runs once on SQLite
+//! and once on PostgreSQL (when `VIGIL_TEST_POSTGRES_URL` is set).
+
+mod cases;
+
+testkit::both_backends! {
+    mod cases;
+    appends_get_contiguous_places_and_verify,
+    the_same_event_id_is_stored_once,
+    thirty_two_concurrent_writers_all_succeed,
+    queries_filter_and_page_in_log_order,
+    a_modified_event_is_named,
+    a_deleted_event_is_named,
+    an_inserted_event_is_named,
+    swapped_events_are_named,
+    a_deleted_tail_is_named,
+    rows_added_past_the_head_are_named,
+    stretches_are_joined_when_verifying_in_parallel,
+    an_anchor_from_before_catches_a_rewrite,
+    reopening_continues_the_chain,
+    a_newer_schema_is_refused,
+    bad_events_are_refused_and_nothing_is_stored,
+    appends_after_close_fail_cleanly,
+}

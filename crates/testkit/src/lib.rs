@@ -1,0 +1,234 @@
+//! Test-only helpers shared by the audit-db suite and the end-to-end tests:
+//! a throwaway database of either backend, and raw SQL access to it that
+//! bypasses Vigil, as someone with database access would.
+//!
+//! PostgreSQL tests run when `VIGIL_TEST_POSTGRES_URL` is set, each in a
+//! schema of its own so that runs never collide; when it is set and the
+//! server cannot be reached, they fail rather than skip.
+#![forbid(unsafe_code)]
+
+use std::path::Path;
+
+use sqlx::{Connection, Executor};
+use tempfile::TempDir;
+
+/// The variable that switches the PostgreSQL runs on, holding the server's URL.
+pub const POSTGRES_ENV: &str = "VIGIL_TEST_POSTGRES_URL";
+
+/// Which backend a [`TestDb`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A database that exists for one test.
+#[derive(Debug)]
+pub struct TestDb {
+    /// The `--db` URL Vigil should use.
+    pub url: String,
+    pub backend: Backend,
+    dir: TempDir,
+    /// For PostgreSQL: the server URL and this test's schema.
+    server: Option<(String, String)>,
+}
+
+impl TestDb {
+    /// A SQLite database file (not yet created) in a fresh directory.
+    pub fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("creating a temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
+        TestDb {
+            url,
+            backend: Backend::Sqlite,
+            dir,
+            server: None,
+        }
+    }
+
+    /// A fresh schema on the server named by [`POSTGRES_ENV`], or `None`
+    /// when the variable is unset. Panics if the server cannot be reached.
+    pub async fn postgres() -> Option<TestDb> {
+        let Ok(server) = std::env::var(POSTGRES_ENV) else {
+            eprintln!("{POSTGRES_ENV} is not set: PostgreSQL case not run");
+            return None;
+        };
+        let schema = format!("vigil_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&server)
+            .await
+            .unwrap_or_else(|e| panic!("{POSTGRES_ENV}={server} cannot be reached: {e}"));
+        conn.execute(&*format!("CREATE SCHEMA {schema}"))
+            .await
+            .expect("creating the test schema");
+        let sep = if server.contains('?') { '&' } else { '?' };
+        let url = format!("{server}{sep}options=-c%20search_path%3D{schema}");
+        Some(TestDb {
+            url,
+            backend: Backend::Postgres,
+            dir: tempfile::tempdir().expect("creating a temporary directory"),
+            server: Some((server, schema)),
+        })
+    }
+
+    /// A scratch directory that lives as long as the database (for SQLite, the data directory).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs raw SQL (one or more statements) directly against the database.
+    pub async fn exec(&self, sql: &str) {
+        let result = match self.backend {
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&self.url)
+                    .await
+                    .expect("raw SQLite connection");
+                let r = c.execute(sqlx::raw_sql(sql)).await.map(drop);
+                c.close().await.expect("closing raw SQLite connection");
+                r
+            }
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url)
+                    .await
+                    .expect("raw PostgreSQL connection");
+                c.execute(sqlx::raw_sql(sql)).await.map(drop)
+            }
+        };
+        result.unwrap_or_else(|e| panic!("raw SQL failed: {e}\n{sql}"));
+    }
+
+    /// Drops the append-only triggers, as a tamperer with database access would.
+    pub async fn allow_tampering(&self) {
+        self.exec(match self.backend {
+            Backend::Sqlite => {
+                "DROP TRIGGER audit_events_no_update; DROP TRIGGER audit_events_no_delete;"
+            }
+            Backend::Postgres => {
+                "DROP TRIGGER audit_events_no_change ON audit_events; \
+                 DROP TRIGGER audit_events_no_truncate ON audit_events;"
+            }
+        })
+        .await;
+    }
+
+    /// A SQL literal for raw bytes in this backend's dialect.
+    pub fn bytes_sql(&self, bytes: &[u8]) -> String {
+        match self.backend {
+            Backend::Sqlite => format!("X'{}'", hex::encode(bytes)),
+            Backend::Postgres => format!("decode('{}', 'hex')", hex::encode(bytes)),
+        }
+    }
+
+    /// A SQL literal for an event or session id in this backend's dialect.
+    pub fn uuid_sql(&self, id: &uuid::Uuid) -> String {
+        match self.backend {
+            Backend::Sqlite => self.bytes_sql(id.as_bytes()),
+            Backend::Postgres => format!("'{id}'::uuid"),
+        }
+    }
+
+    /// A SQL expression for a fresh random event id.
+    pub fn fresh_id_sql(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "randomblob(16)",
+            Backend::Postgres => "gen_random_uuid()",
+        }
+    }
+
+    /// Swaps the contents of two events, keeping their positions: what an
+    /// UPDATE that reorders the log does.
+    pub async fn swap_events(&self, a: i64, b: i64) {
+        self.exec(&format!(
+            "UPDATE audit_events SET seq = -seq WHERE seq IN ({a}, {b}); \
+             UPDATE audit_events SET seq = CASE seq WHEN -{a} THEN {b} ELSE {a} END WHERE seq IN (-{a}, -{b});"
+        ))
+        .await;
+    }
+
+    /// Inserts a copy of event `from` (with a new id) at position `at`,
+    /// renumbering the events after it, as a forger of history would.
+    pub async fn insert_copy(&self, from: i64, at: i64) {
+        let id = self.fresh_id_sql();
+        self.exec(&format!(
+            "UPDATE audit_events SET seq = -(seq + 1) WHERE seq >= {at}; \
+             UPDATE audit_events SET seq = -seq WHERE seq < 0; \
+             INSERT INTO audit_events (seq, event_id, session_id, occurred_at, recorded_at, source, actor, kind, payload, format, prev_hash, hash) \
+             SELECT {at}, {id}, session_id, occurred_at, recorded_at, source, actor, kind, payload, format, prev_hash, hash \
+             FROM audit_events WHERE seq = {from};"
+        ))
+        .await;
+    }
+
+    /// Marks the database as migrated by a newer Vigil than this one.
+    pub async fn stamp_newer_schema(&self) {
+        let checksum = self.bytes_sql(&[0; 48]);
+        self.exec(&format!(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (99990101000000, 'from the future', TRUE, {checksum}, 0);"
+        ))
+        .await;
+    }
+
+    /// Drops the PostgreSQL schema; the SQLite directory goes with `self`.
+    pub async fn cleanup(self) {
+        if let Some((server, schema)) = &self.server {
+            let mut conn = sqlx::PgConnection::connect(server)
+                .await
+                .expect("reconnecting to drop the test schema");
+            conn.execute(&*format!("DROP SCHEMA {schema} CASCADE"))
+                .await
+                .expect("dropping the test schema");
+        }
+    }
+}
+
+impl TestDb {
+    /// Runs a query returning one integer, directly against the database.
+    pub async fn query_i64(&self, sql: &str) -> i64 {
+        let result = match self.backend {
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&self.url)
+                    .await
+                    .expect("raw SQLite connection");
+                let r = sqlx::query_scalar(sql).fetch_one(&mut c).await;
+                c.close().await.expect("closing raw SQLite connection");
+                r
+            }
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url)
+                    .await
+                    .expect("raw PostgreSQL connection");
+                sqlx::query_scalar(sql).fetch_one(&mut c).await
+            }
+        };
+        result.unwrap_or_else(|e| panic!("raw query failed: {e}\n{sql}"))
+    }
+}
+
+/// Generates, for each named async fn of module `$cases` taking `&TestDb`,
+/// a test `sqlite::name` and a test `postgres::name`. The PostgreSQL tests
+/// return at once, saying so, when [`POSTGRES_ENV`] is unset.
+#[macro_export]
+macro_rules! both_backends {
+    (mod $cases:ident; $($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let db = $crate::TestDb::sqlite();
+                    super::$cases::$case(&db).await;
+                    db.cleanup().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(db) = $crate::TestDb::postgres().await else { return };
+                    super::$cases::$case(&db).await;
+                    db.cleanup().await;
+                }
+            )*
+        }
+    };
+}

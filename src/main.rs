@@ -1,0 +1,70 @@
+//! The `vigil` command: parses arguments and wires the crates together.
+#![forbid(unsafe_code)]
+
+mod admin;
+mod audit;
+mod cli;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use audit_db::{AuditLog, OpenMode};
+use clap::Parser;
+use cli::{AdminCommand, AuditCommand, Cli, Command};
+use tracing_subscriber::EnvFilter;
+
+/// Exit status for an operational failure (as opposed to 1, a broken chain).
+const EXIT_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&anyhow::Error::from(e)),
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => fail(&e),
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let url = cli.db_url()?;
+    let mode = match &cli.command {
+        Command::Admin(_) => OpenMode::Create,
+        Command::Audit(_) => OpenMode::Existing,
+    };
+    let log = AuditLog::open(&url, mode).await?;
+    let result = match cli.command {
+        Command::Audit(AuditCommand::Verify { anchor, json }) => {
+            audit::verify(&log, anchor, json).await
+        }
+        Command::Audit(AuditCommand::Query(args)) => audit::query(&log, args).await,
+        Command::Admin(AdminCommand::Note { text, admin, .. }) => {
+            admin::note(&log, text, admin).await
+        }
+    };
+    log.close().await;
+    result
+}
+
+/// One line on stderr naming the cause, and the error exit status.
+fn fail(e: &anyhow::Error) -> ExitCode {
+    let message = format!("{e:#}").replace('\n', " ");
+    eprintln!("vigil: error: {message}");
+    ExitCode::from(EXIT_ERROR)
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

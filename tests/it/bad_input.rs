@@ -1,0 +1,109 @@
+//! Unusable databases are refused with one line naming the cause, exit 2,
+//! and are left exactly as they were.
+
+use testkit::TestDb;
+
+use crate::helpers::{run, snapshot};
+
+/// Every command kind: a reader, a lister and a writer.
+const COMMANDS: [&[&str]; 3] = [
+    &["audit", "verify"],
+    &["audit", "query"],
+    &["admin", "note", "x"],
+];
+
+#[test]
+fn an_unreachable_postgres_is_named() {
+    for args in COMMANDS {
+        let out = run("postgres://vigil:secret@127.0.0.1:1/audit", args);
+        let line = out.error_line();
+        assert!(
+            line.contains("cannot connect to postgres://vigil:***@127.0.0.1:1/audit"),
+            "{line}"
+        );
+        assert!(!line.contains("secret"), "{line}");
+    }
+}
+
+#[test]
+fn malformed_db_urls_are_named() {
+    for url in [
+        "mysql://db/audit",
+        "sqlite://",
+        "audit.db",
+        "postgres://db:port/audit",
+    ] {
+        let line = run(url, &["audit", "verify"]).error_line().to_owned();
+        assert!(
+            line.contains(&format!("invalid database URL {url:?}")),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_database_is_named_and_not_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/audit.db", dir.path().display());
+    for args in &COMMANDS[..2] {
+        let line = run(&url, args).error_line().to_owned();
+        assert!(line.contains("no audit database at"), "{line}");
+    }
+    assert!(snapshot(dir.path()).is_empty());
+}
+
+/// Runs every command against the SQLite file `db`, expecting `cause` and no change on disk.
+#[track_caller]
+fn refused_untouched(db: &TestDb, cause: &str) {
+    let before = snapshot(db.dir());
+    for args in COMMANDS {
+        let line = run(&db.url, args).error_line().to_owned();
+        assert!(line.contains(cause), "{args:?}: {line}");
+        assert!(snapshot(db.dir()) == before, "{args:?} changed the files");
+    }
+}
+
+#[test]
+fn a_corrupt_sqlite_file_is_named_and_left_alone() {
+    let db = TestDb::sqlite();
+    let garbage: Vec<u8> = (0..65_536u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(db.dir().join("audit.db"), garbage).unwrap();
+    refused_untouched(&db, "is not a readable SQLite database");
+}
+
+#[tokio::test]
+async fn a_foreign_sqlite_database_is_named_and_left_alone() {
+    let db = TestDb::sqlite();
+    std::fs::File::create(db.dir().join("audit.db")).unwrap();
+    db.exec("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+        .await;
+    refused_untouched(&db, "is a SQLite database but not a Vigil audit log");
+}
+
+#[tokio::test]
+async fn a_newer_sqlite_schema_is_named_and_left_alone() {
+    let db = TestDb::sqlite();
+    run(&db.url, &["admin", "note", "written by this version"]).ok();
+    db.stamp_newer_schema().await;
+    refused_untouched(
+        &db,
+        "database schema version 99990101000000 is newer than this vigil supports",
+    );
+}
+
+#[tokio::test]
+async fn a_newer_postgres_schema_is_named_and_left_alone() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    run(&db.url, &["admin", "note", "written by this version"]).ok();
+    db.stamp_newer_schema().await;
+    for args in COMMANDS {
+        let line = run(&db.url, args).error_line().to_owned();
+        assert!(line.contains("is newer than this vigil supports"), "{line}");
+    }
+    assert_eq!(db.query_i64("SELECT COUNT(*) FROM audit_events").await, 1);
+    db.cleanup().await;
+}

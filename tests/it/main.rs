@@ -1,0 +1,7 @@
+//! End-to-end tests: the real `vigil` binary, run as separate processes
+//! against real SQLite files and a real PostgreSQL server.
+
+mod audit;
+mod bad_input;
+mod crash;
+mod helpers;

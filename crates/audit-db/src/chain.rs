@@ -13,11 +13,11 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::encoding::{self, Fields, UnknownFormat, CURRENT_FORMAT};
+use crate::encoding::{self, Fields, Packed, UnknownFormat, CURRENT_FORMAT};
 use crate::record::{Hash, Receipt, StoredEvent};
 
 /// The hash of an event with `fields`, following `prev`. `scratch` is reused
-/// between calls so hashing a long log does not allocate per row.
+/// between calls so that planning a batch does not allocate per event.
 pub fn link(
     prev: &Hash,
     format: i16,
@@ -26,10 +26,15 @@ pub fn link(
 ) -> Result<Hash, UnknownFormat> {
     scratch.clear();
     encoding::encode(format, fields, scratch)?;
+    Ok(link_encoded(&prev.0, scratch))
+}
+
+/// The hash of an event whose canonical encoding is `encoding`, following `prev`.
+pub fn link_encoded(prev: &[u8; 32], encoding: &[u8]) -> Hash {
     let mut h = Sha256::new();
-    h.update(prev.0);
-    h.update(&scratch[..]);
-    Ok(Hash(h.finalize().into()))
+    h.update(prev);
+    h.update(encoding);
+    Hash(h.finalize().into())
 }
 
 /// An event ready to be given a place: validated, payload serialised.
@@ -63,37 +68,45 @@ impl Head {
 /// event, and the head afterwards.
 #[derive(Debug)]
 pub struct Plan {
+    /// The head once the rows are written.
+    pub head: Head,
     pub rows: Vec<StoredEvent>,
     pub receipts: Vec<Receipt>,
-    pub head: Head,
+    placed: HashMap<Uuid, (i64, Hash)>,
+    scratch: Vec<u8>,
 }
 
-/// Gives each event of `batch` its place after `head`. Events whose id is in
-/// `existing` (already stored) or earlier in the batch are not stored again;
-/// their receipt names the place they already have.
-pub fn plan(
-    head: Head,
-    recorded_at_us: i64,
-    batch: &[&Pending],
-    existing: &HashMap<Uuid, (i64, Hash)>,
-) -> Plan {
-    let mut rows = Vec::with_capacity(batch.len());
-    let mut receipts = Vec::with_capacity(batch.len());
-    let mut placed: HashMap<Uuid, (i64, Hash)> = HashMap::with_capacity(batch.len());
-    let mut head = head;
-    let mut scratch = Vec::with_capacity(512);
-    for ev in batch {
-        if let Some(&(seq, hash)) = existing.get(&ev.id).or_else(|| placed.get(&ev.id)) {
-            receipts.push(Receipt {
+impl Plan {
+    /// An empty plan on top of `base`.
+    pub fn new(base: Head) -> Self {
+        Plan {
+            head: base,
+            rows: Vec::new(),
+            receipts: Vec::new(),
+            placed: HashMap::new(),
+            scratch: Vec::with_capacity(512),
+        }
+    }
+
+    /// Gives `ev` the next place, unless its id is in `existing` (already
+    /// stored) or earlier in this plan: then its receipt names that place.
+    pub fn push(
+        &mut self,
+        ev: &Pending,
+        recorded_at_us: i64,
+        existing: &HashMap<Uuid, (i64, Hash)>,
+    ) {
+        if let Some(&(seq, hash)) = existing.get(&ev.id).or_else(|| self.placed.get(&ev.id)) {
+            self.receipts.push(Receipt {
                 id: ev.id,
                 seq,
                 hash,
                 duplicate: true,
             });
-            continue;
+            return;
         }
         let mut row = StoredEvent {
-            seq: head.seq + 1,
+            seq: self.head.seq + 1,
             id: ev.id,
             session: ev.session,
             occurred_at_us: ev.occurred_at_us,
@@ -103,31 +116,45 @@ pub fn plan(
             kind: ev.kind.to_owned(),
             payload: ev.payload.clone(),
             format: CURRENT_FORMAT,
-            prev_hash: head.hash,
+            prev_hash: self.head.hash,
             hash: Hash::GENESIS,
         };
-        row.hash = match link(&head.hash, CURRENT_FORMAT, &row.fields(), &mut scratch) {
+        row.hash = match link(
+            &self.head.hash,
+            CURRENT_FORMAT,
+            &row.fields(),
+            &mut self.scratch,
+        ) {
             Ok(h) => h,
             Err(UnknownFormat(_)) => unreachable!("CURRENT_FORMAT is always encodable"),
         };
-        head = Head {
+        self.head = Head {
             seq: row.seq,
             hash: row.hash,
         };
-        placed.insert(ev.id, (row.seq, row.hash));
-        receipts.push(Receipt {
+        self.placed.insert(ev.id, (row.seq, row.hash));
+        self.receipts.push(Receipt {
             id: ev.id,
             seq: row.seq,
             hash: row.hash,
             duplicate: false,
         });
-        rows.push(row);
+        self.rows.push(row);
     }
-    Plan {
-        rows,
-        receipts,
-        head,
+}
+
+/// Plans `batch` after `head` in one go (see [`Plan::push`]).
+pub fn plan(
+    head: Head,
+    recorded_at_us: i64,
+    batch: &[&Pending],
+    existing: &HashMap<Uuid, (i64, Hash)>,
+) -> Plan {
+    let mut plan = Plan::new(head);
+    for ev in batch {
+        plan.push(ev, recorded_at_us, existing);
     }
+    plan
 }
 
 /// Where the log stops being intact, and how.
@@ -211,7 +238,6 @@ pub struct Walker {
     /// The last row's (seq, hash).
     pub last: Option<(i64, Hash)>,
     pub rows: u64,
-    scratch: Vec<u8>,
 }
 
 impl Walker {
@@ -226,39 +252,48 @@ impl Walker {
             first: None,
             last: None,
             rows: 0,
-            scratch: Vec::with_capacity(512),
         }
     }
 
-    /// Checks the next row; the first break found ends the walk.
-    pub fn push(&mut self, row: &StoredEvent) -> Result<(), ChainBreak> {
-        let at = |kind| ChainBreak { seq: row.seq, kind };
-        if row.seq != self.expected {
+    /// Checks the next row, `packed` as [`Packed`] describes (`None` when the
+    /// database could not build it, e.g. a column was set to NULL). The first
+    /// break found ends the walk.
+    pub fn push(&mut self, seq: i64, packed: Option<&[u8]>) -> Result<(), ChainBreak> {
+        let at = |kind| ChainBreak { seq, kind };
+        if seq != self.expected {
             return Err(ChainBreak {
                 seq: self.expected,
                 kind: BreakKind::Missing,
             });
         }
-        let computed = link(&row.prev_hash, row.format, &row.fields(), &mut self.scratch)
-            .map_err(|UnknownFormat(v)| at(BreakKind::UnknownFormat(v)))?;
-        if computed != row.hash {
+        let row = packed
+            .and_then(Packed::parse)
+            .ok_or(at(BreakKind::Altered))?;
+        if row.format != CURRENT_FORMAT {
+            return Err(at(BreakKind::UnknownFormat(row.format)));
+        }
+        let hash = Hash(*row.hash);
+        let prev_hash = Hash(*row.prev_hash);
+        if link_encoded(row.prev_hash, row.encoding) != hash {
             return Err(at(BreakKind::Altered));
         }
-        if self.prev.is_some_and(|p| p != row.prev_hash) {
+        if self.prev.is_some_and(|p| p != prev_hash) {
             return Err(at(BreakKind::Relinked));
         }
-        if let Some(a) = self
-            .anchor
-            .filter(|a| a.seq == row.seq && a.hash != row.hash)
-        {
+        if let Some(a) = self.anchor.filter(|a| a.seq == seq && a.hash != hash) {
             return Err(at(BreakKind::AnchorMismatch { expected: a.hash }));
         }
-        self.first.get_or_insert((row.seq, row.prev_hash));
-        self.last = Some((row.seq, row.hash));
-        self.prev = Some(row.hash);
+        self.first.get_or_insert((seq, prev_hash));
+        self.last = Some((seq, hash));
+        self.prev = Some(hash);
         self.expected += 1;
         self.rows += 1;
         Ok(())
+    }
+
+    /// Checks a row already read as a [`StoredEvent`].
+    pub fn push_event(&mut self, row: &StoredEvent) -> Result<(), ChainBreak> {
+        self.push(row.seq, Some(&row.packed()))
     }
 
     /// Ends the walk: every seq up to `to` must have been seen.
@@ -298,7 +333,7 @@ mod tests {
     fn walk(rows: &[StoredEvent], to: i64) -> Result<u64, ChainBreak> {
         let mut w = Walker::new(1, to, Some(Hash::GENESIS), None);
         for r in rows {
-            w.push(r)?;
+            w.push_event(r)?;
         }
         w.finish()?;
         Ok(w.rows)
@@ -422,7 +457,7 @@ mod tests {
             hash: honest[2].hash,
         };
         let mut w = Walker::new(1, 3, Some(Hash::GENESIS), Some(anchor));
-        let err = forged.iter().try_for_each(|r| w.push(r)).unwrap_err();
+        let err = forged.iter().try_for_each(|r| w.push_event(r)).unwrap_err();
         assert_eq!(err.seq, 3);
         assert!(matches!(err.kind, BreakKind::AnchorMismatch { .. }));
     }

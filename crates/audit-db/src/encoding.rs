@@ -137,3 +137,46 @@ mod tests {
         );
     }
 }
+
+/// The form in which verification reads a row: the stored format (i16,
+/// big-endian), the stored `prev_hash` and `hash`, then the canonical
+/// encoding of the stored fields. The stores build it with [`pack`] as they
+/// read, so the walker needs nothing else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Packed<'a> {
+    pub format: i16,
+    pub prev_hash: &'a [u8; 32],
+    pub hash: &'a [u8; 32],
+    /// The canonical encoding of the row's fields.
+    pub encoding: &'a [u8],
+}
+
+impl<'a> Packed<'a> {
+    /// Splits a packed row; `None` if it is too short to hold the fixed part.
+    pub fn parse(bytes: &'a [u8]) -> Option<Self> {
+        let (format, rest) = bytes.split_first_chunk::<2>()?;
+        let (prev_hash, rest) = rest.split_first_chunk::<32>()?;
+        let (hash, encoding) = rest.split_first_chunk::<32>()?;
+        Some(Packed {
+            format: i16::from_be_bytes(*format),
+            prev_hash,
+            hash,
+            encoding,
+        })
+    }
+}
+
+/// Packs a row as the stores' SQL does (see [`Packed`]).
+pub fn pack(
+    format: i16,
+    prev_hash: &[u8; 32],
+    hash: &[u8; 32],
+    fields: &Fields<'_>,
+) -> Result<Vec<u8>, UnknownFormat> {
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(&format.to_be_bytes());
+    out.extend_from_slice(prev_hash);
+    out.extend_from_slice(hash);
+    encode(format, fields, &mut out)?;
+    Ok(out)
+}

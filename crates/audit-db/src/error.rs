@@ -61,6 +61,10 @@ pub enum Error {
         source: sqlx::Error,
     },
 
+    /// Reading the SQLite log for verification failed.
+    #[error("reading {} for verification failed: {cause}", path.display())]
+    Verify { path: PathBuf, cause: String },
+
     /// A stored row holds a value that cannot be a valid event.
     #[error("row seq {seq} is malformed: {reason}")]
     BadRow { seq: i64, reason: String },

@@ -19,7 +19,7 @@ use crate::time_us;
 use crate::verify::{self, VerifyReport};
 
 /// Most events committed in one transaction.
-const MAX_BATCH: usize = 4_096;
+const MAX_BATCH: usize = 8_192;
 /// Append requests that may wait for the writer before callers are held back.
 const QUEUE: usize = 1_024;
 /// Largest payload accepted, in bytes of JSON.

@@ -125,13 +125,16 @@ async fn walk(
     let mut walker = Walker::new(from, to, prev, anchor);
     let mut cursor = from;
     while cursor <= to {
-        let page = store.range_page(cursor, to, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        cursor = last.seq + 1;
+        let page = store.packed_page(cursor, to, PAGE).await?;
+        let Some(&(last, _)) = page.last() else { break };
+        cursor = last + 1;
         let full = page.len() as i64 == PAGE;
         // Hashing is CPU work: keep it off the async worker threads.
         let (w, broke) = tokio::task::spawn_blocking(move || {
-            let broke = page.iter().try_for_each(|row| walker.push(row)).err();
+            let broke = page
+                .iter()
+                .try_for_each(|(seq, packed)| walker.push(*seq, packed.as_deref()))
+                .err();
             (walker, broke)
         })
         .await

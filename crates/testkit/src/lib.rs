@@ -53,6 +53,12 @@ impl TestDb {
             eprintln!("{POSTGRES_ENV} is not set: PostgreSQL case not run");
             return None;
         };
+        Some(Self::postgres_at(&server).await)
+    }
+
+    /// A fresh schema on the PostgreSQL server at `server`. Panics if it cannot be reached.
+    pub async fn postgres_at(server: &str) -> TestDb {
+        let server = server.to_owned();
         let schema = format!("vigil_test_{}", uuid::Uuid::new_v4().simple());
         let mut conn = sqlx::PgConnection::connect(&server)
             .await
@@ -62,12 +68,12 @@ impl TestDb {
             .expect("creating the test schema");
         let sep = if server.contains('?') { '&' } else { '?' };
         let url = format!("{server}{sep}options=-c%20search_path%3D{schema}");
-        Some(TestDb {
+        TestDb {
             url,
             backend: Backend::Postgres,
             dir: tempfile::tempdir().expect("creating a temporary directory"),
             server: Some((server, schema)),
-        })
+        }
     }
 
     /// A scratch directory that lives as long as the database (for SQLite, the data directory).

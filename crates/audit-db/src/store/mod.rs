@@ -91,13 +91,34 @@ impl Store {
         dispatch!(self, s => s.range_page(from, to, limit).await)
     }
 
-    /// Appends a batch in one durable transaction. Only the writer task calls this.
+    /// Up to `limit` rows with `from <= seq <= to` in the packed form
+    /// verification reads ([`crate::encoding::Packed`]); `None` where the
+    /// database could not build it (a NULL where none may be).
+    pub async fn packed_page(
+        &self,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Option<Vec<u8>>)>> {
+        dispatch!(self, s => s.packed_page(from, to, limit).await)
+    }
+
+    /// Appends a batch in one durable transaction and returns a receipt per
+    /// event. Only the writer task calls this.
+    ///
+    /// Duplicates are rare (only resends), so the first attempt does not look
+    /// them up; a unique violation rolls it back and the second attempt does.
     pub(crate) async fn write_batch(
         &self,
         batch: &[&Pending],
         recorded_at_us: i64,
     ) -> Result<Vec<Receipt>> {
-        dispatch!(self, s => s.write_batch(batch, recorded_at_us).await)
+        if let Some(done) = dispatch!(self, s => s.write_once(batch, recorded_at_us, false).await)?
+        {
+            return Ok(done);
+        }
+        dispatch!(self, s => s.write_once(batch, recorded_at_us, true).await)?
+            .ok_or_else(|| Error::Append("event id conflict persisted after lookup".into()))
     }
 }
 

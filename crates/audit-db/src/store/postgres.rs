@@ -93,23 +93,19 @@ impl PgStore {
         self.writer.close().await;
     }
 
-    /// Appends `batch` in one transaction and returns a receipt per event.
-    pub(crate) async fn write_batch(
+    /// One attempt at a batch (see [`super::Store::write_batch`]).
+    pub(crate) async fn write_once(
         &self,
         batch: &[&Pending],
         recorded_at_us: i64,
-    ) -> Result<Vec<Receipt>> {
+        look_up_duplicates: bool,
+    ) -> Result<Option<Vec<Receipt>>> {
         let mut conn = self
             .writer
             .acquire()
             .await
             .map_err(db("acquiring the writer connection"))?;
-        if let Some(receipts) = write_once(&mut conn, batch, recorded_at_us, false).await? {
-            return Ok(receipts);
-        }
-        write_once(&mut conn, batch, recorded_at_us, true)
-            .await?
-            .ok_or_else(|| Error::Append("event id conflict persisted after lookup".into()))
+        write_once(&mut conn, batch, recorded_at_us, look_up_duplicates).await
     }
 
     pub(crate) async fn head(&self) -> Result<Head> {
@@ -142,6 +138,21 @@ impl PgStore {
             .into_iter()
             .map(StoredEvent::try_from)
             .collect()
+    }
+
+    /// Rows `from..=to` packed for verification, from their columns.
+    pub(crate) async fn packed_page(
+        &self,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Option<Vec<u8>>)>> {
+        Ok(self
+            .range_page(from, to, limit)
+            .await?
+            .iter()
+            .map(|row| (row.seq, Some(row.packed())))
+            .collect())
     }
 
     pub(crate) async fn range_page(

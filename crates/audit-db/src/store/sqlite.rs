@@ -81,7 +81,7 @@ impl SqliteStore {
             .connect_with(options.clone().journal_mode(SqliteJournalMode::Wal))
             .await
             .map_err(connect_err)?;
-        MIGRATOR.run(&writer).await?;
+        migrate(&writer).await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -251,6 +251,23 @@ fn pack_row(row: &rusqlite::Row<'_>) -> Option<Vec<u8>> {
             // An unknown format packs without its encoding, so the walker names it.
             .unwrap_or_else(|_| [&format.to_be_bytes()[..], prev_hash, hash].concat()),
     )
+}
+
+/// Brings the schema up to date under SQLite's write lock. sqlx's migrator
+/// takes no lock on SQLite, so two processes creating the same new log would
+/// both run the first migration; inside `BEGIN IMMEDIATE` (each migration
+/// becomes a savepoint) the second waits and then finds it applied.
+async fn migrate(writer: &SqlitePool) -> Result<()> {
+    let mut conn = writer
+        .acquire()
+        .await
+        .map_err(db("acquiring the writer connection"))?;
+    let mut tx = conn
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(db("locking the database to migrate it"))?;
+    MIGRATOR.run(&mut *tx).await?;
+    tx.commit().await.map_err(db("committing the schema"))
 }
 
 /// Checks an existing file without writing to it: is it a SQLite database,

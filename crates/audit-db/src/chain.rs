@@ -49,6 +49,22 @@ pub struct Pending {
     pub payload: String,
 }
 
+impl Pending {
+    /// The fields the hash covers, once the log records it at `recorded_at_us`.
+    pub fn fields(&self, recorded_at_us: i64) -> Fields<'_> {
+        Fields {
+            id: &self.id,
+            session: self.session.as_ref(),
+            occurred_at_us: self.occurred_at_us,
+            recorded_at_us,
+            source: &self.source,
+            actor: &self.actor,
+            kind: self.kind,
+            payload: &self.payload,
+        }
+    }
+}
+
 /// The last event of the log: its seq (0 for an empty log) and hash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Head {
@@ -64,97 +80,111 @@ impl Head {
     };
 }
 
+/// A new row's place: which event of the batch, at which seq, and its hashes.
+/// The row's other fields are the event's own, so they are not copied here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placed {
+    /// Index of the event in the batch.
+    pub event: usize,
+    pub seq: i64,
+    pub prev_hash: Hash,
+    pub hash: Hash,
+}
+
 /// What a batch will write: the new rows, the answer for each submitted
 /// event, and the head afterwards.
 #[derive(Debug)]
 pub struct Plan {
     /// The head once the rows are written.
     pub head: Head,
-    pub rows: Vec<StoredEvent>,
+    /// The `recorded_at` of every row of the batch.
+    pub recorded_at_us: i64,
+    pub rows: Vec<Placed>,
     pub receipts: Vec<Receipt>,
-    placed: HashMap<Uuid, (i64, Hash)>,
-    scratch: Vec<u8>,
 }
 
-impl Plan {
-    /// An empty plan on top of `base`.
-    pub fn new(base: Head) -> Self {
-        Plan {
-            head: base,
-            rows: Vec::new(),
-            receipts: Vec::new(),
-            placed: HashMap::new(),
-            scratch: Vec::with_capacity(512),
-        }
-    }
-
-    /// Gives `ev` the next place, unless its id is in `existing` (already
-    /// stored) or earlier in this plan: then its receipt names that place.
-    pub fn push(
-        &mut self,
-        ev: &Pending,
-        recorded_at_us: i64,
-        existing: &HashMap<Uuid, (i64, Hash)>,
-    ) {
-        if let Some(&(seq, hash)) = existing.get(&ev.id).or_else(|| self.placed.get(&ev.id)) {
-            self.receipts.push(Receipt {
-                id: ev.id,
-                seq,
-                hash,
-                duplicate: true,
-            });
-            return;
-        }
-        let mut row = StoredEvent {
-            seq: self.head.seq + 1,
-            id: ev.id,
-            session: ev.session,
-            occurred_at_us: ev.occurred_at_us,
-            recorded_at_us,
-            source: ev.source.clone(),
-            actor: ev.actor.clone(),
-            kind: ev.kind.to_owned(),
-            payload: ev.payload.clone(),
-            format: CURRENT_FORMAT,
-            prev_hash: self.head.hash,
-            hash: Hash::GENESIS,
-        };
-        row.hash = match link(
-            &self.head.hash,
-            CURRENT_FORMAT,
-            &row.fields(),
-            &mut self.scratch,
-        ) {
-            Ok(h) => h,
-            Err(UnknownFormat(_)) => unreachable!("CURRENT_FORMAT is always encodable"),
-        };
-        self.head = Head {
-            seq: row.seq,
-            hash: row.hash,
-        };
-        self.placed.insert(ev.id, (row.seq, row.hash));
-        self.receipts.push(Receipt {
-            id: ev.id,
-            seq: row.seq,
-            hash: row.hash,
-            duplicate: false,
-        });
-        self.rows.push(row);
-    }
-}
-
-/// Plans `batch` after `head` in one go (see [`Plan::push`]).
+/// Gives each event of `batch` its place after `head`. Events whose id is in
+/// `existing` (already stored) or earlier in the batch are not stored again;
+/// their receipt names the place they already have.
 pub fn plan(
     head: Head,
     recorded_at_us: i64,
     batch: &[&Pending],
     existing: &HashMap<Uuid, (i64, Hash)>,
 ) -> Plan {
-    let mut plan = Plan::new(head);
-    for ev in batch {
-        plan.push(ev, recorded_at_us, existing);
+    let mut plan = Plan {
+        head,
+        recorded_at_us,
+        rows: Vec::with_capacity(batch.len()),
+        receipts: Vec::with_capacity(batch.len()),
+    };
+    let mut placed: HashMap<Uuid, (i64, Hash)> = HashMap::with_capacity(batch.len());
+    let mut scratch = Vec::with_capacity(512);
+    for (index, ev) in batch.iter().enumerate() {
+        if let Some(&(seq, hash)) = existing.get(&ev.id).or_else(|| placed.get(&ev.id)) {
+            plan.receipts.push(Receipt {
+                id: ev.id,
+                seq,
+                hash,
+                duplicate: true,
+            });
+            continue;
+        }
+        let prev = plan.head;
+        let hash = match link(
+            &prev.hash,
+            CURRENT_FORMAT,
+            &ev.fields(recorded_at_us),
+            &mut scratch,
+        ) {
+            Ok(h) => h,
+            Err(UnknownFormat(_)) => unreachable!("CURRENT_FORMAT is always encodable"),
+        };
+        plan.head = Head {
+            seq: prev.seq + 1,
+            hash,
+        };
+        placed.insert(ev.id, (plan.head.seq, hash));
+        plan.receipts.push(Receipt {
+            id: ev.id,
+            seq: plan.head.seq,
+            hash,
+            duplicate: false,
+        });
+        plan.rows.push(Placed {
+            event: index,
+            seq: plan.head.seq,
+            prev_hash: prev.hash,
+            hash,
+        });
     }
     plan
+}
+
+impl Plan {
+    /// The new rows as they will be stored.
+    pub fn stored(&self, batch: &[&Pending]) -> Vec<StoredEvent> {
+        self.rows
+            .iter()
+            .map(|r| {
+                let ev = batch[r.event];
+                StoredEvent {
+                    seq: r.seq,
+                    id: ev.id,
+                    session: ev.session,
+                    occurred_at_us: ev.occurred_at_us,
+                    recorded_at_us: self.recorded_at_us,
+                    source: ev.source.clone(),
+                    actor: ev.actor.clone(),
+                    kind: ev.kind.to_owned(),
+                    payload: ev.payload.clone(),
+                    format: CURRENT_FORMAT,
+                    prev_hash: r.prev_hash,
+                    hash: r.hash,
+                }
+            })
+            .collect()
+    }
 }
 
 /// Where the log stops being intact, and how.
@@ -327,7 +357,7 @@ mod tests {
     fn log(n: u128) -> Vec<StoredEvent> {
         let events: Vec<Pending> = (1..=n).map(pending).collect();
         let refs: Vec<&Pending> = events.iter().collect();
-        plan(Head::EMPTY, 99, &refs, &HashMap::new()).rows
+        plan(Head::EMPTY, 99, &refs, &HashMap::new()).stored(&refs)
     }
 
     fn walk(rows: &[StoredEvent], to: i64) -> Result<u64, ChainBreak> {
@@ -360,7 +390,7 @@ mod tests {
         };
         let p = plan(head, 0, &[&a, &b, &a], &existing);
         assert_eq!(p.rows.len(), 1);
-        assert_eq!(p.rows[0].seq, 11);
+        assert_eq!((p.rows[0].event, p.rows[0].seq), (0, 11));
         assert_eq!(p.rows[0].prev_hash, Hash([1; 32]));
         let seqs: Vec<_> = p.receipts.iter().map(|r| (r.seq, r.duplicate)).collect();
         assert_eq!(seqs, [(11, false), (7, true), (11, true)]);
@@ -425,7 +455,7 @@ mod tests {
             &[&forged_event],
             &HashMap::new(),
         )
-        .rows
+        .stored(&[&forged_event])
         .remove(0);
         let mut tampered = rows[..2].to_vec();
         tampered.push(forged);
@@ -450,7 +480,7 @@ mod tests {
         let mut forged_events: Vec<Pending> = (1..=3).map(pending).collect();
         forged_events[1].payload = r#"{"text":"rewritten"}"#.into();
         let refs: Vec<&Pending> = forged_events.iter().collect();
-        let forged = plan(Head::EMPTY, 99, &refs, &HashMap::new()).rows;
+        let forged = plan(Head::EMPTY, 99, &refs, &HashMap::new()).stored(&refs);
         assert_eq!(walk(&forged, 3), Ok(3), "a full rewrite is self-consistent");
         let anchor = Anchor {
             seq: 3,

@@ -79,6 +79,10 @@ impl Actor {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+    /// The stored text form, owned.
+    pub fn into_string(self) -> String {
+        self.0
+    }
 }
 
 impl fmt::Display for Actor {
@@ -116,6 +120,10 @@ impl Source {
     /// The stored text form.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+    /// The stored text form, owned.
+    pub fn into_string(self) -> String {
+        self.0
     }
 }
 

@@ -148,8 +148,8 @@ fn prepare(e: NewEvent) -> Result<Pending> {
         id: e.id,
         session: e.session,
         occurred_at_us: e.occurred_at_us,
-        source: e.source.as_str().to_owned(),
-        actor: e.actor.as_str().to_owned(),
+        source: e.source.into_string(),
+        actor: e.actor.into_string(),
         kind,
         payload,
     })

@@ -29,6 +29,8 @@ pub struct TestDb {
     pub url: String,
     pub backend: Backend,
     dir: TempDir,
+    /// For SQLite: the database file.
+    file: Option<std::path::PathBuf>,
     /// For PostgreSQL: the server URL and this test's schema.
     server: Option<(String, String)>,
 }
@@ -37,11 +39,12 @@ impl TestDb {
     /// A SQLite database file (not yet created) in a fresh directory.
     pub fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().expect("creating a temporary directory");
-        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
+        let file = dir.path().join("audit.db");
         TestDb {
-            url,
+            url: format!("sqlite://{}", file.display()),
             backend: Backend::Sqlite,
             dir,
+            file: Some(file),
             server: None,
         }
     }
@@ -72,6 +75,7 @@ impl TestDb {
             url,
             backend: Backend::Postgres,
             dir: tempfile::tempdir().expect("creating a temporary directory"),
+            file: None,
             server: Some((server, schema)),
         }
     }
@@ -83,20 +87,21 @@ impl TestDb {
 
     /// Runs raw SQL (one or more statements) directly against the database.
     pub async fn exec(&self, sql: &str) {
-        let result = match self.backend {
-            Backend::Sqlite => {
-                let mut c = sqlx::SqliteConnection::connect(&self.url)
-                    .await
-                    .expect("raw SQLite connection");
-                let r = c.execute(sqlx::raw_sql(sql)).await.map(drop);
-                c.close().await.expect("closing raw SQLite connection");
+        let result = match &self.file {
+            Some(file) => {
+                let conn = sqlite(file);
+                let r = conn.execute_batch(sql).map_err(|e| e.to_string());
+                close(conn);
                 r
             }
-            Backend::Postgres => {
+            None => {
                 let mut c = sqlx::PgConnection::connect(&self.url)
                     .await
                     .expect("raw PostgreSQL connection");
-                c.execute(sqlx::raw_sql(sql)).await.map(drop)
+                c.execute(sqlx::raw_sql(sql))
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
             }
         };
         result.unwrap_or_else(|e| panic!("raw SQL failed: {e}\n{sql}"));
@@ -190,24 +195,39 @@ impl TestDb {
 impl TestDb {
     /// Runs a query returning one integer, directly against the database.
     pub async fn query_i64(&self, sql: &str) -> i64 {
-        let result = match self.backend {
-            Backend::Sqlite => {
-                let mut c = sqlx::SqliteConnection::connect(&self.url)
-                    .await
-                    .expect("raw SQLite connection");
-                let r = sqlx::query_scalar(sql).fetch_one(&mut c).await;
-                c.close().await.expect("closing raw SQLite connection");
+        let result = match &self.file {
+            Some(file) => {
+                let conn = sqlite(file);
+                let r = conn
+                    .query_row(sql, [], |row| row.get(0))
+                    .map_err(|e| e.to_string());
+                close(conn);
                 r
             }
-            Backend::Postgres => {
+            None => {
                 let mut c = sqlx::PgConnection::connect(&self.url)
                     .await
                     .expect("raw PostgreSQL connection");
-                sqlx::query_scalar(sql).fetch_one(&mut c).await
+                sqlx::query_scalar(sql)
+                    .fetch_one(&mut c)
+                    .await
+                    .map_err(|e| e.to_string())
             }
         };
         result.unwrap_or_else(|e| panic!("raw query failed: {e}\n{sql}"))
     }
+}
+
+/// A plain connection to a SQLite file (created if missing), through rusqlite
+/// so that closing it is synchronous: when [`close`] returns, the -wal and
+/// -shm files are settled and a snapshot of the directory is stable.
+fn sqlite(file: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(file).expect("raw SQLite connection")
+}
+
+fn close(conn: rusqlite::Connection) {
+    conn.close()
+        .unwrap_or_else(|(_, e)| panic!("closing raw SQLite connection: {e}"));
 }
 
 /// Generates, for each named async fn of module `$cases` taking `&TestDb`,

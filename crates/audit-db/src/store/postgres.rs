@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::{check_schema_version, is_unique_violation, OpenMode};
 use crate::chain::{self, Head, Pending};
+use crate::encoding::CURRENT_FORMAT;
 use crate::error::{db, Error, Result};
 use crate::query::{page_sql, Filter};
 use crate::record::{Hash, Receipt, StoredEvent};
@@ -205,6 +206,7 @@ async fn write_once(
     let plan = chain::plan(head, recorded_at_us, batch, &existing);
     // One statement for the whole batch: each column travels as one array.
     let rows = &plan.rows;
+    let events: Vec<&Pending> = rows.iter().map(|r| batch[r.event]).collect();
     let insert = sqlx::query(concat!(
         "INSERT INTO audit_events (",
         columns!(),
@@ -212,15 +214,20 @@ async fn write_once(
          $6::text[], $7::text[], $8::text[], $9::text[], $10::int2[], $11::bytea[], $12::bytea[])"
     ))
     .bind(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.session).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.occurred_at_us).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.recorded_at_us).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.source.as_str()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.actor.as_str()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.payload.as_str()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.format).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.id).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.session).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.occurred_at_us).collect::<Vec<_>>())
+    .bind(vec![plan.recorded_at_us; rows.len()])
+    .bind(events.iter().map(|e| e.source.as_str()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.actor.as_str()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.kind).collect::<Vec<_>>())
+    .bind(
+        events
+            .iter()
+            .map(|e| e.payload.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(vec![CURRENT_FORMAT; rows.len()])
     .bind(rows.iter().map(|r| &r.prev_hash.0[..]).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| &r.hash.0[..]).collect::<Vec<_>>());
     match insert.execute(&mut *tx).await {

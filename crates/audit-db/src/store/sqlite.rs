@@ -13,7 +13,8 @@ use sqlx::{Connection, QueryBuilder, Sqlite};
 use uuid::Uuid;
 
 use super::{check_schema_version, is_unique_violation, OpenMode};
-use crate::chain::{self, Head, Pending};
+use crate::chain::{self, Head, Pending, Placed};
+use crate::encoding::CURRENT_FORMAT;
 use crate::error::{db, Error, Result};
 use crate::query::{page_sql, Filter};
 use crate::record::{Hash, Receipt, StoredEvent};
@@ -27,8 +28,8 @@ const INSERT_CHUNK: usize = 512;
 /// Ids per duplicate-lookup statement.
 const LOOKUP_CHUNK: usize = 500;
 
-/// Page cache per connection, in KiB (negative, as PRAGMA cache_size takes it).
-pub const CACHE_SIZE: &str = "-65536";
+/// The writer's page cache, in KiB (negative, as PRAGMA cache_size takes it).
+const WRITER_CACHE: &str = "-65536";
 
 /// How long a write waits for another process holding the database lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -43,14 +44,17 @@ pub(crate) struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (and with [`OpenMode::Create`], creates) the database at `path`,
-    /// checking an existing file read-only before anything is written to it.
+    /// probing an existing file with reads only before anything writes to it.
     pub(crate) async fn open(path: &Path, mode: OpenMode) -> Result<Self> {
         let exists = path.try_exists().map_err(|source| Error::Create {
             path: path.to_owned(),
             source,
         })?;
         if exists {
-            probe(path).await?;
+            let owned = path.to_owned();
+            tokio::task::spawn_blocking(move || probe(&owned))
+                .await
+                .map_err(|e| Error::Task(format!("probing the database: {e}")))??;
         } else if mode == OpenMode::Existing {
             return Err(Error::NotFound {
                 path: path.to_owned(),
@@ -68,9 +72,6 @@ impl SqliteStore {
             .busy_timeout(BUSY_TIMEOUT)
             // FULL: a commit is on disk before the append is acknowledged.
             .synchronous(SqliteSynchronous::Full)
-            // Appends touch the table and five indexes; SQLite's default 2 MB
-            // page cache sends most of those page reads to the kernel.
-            .pragma("cache_size", CACHE_SIZE)
             .foreign_keys(false);
         let connect_err = |e: sqlx::Error| Error::Connect {
             target: format!("sqlite://{}", path.display()),
@@ -78,7 +79,14 @@ impl SqliteStore {
         };
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone().journal_mode(SqliteJournalMode::Wal))
+            .connect_with(
+                options
+                    .clone()
+                    .journal_mode(SqliteJournalMode::Wal)
+                    // Appends touch the table and five indexes; SQLite's default
+                    // 2 MB page cache sends most of those page reads to the kernel.
+                    .pragma("cache_size", WRITER_CACHE),
+            )
             .await
             .map_err(connect_err)?;
         migrate(&writer).await?;
@@ -271,37 +279,42 @@ async fn migrate(writer: &SqlitePool) -> Result<()> {
 }
 
 /// Checks an existing file without writing to it: is it a SQLite database,
-/// is it ours, and is its schema one this version understands.
-async fn probe(path: &Path) -> Result<()> {
-    let corrupt = |e: sqlx::Error| Error::Corrupt {
+/// is it ours, and is its schema one this version understands. Through
+/// rusqlite, whose close is synchronous: the -wal and -shm files this
+/// connection may create are gone again when it returns, so a refused file
+/// is left exactly as it was.
+fn probe(path: &Path) -> Result<()> {
+    use rusqlite::OpenFlags;
+    let corrupt = |e: rusqlite::Error| Error::Corrupt {
         path: path.to_owned(),
         cause: e.to_string(),
     };
-    // Not `read_only`: a read-only connection cannot remove the -wal and -shm
-    // files it needs, so it would leave them behind. A connection that only
-    // reads changes nothing and, as the last user, removes them on close.
-    let options = SqliteConnectOptions::new().filename(path);
-    let mut conn = SqliteConnection::connect_with(&options)
-        .await
+    // Not read-only: a read-only connection cannot remove the -wal and -shm
+    // files it needs. One that only reads changes nothing and, as the last
+    // user, removes them on close.
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(corrupt)?;
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .and_then(|mut st| st.query_map([], |row| row.get(0))?.collect())
         .map_err(corrupt)?;
-    let tables: Vec<String> =
-        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
-            .fetch_all(&mut conn)
-            .await
-            .map_err(corrupt)?;
     if !tables.is_empty() && !tables.iter().any(|t| t == "_sqlx_migrations") {
         return Err(Error::Foreign {
-            path: PathBuf::from(path),
+            path: path.to_owned(),
         });
     }
     if !tables.is_empty() {
-        let version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
-            .fetch_one(&mut conn)
-            .await
+        let version: Option<i64> = conn
+            .query_row("SELECT MAX(version) FROM _sqlx_migrations", [], |row| {
+                row.get(0)
+            })
             .map_err(corrupt)?;
         check_schema_version(version, &MIGRATOR)?;
     }
-    conn.close().await.map_err(corrupt)
+    conn.close().map_err(|(_, e)| corrupt(e))
 }
 
 async fn read_head(conn: &mut SqliteConnection) -> Result<Head> {
@@ -332,24 +345,20 @@ async fn write_once(
         HashMap::new()
     };
     let plan = chain::plan(head, recorded_at_us, batch, &existing);
-    for rows in plan.rows.chunks(INSERT_CHUNK) {
-        let mut q =
-            QueryBuilder::<Sqlite>::new(concat!("INSERT INTO audit_events (", columns!(), ") "));
-        q.push_values(rows, |mut b, r| {
-            b.push_bind(r.seq)
-                .push_bind(r.id)
-                .push_bind(r.session)
-                .push_bind(r.occurred_at_us)
-                .push_bind(r.recorded_at_us)
-                .push_bind(r.source.as_str())
-                .push_bind(r.actor.as_str())
-                .push_bind(r.kind.as_str())
-                .push_bind(r.payload.as_str())
-                .push_bind(r.format)
-                .push_bind(&r.prev_hash.0[..])
-                .push_bind(&r.hash.0[..]);
+    // Encoding a statement's arguments is CPU work on this task; doing the
+    // next one while SQLite executes the current one keeps its thread busy.
+    let mut chunks = plan.rows.chunks(INSERT_CHUNK);
+    let mut next = chunks
+        .next()
+        .map(|rows| insert_statement(rows, batch, plan.recorded_at_us));
+    while let Some(mut current) = next.take() {
+        let (result, following) = tokio::join!(current.build().execute(&mut *tx), async {
+            chunks
+                .next()
+                .map(|rows| insert_statement(rows, batch, plan.recorded_at_us))
         });
-        match q.build().execute(&mut *tx).await {
+        next = following;
+        match result {
             Ok(_) => {}
             Err(e) if !look_up_duplicates && is_unique_violation(&e) => {
                 tx.rollback().await.map_err(db("rolling back"))?;
@@ -366,6 +375,31 @@ async fn write_once(
         .map_err(db("advancing the chain head"))?;
     tx.commit().await.map_err(db("committing events"))?;
     Ok(Some(plan.receipts))
+}
+
+/// A multi-row INSERT of `rows`, with every argument encoded.
+fn insert_statement<'a>(
+    rows: &'a [Placed],
+    batch: &'a [&'a Pending],
+    recorded_at_us: i64,
+) -> QueryBuilder<'a, Sqlite> {
+    let mut q = QueryBuilder::new(concat!("INSERT INTO audit_events (", columns!(), ") "));
+    q.push_values(rows, |mut b, r| {
+        let e = batch[r.event];
+        b.push_bind(r.seq)
+            .push_bind(e.id)
+            .push_bind(e.session)
+            .push_bind(e.occurred_at_us)
+            .push_bind(recorded_at_us)
+            .push_bind(e.source.as_str())
+            .push_bind(e.actor.as_str())
+            .push_bind(e.kind)
+            .push_bind(e.payload.as_str())
+            .push_bind(CURRENT_FORMAT)
+            .push_bind(&r.prev_hash.0[..])
+            .push_bind(&r.hash.0[..]);
+    });
+    q
 }
 
 async fn lookup(

@@ -35,7 +35,15 @@ ensure_rust() {
     fi
 }
 
-# ensure_build_deps: the C toolchain and libraries the crates build against.
+# need CMD PKG...: installs the Debian packages PKG unless CMD is already on PATH.
+need() {
+    local cmd=$1
+    shift
+    command -v "$cmd" >/dev/null 2>&1 || apt_install "$@"
+}
+
+# ensure_build_deps: the C toolchain the crates build with.
 ensure_build_deps() {
-    apt_install build-essential pkg-config
+    need cc build-essential
+    need pkg-config pkg-config
 }

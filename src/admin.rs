@@ -49,9 +49,18 @@ pub async fn note(log: &AuditLog, text: Option<String>, admin: Option<String>) -
     Ok(ExitCode::SUCCESS)
 }
 
+/// `user@host` for the account running the command: from the environment,
+/// else the numeric uid (which /proc reports without asking libc).
 fn local_user(host: &str) -> String {
-    let user = std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".to_owned());
+    let user = ["SUDO_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .or_else(|| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata("/proc/self")
+                .ok()
+                .map(|m| format!("uid{}", m.uid()))
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
     format!("{user}@{host}")
 }

@@ -166,17 +166,17 @@ impl<'a> Packed<'a> {
     }
 }
 
-/// Packs a row as the stores' SQL does (see [`Packed`]).
-pub fn pack(
-    format: i16,
-    prev_hash: &[u8; 32],
-    hash: &[u8; 32],
-    fields: &Fields<'_>,
-) -> Result<Vec<u8>, UnknownFormat> {
+/// Packs a row for verification (see [`Packed`]). A row of a format this
+/// version cannot encode is packed without its encoding; the walker then
+/// reports the format rather than a hash mismatch.
+pub fn pack(format: i16, prev_hash: &[u8; 32], hash: &[u8; 32], fields: &Fields<'_>) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(&format.to_be_bytes());
     out.extend_from_slice(prev_hash);
     out.extend_from_slice(hash);
-    encode(format, fields, &mut out)?;
-    Ok(out)
+    let fixed = out.len();
+    if encode(format, fields, &mut out).is_err() {
+        out.truncate(fixed);
+    }
+    out
 }

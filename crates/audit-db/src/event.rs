@@ -49,10 +49,47 @@ impl NewEvent {
     }
 }
 
-/// Who did what an event records, as `role:name` (e.g. `technician:ann@example.com`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Actor(String);
+/// Declares a text newtype stored as written, with its `as_str`,
+/// `into_string`, `from_stored` and `Display`.
+macro_rules! stored_text {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// A value read back from storage, taken as written.
+            pub fn from_stored(text: String) -> Self {
+                Self(text)
+            }
+            /// The stored text form.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+            /// The stored text form, owned.
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+stored_text! {
+    /// Who did what an event records, as `role:name` (e.g. `technician:ann@example.com`).
+    Actor
+}
+
+stored_text! {
+    /// The authenticated component that reported an event, as `component[@where]`.
+    Source
+}
 
 impl Actor {
     /// A technician, named by login email.
@@ -71,30 +108,7 @@ impl Actor {
     pub fn system(component: &str) -> Self {
         Self(format!("system:{component}"))
     }
-    /// An actor read back from storage, taken as written.
-    pub fn from_stored(text: String) -> Self {
-        Self(text)
-    }
-    /// The stored text form.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-    /// The stored text form, owned.
-    pub fn into_string(self) -> String {
-        self.0
-    }
 }
-
-impl fmt::Display for Actor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// The authenticated component that reported an event, as `component[@where]`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Source(String);
 
 impl Source {
     /// The gateway, reporting what it saw itself.
@@ -112,24 +126,6 @@ impl Source {
     /// The `vigil` command run locally on `host`.
     pub fn cli(host: &str) -> Self {
         Self(format!("cli@{host}"))
-    }
-    /// A source read back from storage, taken as written.
-    pub fn from_stored(text: String) -> Self {
-        Self(text)
-    }
-    /// The stored text form.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-    /// The stored text form, owned.
-    pub fn into_string(self) -> String {
-        self.0
-    }
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

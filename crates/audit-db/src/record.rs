@@ -86,18 +86,8 @@ impl StoredEvent {
     }
 
     /// The row in the form verification reads ([`crate::encoding::Packed`]).
-    /// A row of an unknown format packs without its encoding, so that the
-    /// walker names the format.
     pub fn packed(&self) -> Vec<u8> {
         crate::encoding::pack(self.format, &self.prev_hash.0, &self.hash.0, &self.fields())
-            .unwrap_or_else(|_| {
-                [
-                    &self.format.to_be_bytes()[..],
-                    &self.prev_hash.0,
-                    &self.hash.0,
-                ]
-                .concat()
-            })
     }
 
     /// The typed event; `Ok(None)` for a type this version does not know.

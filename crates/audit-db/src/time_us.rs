@@ -17,10 +17,14 @@ pub fn to_datetime(us: i64) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000).ok()
 }
 
-/// RFC 3339 text for `us`, e.g. `2026-11-21T15:02:29.123456Z`.
+/// RFC 3339 text for `us`, always with six fractional digits so that
+/// columns line up, e.g. `2026-11-21T15:02:29.120000Z`.
 pub fn format(us: i64) -> String {
+    let layout = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
     to_datetime(us)
-        .and_then(|t| t.format(&Rfc3339).ok())
+        .and_then(|t| t.format(&layout).ok())
         .unwrap_or_else(|| format!("@{us}us"))
 }
 
@@ -45,6 +49,12 @@ mod tests {
     fn rfc3339_round_trips() {
         let us = parse("2026-11-21T15:02:29.123456Z").unwrap();
         assert_eq!(format(us), "2026-11-21T15:02:29.123456Z");
+    }
+
+    #[test]
+    fn formatted_times_have_a_fixed_width() {
+        assert_eq!(format(1_500_000), "1970-01-01T00:00:01.500000Z");
+        assert_eq!(format(0).len(), format(123_456).len());
     }
 
     #[test]

@@ -113,7 +113,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
         assert_eq!(v["payload"]["text"], "hi");
         assert_eq!(v["seq"], 1);
-        assert_eq!(v["occurred_at"], "1970-01-01T00:00:00Z");
+        assert_eq!(v["occurred_at"], "1970-01-01T00:00:00.000000Z");
     }
 
     #[tokio::test]

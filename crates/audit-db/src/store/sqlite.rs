@@ -195,19 +195,24 @@ const RANGE_SQL: &str = concat!(
     " FROM audit_events WHERE seq BETWEEN ? AND ? ORDER BY seq LIMIT ?"
 );
 
-fn read_packed(path: &Path, from: i64, to: i64, limit: i64) -> Result<Vec<(i64, Option<Vec<u8>>)>> {
+/// A rusqlite connection to an existing file, for reading. Not read-only: a
+/// read-only connection cannot remove the -wal and -shm files it needs, so it
+/// could leave them behind; one that only reads changes nothing and, if it is
+/// the last user, removes them when it closes.
+fn open_existing(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
     use rusqlite::OpenFlags;
+    rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+}
+
+fn read_packed(path: &Path, from: i64, to: i64, limit: i64) -> Result<Vec<(i64, Option<Vec<u8>>)>> {
     let fail = |e: rusqlite::Error| Error::Verify {
         path: path.to_owned(),
         cause: e.to_string(),
     };
-    // Read-write flags (never create): a read-only connection could leave the
-    // -wal and -shm files behind if it happened to close last.
-    let conn = rusqlite::Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(fail)?;
+    let conn = open_existing(path).map_err(fail)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
     let mut stmt = conn.prepare_cached(RANGE_SQL).map_err(fail)?;
     let mut rows = stmt.query((from, to, limit)).map_err(fail)?;
@@ -254,11 +259,7 @@ fn pack_row(row: &rusqlite::Row<'_>) -> Option<Vec<u8>> {
     let format = i16::try_from(int(9)?).ok()?;
     let prev_hash: &[u8; 32] = blob(10)?.try_into().ok()?;
     let hash: &[u8; 32] = blob(11)?.try_into().ok()?;
-    Some(
-        crate::encoding::pack(format, prev_hash, hash, &fields)
-            // An unknown format packs without its encoding, so the walker names it.
-            .unwrap_or_else(|_| [&format.to_be_bytes()[..], prev_hash, hash].concat()),
-    )
+    Some(crate::encoding::pack(format, prev_hash, hash, &fields))
 }
 
 /// Brings the schema up to date under SQLite's write lock. sqlx's migrator
@@ -284,19 +285,11 @@ async fn migrate(writer: &SqlitePool) -> Result<()> {
 /// connection may create are gone again when it returns, so a refused file
 /// is left exactly as it was.
 fn probe(path: &Path) -> Result<()> {
-    use rusqlite::OpenFlags;
     let corrupt = |e: rusqlite::Error| Error::Corrupt {
         path: path.to_owned(),
         cause: e.to_string(),
     };
-    // Not read-only: a read-only connection cannot remove the -wal and -shm
-    // files it needs. One that only reads changes nothing and, as the last
-    // user, removes them on close.
-    let conn = rusqlite::Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(corrupt)?;
+    let conn = open_existing(path).map_err(corrupt)?;
     let tables: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
         .and_then(|mut st| st.query_map([], |row| row.get(0))?.collect())

@@ -11,7 +11,11 @@ use crate::cli::QueryArgs;
 
 /// Verifies the chain; exit 0 when intact, 1 with the first break.
 pub async fn verify(log: &AuditLog, anchor: Option<Anchor>, json: bool) -> Result<ExitCode> {
-    let report = log.verify(anchor).await?;
+    let progress = audit_db::verify::Progress::default();
+    let bar = crate::progress::verification(progress.clone());
+    let report = log.verify_with_progress(anchor, &progress).await;
+    bar.finish().await;
+    let report = report?;
     let head = report.head;
     let mut out = std::io::stdout().lock();
     match (&report.outcome, json) {

@@ -4,6 +4,7 @@
 mod admin;
 mod audit;
 mod cli;
+mod progress;
 
 use std::process::ExitCode;
 

@@ -16,7 +16,7 @@ use crate::query::{self, Filter};
 use crate::record::{Receipt, StoredEvent};
 use crate::store::{is_transient, DbUrl, OpenMode, Store};
 use crate::time_us;
-use crate::verify::{self, VerifyReport};
+use crate::verify::{self, Progress, VerifyReport};
 
 /// Most events committed in one transaction.
 const MAX_BATCH: usize = 8_192;
@@ -107,7 +107,16 @@ impl AuditLog {
 
     /// Verifies the whole chain (see [`verify::verify`]).
     pub async fn verify(&self, anchor: Option<Anchor>) -> Result<VerifyReport> {
-        verify::verify(&self.store, anchor).await
+        verify::verify(&self.store, anchor, &Progress::default()).await
+    }
+
+    /// Verifies the whole chain, counting rows into `progress` as it goes.
+    pub async fn verify_with_progress(
+        &self,
+        anchor: Option<Anchor>,
+        progress: &Progress,
+    ) -> Result<VerifyReport> {
+        verify::verify(&self.store, anchor, progress).await
     }
 
     /// Commits everything submitted so far, stops the writer and closes the

@@ -1,6 +1,9 @@
 //! `audit verify`: walks the whole log, in parallel stretches, and reports
 //! the first place where it is not what was written.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use crate::chain::{Anchor, BreakKind, ChainBreak, Head, Walker};
 use crate::error::{Error, Result};
 use crate::record::Hash;
@@ -22,9 +25,33 @@ pub struct VerifyReport {
     pub outcome: Result<(), ChainBreak>,
 }
 
+/// How far a verification has got, readable from another task (e.g. to
+/// draw a progress bar). Clones share the same counters.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    checked: Arc<AtomicU64>,
+    total: Arc<AtomicU64>,
+}
+
+impl Progress {
+    /// Rows checked so far.
+    pub fn checked(&self) -> u64 {
+        self.checked.load(Ordering::Relaxed)
+    }
+    /// Rows to check in all (0 until known).
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+}
+
 /// Verifies every event; with `anchor`, also that the event at `anchor.seq`
 /// still has the hash recorded there earlier (catches a log rewritten whole).
-pub async fn verify(store: &Store, anchor: Option<Anchor>) -> Result<VerifyReport> {
+/// `progress` counts the rows as they are checked.
+pub async fn verify(
+    store: &Store,
+    anchor: Option<Anchor>,
+    progress: &Progress,
+) -> Result<VerifyReport> {
     let stretches = if store.max_seq().await? < PARALLEL_FROM {
         1
     } else {
@@ -32,7 +59,7 @@ pub async fn verify(store: &Store, anchor: Option<Anchor>) -> Result<VerifyRepor
             .map_or(2, |n| n.get())
             .clamp(2, 8)
     };
-    verify_in_stretches(store, anchor, stretches).await
+    verify_in_stretches(store, anchor, stretches, progress).await
 }
 
 /// [`verify`], with the log split into `stretches` parts checked concurrently.
@@ -40,10 +67,12 @@ pub async fn verify_in_stretches(
     store: &Store,
     anchor: Option<Anchor>,
     stretches: usize,
+    progress: &Progress,
 ) -> Result<VerifyReport> {
     let head = store.head().await?;
     let max_seq = store.max_seq().await?;
     let to = head.seq.max(max_seq).max(anchor.map_or(0, |a| a.seq));
+    progress.total.store(to.max(0) as u64, Ordering::Relaxed);
     let stretches = stretches.max(1) as i64;
     let len = (to + stretches - 1) / stretches;
     let mut tasks = Vec::new();
@@ -54,7 +83,14 @@ pub async fn verify_in_stretches(
             break;
         }
         let prev = (from == 1).then_some(Hash::GENESIS);
-        tasks.push(tokio::spawn(walk(store.clone(), from, until, prev, anchor)));
+        tasks.push(tokio::spawn(walk(
+            store.clone(),
+            from,
+            until,
+            prev,
+            anchor,
+            progress.checked.clone(),
+        )));
     }
 
     let mut events = 0;
@@ -121,6 +157,7 @@ async fn walk(
     to: i64,
     prev: Option<Hash>,
     anchor: Option<Anchor>,
+    checked: Arc<AtomicU64>,
 ) -> Result<(Walker, Option<ChainBreak>)> {
     let mut walker = Walker::new(from, to, prev, anchor);
     let mut cursor = from;
@@ -129,6 +166,7 @@ async fn walk(
         let Some(&(last, _)) = page.last() else { break };
         cursor = last + 1;
         let full = page.len() as i64 == PAGE;
+        let page_len = page.len() as u64;
         // Hashing is CPU work: keep it off the async worker threads.
         let (w, broke) = tokio::task::spawn_blocking(move || {
             let broke = page
@@ -140,6 +178,7 @@ async fn walk(
         .await
         .map_err(|e| Error::Task(format!("verifier: {e}")))?;
         walker = w;
+        checked.fetch_add(page_len, Ordering::Relaxed);
         if broke.is_some() {
             return Ok((walker, broke));
         }

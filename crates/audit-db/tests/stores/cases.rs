@@ -322,10 +322,12 @@ pub async fn rows_added_past_the_head_are_named(db: &TestDb) {
 
 pub async fn stretches_are_joined_when_verifying_in_parallel(db: &TestDb) {
     let log = log_of(db, 1_000).await;
-    let intact = audit_db::verify::verify_in_stretches(log.store(), None, 4)
+    let progress = audit_db::verify::Progress::default();
+    let intact = audit_db::verify::verify_in_stretches(log.store(), None, 4, &progress)
         .await
         .unwrap();
     assert_eq!((intact.events, intact.outcome), (1_000, Ok(())));
+    assert_eq!((progress.checked(), progress.total()), (1_000, 1_000));
 
     // Re-link the first event of the second stretch (seq 251) so that it is
     // consistent on its own; only the join between stretches can catch it.
@@ -340,9 +342,14 @@ pub async fn stretches_are_joined_when_verifying_in_parallel(db: &TestDb) {
     ))
     .await;
     for stretches in [1, 4] {
-        let report = audit_db::verify::verify_in_stretches(log.store(), None, stretches)
-            .await
-            .unwrap();
+        let report = audit_db::verify::verify_in_stretches(
+            log.store(),
+            None,
+            stretches,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             report.outcome,
             Err(ChainBreak {

@@ -15,10 +15,12 @@ CREATE TABLE audit_events (
     hash         BLOB    NOT NULL
 );
 
-CREATE INDEX audit_events_session ON audit_events (session_id, seq) WHERE session_id IS NOT NULL;
-CREATE INDEX audit_events_actor ON audit_events (actor, seq);
-CREATE INDEX audit_events_kind ON audit_events (kind, seq);
-CREATE INDEX audit_events_occurred ON audit_events (occurred_at, seq);
+-- Every SQLite index entry ends with the rowid, which is seq: (actor) is
+-- already ordered by (actor, seq) for keyset paging, without storing seq twice.
+CREATE INDEX audit_events_session ON audit_events (session_id) WHERE session_id IS NOT NULL;
+CREATE INDEX audit_events_actor ON audit_events (actor);
+CREATE INDEX audit_events_kind ON audit_events (kind);
+CREATE INDEX audit_events_occurred ON audit_events (occurred_at);
 
 -- The last event's seq and hash, updated in the same transaction as every
 -- append, so a deleted or rewritten tail is caught.

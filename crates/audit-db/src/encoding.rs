@@ -77,6 +77,49 @@ pub fn encode(format: i16, fields: &Fields<'_>, out: &mut Vec<u8>) -> Result<(),
     Ok(())
 }
 
+/// The form in which verification reads a row: the stored format (i16,
+/// big-endian), the stored `prev_hash` and `hash`, then the canonical
+/// encoding of the stored fields. The stores build it with [`pack`] as they
+/// read, so the walker needs nothing else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Packed<'a> {
+    pub format: i16,
+    pub prev_hash: &'a [u8; 32],
+    pub hash: &'a [u8; 32],
+    /// The canonical encoding of the row's fields.
+    pub encoding: &'a [u8],
+}
+
+impl<'a> Packed<'a> {
+    /// Splits a packed row; `None` if it is too short to hold the fixed part.
+    pub fn parse(bytes: &'a [u8]) -> Option<Self> {
+        let (format, rest) = bytes.split_first_chunk::<2>()?;
+        let (prev_hash, rest) = rest.split_first_chunk::<32>()?;
+        let (hash, encoding) = rest.split_first_chunk::<32>()?;
+        Some(Packed {
+            format: i16::from_be_bytes(*format),
+            prev_hash,
+            hash,
+            encoding,
+        })
+    }
+}
+
+/// Packs a row for verification (see [`Packed`]). A row of a format this
+/// version cannot encode is packed without its encoding; the walker then
+/// reports the format rather than a hash mismatch.
+pub fn pack(format: i16, prev_hash: &[u8; 32], hash: &[u8; 32], fields: &Fields<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(&format.to_be_bytes());
+    out.extend_from_slice(prev_hash);
+    out.extend_from_slice(hash);
+    let fixed = out.len();
+    if encode(format, fields, &mut out).is_err() {
+        out.truncate(fixed);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,47 +179,4 @@ mod tests {
             Err(UnknownFormat(9))
         );
     }
-}
-
-/// The form in which verification reads a row: the stored format (i16,
-/// big-endian), the stored `prev_hash` and `hash`, then the canonical
-/// encoding of the stored fields. The stores build it with [`pack`] as they
-/// read, so the walker needs nothing else.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Packed<'a> {
-    pub format: i16,
-    pub prev_hash: &'a [u8; 32],
-    pub hash: &'a [u8; 32],
-    /// The canonical encoding of the row's fields.
-    pub encoding: &'a [u8],
-}
-
-impl<'a> Packed<'a> {
-    /// Splits a packed row; `None` if it is too short to hold the fixed part.
-    pub fn parse(bytes: &'a [u8]) -> Option<Self> {
-        let (format, rest) = bytes.split_first_chunk::<2>()?;
-        let (prev_hash, rest) = rest.split_first_chunk::<32>()?;
-        let (hash, encoding) = rest.split_first_chunk::<32>()?;
-        Some(Packed {
-            format: i16::from_be_bytes(*format),
-            prev_hash,
-            hash,
-            encoding,
-        })
-    }
-}
-
-/// Packs a row for verification (see [`Packed`]). A row of a format this
-/// version cannot encode is packed without its encoding; the walker then
-/// reports the format rather than a hash mismatch.
-pub fn pack(format: i16, prev_hash: &[u8; 32], hash: &[u8; 32], fields: &Fields<'_>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(512);
-    out.extend_from_slice(&format.to_be_bytes());
-    out.extend_from_slice(prev_hash);
-    out.extend_from_slice(hash);
-    let fixed = out.len();
-    if encode(format, fields, &mut out).is_err() {
-        out.truncate(fixed);
-    }
-    out
 }

@@ -15,6 +15,9 @@ use tempfile::TempDir;
 /// The variable that switches the PostgreSQL runs on, holding the server's URL.
 pub const POSTGRES_ENV: &str = "VIGIL_TEST_POSTGRES_URL";
 
+/// The SQLite database's file name inside the test directory.
+const SQLITE_FILE: &str = "audit.db";
+
 /// Which backend a [`TestDb`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -29,8 +32,6 @@ pub struct TestDb {
     pub url: String,
     pub backend: Backend,
     dir: TempDir,
-    /// For SQLite: the database file.
-    file: Option<std::path::PathBuf>,
     /// For PostgreSQL: the server URL and this test's schema.
     server: Option<(String, String)>,
 }
@@ -39,12 +40,10 @@ impl TestDb {
     /// A SQLite database file (not yet created) in a fresh directory.
     pub fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().expect("creating a temporary directory");
-        let file = dir.path().join("audit.db");
         TestDb {
-            url: format!("sqlite://{}", file.display()),
+            url: format!("sqlite://{}", dir.path().join(SQLITE_FILE).display()),
             backend: Backend::Sqlite,
             dir,
-            file: Some(file),
             server: None,
         }
     }
@@ -75,7 +74,6 @@ impl TestDb {
             url,
             backend: Backend::Postgres,
             dir: tempfile::tempdir().expect("creating a temporary directory"),
-            file: None,
             server: Some((server, schema)),
         }
     }
@@ -87,14 +85,14 @@ impl TestDb {
 
     /// Runs raw SQL (one or more statements) directly against the database.
     pub async fn exec(&self, sql: &str) {
-        let result = match &self.file {
-            Some(file) => {
-                let conn = sqlite(file);
+        let result = match self.backend {
+            Backend::Sqlite => {
+                let conn = self.raw_sqlite();
                 let r = conn.execute_batch(sql).map_err(|e| e.to_string());
                 close(conn);
                 r
             }
-            None => {
+            Backend::Postgres => {
                 let mut c = sqlx::PgConnection::connect(&self.url)
                     .await
                     .expect("raw PostgreSQL connection");
@@ -195,16 +193,16 @@ impl TestDb {
 impl TestDb {
     /// Runs a query returning one integer, directly against the database.
     pub async fn query_i64(&self, sql: &str) -> i64 {
-        let result = match &self.file {
-            Some(file) => {
-                let conn = sqlite(file);
+        let result = match self.backend {
+            Backend::Sqlite => {
+                let conn = self.raw_sqlite();
                 let r = conn
                     .query_row(sql, [], |row| row.get(0))
                     .map_err(|e| e.to_string());
                 close(conn);
                 r
             }
-            None => {
+            Backend::Postgres => {
                 let mut c = sqlx::PgConnection::connect(&self.url)
                     .await
                     .expect("raw PostgreSQL connection");
@@ -218,11 +216,14 @@ impl TestDb {
     }
 }
 
-/// A plain connection to a SQLite file (created if missing), through rusqlite
-/// so that closing it is synchronous: when [`close`] returns, the -wal and
-/// -shm files are settled and a snapshot of the directory is stable.
-fn sqlite(file: &Path) -> rusqlite::Connection {
-    rusqlite::Connection::open(file).expect("raw SQLite connection")
+impl TestDb {
+    /// A plain connection to the SQLite file (created if missing), through
+    /// rusqlite so that closing it is synchronous: when [`close`] returns, the
+    /// -wal and -shm files are settled and a snapshot of the directory is stable.
+    fn raw_sqlite(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.dir.path().join(SQLITE_FILE))
+            .expect("raw SQLite connection")
+    }
 }
 
 fn close(conn: rusqlite::Connection) {

@@ -85,6 +85,18 @@ pub enum Error {
     #[error("the audit writer has shut down")]
     WriterGone,
 
+    /// An account, group or setting with this name already exists.
+    #[error("{what} {name:?} already exists")]
+    Exists { what: &'static str, name: String },
+
+    /// No account, group or setting has this name.
+    #[error("no {what} {name:?}")]
+    NoSuch { what: &'static str, name: String },
+
+    /// A stored account, group or setting cannot be read as what Vigil writes.
+    #[error("stored {key} is malformed: {reason}")]
+    BadSetting { key: String, reason: String },
+
     /// A batch could not be committed; the writer reports the cause to every waiting caller.
     #[error("appending to the audit log failed: {0}")]
     Append(String),

@@ -174,10 +174,16 @@ event_kinds! {
     AccountLocked = "account.locked",
     /// A locked account was unlocked.
     AccountUnlocked = "account.unlocked",
+    /// A technician's connection ended (logged off for inactivity, or by the technician).
+    Logout = "logout",
+    /// A technician changed their own password.
+    PasswordChanged = "password.changed",
     /// A technician created a support session.
     SessionCreated = "session.created",
     /// An end user's applet joined a session.
     SessionJoined = "session.joined",
+    /// An applet's attempt to join a session was refused.
+    SessionJoinRefused = "session.join_refused",
     /// A technician picked a waiting session up from the queue.
     SessionPickedUp = "session.picked_up",
     /// A session ended.
@@ -266,6 +272,33 @@ pub enum UnlockCause {
     Timeout,
 }
 
+/// A technician's connection ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Logout {
+    pub email: String,
+    pub ip: IpAddr,
+    pub reason: LogoutReason,
+}
+
+/// Why a technician's connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogoutReason {
+    /// Nothing was done for longer than the idle limit.
+    Idle,
+    /// The technician logged out or closed the console.
+    Client,
+    /// The gateway shut down.
+    Shutdown,
+}
+
+/// A technician changed their own password (at login, when it had to be changed).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PasswordChanged {
+    pub email: String,
+    pub ip: IpAddr,
+}
+
 /// A technician created a support session.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SessionCreated {
@@ -287,6 +320,26 @@ pub struct SessionJoined {
 pub enum JoinMethod {
     Pin,
     Guid,
+}
+
+/// An applet's attempt to join was refused.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionJoinRefused {
+    pub ip: IpAddr,
+    pub via: JoinMethod,
+    pub reason: JoinRefusal,
+}
+
+/// Why a join was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinRefusal {
+    /// No session has this PIN or GUID (or it was already used).
+    Unknown,
+    /// The PIN or session expired before the applet joined.
+    Expired,
+    /// Too many wrong PINs from this address.
+    Throttled,
 }
 
 /// A technician picked a waiting session up.

@@ -7,6 +7,7 @@
 //! waiting as one batch and acknowledges each event once it is durable.
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod chain;
 pub mod encoding;
 mod error;
@@ -18,6 +19,7 @@ pub mod store;
 pub mod time_us;
 pub mod verify;
 
+pub use accounts::Accounts;
 pub use chain::{Anchor, BreakKind, ChainBreak, Head};
 pub use error::{Error, Result};
 pub use event::{Actor, EventKind, NewEvent, Permission, Source};

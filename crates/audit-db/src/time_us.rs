@@ -6,6 +6,11 @@
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+/// Microseconds since the epoch, now.
+pub fn now() -> i64 {
+    from_datetime(OffsetDateTime::now_utc())
+}
+
 /// Microseconds since the epoch for `t` (sub-microsecond digits are dropped).
 pub fn from_datetime(t: OffsetDateTime) -> i64 {
     // i64 microseconds cover ±292,000 years; OffsetDateTime's range is smaller.

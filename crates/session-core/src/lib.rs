@@ -1,4 +1,8 @@
-//! Will own the wire protocol between console, gateway and applet, the outer
-//! and inner TLS set-up with the gateway's per-session CA, and the gateway,
-//! applet and console engines. Nothing here yet: the gateway is issue 3.
+//! Vigil's session engine: the wire protocol, TLS and the session CA, and
+//! the gateway, console and applet ends of a support session.
 #![forbid(unsafe_code)]
+
+pub mod inner;
+pub mod session_ca;
+pub mod tls;
+pub mod wire;

@@ -36,6 +36,12 @@ enum Backend {
     Postgres(PgStore),
 }
 
+/// The connection pool account statements run on (not the audit writer's).
+pub(crate) enum Pools<'a> {
+    Sqlite(&'a sqlx::SqlitePool),
+    Postgres(&'a sqlx::PgPool),
+}
+
 macro_rules! dispatch {
     ($self:ident, $s:ident => $body:expr) => {
         match &$self.0 {
@@ -63,6 +69,14 @@ impl Store {
         match self.0 {
             Backend::Sqlite(_) => "sqlite",
             Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The pool for statements outside the audit log (accounts, settings).
+    pub(crate) fn pools(&self) -> Pools<'_> {
+        match &self.0 {
+            Backend::Sqlite(s) => Pools::Sqlite(s.readers()),
+            Backend::Postgres(s) => Pools::Postgres(s.readers()),
         }
     }
 

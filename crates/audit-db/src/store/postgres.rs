@@ -89,6 +89,11 @@ impl PgStore {
         Ok(Self { writer, readers })
     }
 
+    /// The reader pool, also used for the few non-audit writes (accounts).
+    pub(crate) fn readers(&self) -> &PgPool {
+        &self.readers
+    }
+
     pub(crate) async fn close(&self) {
         self.readers.close().await;
         self.writer.close().await;

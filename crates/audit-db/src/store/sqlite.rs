@@ -109,6 +109,11 @@ impl SqliteStore {
         })
     }
 
+    /// The reader pool, also used for the few non-audit writes (accounts).
+    pub(crate) fn readers(&self) -> &SqlitePool {
+        &self.readers
+    }
+
     pub(crate) async fn close(&self) {
         self.readers.close().await;
         self.writer.close().await;

@@ -1,0 +1,267 @@
+//! The inner, end-to-end TLS 1.3 session between console and applet, run
+//! over the relayed byte stream. Each side generates its key here, sends
+//! only a CSR to the gateway, and accepts a peer only if its certificate
+//! chains to the session CA and binds the same session GUID and the other role.
+//! The console is the TLS client; the applet is the server.
+
+use std::sync::Arc;
+
+use rcgen::{CertificateParams, KeyPair};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite};
+use uuid::Uuid;
+
+use crate::session_ca::{Role, SessionIdentity};
+use crate::tls::provider;
+
+/// The inner session could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum InnerError {
+    /// Generating the session key or CSR failed.
+    #[error("generating the session key failed: {0}")]
+    Key(rcgen::Error),
+    /// A certificate from the gateway could not be parsed.
+    #[error("the gateway sent an unusable {what}")]
+    BadCertificate { what: &'static str },
+    /// The certificate does not bind what this side expected.
+    #[error("session certificate mismatch: {0}")]
+    Mismatch(String),
+    /// rustls refused the configuration.
+    #[error("inner TLS configuration refused: {0}")]
+    Config(#[from] rustls::Error),
+    /// The handshake over the relay failed (including a peer that could not prove its identity).
+    #[error("inner TLS handshake failed: {0}")]
+    Handshake(std::io::Error),
+}
+
+/// A freshly generated key for one session; it never leaves this process.
+pub struct SessionKey {
+    key: KeyPair,
+}
+
+impl std::fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionKey").finish_non_exhaustive()
+    }
+}
+
+impl SessionKey {
+    /// A new ECDSA P-256 key.
+    pub fn generate() -> Result<Self, InnerError> {
+        Ok(Self {
+            key: KeyPair::generate().map_err(InnerError::Key)?,
+        })
+    }
+
+    /// The PKCS #10 request the gateway signs (it proves possession of the key).
+    pub fn csr_pem(&self) -> Result<String, InnerError> {
+        CertificateParams::default()
+            .serialize_request(&self.key)
+            .and_then(|csr| csr.pem())
+            .map_err(InnerError::Key)
+    }
+}
+
+/// One side's key, its session certificate and the session CA.
+#[derive(Debug)]
+pub struct Credentials {
+    key: SessionKey,
+    cert: CertificateDer<'static>,
+    ca: CertificateDer<'static>,
+    /// What this side's certificate binds.
+    pub identity: SessionIdentity,
+}
+
+impl Credentials {
+    /// Checks that `cert_pem` binds session `guid` and `role` before using it.
+    pub fn new(
+        key: SessionKey,
+        cert_pem: &str,
+        ca_pem: &str,
+        guid: Uuid,
+        role: Role,
+    ) -> Result<Self, InnerError> {
+        let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|_| {
+            InnerError::BadCertificate {
+                what: "session certificate",
+            }
+        })?;
+        let ca = CertificateDer::from_pem_slice(ca_pem.as_bytes())
+            .map_err(|_| InnerError::BadCertificate { what: "session CA" })?;
+        let identity =
+            SessionIdentity::from_cert(&cert).map_err(|e| InnerError::Mismatch(e.to_string()))?;
+        if identity.guid != guid || identity.role != role {
+            return Err(InnerError::Mismatch(format!(
+                "issued for {:?} of session {}, expected {role:?} of {guid}",
+                identity.role, identity.guid
+            )));
+        }
+        Ok(Self {
+            key,
+            cert,
+            ca,
+            identity,
+        })
+    }
+
+    fn roots(&self) -> Result<Arc<RootCertStore>, InnerError> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca.clone())?;
+        Ok(Arc::new(roots))
+    }
+
+    fn private_key(&self) -> Result<PrivateKeyDer<'static>, InnerError> {
+        PrivateKeyDer::try_from(self.key.key.serialize_der())
+            .map_err(|e| InnerError::Mismatch(e.to_string()))
+    }
+}
+
+/// The console's end: connects to the applet over `stream` and returns the
+/// encrypted stream and the applet's verified identity.
+pub async fn connect<S>(
+    stream: S,
+    creds: &Credentials,
+) -> Result<(tokio_rustls::client::TlsStream<S>, SessionIdentity), InnerError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(creds.roots()?)
+        .with_client_auth_cert(vec![creds.cert.clone()], creds.private_key()?)?;
+    let guid = creds.identity.guid;
+    let name = ServerName::try_from(SessionIdentity::dns_name(guid, Role::Applet))
+        .map_err(|e| InnerError::Mismatch(e.to_string()))?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, stream)
+        .await
+        .map_err(InnerError::Handshake)?;
+    let peer = peer_identity(tls.get_ref().1.peer_certificates(), guid, Role::Applet)?;
+    Ok((tls, peer))
+}
+
+/// The applet's end: accepts the console over `stream` and returns the
+/// encrypted stream and the console's verified identity (with its grant).
+pub async fn accept<S>(
+    stream: S,
+    creds: &Credentials,
+) -> Result<(tokio_rustls::server::TlsStream<S>, SessionIdentity), InnerError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let verifier = WebPkiClientVerifier::builder_with_provider(creds.roots()?, provider())
+        .build()
+        .map_err(|e| InnerError::Mismatch(e.to_string()))?;
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![creds.cert.clone()], creds.private_key()?)?;
+    let tls = tokio_rustls::TlsAcceptor::from(Arc::new(config))
+        .accept(stream)
+        .await
+        .map_err(InnerError::Handshake)?;
+    let guid = creds.identity.guid;
+    let peer = peer_identity(tls.get_ref().1.peer_certificates(), guid, Role::Console)?;
+    Ok((tls, peer))
+}
+
+fn peer_identity(
+    certs: Option<&[CertificateDer<'static>]>,
+    guid: Uuid,
+    role: Role,
+) -> Result<SessionIdentity, InnerError> {
+    let cert = certs
+        .and_then(|c| c.first())
+        .ok_or_else(|| InnerError::Mismatch("the peer presented no certificate".into()))?;
+    let id = SessionIdentity::from_cert(cert).map_err(|e| InnerError::Mismatch(e.to_string()))?;
+    if id.guid != guid || id.role != role {
+        return Err(InnerError::Mismatch(format!(
+            "peer is {:?} of session {}, expected {role:?} of {guid}",
+            id.role, id.guid
+        )));
+    }
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session_ca::SessionCa;
+    use audit_db::Permission;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn creds(ca: &SessionCa, guid: Uuid, role: Role, grant: Vec<Permission>) -> Credentials {
+        let key = SessionKey::generate().unwrap();
+        let id = SessionIdentity { guid, role, grant };
+        let cert = ca
+            .issue(&key.csr_pem().unwrap(), &id, Duration::from_secs(600))
+            .unwrap();
+        Credentials::new(key, &cert, ca.certificate_pem(), guid, role).unwrap()
+    }
+
+    #[tokio::test]
+    async fn console_and_applet_of_one_session_connect() {
+        let ca = SessionCa::new("t").unwrap();
+        let guid = Uuid::new_v4();
+        let console = creds(&ca, guid, Role::Console, vec![Permission::DesktopView]);
+        let applet = creds(&ca, guid, Role::Applet, vec![]);
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let (c, s) = tokio::join!(connect(a, &console), accept(b, &applet));
+        let (mut c, peer_of_console) = c.unwrap();
+        let (mut s, peer_of_applet) = s.unwrap();
+        assert_eq!(peer_of_console.role, Role::Applet);
+        assert_eq!(peer_of_applet.grant, vec![Permission::DesktopView]);
+        c.write_all(b"hello").await.unwrap();
+        c.flush().await.unwrap();
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"hello");
+    }
+
+    #[tokio::test]
+    async fn a_certificate_of_another_session_is_refused() {
+        let ca = SessionCa::new("t").unwrap();
+        let console = creds(&ca, Uuid::new_v4(), Role::Console, vec![]);
+        let applet = creds(&ca, Uuid::new_v4(), Role::Applet, vec![]);
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let (c, s) = tokio::join!(connect(a, &console), accept(b, &applet));
+        assert!(c.is_err() || s.is_err());
+        assert!(
+            c.is_err(),
+            "the console must refuse an applet of another session"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_certificate_from_another_ca_is_refused() {
+        let guid = Uuid::new_v4();
+        let console = creds(&SessionCa::new("a").unwrap(), guid, Role::Console, vec![]);
+        let applet = creds(&SessionCa::new("b").unwrap(), guid, Role::Applet, vec![]);
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let (c, _s) = tokio::join!(connect(a, &console), accept(b, &applet));
+        assert!(matches!(c, Err(InnerError::Handshake(_))));
+    }
+
+    #[test]
+    fn credentials_for_the_wrong_role_are_refused() {
+        let ca = SessionCa::new("t").unwrap();
+        let guid = Uuid::new_v4();
+        let key = SessionKey::generate().unwrap();
+        let id = SessionIdentity {
+            guid,
+            role: Role::Applet,
+            grant: vec![],
+        };
+        let cert = ca
+            .issue(&key.csr_pem().unwrap(), &id, Duration::from_secs(60))
+            .unwrap();
+        assert!(matches!(
+            Credentials::new(key, &cert, ca.certificate_pem(), guid, Role::Console),
+            Err(InnerError::Mismatch(_))
+        ));
+    }
+}

@@ -2,7 +2,9 @@
 //! the gateway, console and applet ends of a support session.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod inner;
 pub mod session_ca;
+pub mod throttle;
 pub mod tls;
 pub mod wire;

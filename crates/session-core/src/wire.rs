@@ -9,8 +9,11 @@ use std::net::IpAddr;
 
 use audit_db::event::JoinMethod;
 use audit_db::Permission;
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::StreamExt;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio_util::codec::{Decoder, FramedRead};
 use uuid::Uuid;
 
 /// The protocol version this build speaks.
@@ -59,7 +62,7 @@ impl WireError {
 /// forward it with a single write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
-    bytes: Vec<u8>,
+    bytes: Bytes,
 }
 
 impl Frame {
@@ -90,66 +93,117 @@ impl Frame {
     }
 
     fn build(kind: Kind, body: &[u8]) -> Self {
-        let mut bytes = Vec::with_capacity(HEADER + body.len());
+        let mut bytes = BytesMut::with_capacity(HEADER + body.len());
         // The body is bounded by MAX_BODY, so the length fits in u32.
-        bytes.extend_from_slice(&((body.len() + 1) as u32).to_be_bytes());
-        bytes.push(kind as u8);
-        bytes.extend_from_slice(body);
-        Self { bytes }
+        bytes.put_u32((body.len() + 1) as u32);
+        bytes.put_u8(kind as u8);
+        bytes.put_slice(body);
+        Self {
+            bytes: bytes.freeze(),
+        }
     }
 }
 
-/// Reads one frame; `Ok(None)` when the peer closed cleanly between frames.
-/// The length is checked before anything is allocated.
-pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Frame>, WireError> {
-    let mut len = [0u8; 4];
-    let mut got = 0;
-    while got < len.len() {
-        let n = r.read(&mut len[got..]).await?;
+/// Splits a byte stream into frames. The length is checked before anything
+/// is buffered for the body, and the buffer grows only to the frame at hand,
+/// so an idle link holds almost nothing.
+#[derive(Debug, Default)]
+pub struct Codec;
+
+impl Decoder for Codec {
+    type Item = Frame;
+    type Error = WireError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, WireError> {
+        if src.len() < 4 {
+            src.reserve(4 - src.len());
+            return Ok(None);
+        }
+        let n = u32::from_be_bytes([src[0], src[1], src[2], src[3]]);
         if n == 0 {
-            return if got == 0 {
-                Ok(None)
-            } else {
-                Err(WireError::Truncated)
-            };
+            return Err(WireError::Empty);
         }
-        got += n;
-    }
-    let n = u32::from_be_bytes(len);
-    if n == 0 {
-        return Err(WireError::Empty);
-    }
-    if n as usize > MAX_BODY + 1 {
-        return Err(WireError::Oversize(n));
-    }
-    let mut bytes = vec![0u8; 4 + n as usize];
-    bytes[..4].copy_from_slice(&len);
-    r.read_exact(&mut bytes[4..]).await.map_err(|e| {
-        if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            WireError::Truncated
-        } else {
-            WireError::Io(e)
+        if n as usize > MAX_BODY + 1 {
+            return Err(WireError::Oversize(n));
         }
-    })?;
-    Ok(Some(Frame { bytes }))
+        let total = 4 + n as usize;
+        if src.len() < total {
+            src.reserve(total - src.len());
+            return Ok(None);
+        }
+        Ok(Some(Frame {
+            bytes: src.split_to(total).freeze(),
+        }))
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, WireError> {
+        match self.decode(src)? {
+            Some(frame) => Ok(Some(frame)),
+            None if src.is_empty() => Ok(None),
+            None => Err(WireError::Truncated),
+        }
+    }
 }
 
-/// Writes one whole frame and flushes it.
-pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &Frame) -> std::io::Result<()> {
-    w.write_all(frame.as_bytes()).await?;
-    w.flush().await
+/// One end of a framed connection: frames in, frames out.
+pub struct Link<S> {
+    reader: FramedRead<ReadHalf<S>, Codec>,
+    writer: WriteHalf<S>,
 }
 
-/// Encodes and writes one control message.
-pub async fn send<W: AsyncWrite + Unpin>(w: &mut W, message: &Message) -> std::io::Result<()> {
-    write_frame(w, &message.encode()).await
-}
+impl<S: AsyncRead + AsyncWrite> Link<S> {
+    /// Frames over `stream`.
+    pub fn new(stream: S) -> Self {
+        let (r, w) = tokio::io::split(stream);
+        Self {
+            // Start empty: the buffer grows to the largest frame seen.
+            reader: FramedRead::with_capacity(r, Codec, 0),
+            writer: w,
+        }
+    }
 
-/// Reads one control message; `Ok(None)` on a clean close.
-pub async fn recv<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Message>, WireError> {
-    match read_frame(r).await? {
-        Some(frame) => Message::decode(&frame).map(Some),
-        None => Ok(None),
+    /// The next frame; `Ok(None)` when the peer closed cleanly between
+    /// frames. Cancel-safe: a frame half read stays buffered.
+    pub async fn next_frame(&mut self) -> Result<Option<Frame>, WireError> {
+        self.reader.next().await.transpose()
+    }
+
+    /// The next message; `Ok(None)` on a clean close. Cancel-safe.
+    pub async fn recv(&mut self) -> Result<Option<Message>, WireError> {
+        match self.next_frame().await? {
+            Some(frame) => Message::decode(&frame).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes one whole frame and flushes it. Not cancel-safe: a frame
+    /// interrupted half way leaves the link unusable.
+    pub async fn write_frame(&mut self, frame: &Frame) -> std::io::Result<()> {
+        self.writer.write_all(frame.as_bytes()).await?;
+        self.writer.flush().await
+    }
+
+    /// Encodes and writes one message.
+    pub async fn send(&mut self, message: &Message) -> std::io::Result<()> {
+        self.write_frame(&message.encode()).await
+    }
+
+    /// Closes the sending side (a TLS close_notify, then FIN).
+    pub async fn shutdown(&mut self) -> std::io::Result<()> {
+        self.writer.shutdown().await
+    }
+
+    /// Both halves, for forwarding in two directions at once.
+    pub fn split(&mut self) -> (&mut FramedRead<ReadHalf<S>, Codec>, &mut WriteHalf<S>) {
+        (&mut self.reader, &mut self.writer)
+    }
+
+    /// The underlying stream's halves, once the link is done with.
+    pub fn into_inner(self) -> S
+    where
+        S: Unpin,
+    {
+        self.reader.into_inner().unsplit(self.writer)
     }
 }
 
@@ -362,14 +416,17 @@ pub fn error(code: ErrorCode, message: impl Into<String>) -> Message {
 mod tests {
     use super::*;
 
-    async fn round_trip(m: Message) -> Message {
-        let bytes = m.encode().as_bytes().to_vec();
-        let frame = read_frame(&mut &bytes[..]).await.unwrap().unwrap();
-        Message::decode(&frame).unwrap()
+    fn decode_all(bytes: &[u8]) -> Result<Vec<Frame>, WireError> {
+        let mut buf = BytesMut::from(bytes);
+        let mut frames = Vec::new();
+        while let Some(f) = Codec.decode_eof(&mut buf)? {
+            frames.push(f);
+        }
+        Ok(frames)
     }
 
-    #[tokio::test]
-    async fn messages_round_trip() {
+    #[test]
+    fn messages_round_trip() {
         let msgs = [
             Message::Hello {
                 version: VERSION,
@@ -387,35 +444,32 @@ mod tests {
             Message::Data(vec![1, 2, 3]),
             error(ErrorCode::Throttled, "slow down"),
         ];
-        for m in msgs {
-            assert_eq!(round_trip(m.clone()).await, m);
+        let mut wire = Vec::new();
+        for m in &msgs {
+            wire.extend_from_slice(m.encode().as_bytes());
         }
+        let frames = decode_all(&wire).unwrap();
+        let back: Vec<_> = frames.iter().map(|f| Message::decode(f).unwrap()).collect();
+        assert_eq!(back, msgs);
     }
 
-    #[tokio::test]
-    async fn oversize_is_refused_before_allocating() {
-        let bytes = [0xff, 0xff, 0xff, 0xff, 0x01];
-        let err = read_frame(&mut &bytes[..]).await.unwrap_err();
+    #[test]
+    fn oversize_is_refused_before_buffering() {
+        let err = decode_all(&[0xff, 0xff, 0xff, 0xff, 0x01]).unwrap_err();
         assert!(matches!(err, WireError::Oversize(0xffff_ffff)), "{err}");
         assert_eq!(err.code(), ErrorCode::Oversize);
     }
 
-    #[tokio::test]
-    async fn bad_frames_are_named() {
-        let empty = [0, 0, 0, 0];
+    #[test]
+    fn bad_frames_are_named() {
+        assert!(matches!(decode_all(&[0, 0, 0, 0]), Err(WireError::Empty)));
         assert!(matches!(
-            read_frame(&mut &empty[..]).await,
-            Err(WireError::Empty)
-        ));
-        let truncated = [0, 0, 0, 9, 0x01, b'{'];
-        assert!(matches!(
-            read_frame(&mut &truncated[..]).await,
+            decode_all(&[0, 0, 0, 9, 0x01, b'{']),
             Err(WireError::Truncated)
         ));
-        let unknown = [0, 0, 0, 1, 0x7f];
-        let frame = read_frame(&mut &unknown[..]).await.unwrap().unwrap();
+        let frames = decode_all(&[0, 0, 0, 1, 0x7f]).unwrap();
         assert!(matches!(
-            Message::decode(&frame),
+            Message::decode(&frames[0]),
             Err(WireError::UnknownType(0x7f))
         ));
         let bad_json = Frame::build(Kind::Login, b"{\"email\": 5}");
@@ -425,6 +479,18 @@ mod tests {
         ));
         let extra = Frame::build(Kind::Logout, b"{\"x\": 1}");
         assert!(Message::decode(&extra).is_err());
-        assert!(read_frame(&mut &[][..]).await.unwrap().is_none());
+        assert!(decode_all(&[]).unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_link_carries_messages_both_ways() {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let (mut a, mut b) = (Link::new(a), Link::new(b));
+        a.send(&Message::Logout {}).await.unwrap();
+        assert_eq!(b.recv().await.unwrap(), Some(Message::Logout {}));
+        b.send(&Message::Data(vec![7; 3000])).await.unwrap();
+        assert_eq!(a.recv().await.unwrap(), Some(Message::Data(vec![7; 3000])));
+        a.shutdown().await.unwrap();
+        assert_eq!(b.recv().await.unwrap(), None);
     }
 }

@@ -4,8 +4,15 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use audit_db::accounts::Group;
 use audit_db::event::AdminNote;
-use audit_db::{Actor, AuditLog, EventKind, NewEvent, Source};
+use audit_db::{Accounts, Actor, AuditLog, EventKind, NewEvent, Source};
+use session_core::admin::Admin;
+use session_core::auth::Policy;
+
+use crate::cli::{
+    AsAdmin, GroupCommand, GroupSettings, PasswordSource, PolicyCommand, UserCommand,
+};
 use futures::{StreamExt, TryStreamExt};
 use tokio::io::AsyncBufReadExt;
 
@@ -63,4 +70,260 @@ fn local_user(host: &str) -> String {
         })
         .unwrap_or_else(|| "unknown".to_owned());
     format!("{user}@{host}")
+}
+
+/// The first `n` lines of stdin, without their line ends (missing lines are empty).
+pub fn stdin_lines(n: usize) -> std::io::Result<Vec<String>> {
+    use std::io::BufRead;
+    let mut lines = Vec::with_capacity(n);
+    let stdin = std::io::stdin();
+    let mut stdin = stdin.lock();
+    for _ in 0..n {
+        let mut line = String::new();
+        stdin.read_line(&mut line)?;
+        lines.push(line.trim_end_matches(['\n', '\r']).to_owned());
+    }
+    Ok(lines)
+}
+
+fn read_password(source: &PasswordSource) -> Result<String> {
+    let password = match &source.password_file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+        None => stdin_lines(1)
+            .context("reading the password from stdin")?
+            .remove(0),
+    };
+    if password.is_empty() {
+        anyhow::bail!("no password given (stdin or --password-file, first line)");
+    }
+    Ok(password)
+}
+
+fn admin_for(log: &AuditLog, by: &AsAdmin) -> Admin {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let name = by.admin.clone().unwrap_or_else(|| local_user(&host));
+    Admin::new(log.clone(), &name, Source::cli(&host))
+}
+
+/// `vigil admin user ...`
+pub async fn user(log: &AuditLog, command: UserCommand) -> Result<ExitCode> {
+    match command {
+        UserCommand::Add {
+            email,
+            group,
+            role,
+            must_change,
+            password,
+            by,
+        } => {
+            let password = read_password(&password)?;
+            admin_for(log, &by)
+                .add_user(&email, &group, role, &password, must_change)
+                .await?;
+            println!(
+                "user {} added to group {group}",
+                email.trim().to_lowercase()
+            );
+        }
+        UserCommand::Passwd {
+            email,
+            must_change,
+            password,
+            by,
+        } => {
+            let password = read_password(&password)?;
+            admin_for(log, &by)
+                .set_password(&email, &password, must_change)
+                .await?;
+            println!("password of {email} set");
+        }
+        UserCommand::Unlock { email, by } => {
+            let was_locked = admin_for(log, &by).unlock(&email).await?;
+            println!(
+                "{email} {}",
+                if was_locked {
+                    "unlocked"
+                } else {
+                    "was not locked; failure count cleared"
+                }
+            );
+        }
+        UserCommand::Disable { email, by } => {
+            admin_for(log, &by).set_disabled(&email, true).await?;
+            println!("{email} disabled");
+        }
+        UserCommand::Enable { email, by } => {
+            admin_for(log, &by).set_disabled(&email, false).await?;
+            println!("{email} enabled");
+        }
+        UserCommand::Move {
+            email,
+            group,
+            role,
+            by,
+        } => {
+            admin_for(log, &by).set_group(&email, &group, role).await?;
+            println!("{email} moved to group {group}");
+        }
+        UserCommand::List { json } => {
+            let users = Accounts::new(log.store().clone()).technicians().await?;
+            let now = audit_db::time_us::now();
+            let mut out = std::io::stdout().lock();
+            for u in users {
+                let locked = u.locked_until_us.is_some_and(|t| t > now);
+                if json {
+                    let mut v = serde_json::to_value(&u)?;
+                    v["locked"] = locked.into();
+                    writeln!(out, "{v}")?;
+                } else {
+                    let state = if u.disabled {
+                        "disabled"
+                    } else if locked {
+                        "locked"
+                    } else {
+                        "active"
+                    };
+                    writeln!(
+                        out,
+                        "{:<32} {:<16} {:<10} {:<8} failed={}{}",
+                        u.email,
+                        u.group,
+                        u.role.as_str(),
+                        state,
+                        u.failed_logins,
+                        if u.must_change { " must-change" } else { "" }
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vigil admin group ...`
+pub async fn group(log: &AuditLog, command: GroupCommand) -> Result<ExitCode> {
+    match command {
+        GroupCommand::Add { name, settings, by } => {
+            let mut group = Group {
+                name: name.clone(),
+                permissions: Vec::new(),
+                ip_allow: Vec::new(),
+                single_prompt: false,
+                force_recording: false,
+                store_chat: true,
+            };
+            apply(&mut group, settings);
+            admin_for(log, &by).add_group(&group).await?;
+            println!("group {name} added");
+        }
+        GroupCommand::Set { name, settings, by } => {
+            let accounts = Accounts::new(log.store().clone());
+            let mut group = accounts
+                .group(&name)
+                .await?
+                .with_context(|| format!("no group {name:?}"))?;
+            apply(&mut group, settings);
+            admin_for(log, &by).update_group(&group).await?;
+            println!("group {name} updated");
+        }
+        GroupCommand::List { json } => {
+            let groups = Accounts::new(log.store().clone()).groups().await?;
+            let mut out = std::io::stdout().lock();
+            for g in groups {
+                if json {
+                    writeln!(out, "{}", serde_json::to_string(&g)?)?;
+                } else {
+                    let permissions: Vec<_> = g.permissions.iter().map(|p| p.as_str()).collect();
+                    writeln!(
+                        out,
+                        "{:<16} permissions={} allow={}",
+                        g.name,
+                        permissions.join(","),
+                        if g.ip_allow.is_empty() {
+                            "any".to_owned()
+                        } else {
+                            g.ip_allow.join(",")
+                        }
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn apply(group: &mut Group, s: GroupSettings) {
+    if let Some(p) = s.permissions {
+        group.permissions = p.0;
+    }
+    if let Some(n) = s.allow_ip {
+        group.ip_allow = n.0;
+    }
+    if let Some(b) = s.single_prompt {
+        group.single_prompt = b;
+    }
+    if let Some(b) = s.force_recording {
+        group.force_recording = b;
+    }
+    if let Some(b) = s.store_chat {
+        group.store_chat = b;
+    }
+}
+
+/// `vigil admin policy ...`
+pub async fn policy(log: &AuditLog, command: PolicyCommand) -> Result<ExitCode> {
+    let accounts = Accounts::new(log.store().clone());
+    let mut policy = Policy::load(&accounts).await?;
+    match command {
+        PolicyCommand::Show => {}
+        PolicyCommand::Set {
+            min_password_length,
+            password_max_age,
+            lockout_threshold,
+            lockout,
+            ip_failure_limit,
+            ip_window,
+            idle_timeout,
+            pin_ttl,
+            pin_failure_limit,
+            by,
+        } => {
+            let secs = |d: std::time::Duration| d.as_secs().max(1);
+            if let Some(v) = min_password_length {
+                policy.min_password_length = v;
+            }
+            if let Some(v) = password_max_age {
+                policy.password_max_age_days = v;
+            }
+            if let Some(v) = lockout_threshold {
+                policy.lockout_threshold = v.max(1);
+            }
+            if let Some(v) = lockout {
+                policy.lockout_s = v.map(secs);
+            }
+            if let Some(v) = ip_failure_limit {
+                policy.ip_failure_limit = v.max(1);
+            }
+            if let Some(v) = ip_window {
+                policy.ip_window_s = secs(v);
+            }
+            if let Some(v) = idle_timeout {
+                policy.idle_timeout_s = secs(v);
+            }
+            if let Some(v) = pin_ttl {
+                policy.pin_ttl_s = secs(v);
+            }
+            if let Some(v) = pin_failure_limit {
+                policy.pin_failure_limit = v.max(1);
+            }
+            admin_for(log, &by).set_policy(&policy).await?;
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&policy)?);
+    Ok(ExitCode::SUCCESS)
 }

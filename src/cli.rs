@@ -11,8 +11,9 @@ use uuid::Uuid;
 #[derive(Debug, Parser)]
 #[command(name = "vigil", version, propagate_version = true)]
 pub struct Cli {
-    /// Data directory; the audit log is the SQLite file DIR/audit.db
-    #[arg(long, global = true, value_name = "DIR", conflicts_with = "db")]
+    /// Data directory (development certificates; the audit log is DIR/audit.db
+    /// unless --db names another database) [default: ./vigil-data]
+    #[arg(long, global = true, value_name = "DIR")]
     pub data: Option<PathBuf>,
 
     /// Audit database: sqlite://PATH or postgres://USER@HOST[:PORT]/DB
@@ -34,15 +35,25 @@ impl Cli {
     pub fn db_url(&self) -> Result<DbUrl, audit_db::Error> {
         match (&self.db, &self.data) {
             (Some(url), _) => url.parse(),
-            (None, Some(dir)) => Ok(DbUrl::in_data_dir(dir)),
-            (None, None) => Ok(DbUrl::in_data_dir("./vigil-data")),
+            (None, _) => Ok(DbUrl::in_data_dir(self.data_dir())),
         }
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("./vigil-data"))
     }
 }
 
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the gateway that brokers and relays support sessions
+    Gateway(GatewayArgs),
+    /// Log in to a gateway as a technician (password on stdin) and show your permissions
+    Login(LoginArgs),
     /// Read and check the audit log
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -91,9 +102,70 @@ pub struct QueryArgs {
     pub json: bool,
 }
 
+/// `vigil gateway`.
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// Address to listen on
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7443")]
+    pub listen: std::net::SocketAddr,
+    /// PEM certificate chain for the gateway [default: a development CA and
+    /// certificate made once in the data directory]
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of --cert
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Extra DNS name or address for the development certificate (repeatable)
+    #[arg(long = "dev-name", value_name = "NAME")]
+    pub dev_names: Vec<String>,
+    /// Time a client has to finish TLS and send its first request
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub handshake_timeout: std::time::Duration,
+    /// Time live sessions get to end by themselves on SIGINT/SIGTERM
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: std::time::Duration,
+}
+
+/// How a client trusts the gateway.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct TrustArgs {
+    /// CA certificate (PEM) the gateway's certificate must chain to
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// SHA-256 fingerprint of the gateway's certificate or CA (as `vigil gateway` prints it)
+    #[arg(long, value_name = "HEX")]
+    pub fingerprint: Option<String>,
+}
+
+/// `vigil login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The gateway, HOST:PORT
+    #[arg(long, value_name = "ADDR")]
+    pub gateway: String,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// The technician's email
+    #[arg(long, value_name = "EMAIL")]
+    pub user: String,
+    /// Also set a new password (second line of stdin), e.g. when the old one expired
+    #[arg(long)]
+    pub new_password: bool,
+}
+
 /// `vigil admin ...`
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
+    /// Manage technician accounts
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage technician groups and their permissions
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Show or set the access policy (passwords, lockout, idle logoff, PINs)
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Append an administrator's note to the audit log (e.g. "investigation opened")
     Note {
         /// The note; omit it with --stdin
@@ -107,6 +179,233 @@ pub enum AdminCommand {
         #[arg(long = "as", value_name = "NAME")]
         admin: Option<String>,
     },
+}
+
+/// Where a password comes from: never the command line.
+#[derive(Debug, Args)]
+pub struct PasswordSource {
+    /// Read the password from this file (first line) instead of stdin
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+}
+
+/// `vigil admin user ...`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a technician account (password from stdin or --password-file)
+    Add {
+        email: String,
+        #[arg(long)]
+        group: String,
+        #[arg(long, default_value = "technician", value_parser = parse_role)]
+        role: audit_db::accounts::Role,
+        /// The password must be changed at the first login
+        #[arg(long)]
+        must_change: bool,
+        #[command(flatten)]
+        password: PasswordSource,
+        #[command(flatten)]
+        by: AsAdmin,
+    },
+    /// Set an account's password (from stdin or --password-file)
+    Passwd {
+        email: String,
+        /// The password must be changed at the next login
+        #[arg(long)]
+        must_change: bool,
+        #[command(flatten)]
+        password: PasswordSource,
+        #[command(flatten)]
+        by: AsAdmin,
+    },
+    /// Unlock an account locked after failed logins
+    Unlock {
+        email: String,
+        #[command(flatten)]
+        by: AsAdmin,
+    },
+    /// Disable an account (it can no longer log in)
+    Disable {
+        email: String,
+        #[command(flatten)]
+        by: AsAdmin,
+    },
+    /// Enable a disabled account
+    Enable {
+        email: String,
+        #[command(flatten)]
+        by: AsAdmin,
+    },
+    /// Move an account to another group or role
+    Move {
+        email: String,
+        #[arg(long)]
+        group: String,
+        #[arg(long, default_value = "technician", value_parser = parse_role)]
+        role: audit_db::accounts::Role,
+        #[command(flatten)]
+        by: AsAdmin,
+    },
+    /// List accounts
+    List {
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The administrator a change is recorded under.
+#[derive(Debug, Args)]
+pub struct AsAdmin {
+    /// The administrator to record [default: the local user@host]
+    #[arg(long = "as", value_name = "NAME")]
+    pub admin: Option<String>,
+}
+
+/// Group settings given on the command line.
+#[derive(Debug, Args)]
+pub struct GroupSettings {
+    /// Permissions, comma-separated (or "none"); one of: remote_control, desktop_view,
+    /// send_files, receive_files, file_manager, send_urls, system_information, reboot,
+    /// record_sessions, private_sessions, request_credentials, clipboard_sync, deploy_scripts
+    #[arg(long, value_name = "LIST", value_parser = parse_permissions)]
+    pub permissions: Option<PermissionList>,
+    /// Networks members may connect from, comma-separated CIDRs ("any" for anywhere)
+    #[arg(long = "allow-ip", value_name = "LIST", value_parser = parse_networks)]
+    pub allow_ip: Option<NetworkList>,
+    /// One consent prompt per session instead of one per action
+    #[arg(long, value_name = "BOOL")]
+    pub single_prompt: Option<bool>,
+    /// Record every session of the group
+    #[arg(long, value_name = "BOOL")]
+    pub force_recording: Option<bool>,
+    /// Keep chat text in the audit log (otherwise only its length)
+    #[arg(long, value_name = "BOOL")]
+    pub store_chat: Option<bool>,
+}
+
+/// A parsed `--permissions` value.
+#[derive(Debug, Clone)]
+pub struct PermissionList(pub Vec<audit_db::Permission>);
+
+/// A parsed `--allow-ip` value.
+#[derive(Debug, Clone)]
+pub struct NetworkList(pub Vec<String>);
+
+/// `vigil admin group ...`
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Add a technician group
+    Add {
+        name: String,
+        #[command(flatten)]
+        settings: GroupSettings,
+        #[command(flatten)]
+        by: AsAdmin,
+    },
+    /// Change a group's settings (only those given)
+    Set {
+        name: String,
+        #[command(flatten)]
+        settings: GroupSettings,
+        #[command(flatten)]
+        by: AsAdmin,
+    },
+    /// List groups
+    List {
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `vigil admin policy ...`
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Print the access policy as JSON
+    Show,
+    /// Change the access policy (only what is given); gateways apply it when they start
+    Set {
+        #[arg(long, value_name = "N")]
+        min_password_length: Option<usize>,
+        /// Days after which a password must be changed, or "never"
+        #[arg(long, value_name = "DAYS|never", value_parser = parse_days)]
+        password_max_age: Option<Option<u32>>,
+        /// Consecutive failed logins that lock an account
+        #[arg(long, value_name = "N")]
+        lockout_threshold: Option<u32>,
+        /// How long a lock lasts (e.g. 30m), or "never" (until an admin unlocks it)
+        #[arg(long, value_name = "DURATION|never", value_parser = parse_optional_duration)]
+        lockout: Option<Option<std::time::Duration>>,
+        /// Failed logins from one address, across accounts, before it is throttled
+        #[arg(long, value_name = "N")]
+        ip_failure_limit: Option<u32>,
+        /// The window of --ip-failure-limit (e.g. 15m)
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        ip_window: Option<std::time::Duration>,
+        /// Idle time after which a technician is logged off (e.g. 15m)
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        idle_timeout: Option<std::time::Duration>,
+        /// How long a session PIN stays valid (e.g. 10m)
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        pin_ttl: Option<std::time::Duration>,
+        /// Wrong PINs from one address, within the PIN lifetime, before it is throttled
+        #[arg(long, value_name = "N")]
+        pin_failure_limit: Option<u32>,
+        #[command(flatten)]
+        by: AsAdmin,
+    },
+}
+
+fn parse_role(text: &str) -> Result<audit_db::accounts::Role, String> {
+    text.parse()
+}
+
+fn parse_permissions(text: &str) -> Result<PermissionList, String> {
+    if text.trim() == "none" {
+        return Ok(PermissionList(Vec::new()));
+    }
+    text.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse().map_err(|e: audit_db::event::UnknownPermission| {
+                format!("unknown permission {:?}", e.0)
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(PermissionList)
+}
+
+fn parse_networks(text: &str) -> Result<NetworkList, String> {
+    if text.trim() == "any" {
+        return Ok(NetworkList(Vec::new()));
+    }
+    Ok(NetworkList(
+        text.split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    ))
+}
+
+fn parse_days(text: &str) -> Result<Option<u32>, String> {
+    if text == "never" {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|_| format!("{text:?} is not a number of days or \"never\""))
+}
+
+fn parse_optional_duration(text: &str) -> Result<Option<std::time::Duration>, String> {
+    if text == "never" {
+        return Ok(None);
+    }
+    humantime::parse_duration(text)
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 fn parse_anchor(text: &str) -> Result<audit_db::Anchor, String> {

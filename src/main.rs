@@ -4,6 +4,8 @@
 mod admin;
 mod audit;
 mod cli;
+mod gateway;
+mod login;
 mod progress;
 
 use std::process::ExitCode;
@@ -32,20 +34,50 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     let url = cli.db_url()?;
-    let mode = match &cli.command {
-        Command::Admin(_) => OpenMode::Create,
-        Command::Audit(_) => OpenMode::Existing,
-    };
-    let log = AuditLog::open(&url, mode).await?;
-    let result = match cli.command {
-        Command::Audit(AuditCommand::Verify { anchor, json }) => {
-            audit::verify(&log, anchor, json).await
+    let data_dir = cli.data_dir();
+    match cli.command {
+        // A client: no database of its own.
+        Command::Login(args) => login::run(args).await,
+        Command::Gateway(args) => {
+            with_log(&url, OpenMode::Create, |log| async move {
+                gateway::run(&log, &data_dir, args).await
+            })
+            .await
         }
-        Command::Audit(AuditCommand::Query(args)) => audit::query(&log, args).await,
-        Command::Admin(AdminCommand::Note { text, admin, .. }) => {
-            admin::note(&log, text, admin).await
+        Command::Audit(command) => {
+            with_log(&url, OpenMode::Existing, |log| async move {
+                match command {
+                    AuditCommand::Verify { anchor, json } => {
+                        audit::verify(&log, anchor, json).await
+                    }
+                    AuditCommand::Query(args) => audit::query(&log, args).await,
+                }
+            })
+            .await
         }
-    };
+        Command::Admin(command) => {
+            with_log(&url, OpenMode::Create, |log| async move {
+                match command {
+                    AdminCommand::Note { text, admin, .. } => admin::note(&log, text, admin).await,
+                    AdminCommand::User(c) => admin::user(&log, c).await,
+                    AdminCommand::Group(c) => admin::group(&log, c).await,
+                    AdminCommand::Policy(c) => admin::policy(&log, c).await,
+                }
+            })
+            .await
+        }
+    }
+}
+
+/// Opens the audit database, runs `work` with it, and closes it (flushing
+/// every append) whatever the outcome.
+async fn with_log<F, Fut>(url: &audit_db::DbUrl, mode: OpenMode, work: F) -> Result<ExitCode>
+where
+    F: FnOnce(AuditLog) -> Fut,
+    Fut: std::future::Future<Output = Result<ExitCode>>,
+{
+    let log = AuditLog::open(url, mode).await?;
+    let result = work(log.clone()).await;
     log.close().await;
     result
 }

@@ -147,10 +147,16 @@ pub enum PasswordRejected {
 #[error("password hashing failed: {0}")]
 pub struct HashError(String);
 
+impl HashError {
+    pub(crate) fn new(message: String) -> Self {
+        Self(message)
+    }
+}
+
 fn argon2() -> Argon2<'static> {
     // These constants are within argon2's limits, so `Params::new` cannot fail.
-    let params = Params::new(ARGON2_MEMORY_KIB, ARGON2_PASSES, ARGON2_LANES, None)
-        .unwrap_or_default();
+    let params =
+        Params::new(ARGON2_MEMORY_KIB, ARGON2_PASSES, ARGON2_LANES, None).unwrap_or_default();
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
@@ -169,8 +175,11 @@ pub fn hash_password(password: &str) -> Result<String, HashError> {
 /// Whether `password` matches the PHC string `hash` (with the parameters
 /// stored in it). A malformed hash matches nothing. CPU-heavy.
 pub fn verify_password(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash)
-        .is_ok_and(|parsed| argon2().verify_password(password.as_bytes(), &parsed).is_ok())
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        argon2()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
 }
 
 #[cfg(test)]
@@ -180,7 +189,10 @@ mod tests {
     #[test]
     fn hashes_are_argon2id_with_owasp_parameters_and_verify() {
         let hash = hash_password("a long enough passphrase").unwrap();
-        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
         assert!(verify_password(&hash, "a long enough passphrase"));
         assert!(!verify_password(&hash, "a long enough passphrasf"));
         assert!(!verify_password("not a hash", "x"));
@@ -193,11 +205,20 @@ mod tests {
         let check = |pw| p.check_password("ann.smith@example.com", pw);
         assert_eq!(check("short"), Err(PasswordRejected::TooShort { min: 12 }));
         assert_eq!(check("password1234"), Err(PasswordRejected::Common));
-        assert_eq!(check("Passw0rd"), Err(PasswordRejected::TooShort { min: 12 }));
+        assert_eq!(
+            check("Passw0rd"),
+            Err(PasswordRejected::TooShort { min: 12 })
+        );
         assert_eq!(check("Password2024!!"), Err(PasswordRejected::Common));
         assert_eq!(check("QwertyUiop123"), Err(PasswordRejected::Common));
-        assert_eq!(check("aaaaaaaaaaaaaaa"), Err(PasswordRejected::TooRepetitive));
-        assert_eq!(check("my ann.smith key"), Err(PasswordRejected::ContainsEmail));
+        assert_eq!(
+            check("aaaaaaaaaaaaaaa"),
+            Err(PasswordRejected::TooRepetitive)
+        );
+        assert_eq!(
+            check("my ann.smith key"),
+            Err(PasswordRejected::ContainsEmail)
+        );
         assert_eq!(check("violet tractor mango"), Ok(()));
     }
 

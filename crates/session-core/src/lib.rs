@@ -2,7 +2,10 @@
 //! the gateway, console and applet ends of a support session.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod auth;
+pub mod client;
+pub mod gateway;
 pub mod inner;
 pub mod session_ca;
 pub mod throttle;

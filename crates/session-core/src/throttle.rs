@@ -94,7 +94,11 @@ mod tests {
         }
         let wait = t.retry_after(ip, start + Duration::from_secs(10)).unwrap();
         assert_eq!(wait, Duration::from_secs(50));
-        assert_eq!(t.retry_after(other, start), None, "other addresses unaffected");
+        assert_eq!(
+            t.retry_after(other, start),
+            None,
+            "other addresses unaffected"
+        );
         assert_eq!(t.retry_after(ip, start + Duration::from_secs(60)), None);
     }
 }

@@ -151,6 +151,12 @@ pub struct Link<S> {
     writer: WriteHalf<S>,
 }
 
+impl<S> std::fmt::Debug for Link<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link").finish_non_exhaustive()
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite> Link<S> {
     /// Frames over `stream`.
     pub fn new(stream: S) -> Self {

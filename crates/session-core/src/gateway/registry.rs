@@ -1,0 +1,396 @@
+//! The gateway's sessions in memory: GUIDs, PINs, technicians' queues, and
+//! each session's state from creation to pairing. Every transition happens
+//! under one lock, so a PIN is used once and a session is picked up once.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Instant;
+
+use audit_db::accounts::Group;
+use audit_db::event::{JoinMethod, JoinRefusal};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::wire::Waiting;
+
+/// What the applet's task receives when its session is picked up.
+#[derive(Debug)]
+pub(crate) struct Pickup {
+    pub certificate: String,
+    pub console: oneshot::Receiver<super::Attaching>,
+}
+
+/// A session the registry knows.
+#[derive(Debug)]
+struct Entry {
+    technician: String,
+    group: Group,
+    expires: Instant,
+    pin: Option<String>,
+    state: State,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Created; no applet yet.
+    Open,
+    /// An applet joined and waits in the technician's queue.
+    Waiting {
+        waiting: Waiting,
+        csr: String,
+        notify: oneshot::Sender<Pickup>,
+    },
+    /// Picked up: certificates issued, the console's session link is awaited.
+    PickedUp {
+        ticket: String,
+        console: oneshot::Sender<super::Attaching>,
+    },
+    /// Both links are relayed; `end` ends the relay.
+    Live { end: CancellationToken },
+}
+
+/// A session that was joined: what the applet's task needs.
+#[derive(Debug)]
+pub(crate) struct Joined {
+    pub guid: Uuid,
+    pub via: JoinMethod,
+    pub technician: String,
+    pub pickup: oneshot::Receiver<Pickup>,
+}
+
+/// What a pickup takes from the registry to finish outside the lock.
+#[derive(Debug)]
+pub(crate) struct PickingUp {
+    pub applet_csr: String,
+    pub group: Group,
+    pub notify: oneshot::Sender<Pickup>,
+    pub ticket: String,
+    pub console: oneshot::Receiver<super::Attaching>,
+}
+
+/// A session that ended before it was relayed (it is no longer in the registry).
+#[derive(Debug)]
+pub(crate) struct Dropped {
+    pub guid: Uuid,
+    pub technician: String,
+}
+
+/// All sessions of one gateway.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    sessions: HashMap<Uuid, Entry>,
+    pins: HashMap<String, Uuid>,
+}
+
+impl Registry {
+    /// Records a new session with a fresh random GUID and an unused PIN.
+    pub fn create(
+        &mut self,
+        technician: &str,
+        group: Group,
+        expires: Instant,
+    ) -> Result<(Uuid, String), getrandom::Error> {
+        let guid = loop {
+            let mut bytes = [0u8; 16];
+            getrandom::fill(&mut bytes)?;
+            let guid = Uuid::from_bytes(bytes);
+            if !self.sessions.contains_key(&guid) {
+                break guid;
+            }
+        };
+        let pin = loop {
+            let pin = random_pin()?;
+            if !self.pins.contains_key(&pin) {
+                break pin;
+            }
+        };
+        self.pins.insert(pin.clone(), guid);
+        self.sessions.insert(
+            guid,
+            Entry {
+                technician: technician.to_owned(),
+                group,
+                expires,
+                pin: Some(pin.clone()),
+                state: State::Open,
+            },
+        );
+        Ok((guid, pin))
+    }
+
+    /// An applet joins by PIN (six digits) or GUID. The PIN is spent whatever
+    /// happens next; an expired session is removed and reported as expired.
+    pub fn join(
+        &mut self,
+        code: &str,
+        csr: String,
+        ip: IpAddr,
+        joined_us: i64,
+        now: Instant,
+    ) -> Result<Joined, (JoinMethod, JoinRefusal, Option<Dropped>)> {
+        let (guid, via) = match Uuid::parse_str(code) {
+            Ok(guid) => (guid, JoinMethod::Guid),
+            Err(_) => match self.pins.remove(code.trim()) {
+                Some(guid) => (guid, JoinMethod::Pin),
+                None => return Err((JoinMethod::Pin, JoinRefusal::Unknown, None)),
+            },
+        };
+        let Some(entry) = self.sessions.get_mut(&guid) else {
+            return Err((via, JoinRefusal::Unknown, None));
+        };
+        if !matches!(entry.state, State::Open) {
+            return Err((via, JoinRefusal::Unknown, None));
+        }
+        if now >= entry.expires {
+            return Err((via, JoinRefusal::Expired, self.remove_open(guid)));
+        }
+        if let Some(pin) = entry.pin.take() {
+            self.pins.remove(&pin);
+        }
+        let (notify, pickup) = oneshot::channel();
+        entry.state = State::Waiting {
+            waiting: Waiting {
+                guid,
+                joined_us,
+                ip,
+                via,
+            },
+            csr,
+            notify,
+        };
+        Ok(Joined {
+            guid,
+            via,
+            technician: entry.technician.clone(),
+            pickup,
+        })
+    }
+
+    /// The applets waiting for `technician`, oldest first.
+    pub fn queue(&self, technician: &str) -> Vec<Waiting> {
+        let mut waiting: Vec<_> = self
+            .sessions
+            .values()
+            .filter(|e| e.technician == technician)
+            .filter_map(|e| match &e.state {
+                State::Waiting { waiting, .. } => Some(waiting.clone()),
+                _ => None,
+            })
+            .collect();
+        waiting.sort_by_key(|w| w.joined_us);
+        waiting
+    }
+
+    /// `technician` picks up `guid`, which must be waiting in their queue.
+    pub fn pick_up(&mut self, technician: &str, guid: Uuid) -> Option<PickingUp> {
+        let entry = self
+            .sessions
+            .get_mut(&guid)
+            .filter(|e| e.technician == technician && matches!(e.state, State::Waiting { .. }))?;
+        let ticket = random_hex().ok()?;
+        let (console_tx, console) = oneshot::channel();
+        let State::Waiting { csr, notify, .. } = std::mem::replace(
+            &mut entry.state,
+            State::PickedUp {
+                ticket: ticket.clone(),
+                console: console_tx,
+            },
+        ) else {
+            return None;
+        };
+        Some(PickingUp {
+            applet_csr: csr,
+            group: entry.group.clone(),
+            notify,
+            ticket,
+            console,
+        })
+    }
+
+    /// The console's session link presents `ticket` for `guid`: the session
+    /// goes live. Returns where to hand the link, the token that ends the
+    /// relay, and the group (for its address allow-list).
+    pub fn attach(
+        &mut self,
+        guid: Uuid,
+        ticket: &str,
+    ) -> Option<(oneshot::Sender<super::Attaching>, CancellationToken, Group)> {
+        let entry = self.sessions.get_mut(&guid)?;
+        match &entry.state {
+            State::PickedUp { ticket: t, .. } if t == ticket => {}
+            _ => return None,
+        }
+        let end = CancellationToken::new();
+        let State::PickedUp { console, .. } =
+            std::mem::replace(&mut entry.state, State::Live { end: end.clone() })
+        else {
+            return None;
+        };
+        Some((console, end, entry.group.clone()))
+    }
+
+    /// The token that ends `guid`'s relay, once it is live.
+    pub fn live_token(&self, guid: Uuid) -> Option<CancellationToken> {
+        match &self.sessions.get(&guid)?.state {
+            State::Live { end } => Some(end.clone()),
+            _ => None,
+        }
+    }
+
+    /// Forgets a session (it ended); returns its technician if it was known.
+    pub fn remove(&mut self, guid: Uuid) -> Option<String> {
+        let entry = self.sessions.remove(&guid)?;
+        if let Some(pin) = entry.pin {
+            self.pins.remove(&pin);
+        }
+        Some(entry.technician)
+    }
+
+    fn remove_open(&mut self, guid: Uuid) -> Option<Dropped> {
+        self.remove(guid)
+            .map(|technician| Dropped { guid, technician })
+    }
+
+    /// Removes sessions nobody joined before they expired.
+    pub fn expire(&mut self, now: Instant) -> Vec<Dropped> {
+        let expired: Vec<Uuid> = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| matches!(e.state, State::Open) && now >= e.expires)
+            .map(|(g, _)| *g)
+            .collect();
+        expired
+            .into_iter()
+            .filter_map(|g| self.remove_open(g))
+            .collect()
+    }
+
+    /// Removes every session nobody joined (at shutdown).
+    pub fn drain_open(&mut self) -> Vec<Dropped> {
+        let open: Vec<Uuid> = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| matches!(e.state, State::Open))
+            .map(|(g, _)| *g)
+            .collect();
+        open.into_iter()
+            .filter_map(|g| self.remove_open(g))
+            .collect()
+    }
+
+    /// Whether `technician` has a session being relayed (which counts as activity).
+    pub fn has_live(&self, technician: &str) -> bool {
+        self.sessions
+            .values()
+            .any(|e| e.technician == technician && matches!(e.state, State::Live { .. }))
+    }
+
+    /// Ends every live relay (at shutdown, after the grace period).
+    pub fn end_all(&self) {
+        for e in self.sessions.values() {
+            if let State::Live { end } = &e.state {
+                end.cancel();
+            }
+        }
+    }
+}
+
+/// A uniformly random six-digit PIN from the system CSPRNG.
+fn random_pin() -> Result<String, getrandom::Error> {
+    // Reject the top of the u32 range so every PIN is equally likely.
+    const LIMIT: u32 = u32::MAX - (u32::MAX % 1_000_000);
+    loop {
+        let n = getrandom::u32()?;
+        if n < LIMIT {
+            return Ok(format!("{:06}", n % 1_000_000));
+        }
+    }
+}
+
+/// 128 random bits as hex (pickup tickets).
+fn random_hex() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)?;
+    Ok(hex::encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn group() -> Group {
+        Group {
+            name: "g".into(),
+            permissions: vec![],
+            ip_allow: vec![],
+            single_prompt: false,
+            force_recording: false,
+            store_chat: true,
+        }
+    }
+
+    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn a_pin_joins_once() {
+        let mut r = Registry::default();
+        let now = Instant::now();
+        let (guid, pin) = r
+            .create("ann", group(), now + Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(pin.len(), 6);
+        let joined = r.join(&pin, "csr".into(), IP, 1, now).unwrap();
+        assert_eq!(joined.guid, guid);
+        let again = r.join(&pin, "csr".into(), IP, 2, now).unwrap_err();
+        assert_eq!(again.1, JoinRefusal::Unknown);
+        let by_guid = r
+            .join(&guid.to_string(), "csr".into(), IP, 2, now)
+            .unwrap_err();
+        assert_eq!(
+            by_guid.1,
+            JoinRefusal::Unknown,
+            "a joined session cannot be joined again"
+        );
+        assert_eq!(r.queue("ann").len(), 1);
+        assert!(r.queue("bob").is_empty());
+    }
+
+    #[test]
+    fn an_expired_pin_is_refused_and_the_session_dropped() {
+        let mut r = Registry::default();
+        let now = Instant::now();
+        let (guid, pin) = r.create("ann", group(), now).unwrap();
+        let (via, why, dropped) = r.join(&pin, "csr".into(), IP, 1, now).unwrap_err();
+        assert_eq!((via, why), (JoinMethod::Pin, JoinRefusal::Expired));
+        assert_eq!(dropped.unwrap().guid, guid);
+        assert!(r.expire(now).is_empty());
+    }
+
+    #[test]
+    fn pickup_needs_the_owner_and_attach_needs_the_ticket() {
+        let mut r = Registry::default();
+        let now = Instant::now();
+        let (guid, pin) = r
+            .create("ann", group(), now + Duration::from_secs(60))
+            .unwrap();
+        r.join(&pin, "csr".into(), IP, 1, now).unwrap();
+        assert!(r.pick_up("bob", guid).is_none());
+        let p = r.pick_up("ann", guid).unwrap();
+        assert!(r.pick_up("ann", guid).is_none(), "picked up once");
+        assert!(r.attach(guid, "wrong").is_none());
+        assert!(!r.has_live("ann"));
+        assert!(r.attach(guid, &p.ticket).is_some());
+        assert!(r.has_live("ann"));
+        assert!(r.attach(guid, &p.ticket).is_none(), "attached once");
+    }
+
+    #[test]
+    fn pins_are_six_digits() {
+        for _ in 0..1000 {
+            let pin = random_pin().unwrap();
+            assert!(pin.len() == 6 && pin.bytes().all(|b| b.is_ascii_digit()));
+        }
+    }
+}

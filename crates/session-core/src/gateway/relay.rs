@@ -1,0 +1,261 @@
+//! The relay: a console's session link attaches with its pickup ticket, and
+//! the gateway forwards `Data` frames between the two links unread, counting
+//! bytes. Either side leaving, an `End`, a protocol violation or shutdown
+//! ends the session for both, and the end is audited.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use audit_db::event::SessionEnded;
+use audit_db::{Actor, EventKind};
+use futures::StreamExt;
+use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{refuse, say, ServerLink, Shared};
+use crate::wire::{Codec, ErrorCode, Kind, Message};
+
+type Tls = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+
+/// Serves a link whose first request was `Attach`: hands it to the
+/// applet's task, which runs the relay.
+pub(super) async fn attach(
+    shared: &Arc<Shared>,
+    mut link: ServerLink,
+    ip: IpAddr,
+    guid: Uuid,
+    ticket: String,
+) {
+    let attached = shared.registry().attach(guid, &ticket);
+    let Some((handoff, _end, group)) = attached else {
+        refuse(
+            &mut link,
+            ip,
+            ErrorCode::UnknownSession,
+            &format!("no picked-up session {guid} with this ticket"),
+        )
+        .await;
+        return;
+    };
+    if !super::ip_allowed(&group, ip) {
+        shared.registry().remove(guid);
+        refuse(
+            &mut link,
+            ip,
+            ErrorCode::IpNotAllowed,
+            &format!("group {:?} may not attach from {ip}", group.name),
+        )
+        .await;
+        return;
+    }
+    if link.send(&Message::Attached { guid }).await.is_err() {
+        return;
+    }
+    // If the applet's task is gone, the link is dropped and the console sees it close.
+    let _ = handoff.send((link, ip));
+}
+
+/// How one direction of the relay stopped.
+#[derive(Debug)]
+enum Stop {
+    /// The sending side closed its link.
+    Closed,
+    /// The sending side sent `End`.
+    Ended(String),
+    /// The sending side broke the protocol.
+    Violation(ErrorCode, String),
+    /// The receiving side could not be written to.
+    PeerGone,
+    /// The other direction stopped first (or the gateway ended the session).
+    Cancelled,
+}
+
+/// One direction: frames from `from`, written to `to`. Returns why it
+/// stopped and whether `to` was left between frames (safe to send `End` on).
+async fn forward(
+    from: &mut FramedRead<ReadHalf<Tls>, Codec>,
+    to: &mut WriteHalf<Tls>,
+    end: &CancellationToken,
+    bytes: &mut u64,
+) -> (Stop, bool) {
+    loop {
+        let frame = tokio::select! {
+            biased;
+            _ = end.cancelled() => return (Stop::Cancelled, true),
+            f = from.next() => f,
+        };
+        let frame = match frame {
+            None => return (Stop::Closed, true),
+            Some(Err(e)) => return (Stop::Violation(e.code(), e.to_string()), true),
+            Some(Ok(f)) => f,
+        };
+        match Kind::from_byte(frame.kind()) {
+            Some(Kind::Data) => {
+                let written = tokio::select! {
+                    w = async { to.write_all(frame.as_bytes()).await?; to.flush().await } => w,
+                    // The peer stopped reading and the session is over: give up mid-frame.
+                    _ = end.cancelled() => return (Stop::Cancelled, false),
+                };
+                if written.is_err() {
+                    return (Stop::PeerGone, false);
+                }
+                *bytes += frame.body().len() as u64;
+            }
+            Some(Kind::End) => {
+                let reason = match Message::decode(&frame) {
+                    Ok(Message::End { reason }) => reason,
+                    _ => String::from("ended"),
+                };
+                return (Stop::Ended(reason), true);
+            }
+            Some(other) => {
+                return (
+                    Stop::Violation(
+                        ErrorCode::UnexpectedMessage,
+                        format!("{} is not allowed on a session link", other.name()),
+                    ),
+                    true,
+                )
+            }
+            None => {
+                return (
+                    Stop::Violation(
+                        ErrorCode::UnknownType,
+                        format!("unknown message type 0x{:02x}", frame.kind()),
+                    ),
+                    true,
+                )
+            }
+        }
+    }
+}
+
+/// Relays between the applet's and the console's links until the session
+/// ends, then tells both why and audits the end.
+pub(super) async fn run(
+    shared: &Arc<Shared>,
+    guid: Uuid,
+    technician: &str,
+    (mut applet, applet_ip): super::Attaching,
+    (mut console, console_ip): super::Attaching,
+) {
+    let started = Instant::now();
+    let end = shared
+        .registry()
+        .live_token(guid)
+        .unwrap_or_default();
+    tracing::info!("session {guid} of {technician}: relaying");
+    let (mut to_console, mut to_applet) = (0u64, 0u64);
+    let ((from_applet, applet_clean), (from_console, console_clean)) = {
+        let (a_read, a_write) = applet.split();
+        let (c_read, c_write) = console.split();
+        tokio::join!(
+            async {
+                let r = forward(a_read, c_write, &end, &mut to_console).await;
+                end.cancel();
+                (r.0, r.1)
+            },
+            async {
+                let r = forward(c_read, a_write, &end, &mut to_applet).await;
+                end.cancel();
+                (r.0, r.1)
+            },
+        )
+    };
+    // `*_clean` says whether the writer *towards* that side stopped between frames.
+    let (console_writable, applet_writable) = (applet_clean, console_clean);
+    let reason = reason(&from_applet, &from_console, shared.stopping.is_cancelled());
+    for (link, ip, side_stop, writable) in [
+        (&mut applet, applet_ip, &from_applet, applet_writable),
+        (&mut console, console_ip, &from_console, console_writable),
+    ] {
+        if let Stop::Violation(code, why) = side_stop {
+            refuse(link, ip, *code, why).await;
+        } else if writable {
+            say(
+                link,
+                Message::End {
+                    reason: reason.clone(),
+                },
+            )
+            .await;
+        } else {
+            let _ = link.shutdown().await;
+        }
+    }
+    shared.registry().remove(guid);
+    let duration = started.elapsed();
+    tracing::info!(
+        "session {guid} of {technician} ended ({reason}) after {duration:?}: {to_applet} bytes to the applet, {to_console} to the console"
+    );
+    shared
+        .audit_or_log(
+            Actor::system("gateway"),
+            Some(guid),
+            EventKind::SessionEnded(SessionEnded {
+                reason,
+                duration_ms: duration.as_millis() as u64,
+                bytes_to_applet: to_applet,
+                bytes_to_console: to_console,
+            }),
+        )
+        .await;
+}
+
+/// The audited reason: what the side that stopped first did.
+fn reason(from_applet: &Stop, from_console: &Stop, shutting_down: bool) -> String {
+    let describe = |stop: &Stop, side: &str| match stop {
+        Stop::Closed => Some(format!("{side}_left")),
+        Stop::Ended(why) => Some(format!("ended_by_{side}: {why}")),
+        Stop::Violation(code, _) => Some(format!("{side}_protocol_error: {code:?}")),
+        Stop::PeerGone => None,
+        Stop::Cancelled => None,
+    };
+    describe(from_applet, "applet")
+        .or_else(|| describe(from_console, "console"))
+        .or_else(|| matches!(from_applet, Stop::PeerGone).then(|| "console_left".to_owned()))
+        .or_else(|| matches!(from_console, Stop::PeerGone).then(|| "applet_left".to_owned()))
+        .unwrap_or_else(|| {
+            if shutting_down {
+                "gateway_shutdown".to_owned()
+            } else {
+                "ended".to_owned()
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reason_names_the_side_that_stopped() {
+        assert_eq!(
+            reason(&Stop::Closed, &Stop::Cancelled, false),
+            "applet_left"
+        );
+        assert_eq!(
+            reason(&Stop::Cancelled, &Stop::Ended("done".into()), false),
+            "ended_by_console: done"
+        );
+        assert_eq!(
+            reason(&Stop::PeerGone, &Stop::Cancelled, false),
+            "console_left"
+        );
+        assert_eq!(
+            reason(&Stop::Cancelled, &Stop::Cancelled, true),
+            "gateway_shutdown"
+        );
+        assert_eq!(
+            reason(
+                &Stop::Cancelled,
+                &Stop::Violation(ErrorCode::Oversize, "x".into()),
+                false
+            ),
+            "console_protocol_error: Oversize"
+        );
+    }
+}

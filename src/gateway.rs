@@ -1,0 +1,55 @@
+//! `vigil gateway`: wires the TLS identity, the audit log and the gateway
+//! engine together, and turns SIGINT/SIGTERM into a graceful stop.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use audit_db::AuditLog;
+use session_core::gateway::{Gateway, GatewayConfig};
+use session_core::tls::{self, DevCertificates, Identity};
+
+use crate::cli::GatewayArgs;
+
+/// Runs the gateway until SIGINT or SIGTERM.
+pub async fn run(log: &AuditLog, data_dir: &Path, args: GatewayArgs) -> Result<ExitCode> {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let identity = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => Identity::load(cert, key)?,
+        _ => {
+            let mut names = args.dev_names.clone();
+            names.push(host.clone());
+            let dev = DevCertificates::load_or_create(data_dir, &names)
+                .context("preparing the development certificates")?;
+            println!("CA certificate: {}", dev.ca_path.display());
+            println!("CA fingerprint (SHA-256): {}", dev.ca_fingerprint);
+            dev.identity
+        }
+    };
+    let mut config = GatewayConfig::new(args.listen, &host);
+    config.handshake_timeout = args.handshake_timeout;
+    config.drain_timeout = args.drain_timeout;
+    let gateway = Gateway::bind(config, tls::server_config(identity)?, log.clone()).await?;
+    // Tests and scripts wait for this line: the socket is bound when it appears.
+    println!("listening on {}", gateway.local_addr());
+    let stop = shutdown_signal()?;
+    let report = gateway.run(stop).await;
+    if report.sessions_cut {
+        eprintln!("vigil: sessions still live after the drain time were ended");
+    }
+    println!("gateway stopped after {} connections", report.connections);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+}

@@ -291,6 +291,7 @@ pub async fn policy(log: &AuditLog, command: PolicyCommand) -> Result<ExitCode> 
             idle_timeout,
             pin_ttl,
             pin_failure_limit,
+            pin_window,
             by,
         } => {
             let secs = |d: std::time::Duration| d.as_secs().max(1);
@@ -320,6 +321,9 @@ pub async fn policy(log: &AuditLog, command: PolicyCommand) -> Result<ExitCode> 
             }
             if let Some(v) = pin_failure_limit {
                 policy.pin_failure_limit = v.max(1);
+            }
+            if let Some(v) = pin_window {
+                policy.pin_window_s = secs(v);
             }
             admin_for(log, &by).set_policy(&policy).await?;
         }

@@ -349,9 +349,12 @@ pub enum PolicyCommand {
         /// How long a session PIN stays valid (e.g. 10m)
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         pin_ttl: Option<std::time::Duration>,
-        /// Wrong PINs from one address, within the PIN lifetime, before it is throttled
+        /// Wrong PINs from one address, within --pin-window, before it is throttled
         #[arg(long, value_name = "N")]
         pin_failure_limit: Option<u32>,
+        /// The window of --pin-failure-limit (e.g. 10m)
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        pin_window: Option<std::time::Duration>,
         #[command(flatten)]
         by: AsAdmin,
     },

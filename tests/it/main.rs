@@ -4,4 +4,5 @@
 mod audit;
 mod bad_input;
 mod crash;
+mod gateway;
 mod helpers;

@@ -37,8 +37,10 @@ pub struct Policy {
     pub idle_timeout_s: u64,
     /// A session's PIN (and an unjoined session) expires after this many seconds.
     pub pin_ttl_s: u64,
-    /// Wrong PINs from one address, within `pin_ttl_s`, before it is throttled.
+    /// Wrong PINs from one address that throttle it...
     pub pin_failure_limit: u32,
+    /// ...within this many seconds.
+    pub pin_window_s: u64,
 }
 
 impl Default for Policy {
@@ -53,6 +55,7 @@ impl Default for Policy {
             idle_timeout_s: 15 * 60,
             pin_ttl_s: 10 * 60,
             pin_failure_limit: 5,
+            pin_window_s: 10 * 60,
         }
     }
 }

@@ -189,6 +189,13 @@ impl<S: AsyncRead + AsyncWrite> Link<S> {
         self.writer.flush().await
     }
 
+    /// Writes bytes as they are, framed or not: for tests of what a peer
+    /// does with malformed input.
+    pub async fn write_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.writer.write_all(bytes).await?;
+        self.writer.flush().await
+    }
+
     /// Encodes and writes one message.
     pub async fn send(&mut self, message: &Message) -> std::io::Result<()> {
         self.write_frame(&message.encode()).await

@@ -190,7 +190,10 @@ impl Gateway {
                 policy.ip_failure_limit,
                 Duration::from_secs(policy.ip_window_s),
             ),
-            pin_throttle: Throttle::new(policy.pin_failure_limit, policy.pin_ttl()),
+            pin_throttle: Throttle::new(
+                policy.pin_failure_limit,
+                Duration::from_secs(policy.pin_window_s),
+            ),
             hashing: Semaphore::new(cores * 2),
             registry: Mutex::new(Registry::default()),
             stopping: CancellationToken::new(),

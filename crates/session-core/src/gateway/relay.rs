@@ -143,10 +143,7 @@ pub(super) async fn run(
     (mut console, console_ip): super::Attaching,
 ) {
     let started = Instant::now();
-    let end = shared
-        .registry()
-        .live_token(guid)
-        .unwrap_or_default();
+    let end = shared.registry().live_token(guid).unwrap_or_default();
     tracing::info!("session {guid} of {technician}: relaying");
     let (mut to_console, mut to_applet) = (0u64, 0u64);
     let ((from_applet, applet_clean), (from_console, console_clean)) = {

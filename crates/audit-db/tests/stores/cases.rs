@@ -446,3 +446,150 @@ pub async fn appends_after_close_fail_cleanly(db: &TestDb) {
         Err(Error::WriterGone)
     ));
 }
+
+fn group(name: &str) -> audit_db::accounts::Group {
+    audit_db::accounts::Group {
+        name: name.to_owned(),
+        permissions: vec![
+            audit_db::Permission::DesktopView,
+            audit_db::Permission::SendFiles,
+        ],
+        ip_allow: vec!["10.0.0.0/8".to_owned()],
+        single_prompt: false,
+        force_recording: true,
+        store_chat: false,
+    }
+}
+
+fn technician(email: &str, group: &str) -> audit_db::accounts::Technician {
+    audit_db::accounts::Technician {
+        email: email.to_owned(),
+        group: group.to_owned(),
+        role: audit_db::accounts::Role::Technician,
+        password_hash: "$argon2id$stand-in".to_owned(),
+        password_set_us: 1_000,
+        must_change: true,
+        disabled: false,
+        failed_logins: 0,
+        locked_until_us: None,
+    }
+}
+
+pub async fn accounts_and_groups_round_trip(db: &TestDb) {
+    let log = open(db).await;
+    let accounts = audit_db::Accounts::new(log.store().clone());
+    let g = group("tier1");
+    accounts.add_group(&g).await.unwrap();
+    assert!(matches!(
+        accounts.add_group(&g).await,
+        Err(Error::Exists { .. })
+    ));
+    assert_eq!(accounts.group("tier1").await.unwrap(), Some(g.clone()));
+
+    // Emails are keys in lower case; a missing group is refused.
+    accounts
+        .add_technician(&technician("Ann@Example.com", "tier1"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        accounts
+            .add_technician(&technician("ann@example.com", "tier1"))
+            .await,
+        Err(Error::Exists { .. })
+    ));
+    assert!(matches!(
+        accounts
+            .add_technician(&technician("bob@example.com", "nope"))
+            .await,
+        Err(Error::NoSuch { what: "group", .. })
+    ));
+    let ann = accounts
+        .technician("ANN@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ann, technician("ann@example.com", "tier1"));
+
+    accounts
+        .set_password("ann@example.com", "$argon2id$new", false)
+        .await
+        .unwrap();
+    accounts.lock("ann@example.com", 42).await.unwrap();
+    accounts
+        .set_disabled("ann@example.com", true)
+        .await
+        .unwrap();
+    let ann = accounts
+        .technician("ann@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (ann.password_hash.as_str(), ann.must_change),
+        ("$argon2id$new", false)
+    );
+    assert_eq!((ann.locked_until_us, ann.disabled), (Some(42), true));
+    assert!(
+        accounts.clear_failures("ann@example.com").await.unwrap(),
+        "it was locked"
+    );
+    assert_eq!(
+        accounts
+            .technician("ann@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .locked_until_us,
+        None
+    );
+
+    let mut g2 = g.clone();
+    g2.permissions.clear();
+    g2.ip_allow.clear();
+    accounts.update_group(&g2).await.unwrap();
+    assert_eq!(accounts.groups().await.unwrap(), vec![g2]);
+    assert!(matches!(
+        accounts.set_disabled("nobody@example.com", true).await,
+        Err(Error::NoSuch {
+            what: "account",
+            ..
+        })
+    ));
+    assert_eq!(accounts.technicians().await.unwrap().len(), 1);
+    log.close().await;
+}
+
+pub async fn concurrent_failed_logins_are_each_counted(db: &TestDb) {
+    let log = open(db).await;
+    let accounts = audit_db::Accounts::new(log.store().clone());
+    accounts.add_group(&group("g")).await.unwrap();
+    accounts
+        .add_technician(&technician("ann@example.com", "g"))
+        .await
+        .unwrap();
+    let counts =
+        futures::future::join_all((0..16).map(|_| accounts.count_failure("ann@example.com")))
+            .await
+            .into_iter()
+            .collect::<Result<HashSet<u32>, _>>()
+            .unwrap();
+    assert_eq!(counts, (1..=16).collect(), "each failure got its own count");
+    log.close().await;
+}
+
+pub async fn settings_are_stored_as_json(db: &TestDb) {
+    let log = open(db).await;
+    let accounts = audit_db::Accounts::new(log.store().clone());
+    assert_eq!(accounts.setting::<Vec<u32>>("k").await.unwrap(), None);
+    accounts.put_setting("k", &vec![1u32, 2]).await.unwrap();
+    accounts.put_setting("k", &vec![3u32]).await.unwrap();
+    assert_eq!(
+        accounts.setting::<Vec<u32>>("k").await.unwrap(),
+        Some(vec![3])
+    );
+    assert!(matches!(
+        accounts.setting::<String>("k").await,
+        Err(Error::BadSetting { .. })
+    ));
+    log.close().await;
+}

@@ -21,4 +21,7 @@ testkit::both_backends! {
     a_newer_schema_is_refused,
     bad_events_are_refused_and_nothing_is_stored,
     appends_after_close_fail_cleanly,
+    accounts_and_groups_round_trip,
+    concurrent_failed_logins_are_each_counted,
+    settings_are_stored_as_json,
 }

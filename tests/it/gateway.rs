@@ -9,7 +9,10 @@ use session_core::inner;
 use session_core::wire::{ErrorCode, Message};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{add_technician, assert_verifies, events, run_in, GatewayProcess, PASSWORD};
+use crate::helpers::{
+    add_technician, assert_verifies, connector, events, run_in, start_gateway,
+    start_gateway_with_db, GatewayProcess, PASSWORD,
+};
 
 const ANN: &str = "ann@example.com";
 
@@ -93,7 +96,7 @@ impl Live {
 fn login_prints_the_group_and_permissions_with_ca_or_fingerprint() {
     let dir = tempfile::tempdir().unwrap();
     add_technician(dir.path());
-    let gw = GatewayProcess::start(dir.path(), &[]);
+    let gw = start_gateway(dir.path(), &[]);
     let out = login_cmd(dir.path(), &gw, PASSWORD).ok().to_owned();
     assert!(out.contains("group: tier1"), "{out}");
     assert!(
@@ -127,7 +130,7 @@ fn login_prints_the_group_and_permissions_with_ca_or_fingerprint() {
 fn five_wrong_passwords_lock_the_account_until_an_admin_unlocks_it() {
     let dir = tempfile::tempdir().unwrap();
     add_technician(dir.path());
-    let gw = GatewayProcess::start(dir.path(), &[]);
+    let gw = start_gateway(dir.path(), &[]);
     for attempt in 1..=5 {
         let r = login_cmd(dir.path(), &gw, "not the password at all");
         let line = r.error_line();
@@ -169,7 +172,7 @@ fn five_wrong_passwords_lock_the_account_until_an_admin_unlocks_it() {
 fn an_untrusted_ca_or_a_wrong_fingerprint_is_refused_by_the_client() {
     let dir = tempfile::tempdir().unwrap();
     add_technician(dir.path());
-    let gw = GatewayProcess::start(dir.path(), &[]);
+    let gw = start_gateway(dir.path(), &[]);
     // Another gateway's development CA.
     let other = tempfile::tempdir().unwrap();
     session_core::tls::DevCertificates::load_or_create(other.path(), &[]).unwrap();
@@ -243,7 +246,7 @@ fn a_disallowed_address_an_expired_password_and_a_disabled_account_are_refused()
         "another fine passphrase\n",
     )
     .ok();
-    let gw = GatewayProcess::start(dir.path(), &[]);
+    let gw = start_gateway(dir.path(), &[]);
     let ca = gw.ca.to_str().unwrap().to_owned();
     let login = |user: &str, input: &str, extra: &[&str]| {
         let mut args = vec!["login", "--gateway", &gw.addr, "--ca", &ca, "--user", user];
@@ -309,8 +312,8 @@ async fn failed_logins_are_throttled_per_address_across_accounts() {
         "",
     )
     .ok();
-    let gw = GatewayProcess::start(dir.path(), &[]);
-    let connector = gw.connector();
+    let gw = start_gateway(dir.path(), &[]);
+    let connector = connector(&gw);
     for user in ["x@example.com", "y@example.com", "z@example.com"] {
         refused(
             connector.login(user, "whatever it is", None).await,
@@ -353,8 +356,8 @@ async fn pins_are_single_use_expire_and_cannot_be_walked() {
         "",
     )
     .ok();
-    let gw = GatewayProcess::start(dir.path(), &[]);
-    let connector = gw.connector();
+    let gw = start_gateway(dir.path(), &[]);
+    let connector = connector(&gw);
     let mut tech = connector.login(ANN, PASSWORD, None).await.unwrap();
 
     let used = tech.create_session().await.unwrap();
@@ -411,8 +414,8 @@ async fn pins_are_single_use_expire_and_cannot_be_walked() {
 async fn a_session_is_relayed_end_to_end_and_its_end_audited() {
     let dir = tempfile::tempdir().unwrap();
     add_technician(dir.path());
-    let gw = GatewayProcess::start(dir.path(), &[]);
-    let connector = gw.connector();
+    let gw = start_gateway(dir.path(), &[]);
+    let connector = connector(&gw);
     let mut tech = connector.login(ANN, PASSWORD, None).await.unwrap();
     let mut live = live_session(&connector, &mut tech).await;
     live.ping().await;
@@ -487,8 +490,8 @@ async fn closed_within(tcp: &mut tokio::net::TcpStream, limit: Duration) -> Dura
 async fn bad_input_closes_only_its_own_connection() {
     let dir = tempfile::tempdir().unwrap();
     add_technician(dir.path());
-    let gw = GatewayProcess::start(dir.path(), &[]);
-    let connector = gw.connector();
+    let gw = start_gateway(dir.path(), &[]);
+    let connector = connector(&gw);
     let mut tech = connector.login(ANN, PASSWORD, None).await.unwrap();
     let mut live = live_session(&connector, &mut tech).await;
 
@@ -577,7 +580,7 @@ async fn bad_input_closes_only_its_own_connection() {
 fn only_tls_1_3_is_offered() {
     let dir = tempfile::tempdir().unwrap();
     add_technician(dir.path());
-    let gw = GatewayProcess::start(dir.path(), &[]);
+    let gw = start_gateway(dir.path(), &[]);
     let s_client = |version: &str| {
         std::process::Command::new("openssl")
             .args(["s_client", "-connect", &gw.addr, version, "-CAfile"])
@@ -612,8 +615,8 @@ async fn an_idle_technician_is_logged_off() {
         "",
     )
     .ok();
-    let gw = GatewayProcess::start(dir.path(), &[]);
-    let mut tech = gw.connector().login(ANN, PASSWORD, None).await.unwrap();
+    let gw = start_gateway(dir.path(), &[]);
+    let mut tech = connector(&gw).login(ANN, PASSWORD, None).await.unwrap();
     assert_eq!(tech.info.idle_timeout_s, 1);
     let notice = tokio::time::timeout(Duration::from_secs(10), tech.next_notice())
         .await
@@ -630,8 +633,8 @@ async fn an_idle_technician_is_logged_off() {
 async fn sigterm_ends_live_sessions_after_the_drain_time_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     add_technician(dir.path());
-    let gw = GatewayProcess::start(dir.path(), &["--drain-timeout", "1s"]);
-    let connector = gw.connector();
+    let gw = start_gateway(dir.path(), &["--drain-timeout", "1s"]);
+    let connector = connector(&gw);
     let mut tech = connector.login(ANN, PASSWORD, None).await.unwrap();
     let mut live = live_session(&connector, &mut tech).await;
     live.ping().await;
@@ -690,7 +693,7 @@ async fn the_gateway_runs_on_postgresql() {
     )
     .ok();
     run(&["admin", "policy", "set", "--lockout-threshold", "2"], "").ok();
-    let gw = GatewayProcess::start_with_db(dir.path(), &url);
+    let gw = start_gateway_with_db(dir.path(), &url);
     for _ in 0..2 {
         assert!(login_cmd(dir.path(), &gw, "not the password at all")
             .error_line()

@@ -136,116 +136,27 @@ pub fn add_technician(data: &Path) {
 }
 
 /// A `vigil gateway` child process on a loopback port of its own.
-pub struct GatewayProcess {
-    child: std::process::Child,
-    /// `127.0.0.1:PORT`.
-    pub addr: String,
-    /// The development CA file clients trust.
-    pub ca: PathBuf,
-    /// The CA's SHA-256 fingerprint as printed.
-    pub fingerprint: String,
-    output: std::thread::JoinHandle<String>,
+pub type GatewayProcess = testkit::GatewayProcess;
+
+/// Starts `vigil --data DIR gateway` (plus `args`) and waits until it listens.
+pub fn start_gateway(data: &Path, args: &[&str]) -> GatewayProcess {
+    GatewayProcess::start(Path::new(env!("CARGO_BIN_EXE_vigil")), data, &[], args)
 }
 
-impl GatewayProcess {
-    /// Starts `vigil --data DIR gateway` (plus `args`) and waits until it listens.
-    pub fn start(data: &Path, args: &[&str]) -> Self {
-        Self::spawn(data, &[], args)
-    }
-
-    /// Starts a gateway whose audit database is `db` (certificates stay in `data`).
-    pub fn start_with_db(data: &Path, db: &str) -> Self {
-        Self::spawn(data, &["--db", db], &[])
-    }
-
-    fn spawn(data: &Path, global: &[&str], args: &[&str]) -> Self {
-        use std::io::BufRead;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .env_remove("RUST_LOG")
-            .arg("--data")
-            .arg(data)
-            .args(global)
-            .args(["gateway", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting vigil gateway");
-        let mut lines =
-            std::io::BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
-        let (mut ca, mut fingerprint) = (None, None);
-        let addr = loop {
-            let line = match lines.next() {
-                Some(Ok(line)) => line,
-                other => panic!(
-                    "vigil gateway ended before listening: {other:?} (status {:?})",
-                    child.wait()
-                ),
-            };
-            if let Some(v) = line.strip_prefix("CA certificate: ") {
-                ca = Some(PathBuf::from(v));
-            } else if let Some(v) = line.strip_prefix("CA fingerprint (SHA-256): ") {
-                fingerprint = Some(v.to_owned());
-            } else if let Some(v) = line.strip_prefix("listening on ") {
-                break v.to_owned();
-            }
-        };
-        // Keep reading so the gateway never blocks on a full pipe; hand the rest back at stop.
-        let output =
-            std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
-        GatewayProcess {
-            child,
-            addr,
-            ca: ca.expect("the gateway printed its CA file"),
-            fingerprint: fingerprint.expect("the gateway printed its CA fingerprint"),
-            output,
-        }
-    }
-
-    /// A client connector trusting the gateway's CA file.
-    pub fn connector(&self) -> session_core::client::Connector {
-        let trust = session_core::tls::Trust::ca_file(&self.ca).expect("reading the CA file");
-        session_core::client::Connector::new(&self.addr, &trust, "vigil tests")
-            .expect("a connector")
-    }
-
-    /// Sends SIGTERM and waits (at most 60 s) for the exit; returns the exit
-    /// code and what it printed after starting.
-    pub fn stop(mut self) -> (i32, String) {
-        let pid = self.child.id().to_string();
-        let killed = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("running kill");
-        assert!(killed.success(), "kill -TERM {pid} failed");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("waiting for the gateway") {
-                break status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the gateway did not stop within 60 s of SIGTERM"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        };
-        // Replace the handle so Drop has nothing left to join.
-        let output = std::mem::replace(&mut self.output, std::thread::spawn(String::new));
-        (
-            status.code().unwrap_or(-1),
-            output.join().unwrap_or_default(),
-        )
-    }
+/// Starts a gateway whose audit database is `db` (certificates stay in `data`).
+pub fn start_gateway_with_db(data: &Path, db: &str) -> GatewayProcess {
+    GatewayProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_vigil")),
+        data,
+        &["--db", db],
+        &[],
+    )
 }
 
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// A client connector trusting `gw`'s CA file.
+pub fn connector(gw: &GatewayProcess) -> session_core::client::Connector {
+    let trust = session_core::tls::Trust::ca_file(&gw.ca).expect("reading the CA file");
+    session_core::client::Connector::new(&gw.addr, &trust, "vigil tests").expect("a connector")
 }
 
 /// The audit events of `data`'s log, as JSON objects.

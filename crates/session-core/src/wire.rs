@@ -47,6 +47,13 @@ pub enum WireError {
 }
 
 impl WireError {
+    /// Whether the connection was lost (reset, closed without a TLS
+    /// close_notify, cut mid-frame) rather than fed bad input: there is
+    /// nobody left to answer, and nothing to warn about.
+    pub fn is_disconnect(&self) -> bool {
+        matches!(self, WireError::Io(_) | WireError::Truncated)
+    }
+
     /// The code sent to the peer before the connection is closed for this error.
     pub fn code(&self) -> ErrorCode {
         match self {
@@ -256,8 +263,6 @@ pub enum ErrorCode {
     UnknownSession,
     /// The PIN or session expired.
     Expired,
-    /// The technician may not do this.
-    NotPermitted,
     /// The gateway is shutting down.
     ShuttingDown,
     /// Something failed inside the gateway; the client did nothing wrong.

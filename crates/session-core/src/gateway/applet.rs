@@ -8,7 +8,7 @@ use std::time::Instant;
 use audit_db::event::{JoinMethod, JoinRefusal, SessionJoinRefused, SessionJoined};
 use audit_db::{time_us, Actor, EventKind};
 
-use super::{end_unpaired, refuse, registry, relay, say, ServerLink, Shared};
+use super::{end_unpaired, refuse, registry, relay, say, wire_failure, ServerLink, Shared};
 use crate::wire::{self, ErrorCode, Message};
 
 /// Serves a link whose first request was `Join`.
@@ -104,7 +104,7 @@ pub(super) async fn run(
                     let kind = wire::Kind::from_byte(f.kind()).map_or("an unknown message", |k| k.name());
                     refuse(&mut link, ip, ErrorCode::UnexpectedMessage, &format!("{kind} before the session was picked up")).await;
                 }
-                Err(e) => refuse(&mut link, ip, e.code(), &e.to_string()).await,
+                Err(e) => wire_failure(&mut link, ip, &e).await,
             }
             end(shared, guid, &joined.technician, "applet_left").await;
             return;

@@ -344,7 +344,7 @@ async fn serve(shared: &Arc<Shared>, acceptor: &TlsAcceptor, tcp: TcpStream, ip:
             return refuse(&mut link, ip, ErrorCode::HandshakeTimeout, why).await;
         }
         Ok(Opening::Closed) => {
-            tracing::info!("{ip} closed the connection before a request");
+            tracing::info!("{ip} left before sending a request");
             return;
         }
         Ok(Opening::Refused(code, why)) => return refuse(&mut link, ip, code, &why).await,
@@ -417,7 +417,18 @@ async fn next(link: &mut ServerLink) -> Result<Message, Opening> {
     match link.recv().await {
         Ok(Some(m)) => Ok(m),
         Ok(None) => Err(Opening::Closed),
+        Err(e) if e.is_disconnect() => Err(Opening::Closed),
         Err(e) => Err(Opening::Refused(e.code(), e.to_string())),
+    }
+}
+
+/// Closes after a bad frame: answers a protocol violation with its code, and
+/// only logs a lost connection.
+async fn wire_failure(link: &mut ServerLink, ip: IpAddr, e: &wire::WireError) {
+    if e.is_disconnect() {
+        tracing::info!("connection from {ip} lost: {e}");
+    } else {
+        refuse(link, ip, e.code(), &e.to_string()).await;
     }
 }
 

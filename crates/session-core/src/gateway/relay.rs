@@ -89,6 +89,7 @@ async fn forward(
         };
         let frame = match frame {
             None => return (Stop::Closed, true),
+            Some(Err(e)) if e.is_disconnect() => return (Stop::Closed, true),
             Some(Err(e)) => return (Stop::Violation(e.code(), e.to_string()), true),
             Some(Ok(f)) => f,
         };

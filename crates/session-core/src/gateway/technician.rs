@@ -130,7 +130,7 @@ async fn control_loop(
             Ok(Some(m)) => m,
             Ok(None) => return LogoutReason::Client,
             Err(e) => {
-                refuse(link, ip, e.code(), &e.to_string()).await;
+                super::wire_failure(link, ip, &e).await;
                 return LogoutReason::Client;
             }
         };

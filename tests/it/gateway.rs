@@ -710,3 +710,66 @@ async fn the_gateway_runs_on_postgresql() {
     let verify = run(&["audit", "verify"], "");
     assert_eq!(verify.code, 0, "{verify:#?}");
 }
+
+#[tokio::test]
+async fn a_malformed_csr_is_refused_without_losing_the_pin_or_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    add_technician(dir.path());
+    let gw = start_gateway(dir.path(), &[]);
+    let connector = connector(&gw);
+    let mut tech = connector.login(ANN, PASSWORD, None).await.unwrap();
+    let session = tech.create_session().await.unwrap();
+
+    let mut raw = connector.raw().await.unwrap();
+    raw.send(&Message::Join {
+        code: session.pin.clone(),
+        csr: "not a CSR".into(),
+    })
+    .await
+    .unwrap();
+    assert!(matches!(
+        raw.recv().await.unwrap(),
+        Some(Message::Error {
+            code: ErrorCode::Malformed,
+            ..
+        })
+    ));
+    // The PIN still works for the real applet.
+    let waiting = connector.join(&session.pin).await.unwrap();
+
+    // A console CSR that is garbage: refused, and the session still waits.
+    let mut raw_tech = connector.raw().await.unwrap();
+    raw_tech
+        .send(&Message::Login {
+            email: ANN.into(),
+            password: PASSWORD.into(),
+            new_password: None,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(
+        raw_tech.recv().await.unwrap(),
+        Some(Message::LoginOk { .. })
+    ));
+    raw_tech
+        .send(&Message::PickUp {
+            guid: session.guid,
+            csr: "garbage".into(),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(
+        raw_tech.recv().await.unwrap(),
+        Some(Message::Error {
+            code: ErrorCode::Malformed,
+            ..
+        })
+    ));
+    assert_eq!(tech.queue().await.unwrap().len(), 1, "still waiting");
+    let picked = tech.pick_up(session.guid).await.unwrap();
+    let _console = connector.attach(picked).await.unwrap();
+    waiting.paired().await.unwrap();
+    drop(raw_tech);
+    assert_eq!(gw.stop().0, 0);
+    assert_verifies(dir.path());
+}

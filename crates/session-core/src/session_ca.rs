@@ -158,6 +158,14 @@ impl SessionCa {
         &self.pem
     }
 
+    /// Checks that `csr_pem` is a valid, self-signed request, before it is
+    /// kept for signing later.
+    pub fn check_csr(csr_pem: &str) -> Result<(), CaError> {
+        CertificateSigningRequestParams::from_pem(csr_pem)
+            .map(drop)
+            .map_err(CaError::BadCsr)
+    }
+
     /// Signs `csr_pem` for `identity`, valid from a minute ago for `ttl`.
     /// Everything but the public key is taken from `identity`, never from the CSR.
     pub fn issue(

@@ -40,6 +40,11 @@ pub(super) async fn run(
         .await;
         return;
     }
+    // Checked before the PIN is spent: a broken applet does not burn its PIN.
+    if let Err(e) = crate::session_ca::SessionCa::check_csr(&csr) {
+        refuse(&mut link, ip, ErrorCode::Malformed, &e.to_string()).await;
+        return;
+    }
     let joined = shared
         .registry()
         .join(&code, csr, ip, time_us::now(), Instant::now());
@@ -133,7 +138,15 @@ pub(super) async fn run(
         end(shared, guid, &joined.technician, "applet_left").await;
         return;
     }
-    let console = tokio::time::timeout(shared.config.attach_timeout, pickup.console).await;
+    let console = tokio::select! {
+        c = tokio::time::timeout(shared.config.attach_timeout, pickup.console) => c,
+        // No new connection is accepted once shutdown begins: the console cannot attach.
+        _ = shared.stopping.cancelled() => {
+            say(&mut link, Message::End { reason: "gateway_shutdown".into() }).await;
+            end(shared, guid, &joined.technician, "gateway_shutdown").await;
+            return;
+        }
+    };
     let Ok(Ok(console)) = console else {
         say(
             &mut link,

@@ -63,10 +63,18 @@ pub(crate) struct Joined {
 #[derive(Debug)]
 pub(crate) struct PickingUp {
     pub applet_csr: String,
-    pub group: Group,
     pub notify: oneshot::Sender<Pickup>,
     pub ticket: String,
     pub console: oneshot::Receiver<super::Attaching>,
+}
+
+/// A session could not be created.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CreateError {
+    #[error("no randomness from the operating system: {0}")]
+    Random(#[from] getrandom::Error),
+    #[error("no free PIN: too many sessions are waiting to be joined")]
+    NoFreePin,
 }
 
 /// A session that ended before it was relayed (it is no longer in the registry).
@@ -90,7 +98,7 @@ impl Registry {
         technician: &str,
         group: Group,
         expires: Instant,
-    ) -> Result<(Uuid, String), getrandom::Error> {
+    ) -> Result<(Uuid, String), CreateError> {
         let guid = loop {
             let mut bytes = [0u8; 16];
             getrandom::fill(&mut bytes)?;
@@ -99,12 +107,12 @@ impl Registry {
                 break guid;
             }
         };
-        let pin = loop {
-            let pin = random_pin()?;
-            if !self.pins.contains_key(&pin) {
-                break pin;
-            }
-        };
+        // With a million PINs, a free one is found at once unless nearly all
+        // are taken; then creation fails instead of spinning.
+        let pin = (0..64)
+            .map(|_| random_pin())
+            .find(|pin| pin.as_ref().map_or(true, |p| !self.pins.contains_key(p)))
+            .ok_or(CreateError::NoFreePin)??;
         self.pins.insert(pin.clone(), guid);
         self.sessions.insert(
             guid,
@@ -182,6 +190,13 @@ impl Registry {
         waiting
     }
 
+    /// Whether `guid` waits in `technician`'s queue.
+    pub fn is_waiting_for(&self, technician: &str, guid: Uuid) -> bool {
+        self.sessions
+            .get(&guid)
+            .is_some_and(|e| e.technician == technician && matches!(e.state, State::Waiting { .. }))
+    }
+
     /// `technician` picks up `guid`, which must be waiting in their queue.
     pub fn pick_up(&mut self, technician: &str, guid: Uuid) -> Option<PickingUp> {
         let entry = self
@@ -201,7 +216,6 @@ impl Registry {
         };
         Some(PickingUp {
             applet_csr: csr,
-            group: entry.group.clone(),
             notify,
             ticket,
             console,

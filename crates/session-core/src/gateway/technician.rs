@@ -139,7 +139,7 @@ async fn control_loop(
             Message::ListQueue {} => Ok(Message::Queue {
                 waiting: shared.registry().queue(&tech.email),
             }),
-            Message::PickUp { guid, csr } => pick_up(shared, tech, guid, &csr).await,
+            Message::PickUp { guid, csr } => pick_up(shared, tech, group, guid, &csr).await,
             Message::Logout {} => {
                 let _ = link.shutdown().await;
                 return LogoutReason::Client;
@@ -191,6 +191,7 @@ async fn create(shared: &Shared, tech: &Technician, group: &Group) -> Result<Mes
 async fn pick_up(
     shared: &Shared,
     tech: &Technician,
+    group: &Group,
     guid: Uuid,
     console_csr: &str,
 ) -> Result<Message, Refusal> {
@@ -200,39 +201,36 @@ async fn pick_up(
             format!("no session {guid} is waiting in your queue"),
         )
     };
-    let picking = shared
-        .registry()
-        .pick_up(&tech.email, guid)
-        .ok_or_else(unknown)?;
+    if !shared.registry().is_waiting_for(&tech.email, guid) {
+        return Err(unknown());
+    }
+    // The console's certificate first: a bad CSR is refused while the
+    // session still waits, so the end user is not dropped for it.
     let ttl = shared.config.session_cert_ttl;
     let console_id = SessionIdentity {
         guid,
         role: Role::Console,
-        grant: picking.group.permissions.clone(),
+        grant: group.permissions.clone(),
     };
+    let console_cert = shared
+        .ca
+        .issue(console_csr, &console_id, ttl)
+        .map_err(|e| Refusal::new(ErrorCode::Malformed, e.to_string()))?;
+    let picking = shared
+        .registry()
+        .pick_up(&tech.email, guid)
+        .ok_or_else(unknown)?;
     let applet_id = SessionIdentity {
         guid,
         role: Role::Applet,
         grant: Vec::new(),
     };
-    let issued = shared
+    // The applet's CSR was checked when it joined. Should signing fail
+    // anyway, dropping `picking` tells the applet's task, which ends the session.
+    let applet_cert = shared
         .ca
-        .issue(console_csr, &console_id, ttl)
-        .map_err(|e| Refusal::new(ErrorCode::Malformed, e.to_string()))
-        .and_then(|console| {
-            shared
-                .ca
-                .issue(&picking.applet_csr, &applet_id, ttl)
-                .map(|applet| (console, applet))
-                .map_err(|e| Refusal::new(ErrorCode::Internal, format!("the applet's {e}")))
-        });
-    let (console_cert, applet_cert) = match issued {
-        Ok(certs) => certs,
-        Err(r) => {
-            // The applet's task sees its pickup channel close and ends the session.
-            return Err(r);
-        }
-    };
+        .issue(&picking.applet_csr, &applet_id, ttl)
+        .map_err(|e| Refusal::new(ErrorCode::Internal, format!("the applet's {e}")))?;
     shared
         .audit(
             Actor::technician(&tech.email),
@@ -255,7 +253,7 @@ async fn pick_up(
         ticket: picking.ticket,
         certificate: console_cert,
         session_ca: shared.ca.certificate_pem().to_owned(),
-        grant: picking.group.permissions,
+        grant: group.permissions.clone(),
     })
 }
 

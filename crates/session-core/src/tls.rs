@@ -49,10 +49,20 @@ pub enum TlsError {
     BadFingerprint(String),
 }
 
-/// The cryptography every Vigil TLS link uses (ring: AES-GCM and
-/// ChaCha20-Poly1305 only, so nothing without AEAD).
+/// The cryptography every Vigil TLS link uses: ring's TLS 1.3 AEAD suites
+/// only, AES-128-GCM first. It is as standard as AES-256-GCM (the one suite
+/// every TLS 1.3 peer must offer) and takes 10 AES rounds instead of 14,
+/// which matters when the relay encrypts everything three times.
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    use rustls::crypto::ring::cipher_suite;
+    Arc::new(CryptoProvider {
+        cipher_suites: vec![
+            cipher_suite::TLS13_AES_128_GCM_SHA256,
+            cipher_suite::TLS13_AES_256_GCM_SHA384,
+            cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+        ],
+        ..rustls::crypto::ring::default_provider()
+    })
 }
 
 /// The lower-case hex SHA-256 of a DER certificate.

@@ -16,6 +16,20 @@ use crate::helpers::{
 
 const ANN: &str = "ann@example.com";
 
+/// A data directory with ann's account, the access policy changed by
+/// `policy` (`vigil admin policy set` options), and a gateway started with `args`.
+fn technician_and_gateway(policy: &[&str], args: &[&str]) -> (tempfile::TempDir, GatewayProcess) {
+    let dir = tempfile::tempdir().unwrap();
+    add_technician(dir.path());
+    if !policy.is_empty() {
+        let mut set = vec!["admin", "policy", "set"];
+        set.extend_from_slice(policy);
+        run_in(dir.path(), &set, "").ok();
+    }
+    let gw = start_gateway(dir.path(), args);
+    (dir, gw)
+}
+
 fn login_cmd(data: &Path, gw: &GatewayProcess, password: &str) -> crate::helpers::Run {
     let ca = gw.ca.to_str().expect("a UTF-8 path");
     run_in(
@@ -94,9 +108,7 @@ impl Live {
 
 #[test]
 fn login_prints_the_group_and_permissions_with_ca_or_fingerprint() {
-    let dir = tempfile::tempdir().unwrap();
-    add_technician(dir.path());
-    let gw = start_gateway(dir.path(), &[]);
+    let (dir, gw) = technician_and_gateway(&[], &[]);
     let out = login_cmd(dir.path(), &gw, PASSWORD).ok().to_owned();
     assert!(out.contains("group: tier1"), "{out}");
     assert!(
@@ -128,9 +140,7 @@ fn login_prints_the_group_and_permissions_with_ca_or_fingerprint() {
 
 #[test]
 fn five_wrong_passwords_lock_the_account_until_an_admin_unlocks_it() {
-    let dir = tempfile::tempdir().unwrap();
-    add_technician(dir.path());
-    let gw = start_gateway(dir.path(), &[]);
+    let (dir, gw) = technician_and_gateway(&[], &[]);
     for attempt in 1..=5 {
         let r = login_cmd(dir.path(), &gw, "not the password at all");
         let line = r.error_line();
@@ -170,9 +180,7 @@ fn five_wrong_passwords_lock_the_account_until_an_admin_unlocks_it() {
 
 #[test]
 fn an_untrusted_ca_or_a_wrong_fingerprint_is_refused_by_the_client() {
-    let dir = tempfile::tempdir().unwrap();
-    add_technician(dir.path());
-    let gw = start_gateway(dir.path(), &[]);
+    let (dir, gw) = technician_and_gateway(&[], &[]);
     // Another gateway's development CA.
     let other = tempfile::tempdir().unwrap();
     session_core::tls::DevCertificates::load_or_create(other.path(), &[]).unwrap();
@@ -304,15 +312,7 @@ fn a_disallowed_address_an_expired_password_and_a_disabled_account_are_refused()
 
 #[tokio::test]
 async fn failed_logins_are_throttled_per_address_across_accounts() {
-    let dir = tempfile::tempdir().unwrap();
-    add_technician(dir.path());
-    run_in(
-        dir.path(),
-        &["admin", "policy", "set", "--ip-failure-limit", "3"],
-        "",
-    )
-    .ok();
-    let gw = start_gateway(dir.path(), &[]);
+    let (dir, gw) = technician_and_gateway(&["--ip-failure-limit", "3"], &[]);
     let connector = connector(&gw);
     for user in ["x@example.com", "y@example.com", "z@example.com"] {
         refused(
@@ -340,23 +340,7 @@ async fn failed_logins_are_throttled_per_address_across_accounts() {
 
 #[tokio::test]
 async fn pins_are_single_use_expire_and_cannot_be_walked() {
-    let dir = tempfile::tempdir().unwrap();
-    add_technician(dir.path());
-    run_in(
-        dir.path(),
-        &[
-            "admin",
-            "policy",
-            "set",
-            "--pin-ttl",
-            "2s",
-            "--pin-failure-limit",
-            "4",
-        ],
-        "",
-    )
-    .ok();
-    let gw = start_gateway(dir.path(), &[]);
+    let (dir, gw) = technician_and_gateway(&["--pin-ttl", "2s", "--pin-failure-limit", "4"], &[]);
     let connector = connector(&gw);
     let mut tech = connector.login(ANN, PASSWORD, None).await.unwrap();
 
@@ -412,9 +396,7 @@ async fn pins_are_single_use_expire_and_cannot_be_walked() {
 
 #[tokio::test]
 async fn a_session_is_relayed_end_to_end_and_its_end_audited() {
-    let dir = tempfile::tempdir().unwrap();
-    add_technician(dir.path());
-    let gw = start_gateway(dir.path(), &[]);
+    let (dir, gw) = technician_and_gateway(&[], &[]);
     let connector = connector(&gw);
     let mut tech = connector.login(ANN, PASSWORD, None).await.unwrap();
     let mut live = live_session(&connector, &mut tech).await;
@@ -488,9 +470,7 @@ async fn closed_within(tcp: &mut tokio::net::TcpStream, limit: Duration) -> Dura
 
 #[tokio::test]
 async fn bad_input_closes_only_its_own_connection() {
-    let dir = tempfile::tempdir().unwrap();
-    add_technician(dir.path());
-    let gw = start_gateway(dir.path(), &[]);
+    let (dir, gw) = technician_and_gateway(&[], &[]);
     let connector = connector(&gw);
     let mut tech = connector.login(ANN, PASSWORD, None).await.unwrap();
     let mut live = live_session(&connector, &mut tech).await;
@@ -578,9 +558,7 @@ async fn bad_input_closes_only_its_own_connection() {
 
 #[test]
 fn only_tls_1_3_is_offered() {
-    let dir = tempfile::tempdir().unwrap();
-    add_technician(dir.path());
-    let gw = start_gateway(dir.path(), &[]);
+    let (_dir, gw) = technician_and_gateway(&[], &[]);
     let s_client = |version: &str| {
         std::process::Command::new("openssl")
             .args(["s_client", "-connect", &gw.addr, version, "-CAfile"])
@@ -607,15 +585,7 @@ fn only_tls_1_3_is_offered() {
 
 #[tokio::test]
 async fn an_idle_technician_is_logged_off() {
-    let dir = tempfile::tempdir().unwrap();
-    add_technician(dir.path());
-    run_in(
-        dir.path(),
-        &["admin", "policy", "set", "--idle-timeout", "1s"],
-        "",
-    )
-    .ok();
-    let gw = start_gateway(dir.path(), &[]);
+    let (dir, gw) = technician_and_gateway(&["--idle-timeout", "1s"], &[]);
     let mut tech = connector(&gw).login(ANN, PASSWORD, None).await.unwrap();
     assert_eq!(tech.info.idle_timeout_s, 1);
     let notice = tokio::time::timeout(Duration::from_secs(10), tech.next_notice())
@@ -631,9 +601,7 @@ async fn an_idle_technician_is_logged_off() {
 
 #[tokio::test]
 async fn sigterm_ends_live_sessions_after_the_drain_time_and_exits_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    add_technician(dir.path());
-    let gw = start_gateway(dir.path(), &["--drain-timeout", "1s"]);
+    let (dir, gw) = technician_and_gateway(&[], &["--drain-timeout", "1s"]);
     let connector = connector(&gw);
     let mut tech = connector.login(ANN, PASSWORD, None).await.unwrap();
     let mut live = live_session(&connector, &mut tech).await;
@@ -713,9 +681,7 @@ async fn the_gateway_runs_on_postgresql() {
 
 #[tokio::test]
 async fn a_malformed_csr_is_refused_without_losing_the_pin_or_the_session() {
-    let dir = tempfile::tempdir().unwrap();
-    add_technician(dir.path());
-    let gw = start_gateway(dir.path(), &[]);
+    let (dir, gw) = technician_and_gateway(&[], &[]);
     let connector = connector(&gw);
     let mut tech = connector.login(ANN, PASSWORD, None).await.unwrap();
     let session = tech.create_session().await.unwrap();

@@ -157,25 +157,31 @@ impl Accounts {
 
     /// The group called `name`, if there is one.
     pub async fn group(&self, name: &str) -> Result<Option<Group>> {
-        let sql = format!("SELECT {GROUP_COLUMNS} FROM tech_groups WHERE name = $1");
-        let row: Option<GroupRow> = on_pool!(self, pool => {
-            match sqlx::query(&sql).bind(name).fetch_optional(pool).await.map_err(db("reading a group"))? {
-                Some(r) => Some(group_from_row!(r).map_err(db("reading a group"))?),
-                None => None,
-            }
-        });
-        row.map(decode_group).transpose()
+        Ok(self.select_groups(Some(name)).await?.pop())
     }
 
     /// Every group, by name.
     pub async fn groups(&self) -> Result<Vec<Group>> {
-        let sql = format!("SELECT {GROUP_COLUMNS} FROM tech_groups ORDER BY name");
+        self.select_groups(None).await
+    }
+
+    async fn select_groups(&self, name: Option<&str>) -> Result<Vec<Group>> {
+        let filter = if name.is_some() {
+            "WHERE name = $1"
+        } else {
+            ""
+        };
+        let sql = format!("SELECT {GROUP_COLUMNS} FROM tech_groups {filter} ORDER BY name");
         let rows: Vec<GroupRow> = on_pool!(self, pool => {
-            let rows = sqlx::query(&sql).fetch_all(pool).await.map_err(db("listing groups"))?;
+            let mut query = sqlx::query(&sql);
+            if let Some(name) = name {
+                query = query.bind(name);
+            }
+            let rows = query.fetch_all(pool).await.map_err(db("reading groups"))?;
             rows.iter()
                 .map(|r| group_from_row!(r))
                 .collect::<Result<_, _>>()
-                .map_err(db("listing groups"))?
+                .map_err(db("reading groups"))?
         });
         rows.into_iter().map(decode_group).collect()
     }
@@ -222,26 +228,34 @@ impl Accounts {
 
     /// The account of `email` (compared in lower case), if there is one.
     pub async fn technician(&self, email: &str) -> Result<Option<Technician>> {
-        let sql = format!("SELECT {TECH_COLUMNS} FROM technicians WHERE email = $1");
-        let email = email.to_lowercase();
-        let row: Option<TechRow> = on_pool!(self, pool => {
-            match sqlx::query(&sql).bind(&email).fetch_optional(pool).await.map_err(db("reading an account"))? {
-                Some(r) => Some(tech_from_row!(r).map_err(db("reading an account"))?),
-                None => None,
-            }
-        });
-        row.map(decode_technician).transpose()
+        Ok(self
+            .select_technicians(Some(&email.to_lowercase()))
+            .await?
+            .pop())
     }
 
     /// Every account, by email.
     pub async fn technicians(&self) -> Result<Vec<Technician>> {
-        let sql = format!("SELECT {TECH_COLUMNS} FROM technicians ORDER BY email");
+        self.select_technicians(None).await
+    }
+
+    async fn select_technicians(&self, email: Option<&str>) -> Result<Vec<Technician>> {
+        let filter = if email.is_some() {
+            "WHERE email = $1"
+        } else {
+            ""
+        };
+        let sql = format!("SELECT {TECH_COLUMNS} FROM technicians {filter} ORDER BY email");
         let rows: Vec<TechRow> = on_pool!(self, pool => {
-            let rows = sqlx::query(&sql).fetch_all(pool).await.map_err(db("listing accounts"))?;
+            let mut query = sqlx::query(&sql);
+            if let Some(email) = email {
+                query = query.bind(email);
+            }
+            let rows = query.fetch_all(pool).await.map_err(db("reading accounts"))?;
             rows.iter()
                 .map(|r| tech_from_row!(r))
                 .collect::<Result<_, _>>()
-                .map_err(db("listing accounts"))?
+                .map_err(db("reading accounts"))?
         });
         rows.into_iter().map(decode_technician).collect()
     }

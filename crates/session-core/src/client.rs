@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::inner::{Credentials, InnerError, SessionKey};
+use crate::readahead::ReadAhead;
 use crate::session_ca::Role;
 use crate::tls::{self, TlsError, Trust};
 use crate::wire::{self, ErrorCode, Frame, Link, Message, Waiting, WireError};
@@ -23,9 +24,10 @@ use crate::wire::{self, ErrorCode, Frame, Link, Message, Waiting, WireError};
 /// How long connecting (TCP and TLS) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes of inner-session data per `Data` frame at most.
-const CHUNK: usize = 32 * 1024;
+const CHUNK: usize = wire::MAX_BODY;
 
-type ClientLink = Link<tokio_rustls::client::TlsStream<TcpStream>>;
+/// A connection to the gateway.
+pub type ClientLink = Link<tokio_rustls::client::TlsStream<ReadAhead<TcpStream>>>;
 
 /// Talking to the gateway failed.
 #[derive(Debug, thiserror::Error)]
@@ -124,13 +126,16 @@ impl Connector {
             })?;
         let _ = tcp.set_nodelay(true);
         let connector = tokio_rustls::TlsConnector::from(self.config.clone());
-        let tls = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(self.name.clone(), tcp))
-            .await
-            .map_err(timeout)?
-            .map_err(|e| ClientError::Tls {
-                addr: self.addr.clone(),
-                cause: describe_tls_error(&e),
-            })?;
+        let tls = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            connector.connect(self.name.clone(), ReadAhead::new(tcp)),
+        )
+        .await
+        .map_err(timeout)?
+        .map_err(|e| ClientError::Tls {
+            addr: self.addr.clone(),
+            cause: describe_tls_error(&e),
+        })?;
         let mut link = Link::new(tls);
         link.send(&Message::Hello {
             version: wire::VERSION,
@@ -219,9 +224,7 @@ impl Connector {
 
     /// A raw connection to the gateway after `Hello`, for tests of what
     /// the gateway does with arbitrary frames.
-    pub async fn raw(
-        &self,
-    ) -> Result<Link<tokio_rustls::client::TlsStream<TcpStream>>, ClientError> {
+    pub async fn raw(&self) -> Result<ClientLink, ClientError> {
         self.open().await
     }
 }
@@ -415,11 +418,6 @@ impl SessionLink {
         let (ours, theirs) = tokio::io::duplex(4 * CHUNK);
         let pump = tokio::spawn(pump(self.link, theirs));
         (ours, self.credentials, pump)
-    }
-
-    /// The raw link, for tests that send arbitrary frames on a session.
-    pub fn into_link(self) -> Link<tokio_rustls::client::TlsStream<TcpStream>> {
-        self.link
     }
 }
 

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod client;
 pub mod gateway;
 pub mod inner;
+pub mod readahead;
 pub mod session_ca;
 pub mod throttle;
 pub mod tls;

@@ -25,13 +25,17 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::auth::Policy;
+use crate::readahead::ReadAhead;
 use crate::session_ca::SessionCa;
 use crate::throttle::Throttle;
 use crate::wire::{self, ErrorCode, Link, Message};
 use registry::Registry;
 
 /// A client link as the gateway holds it.
-pub(crate) type ServerLink = Link<tokio_rustls::server::TlsStream<TcpStream>>;
+pub(crate) type ServerLink = Link<ServerTls>;
+
+/// A client connection as the gateway holds it.
+pub(crate) type ServerTls = tokio_rustls::server::TlsStream<ReadAhead<TcpStream>>;
 
 /// A console's session link on its way to the applet's task, with its address.
 pub(crate) type Attaching = (ServerLink, IpAddr);
@@ -319,7 +323,7 @@ async fn end_unpaired(shared: &Shared, dropped: registry::Dropped, reason: &str)
 /// One connection: TLS, `Hello`, then the first request decides its role.
 async fn serve(shared: &Arc<Shared>, acceptor: &TlsAcceptor, tcp: TcpStream, ip: IpAddr) {
     let deadline = tokio::time::Instant::now() + shared.config.handshake_timeout;
-    let tls = match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
+    let tls = match tokio::time::timeout_at(deadline, acceptor.accept(ReadAhead::new(tcp))).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             tracing::info!("TLS handshake with {ip} failed: {e}");

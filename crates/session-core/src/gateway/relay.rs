@@ -15,10 +15,8 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{refuse, say, ServerLink, Shared};
+use super::{refuse, say, ServerLink, ServerTls as Tls, Shared};
 use crate::wire::{Codec, ErrorCode, Kind, Message};
-
-type Tls = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
 
 /// Serves a link whose first request was `Attach`: hands it to the
 /// applet's task, which runs the relay.

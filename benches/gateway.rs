@@ -156,9 +156,11 @@ async fn through_gateway(connector: &Connector) -> (Console, Applet) {
         .await
         .expect("login");
     let (console, applet) = pair(connector, &mut tech).await;
-    let (c, c_creds, _) = console.into_stream();
-    let (a, a_creds, _) = applet.into_stream();
-    let (c, a) = tokio::join!(inner::connect(c, &c_creds), inner::accept(a, &a_creds));
+    let (c, a) = (console.into_stream(), applet.into_stream());
+    let (c, a) = tokio::join!(
+        inner::connect(c.stream, &c.credentials),
+        inner::accept(a.stream, &a.credentials)
+    );
     // The control link is not needed once the session is live.
     drop(tech);
     (

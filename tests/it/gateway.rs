@@ -57,6 +57,8 @@ struct Live {
     applet: tokio_rustls::server::TlsStream<tokio::io::DuplexStream>,
     console_end: tokio::task::JoinHandle<String>,
     applet_end: tokio::task::JoinHandle<String>,
+    console_reporter: session_core::client::SessionReporter,
+    applet_reporter: session_core::client::SessionReporter,
     guid: uuid::Uuid,
 }
 
@@ -71,9 +73,14 @@ async fn live_session(connector: &Connector, tech: &mut Technician) -> Live {
     assert_eq!(picked.grant.len(), 2);
     let console_link = connector.attach(picked).await.expect("attaching");
     let applet_link = waiting.paired().await.expect("paired");
-    let (c, c_creds, console_end) = console_link.into_stream();
-    let (a, a_creds, applet_end) = applet_link.into_stream();
-    let (c, a) = tokio::join!(inner::connect(c, &c_creds), inner::accept(a, &a_creds));
+    let c = console_link.into_stream();
+    let a = applet_link.into_stream();
+    let (console_end, applet_end) = (c.ended, a.ended);
+    let (console_reporter, applet_reporter) = (c.reporter, a.reporter);
+    let (c, a) = tokio::join!(
+        inner::connect(c.stream, &c.credentials),
+        inner::accept(a.stream, &a.credentials)
+    );
     let (console, applet_seen) = c.expect("inner TLS, console side");
     let (applet, console_seen) = a.expect("inner TLS, applet side");
     assert_eq!(applet_seen.guid, session.guid);
@@ -87,6 +94,8 @@ async fn live_session(connector: &Connector, tech: &mut Technician) -> Live {
         applet,
         console_end,
         applet_end,
+        console_reporter,
+        applet_reporter,
         guid: session.guid,
     }
 }
@@ -737,5 +746,105 @@ async fn a_malformed_csr_is_refused_without_losing_the_pin_or_the_session() {
     waiting.paired().await.unwrap();
     drop(raw_tech);
     assert_eq!(gw.stop().0, 0);
+    assert_verifies(dir.path());
+}
+
+#[tokio::test]
+async fn reported_events_are_stamped_by_the_gateway_and_acknowledged_once_durable() {
+    use audit_db::event::{ChatMessage, Consent, LoginSucceeded, Party, PermissionGranted};
+    use audit_db::{EventKind, Permission};
+    use session_core::client::Report;
+
+    let dir = tempfile::tempdir().unwrap();
+    add_technician(dir.path());
+    run_in(
+        dir.path(),
+        &["admin", "group", "set", "tier1", "--store-chat", "false"],
+        "",
+    )
+    .ok();
+    let gw = start_gateway(dir.path(), &[]);
+    let connector = connector(&gw);
+    let mut tech = connector.login(ANN, PASSWORD, None).await.unwrap();
+    let mut live = live_session(&connector, &mut tech).await;
+
+    let chat = Report::now(&EventKind::ChatMessage(ChatMessage {
+        from: Party::Technician,
+        text: Some("canary text".into()),
+        chars: 11,
+    }));
+    let first = live.console_reporter.report(&chat).await.unwrap();
+    let again = live.console_reporter.report(&chat).await.unwrap();
+    assert_eq!(
+        (again.seq, again.duplicate),
+        (first.seq, true),
+        "a resend is stored once"
+    );
+    let granted = Report::now(&EventKind::PermissionGranted(PermissionGranted {
+        permission: Permission::DesktopView,
+        consent: Consent::EndUser,
+    }));
+    live.applet_reporter.report(&granted).await.unwrap();
+
+    // Not what an applet witnesses; not this link's session.
+    let forged = Report::now(&EventKind::LoginSucceeded(LoginSucceeded {
+        email: ANN.into(),
+        ip: "127.0.0.1".parse().unwrap(),
+    }));
+    let err = live.applet_reporter.report(&forged).await.unwrap_err();
+    assert!(matches!(err, ClientError::EventRefused(_)), "{err}");
+    let elsewhere = Report::now(&EventKind::ChatMessage(ChatMessage {
+        from: Party::EndUser,
+        text: None,
+        chars: 1,
+    }))
+    .in_session(uuid::Uuid::new_v4());
+    assert!(live.applet_reporter.report(&elsewhere).await.is_err());
+    live.ping().await;
+
+    // After the session: the console's control link may still report for
+    // its own session (spooled events), never for someone else's.
+    live.console.shutdown().await.unwrap();
+    let _ = live.applet_end.await;
+    let late = Report::now(&EventKind::ChatMessage(ChatMessage {
+        from: Party::EndUser,
+        text: Some("late".into()),
+        chars: 4,
+    }))
+    .in_session(live.guid);
+    tech.report(&late).await.unwrap();
+    let foreign = late.clone().in_session(uuid::Uuid::new_v4());
+    let foreign = Report {
+        id: uuid::Uuid::now_v7(),
+        ..foreign
+    };
+    assert!(matches!(
+        tech.report(&foreign).await,
+        Err(ClientError::EventRefused(_))
+    ));
+    tech.logout().await.unwrap();
+    assert_eq!(gw.stop().0, 0);
+
+    let events = events(dir.path());
+    let chats = of_type(&events, "chat.message");
+    assert_eq!(chats.len(), 2);
+    for chat in &chats {
+        assert_eq!(chat["session"], live.guid.to_string());
+        assert_eq!(
+            chat["payload"]["text"],
+            serde_json::Value::Null,
+            "chat storage is off"
+        );
+    }
+    assert_eq!(chats[0]["actor"], "technician:ann@example.com");
+    assert_eq!(chats[0]["source"], "console@127.0.0.1");
+    let grant = of_type(&events, "permission.granted")[0];
+    assert_eq!(grant["actor"], "end-user");
+    assert_eq!(grant["source"], "applet@127.0.0.1");
+    assert_eq!(
+        of_type(&events, "login.succeeded").len(),
+        1,
+        "the forged login was not stored"
+    );
     assert_verifies(dir.path());
 }

@@ -3,6 +3,7 @@
 //! and pick up sessions, join as an applet, and turn a paired session link
 //! into a plain byte stream for the inner TLS session.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -69,6 +71,12 @@ pub enum ClientError {
     /// No answer in time.
     #[error("no answer from the gateway at {0} within {CONNECT_TIMEOUT:?}")]
     Timeout(String),
+    /// The gateway did not record a reported event.
+    #[error("the gateway refused the event: {0}")]
+    EventRefused(String),
+    /// The session ended before the gateway acknowledged a reported event.
+    #[error("the session ended before the event was acknowledged")]
+    NoAck,
     /// The session key, certificate or inner handshake failed.
     #[error(transparent)]
     Inner(#[from] InnerError),
@@ -267,6 +275,73 @@ fn unexpected(expected: &'static str, got: &Message) -> ClientError {
     }
 }
 
+/// An audit event to report to the gateway. Its id is fixed when it is
+/// made, so a resent event is recognised and stored once.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Report {
+    pub id: Uuid,
+    pub occurred_us: i64,
+    /// The session it belongs to (on a session link, the link's own).
+    pub session: Option<Uuid>,
+    /// The audit event type, e.g. `chat.message`.
+    pub kind: String,
+    pub payload: serde_json::Value,
+}
+
+impl Report {
+    /// An event that happens now.
+    pub fn now(kind: &audit_db::EventKind) -> Self {
+        let payload = kind
+            .payload_json()
+            .ok()
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or(serde_json::Value::Null);
+        Self {
+            id: Uuid::now_v7(),
+            occurred_us: audit_db::time_us::now(),
+            session: None,
+            kind: kind.type_name().to_owned(),
+            payload,
+        }
+    }
+
+    /// The same event, in session `guid`.
+    pub fn in_session(mut self, guid: Uuid) -> Self {
+        self.session = Some(guid);
+        self
+    }
+
+    fn message(&self) -> Message {
+        Message::Event {
+            id: self.id,
+            occurred_us: self.occurred_us,
+            session: self.session,
+            kind: self.kind.clone(),
+            payload: self.payload.clone(),
+        }
+    }
+}
+
+/// The gateway's acknowledgement: the event is durable at `seq`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ack {
+    pub seq: i64,
+    /// It had been recorded before (a resend).
+    pub duplicate: bool,
+}
+
+fn ack_of(id: Uuid, answer: Message) -> Result<Ack, ClientError> {
+    match answer {
+        Message::EventAck {
+            id: acked,
+            seq,
+            duplicate,
+        } if acked == id => Ok(Ack { seq, duplicate }),
+        Message::EventRefused { message, .. } => Err(ClientError::EventRefused(message)),
+        other => Err(unexpected("EventAck", &other)),
+    }
+}
+
 /// What the gateway said about a logged-in technician.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoginInfo {
@@ -356,6 +431,12 @@ impl Technician {
         }
     }
 
+    /// Reports an audit event on the control link; returns once it is durable.
+    pub async fn report(&mut self, report: &Report) -> Result<Ack, ClientError> {
+        let answer = self.request(report.message()).await?;
+        ack_of(report.id, answer)
+    }
+
     /// Waits for the next message the gateway sends unasked (e.g. an idle logoff).
     pub async fn next_notice(&mut self) -> Result<Message, ClientError> {
         answer(&mut self.link).await
@@ -411,21 +492,70 @@ pub struct SessionLink {
 }
 
 impl SessionLink {
-    /// The session as a byte stream (for the inner TLS session), and a task
-    /// that ends with the reason the session ended. Closing the stream ends
-    /// the session for both sides.
-    pub fn into_stream(self) -> (DuplexStream, Credentials, JoinHandle<String>) {
+    /// The session as a byte stream for the inner TLS session, a handle to
+    /// report audit events on the same link, and a task that ends with the
+    /// reason the session ended. Closing the stream ends the session for both sides.
+    pub fn into_stream(self) -> Session {
         let (ours, theirs) = tokio::io::duplex(4 * CHUNK);
-        let pump = tokio::spawn(pump(self.link, theirs));
-        (ours, self.credentials, pump)
+        let (tx, rx) = mpsc::channel(REPORTS_IN_FLIGHT);
+        let ended = tokio::spawn(pump(self.link, theirs, rx));
+        Session {
+            stream: ours,
+            credentials: self.credentials,
+            reporter: SessionReporter { tx },
+            ended,
+        }
+    }
+}
+
+/// Events that may await their acknowledgement at once on a session link.
+const REPORTS_IN_FLIGHT: usize = 256;
+
+/// A paired session, ready for the inner TLS session.
+#[derive(Debug)]
+pub struct Session {
+    /// The relayed byte stream.
+    pub stream: DuplexStream,
+    /// This side's session key and certificate.
+    pub credentials: Credentials,
+    /// Reports audit events on this session's link.
+    pub reporter: SessionReporter,
+    /// Ends with the reason the session ended.
+    pub ended: JoinHandle<String>,
+}
+
+type PendingReport = (Message, Uuid, oneshot::Sender<Result<Ack, ClientError>>);
+
+/// Reports audit events on a session link. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SessionReporter {
+    tx: mpsc::Sender<PendingReport>,
+}
+
+impl SessionReporter {
+    /// Reports `report`; returns once the gateway says it is durable.
+    pub async fn report(&self, report: &Report) -> Result<Ack, ClientError> {
+        let (ack, acked) = oneshot::channel();
+        self.tx
+            .send((report.message(), report.id, ack))
+            .await
+            .map_err(|_| ClientError::NoAck)?;
+        acked.await.map_err(|_| ClientError::NoAck)?
     }
 }
 
 /// Moves bytes between the local stream and `Data` frames on the link,
 /// until either side ends. Returns why the session ended.
-async fn pump(mut link: ClientLink, local: DuplexStream) -> String {
+async fn pump(
+    mut link: ClientLink,
+    local: DuplexStream,
+    mut reports: mpsc::Receiver<PendingReport>,
+) -> String {
     let (mut local_read, mut local_write) = tokio::io::split(local);
     let done = CancellationToken::new();
+    // Reports sent and not yet answered, by event id.
+    let waiting: std::sync::Mutex<HashMap<Uuid, oneshot::Sender<Result<Ack, ClientError>>>> =
+        std::sync::Mutex::default();
     let (reader, writer) = link.split();
     let down = async {
         let reason = loop {
@@ -440,6 +570,19 @@ async fn pump(mut link: ClientLink, local: DuplexStream) -> String {
                     }
                 }
                 Some(Ok((_, f))) => match Message::decode(&f) {
+                    Ok(answer @ (Message::EventAck { .. } | Message::EventRefused { .. })) => {
+                        let id = match &answer {
+                            Message::EventAck { id, .. } | Message::EventRefused { id, .. } => *id,
+                            _ => continue,
+                        };
+                        let waiter = waiting
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&id);
+                        if let Some(waiter) = waiter {
+                            let _ = waiter.send(ack_of(id, answer));
+                        }
+                    }
                     Ok(Message::End { reason }) => break reason,
                     Ok(Message::Error { message, .. }) => break message,
                     Ok(other) => break format!("unexpected {}", other.kind().name()),
@@ -458,6 +601,14 @@ async fn pump(mut link: ClientLink, local: DuplexStream) -> String {
         loop {
             let n = tokio::select! {
                 n = local_read.read(&mut buf) => n.unwrap_or(0),
+                Some((message, id, ack)) = reports.recv() => {
+                    waiting.lock().unwrap_or_else(|e| e.into_inner()).insert(id, ack);
+                    if writer.write_all(message.encode().as_bytes()).await.is_err() || writer.flush().await.is_err() {
+                        done.cancel();
+                        return;
+                    }
+                    continue;
+                }
                 _ = done.cancelled() => return,
             };
             if n == 0 {

@@ -402,6 +402,14 @@ messages! {
     Attached = 0x41 { guid: Uuid }
     /// Either way, on a session link: the session ended (or: end it).
     End = 0x51 { reason: String }
+    /// Console or applet → gateway, on its control or session link: an audit
+    /// event it saw. `kind` and `payload` are an audit event type and its
+    /// payload; the gateway stamps actor, source and (on a session link) session.
+    Event = 0x60 { id: Uuid, occurred_us: i64, session: Option<Uuid>, kind: String, payload: serde_json::Value }
+    /// Gateway → reporter: the event is durable at `seq` (`duplicate`: it already was).
+    EventAck = 0x61 { id: Uuid, seq: i64, duplicate: bool }
+    /// Gateway → reporter: the event was not recorded, and why. The link stays open.
+    EventRefused = 0x62 { id: Uuid, message: String }
 }
 
 // Serialising these plain types cannot fail: no maps with non-string keys,

@@ -7,6 +7,7 @@
 //! `Attach` (a console's session link). Anything else closes it.
 
 mod applet;
+mod events;
 mod registry;
 mod relay;
 mod technician;

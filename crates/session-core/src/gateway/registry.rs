@@ -244,10 +244,11 @@ impl Registry {
         Some((console, end, entry.group.clone()))
     }
 
-    /// The token that ends `guid`'s relay, once it is live.
-    pub fn live_token(&self, guid: Uuid) -> Option<CancellationToken> {
-        match &self.sessions.get(&guid)?.state {
-            State::Live { end } => Some(end.clone()),
+    /// The token that ends `guid`'s relay, and its group, once it is live.
+    pub fn live(&self, guid: Uuid) -> Option<(CancellationToken, Group)> {
+        let entry = self.sessions.get(&guid)?;
+        match &entry.state {
+            State::Live { end } => Some((end.clone(), entry.group.clone())),
             _ => None,
         }
     }

@@ -11,12 +11,14 @@ use audit_db::event::SessionEnded;
 use audit_db::{Actor, EventKind};
 use futures::StreamExt;
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::events::{self, Reported, Reporter};
 use super::{refuse, say, ServerLink, ServerTls as Tls, Shared};
-use crate::wire::{Codec, ErrorCode, Kind, Message};
+use crate::wire::{Codec, ErrorCode, Frame, Kind, Message};
 
 /// Serves a link whose first request was `Attach`: hands it to the
 /// applet's task, which runs the relay.
@@ -71,11 +73,27 @@ enum Stop {
     Cancelled,
 }
 
-/// One direction: frames from `from`, written to `to`. Returns why it
-/// stopped and whether `to` was left between frames (safe to send `End` on).
+/// One side of the relay as one direction sees it: where its frames come
+/// from, who it is, and where the gateway's answers to it (event acks) go.
+struct Side<'a> {
+    read: &'a mut FramedRead<ReadHalf<Tls>, Codec>,
+    reporter: Reporter,
+    ip: IpAddr,
+    answers: mpsc::Sender<Frame>,
+}
+
+/// Answers for one side that may wait before its writer takes them.
+const ANSWERS: usize = 64;
+
+/// One direction: frames from `from` to `to`, plus the gateway's own answers
+/// for `to`'s side (from `answers_to`). Returns why it stopped and whether
+/// `to` was left between frames (safe to send `End` on).
 async fn forward(
-    from: &mut FramedRead<ReadHalf<Tls>, Codec>,
+    shared: &Shared,
+    guid: Uuid,
+    from: Side<'_>,
     to: &mut WriteHalf<Tls>,
+    answers_to: &mut mpsc::Receiver<Frame>,
     end: &CancellationToken,
     bytes: &mut u64,
 ) -> (Stop, bool) {
@@ -83,7 +101,17 @@ async fn forward(
         let frame = tokio::select! {
             biased;
             _ = end.cancelled() => return (Stop::Cancelled, true),
-            f = from.next() => f,
+            Some(answer) = answers_to.recv() => {
+                let written = tokio::select! {
+                    w = write(to, answer) => w,
+                    _ = end.cancelled() => return (Stop::Cancelled, false),
+                };
+                if written.is_err() {
+                    return (Stop::PeerGone, false);
+                }
+                continue;
+            }
+            f = from.read.next() => f,
         };
         let frame = match frame {
             None => return (Stop::Closed, true),
@@ -93,15 +121,32 @@ async fn forward(
         };
         match Kind::from_byte(frame.kind()) {
             Some(Kind::Data) => {
+                let len = frame.body().len() as u64;
                 let written = tokio::select! {
-                    w = async { to.write_all(frame.as_bytes()).await?; to.flush().await } => w,
+                    w = write(to, frame) => w,
                     // The peer stopped reading and the session is over: give up mid-frame.
                     _ = end.cancelled() => return (Stop::Cancelled, false),
                 };
                 if written.is_err() {
                     return (Stop::PeerGone, false);
                 }
-                *bytes += frame.body().len() as u64;
+                *bytes += len;
+            }
+            Some(Kind::Event) => {
+                let reported = Message::decode(&frame)
+                    .ok()
+                    .and_then(Reported::from_message);
+                let Some(reported) = reported else {
+                    return (
+                        Stop::Violation(ErrorCode::Malformed, "malformed Event".to_owned()),
+                        true,
+                    );
+                };
+                let answer =
+                    events::record(shared, &from.reporter, from.ip, Some(guid), reported).await;
+                if from.answers.send(answer.encode()).await.is_err() {
+                    return (Stop::Cancelled, true);
+                }
             }
             Some(Kind::End) => {
                 let reason = match Message::decode(&frame) {
@@ -132,6 +177,11 @@ async fn forward(
     }
 }
 
+async fn write(to: &mut WriteHalf<Tls>, frame: Frame) -> std::io::Result<()> {
+    to.write_all(frame.as_bytes()).await?;
+    to.flush().await
+}
+
 /// Relays between the applet's and the console's links until the session
 /// ends, then tells both why and audits the end.
 pub(super) async fn run(
@@ -142,22 +192,61 @@ pub(super) async fn run(
     (mut console, console_ip): super::Attaching,
 ) {
     let started = Instant::now();
-    let end = shared.registry().live_token(guid).unwrap_or_default();
+    let Some((end, group)) = shared.registry().live(guid) else {
+        return;
+    };
     tracing::info!("session {guid} of {technician}: relaying");
     let (mut to_console, mut to_applet) = (0u64, 0u64);
+    let (to_applet_tx, mut to_applet_rx) = mpsc::channel(ANSWERS);
+    let (to_console_tx, mut to_console_rx) = mpsc::channel(ANSWERS);
     let ((from_applet, applet_clean), (from_console, console_clean)) = {
         let (a_read, a_write) = applet.split();
         let (c_read, c_write) = console.split();
+        let applet_side = Side {
+            read: a_read,
+            reporter: Reporter::Applet {
+                store_chat: group.store_chat,
+            },
+            ip: applet_ip,
+            answers: to_applet_tx,
+        };
+        let console_side = Side {
+            read: c_read,
+            reporter: Reporter::Console {
+                email: technician.to_owned(),
+                store_chat: group.store_chat,
+            },
+            ip: console_ip,
+            answers: to_console_tx,
+        };
         tokio::join!(
             async {
-                let r = forward(a_read, c_write, &end, &mut to_console).await;
+                let r = forward(
+                    shared,
+                    guid,
+                    applet_side,
+                    c_write,
+                    &mut to_console_rx,
+                    &end,
+                    &mut to_console,
+                )
+                .await;
                 end.cancel();
-                (r.0, r.1)
+                r
             },
             async {
-                let r = forward(c_read, a_write, &end, &mut to_applet).await;
+                let r = forward(
+                    shared,
+                    guid,
+                    console_side,
+                    a_write,
+                    &mut to_applet_rx,
+                    &end,
+                    &mut to_applet,
+                )
+                .await;
                 end.cancel();
-                (r.0, r.1)
+                r
             },
         )
     };

@@ -14,6 +14,7 @@ use audit_db::event::{
 use audit_db::{time_us, Actor, EventKind};
 use uuid::Uuid;
 
+use super::events::{self, Reported, Reporter};
 use super::registry::Pickup;
 use super::{refuse, say, ServerLink, Shared};
 use crate::auth;
@@ -140,6 +141,18 @@ async fn control_loop(
                 waiting: shared.registry().queue(&tech.email),
             }),
             Message::PickUp { guid, csr } => pick_up(shared, tech, group, guid, &csr).await,
+            event @ Message::Event { .. } => {
+                let reporter = Reporter::Console {
+                    email: tech.email.clone(),
+                    store_chat: group.store_chat,
+                };
+                match Reported::from_message(event) {
+                    Some(reported) => {
+                        Ok(events::record(shared, &reporter, ip, None, reported).await)
+                    }
+                    None => Err(Refusal::internal("an Event message lost its fields")),
+                }
+            }
             Message::Logout {} => {
                 let _ = link.shutdown().await;
                 return LogoutReason::Client;

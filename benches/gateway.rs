@@ -164,8 +164,8 @@ async fn through_gateway(connector: &Connector) -> (Console, Applet) {
     // The control link is not needed once the session is live.
     drop(tech);
     (
-        Box::new(c.expect("inner TLS").0),
-        Box::new(a.expect("inner TLS").0),
+        Box::new(c.expect("inner TLS").stream),
+        Box::new(a.expect("inner TLS").stream),
     )
 }
 
@@ -211,8 +211,8 @@ async fn direct() -> (Console, Applet) {
         inner::accept(tcp_a, &a_creds)
     );
     (
-        Box::new(c.expect("inner TLS").0),
-        Box::new(a.expect("inner TLS").0),
+        Box::new(c.expect("inner TLS").stream),
+        Box::new(a.expect("inner TLS").stream),
     )
 }
 

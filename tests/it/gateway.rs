@@ -81,14 +81,17 @@ async fn live_session(connector: &Connector, tech: &mut Technician) -> Live {
         inner::connect(c.stream, &c.credentials),
         inner::accept(a.stream, &a.credentials)
     );
-    let (console, applet_seen) = c.expect("inner TLS, console side");
-    let (applet, console_seen) = a.expect("inner TLS, applet side");
-    assert_eq!(applet_seen.guid, session.guid);
-    assert_eq!(
-        console_seen.grant.len(),
-        2,
-        "the applet sees the signed grant"
+    let (c, a) = (
+        c.expect("inner TLS, console side"),
+        a.expect("inner TLS, applet side"),
     );
+    assert_eq!(c.peer.guid, session.guid);
+    assert_eq!(a.peer.grant.len(), 2, "the applet sees the signed grant");
+    assert_eq!(
+        c.sas, a.sas,
+        "both ends show the same short authentication string"
+    );
+    let (console, applet) = (c.stream, a.stream);
     Live {
         console,
         applet,

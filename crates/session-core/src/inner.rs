@@ -119,12 +119,33 @@ impl Credentials {
     }
 }
 
-/// The console's end: connects to the applet over `stream` and returns the
-/// encrypted stream and the applet's verified identity.
+/// An established inner session.
+#[derive(Debug)]
+pub struct Inner<T> {
+    /// The encrypted stream.
+    pub stream: T,
+    /// The peer's verified identity (for the applet: with the signed grant).
+    pub peer: SessionIdentity,
+    /// The short authentication string both ends show (6 digits): equal on
+    /// both ends only if nobody sits between them.
+    pub sas: String,
+}
+
+/// The label of the keying material the SAS is derived from (RFC 5705 / 8446 exporter).
+const SAS_LABEL: &[u8] = b"EXPORTER-vigil-short-authentication-string";
+
+/// Six digits from the session's exported keying material, bound to the GUID.
+fn sas<D>(conn: &rustls::ConnectionCommon<D>, guid: Uuid) -> Result<String, InnerError> {
+    let mut out = [0u8; 8];
+    conn.export_keying_material(&mut out, SAS_LABEL, Some(guid.as_bytes()))?;
+    Ok(format!("{:06}", u64::from_be_bytes(out) % 1_000_000))
+}
+
+/// The console's end: connects to the applet over `stream`.
 pub async fn connect<S>(
     stream: S,
     creds: &Credentials,
-) -> Result<(tokio_rustls::client::TlsStream<S>, SessionIdentity), InnerError>
+) -> Result<Inner<tokio_rustls::client::TlsStream<S>>, InnerError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -140,15 +161,19 @@ where
         .await
         .map_err(InnerError::Handshake)?;
     let peer = peer_identity(tls.get_ref().1.peer_certificates(), guid, Role::Applet)?;
-    Ok((tls, peer))
+    let sas = sas(tls.get_ref().1, guid)?;
+    Ok(Inner {
+        stream: tls,
+        peer,
+        sas,
+    })
 }
 
-/// The applet's end: accepts the console over `stream` and returns the
-/// encrypted stream and the console's verified identity (with its grant).
+/// The applet's end: accepts the console over `stream`.
 pub async fn accept<S>(
     stream: S,
     creds: &Credentials,
-) -> Result<(tokio_rustls::server::TlsStream<S>, SessionIdentity), InnerError>
+) -> Result<Inner<tokio_rustls::server::TlsStream<S>>, InnerError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -165,7 +190,12 @@ where
         .map_err(InnerError::Handshake)?;
     let guid = creds.identity.guid;
     let peer = peer_identity(tls.get_ref().1.peer_certificates(), guid, Role::Console)?;
-    Ok((tls, peer))
+    let sas = sas(tls.get_ref().1, guid)?;
+    Ok(Inner {
+        stream: tls,
+        peer,
+        sas,
+    })
 }
 
 fn peer_identity(
@@ -211,10 +241,12 @@ mod tests {
         let applet = creds(&ca, guid, Role::Applet, vec![]);
         let (a, b) = tokio::io::duplex(64 * 1024);
         let (c, s) = tokio::join!(connect(a, &console), accept(b, &applet));
-        let (mut c, peer_of_console) = c.unwrap();
-        let (mut s, peer_of_applet) = s.unwrap();
-        assert_eq!(peer_of_console.role, Role::Applet);
-        assert_eq!(peer_of_applet.grant, vec![Permission::DesktopView]);
+        let (c, s) = (c.unwrap(), s.unwrap());
+        assert_eq!(c.peer.role, Role::Applet);
+        assert_eq!(s.peer.grant, vec![Permission::DesktopView]);
+        assert_eq!(c.sas, s.sas, "both ends show the same SAS");
+        assert!(c.sas.len() == 6 && c.sas.bytes().all(|b| b.is_ascii_digit()));
+        let (mut c, mut s) = (c.stream, s.stream);
         c.write_all(b"hello").await.unwrap();
         c.flush().await.unwrap();
         let mut buf = [0u8; 5];

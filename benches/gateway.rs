@@ -189,6 +189,7 @@ async fn direct() -> (Console, Applet) {
             guid,
             role,
             grant: vec![],
+            single_prompt: false,
         };
         let cert = ca
             .issue(

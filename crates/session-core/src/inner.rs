@@ -226,7 +226,12 @@ mod tests {
 
     fn creds(ca: &SessionCa, guid: Uuid, role: Role, grant: Vec<Permission>) -> Credentials {
         let key = SessionKey::generate().unwrap();
-        let id = SessionIdentity { guid, role, grant };
+        let id = SessionIdentity {
+            guid,
+            role,
+            grant,
+            single_prompt: false,
+        };
         let cert = ca
             .issue(&key.csr_pem().unwrap(), &id, Duration::from_secs(600))
             .unwrap();
@@ -287,6 +292,7 @@ mod tests {
             guid,
             role: Role::Applet,
             grant: vec![],
+            single_prompt: false,
         };
         let cert = ca
             .issue(&key.csr_pem().unwrap(), &id, Duration::from_secs(60))

@@ -5,7 +5,8 @@
 //!
 //! The binding is carried in subjectAltName entries:
 //! `urn:vigil:session:<guid>`, `urn:vigil:role:<console|applet>`,
-//! `urn:vigil:grant:<permission,...>` (console only), and the DNS name
+//! `urn:vigil:grant:<permission,...>` and
+//! `urn:vigil:consent:<single-prompt|per-action>` (console only), and the DNS name
 //! `<role>.<guid>.session.vigil` that the console verifies the applet by.
 
 use std::time::Duration;
@@ -55,6 +56,9 @@ pub struct SessionIdentity {
     pub role: Role,
     /// The permissions granted for this session (the console's certificate only).
     pub grant: Vec<Permission>,
+    /// One consent for the whole session instead of one per action (the
+    /// console's certificate only; the group's setting).
+    pub single_prompt: bool,
 }
 
 impl SessionIdentity {
@@ -71,6 +75,12 @@ impl SessionIdentity {
         if self.role == Role::Console {
             let grant: Vec<_> = self.grant.iter().map(|p| p.as_str()).collect();
             uris.push(format!("urn:vigil:grant:{}", grant.join(",")));
+            let consent = if self.single_prompt {
+                "single-prompt"
+            } else {
+                "per-action"
+            };
+            uris.push(format!("urn:vigil:consent:{consent}"));
         }
         let mut sans = vec![SanType::DnsName(
             Self::dns_name(self.guid, self.role).try_into()?,
@@ -90,7 +100,7 @@ impl SessionIdentity {
             .subject_alternative_name()
             .map_err(|e| CaError::NotSession(e.to_string()))?
             .ok_or_else(|| bad("no subjectAltName"))?;
-        let (mut guid, mut role, mut grant) = (None, None, None);
+        let (mut guid, mut role, mut grant, mut single_prompt) = (None, None, None, false);
         for name in &san.value.general_names {
             let x509_parser::extensions::GeneralName::URI(uri) = name else {
                 continue;
@@ -103,6 +113,8 @@ impl SessionIdentity {
                     "applet" => Role::Applet,
                     _ => return Err(bad("unknown role")),
                 });
+            } else if let Some(mode) = uri.strip_prefix("urn:vigil:consent:") {
+                single_prompt = mode == "single-prompt";
             } else if let Some(list) = uri.strip_prefix("urn:vigil:grant:") {
                 grant = Some(
                     list.split(',')
@@ -116,6 +128,7 @@ impl SessionIdentity {
             guid: guid.ok_or_else(|| bad("no session GUID"))?,
             role: role.ok_or_else(|| bad("no role"))?,
             grant: grant.unwrap_or_default(),
+            single_prompt,
         })
     }
 }
@@ -218,6 +231,7 @@ mod tests {
             guid: Uuid::new_v4(),
             role: Role::Console,
             grant: vec![Permission::DesktopView, Permission::SendFiles],
+            single_prompt: true,
         };
         let pem = ca.issue(&csr(), &id, Duration::from_secs(60)).unwrap();
         let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
@@ -231,6 +245,7 @@ mod tests {
             guid: Uuid::new_v4(),
             role: Role::Applet,
             grant: vec![],
+            single_prompt: false,
         };
         assert!(matches!(
             ca.issue(

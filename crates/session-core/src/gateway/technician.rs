@@ -224,6 +224,7 @@ async fn pick_up(
         guid,
         role: Role::Console,
         grant: group.permissions.clone(),
+        single_prompt: group.single_prompt,
     };
     let console_cert = shared
         .ca
@@ -237,6 +238,7 @@ async fn pick_up(
         guid,
         role: Role::Applet,
         grant: Vec::new(),
+        single_prompt: false,
     };
     // The applet's CSR was checked when it joined. Should signing fail
     // anyway, dropping `picking` tells the applet's task, which ends the session.

@@ -8,6 +8,7 @@ pub mod client;
 pub mod gateway;
 pub mod inner;
 pub mod readahead;
+pub mod session;
 pub mod session_ca;
 pub mod throttle;
 pub mod tls;

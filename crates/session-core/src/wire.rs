@@ -100,10 +100,17 @@ impl Frame {
     }
 
     fn build(kind: Kind, body: &[u8]) -> Self {
+        Self::with_type(kind as u8, body)
+    }
+
+    /// A frame of any type byte (the inner session has types of its own).
+    /// `body` is at most [`MAX_BODY`] bytes.
+    pub fn with_type(kind: u8, body: &[u8]) -> Self {
+        debug_assert!(body.len() <= MAX_BODY);
         let mut bytes = BytesMut::with_capacity(HEADER + body.len());
         // The body is bounded by MAX_BODY, so the length fits in u32.
         bytes.put_u32((body.len() + 1) as u32);
-        bytes.put_u8(kind as u8);
+        bytes.put_u8(kind);
         bytes.put_slice(body);
         Self {
             bytes: bytes.freeze(),

@@ -1,0 +1,7 @@
+//! The support session itself, end to end between console and applet
+//! inside the inner TLS: the inner protocol, file handling, system
+//! information, and the console and applet engines.
+
+pub mod files;
+pub mod proto;
+pub mod sysinfo;

@@ -1,0 +1,147 @@
+//! The messages of the inner session, exchanged end to end inside the inner
+//! TLS, never seen by the gateway. Framed like the outer protocol (u32
+//! length, type byte, body; 64 KiB at most): type 0x01 is a JSON control
+//! message, type 0x02 a file chunk (16-byte transfer id, then bytes).
+
+use audit_db::event::Denial;
+use audit_db::Permission;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::sysinfo::SystemInfo;
+use crate::wire::{Frame, WireError, MAX_BODY};
+
+/// Type byte of a control message.
+pub const CONTROL: u8 = 0x01;
+/// Type byte of a file chunk.
+pub const CHUNK: u8 = 0x02;
+/// File bytes per chunk frame.
+pub const CHUNK_DATA: usize = MAX_BODY - 16;
+
+/// A control message of the inner session.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Control {
+    /// A chat line.
+    Chat { text: String },
+    /// Console → applet: may the technician do this now?
+    Ask {
+        request: Uuid,
+        permission: Permission,
+    },
+    /// Applet → console: the answer to `Ask` (or to an action's implicit ask).
+    Answer {
+        request: Uuid,
+        permission: Permission,
+        granted: bool,
+        denial: Option<Denial>,
+    },
+    /// A file follows in chunks (console → applet for a send; applet →
+    /// console for a requested file, with the request's transfer id).
+    FileOffer {
+        transfer: Uuid,
+        name: String,
+        size: u64,
+    },
+    /// Console → applet: send me this file.
+    FileGet { transfer: Uuid, path: String },
+    /// The sender's view after the last chunk.
+    FileDone {
+        transfer: Uuid,
+        size: u64,
+        md5: String,
+        sha256: String,
+    },
+    /// The receiver's view: saved (under `saved_as`) or not, and why.
+    FileResult {
+        transfer: Uuid,
+        ok: bool,
+        size: u64,
+        md5: String,
+        sha256: String,
+        saved_as: Option<String>,
+        error: Option<String>,
+    },
+    /// The file will not be sent (denied, unreadable...).
+    FileRefused { transfer: Uuid, reason: String },
+    /// Console → applet: the end user's system information, please.
+    SysInfoGet { request: Uuid },
+    /// Applet → console: here it is.
+    SysInfo { request: Uuid, info: SystemInfo },
+}
+
+/// One inner-session frame, decoded.
+#[derive(Debug, PartialEq)]
+pub enum Inner {
+    Control(Control),
+    Chunk { transfer: Uuid, data: Vec<u8> },
+}
+
+impl Inner {
+    /// Decodes a frame of the inner session.
+    pub fn decode(frame: &Frame) -> Result<Self, WireError> {
+        match frame.kind() {
+            CONTROL => serde_json::from_slice(frame.body())
+                .map(Inner::Control)
+                .map_err(|e| WireError::Malformed {
+                    kind: "inner control",
+                    reason: e.to_string(),
+                }),
+            CHUNK if frame.body().len() >= 16 => {
+                let (id, data) = frame.body().split_at(16);
+                let transfer = Uuid::from_slice(id).map_err(|e| WireError::Malformed {
+                    kind: "inner chunk",
+                    reason: e.to_string(),
+                })?;
+                Ok(Inner::Chunk {
+                    transfer,
+                    data: data.to_vec(),
+                })
+            }
+            CHUNK => Err(WireError::Malformed {
+                kind: "inner chunk",
+                reason: "shorter than its transfer id".into(),
+            }),
+            other => Err(WireError::UnknownType(other)),
+        }
+    }
+}
+
+/// The frame of a control message.
+pub fn control(message: &Control) -> Frame {
+    // Serialising these plain types cannot fail.
+    Frame::with_type(CONTROL, &serde_json::to_vec(message).unwrap_or_default())
+}
+
+/// The frame of a file chunk (`data` at most [`CHUNK_DATA`] bytes).
+pub fn chunk(transfer: Uuid, data: &[u8]) -> Frame {
+    let mut body = Vec::with_capacity(16 + data.len());
+    body.extend_from_slice(transfer.as_bytes());
+    body.extend_from_slice(data);
+    Frame::with_type(CHUNK, &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let m = Control::Ask {
+            request: Uuid::nil(),
+            permission: Permission::SendFiles,
+        };
+        assert_eq!(Inner::decode(&control(&m)).unwrap(), Inner::Control(m));
+        let id = Uuid::new_v4();
+        assert_eq!(
+            Inner::decode(&chunk(id, b"abc")).unwrap(),
+            Inner::Chunk {
+                transfer: id,
+                data: b"abc".to_vec()
+            }
+        );
+        assert!(Inner::decode(&Frame::with_type(CHUNK, b"short")).is_err());
+        assert!(Inner::decode(&Frame::with_type(0x09, b"")).is_err());
+        assert!(Inner::decode(&Frame::with_type(CONTROL, b"{\"type\":\"nope\"}")).is_err());
+    }
+}

@@ -4,13 +4,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use session_core::client::{ClientError, Connector, Technician};
-use session_core::inner;
+use session_core::client::ClientError;
 use session_core::wire::{ErrorCode, Message};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{
-    add_technician, assert_verifies, connector, events, run_in, start_gateway,
+    add_technician, assert_verifies, connector, events, live_session, run_in, start_gateway,
     start_gateway_with_db, GatewayProcess, PASSWORD,
 };
 
@@ -48,73 +47,6 @@ fn refused(result: Result<impl std::fmt::Debug, ClientError>, code: ErrorCode) {
     match result {
         Err(e) => assert_eq!(e.code(), Some(code), "{e}"),
         Ok(v) => panic!("expected {code:?}, got {v:?}"),
-    }
-}
-
-/// A live session: both inner TLS ends, connected through the gateway.
-struct Live {
-    console: tokio_rustls::client::TlsStream<tokio::io::DuplexStream>,
-    applet: tokio_rustls::server::TlsStream<tokio::io::DuplexStream>,
-    console_end: tokio::task::JoinHandle<String>,
-    applet_end: tokio::task::JoinHandle<String>,
-    console_reporter: session_core::client::SessionReporter,
-    applet_reporter: session_core::client::SessionReporter,
-    guid: uuid::Uuid,
-}
-
-async fn live_session(connector: &Connector, tech: &mut Technician) -> Live {
-    let session = tech.create_session().await.expect("creating a session");
-    let waiting = connector.join(&session.pin).await.expect("joining by PIN");
-    assert_eq!(waiting.guid, session.guid);
-    assert_eq!(waiting.technician, ANN);
-    let queue = tech.queue().await.expect("listing the queue");
-    assert!(queue.iter().any(|w| w.guid == session.guid), "{queue:?}");
-    let picked = tech.pick_up(session.guid).await.expect("picking up");
-    assert_eq!(picked.grant.len(), 2);
-    let console_link = connector.attach(picked).await.expect("attaching");
-    let applet_link = waiting.paired().await.expect("paired");
-    let c = console_link.into_stream();
-    let a = applet_link.into_stream();
-    let (console_end, applet_end) = (c.ended, a.ended);
-    let (console_reporter, applet_reporter) = (c.reporter, a.reporter);
-    let (c, a) = tokio::join!(
-        inner::connect(c.stream, &c.credentials),
-        inner::accept(a.stream, &a.credentials)
-    );
-    let (c, a) = (
-        c.expect("inner TLS, console side"),
-        a.expect("inner TLS, applet side"),
-    );
-    assert_eq!(c.peer.guid, session.guid);
-    assert_eq!(a.peer.grant.len(), 2, "the applet sees the signed grant");
-    assert_eq!(
-        c.sas, a.sas,
-        "both ends show the same short authentication string"
-    );
-    let (console, applet) = (c.stream, a.stream);
-    Live {
-        console,
-        applet,
-        console_end,
-        applet_end,
-        console_reporter,
-        applet_reporter,
-        guid: session.guid,
-    }
-}
-
-impl Live {
-    /// A round trip through the gateway, both ways.
-    async fn ping(&mut self) {
-        self.console.write_all(b"ping").await.unwrap();
-        self.console.flush().await.unwrap();
-        let mut buf = [0u8; 4];
-        self.applet.read_exact(&mut buf).await.unwrap();
-        assert_eq!(&buf, b"ping");
-        self.applet.write_all(b"pong").await.unwrap();
-        self.applet.flush().await.unwrap();
-        self.console.read_exact(&mut buf).await.unwrap();
-        assert_eq!(&buf, b"pong");
     }
 }
 

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 /// A `vigil` command with `args` after `--db URL`, quiet logging.
 pub fn vigil(db: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
@@ -169,4 +171,81 @@ pub fn events(data: &Path) -> Vec<serde_json::Value> {
 pub fn assert_verifies(data: &Path) {
     let r = run_in(data, &["audit", "verify"], "");
     assert_eq!(r.code, 0, "the audit log does not verify: {r:#?}");
+}
+
+/// A live session: both inner TLS ends, connected through the gateway.
+pub struct Live {
+    pub console: tokio_rustls::client::TlsStream<tokio::io::DuplexStream>,
+    pub applet: tokio_rustls::server::TlsStream<tokio::io::DuplexStream>,
+    pub console_end: tokio::task::JoinHandle<String>,
+    pub applet_end: tokio::task::JoinHandle<String>,
+    pub console_reporter: session_core::client::SessionReporter,
+    pub applet_reporter: session_core::client::SessionReporter,
+    pub guid: uuid::Uuid,
+    /// The console as the applet verified it (with the signed grant).
+    pub console_identity: session_core::session_ca::SessionIdentity,
+}
+
+pub async fn live_session(
+    connector: &session_core::client::Connector,
+    tech: &mut session_core::client::Technician,
+) -> Live {
+    let session = tech.create_session().await.expect("creating a session");
+    let waiting = connector.join(&session.pin).await.expect("joining by PIN");
+    assert_eq!(waiting.guid, session.guid);
+    assert_eq!(waiting.technician, "ann@example.com");
+    let queue = tech.queue().await.expect("listing the queue");
+    assert!(queue.iter().any(|w| w.guid == session.guid), "{queue:?}");
+    let picked = tech.pick_up(session.guid).await.expect("picking up");
+    let picked_grant = picked.grant.clone();
+    let console_link = connector.attach(picked).await.expect("attaching");
+    let applet_link = waiting.paired().await.expect("paired");
+    let c = console_link.into_stream();
+    let a = applet_link.into_stream();
+    let (console_end, applet_end) = (c.ended, a.ended);
+    let (console_reporter, applet_reporter) = (c.reporter, a.reporter);
+    let (c, a) = tokio::join!(
+        session_core::inner::connect(c.stream, &c.credentials),
+        session_core::inner::accept(a.stream, &a.credentials)
+    );
+    let (c, a) = (
+        c.expect("inner TLS, console side"),
+        a.expect("inner TLS, applet side"),
+    );
+    assert_eq!(c.peer.guid, session.guid);
+    assert_eq!(
+        a.peer.grant, picked_grant,
+        "the applet sees the signed grant"
+    );
+    assert_eq!(
+        c.sas, a.sas,
+        "both ends show the same short authentication string"
+    );
+    let console_identity = a.peer.clone();
+    let (console, applet) = (c.stream, a.stream);
+    Live {
+        console,
+        applet,
+        console_end,
+        applet_end,
+        console_reporter,
+        applet_reporter,
+        guid: session.guid,
+        console_identity,
+    }
+}
+
+impl Live {
+    /// A round trip through the gateway, both ways.
+    pub async fn ping(&mut self) {
+        self.console.write_all(b"ping").await.unwrap();
+        self.console.flush().await.unwrap();
+        let mut buf = [0u8; 4];
+        self.applet.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+        self.applet.write_all(b"pong").await.unwrap();
+        self.applet.flush().await.unwrap();
+        self.console.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"pong");
+    }
 }

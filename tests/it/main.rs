@@ -6,3 +6,4 @@ mod bad_input;
 mod crash;
 mod gateway;
 mod helpers;
+mod session;

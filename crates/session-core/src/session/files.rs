@@ -168,8 +168,9 @@ impl Incoming {
             file.flush().await.map_err(io("writing", &self.part))?;
             file.sync_all().await.map_err(io("syncing", &self.part))?;
         }
+        // "a.txt" becomes "a (1).txt"; ".profile" and "..x" have no extension.
         let (stem, ext) = match self.name.rsplit_once('.') {
-            Some((s, e)) if !s.is_empty() => (s.to_owned(), format!(".{e}")),
+            Some((s, e)) if s.chars().any(|c| c != '.') => (s.to_owned(), format!(".{e}")),
             _ => (self.name.clone(), String::new()),
         };
         for n in 0..10_000u32 {

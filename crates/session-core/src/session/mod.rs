@@ -2,6 +2,11 @@
 //! inside the inner TLS: the inner protocol, file handling, system
 //! information, and the console and applet engines.
 
+pub mod applet;
+pub mod console;
 pub mod files;
+mod link;
 pub mod proto;
 pub mod sysinfo;
+
+pub use link::SessionError;

@@ -36,13 +36,16 @@ pub enum Control {
         granted: bool,
         denial: Option<Denial>,
     },
-    /// A file follows in chunks (console → applet for a send; applet →
-    /// console for a requested file, with the request's transfer id).
+    /// A file is offered: console → applet for a send (chunks follow after
+    /// `FileAccept`); applet → console for a requested file, with the
+    /// request's transfer id (chunks follow at once).
     FileOffer {
         transfer: Uuid,
         name: String,
         size: u64,
     },
+    /// Applet → console: the offered file may come (the end user consented).
+    FileAccept { transfer: Uuid },
     /// Console → applet: send me this file.
     FileGet { transfer: Uuid, path: String },
     /// The sender's view after the last chunk.

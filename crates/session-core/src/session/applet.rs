@@ -1,0 +1,465 @@
+//! The applet's engine: the end user's side of the inner session. It
+//! enforces the grant the gateway signed into the console's certificate,
+//! asks the end user's consent per action (or once per permission in
+//! single-prompt groups), refuses what this build cannot do yet, and
+//! reports what it witnesses to the audit log.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+use audit_db::event::{
+    ChatMessage, Consent, Denial, Direction, Party, PermissionDenied, PermissionGranted,
+};
+use audit_db::{EventKind, Permission};
+use futures::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::FramedRead;
+use uuid::Uuid;
+
+use super::files::Incoming;
+use super::link::{self, report, transferred, Sender, SessionError};
+use super::proto::{Control, Inner};
+use super::sysinfo::SystemInfo;
+use crate::client::SessionReporter;
+use crate::session_ca::SessionIdentity;
+use crate::wire::Codec;
+
+/// Permissions this build can act on; every other one is refused as unavailable.
+pub const AVAILABLE: [Permission; 3] = [
+    Permission::SendFiles,
+    Permission::ReceiveFiles,
+    Permission::SystemInformation,
+];
+
+/// How the applet obtains the end user's consent.
+#[derive(Debug)]
+pub enum ConsentMode {
+    /// Ask: each prompt goes to the user interface, which answers it.
+    Ask(mpsc::Sender<Prompt>),
+    /// Consent to everything the grant allows (scripted runs).
+    GrantAll,
+    /// Consent to nothing.
+    DenyAll,
+}
+
+/// A consent question for the end user.
+#[derive(Debug)]
+pub struct Prompt {
+    pub permission: Permission,
+    /// What the technician wants to do, in words.
+    pub what: String,
+    /// The end user's answer.
+    pub answer: oneshot::Sender<bool>,
+}
+
+/// What the applet tells its user interface.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppletEvent {
+    /// The technician wrote.
+    Chat(String),
+    /// A permission was granted or denied.
+    Decided {
+        permission: Permission,
+        what: String,
+        granted: bool,
+    },
+    /// A file from the technician was saved.
+    Received {
+        saved_as: PathBuf,
+        size: u64,
+        sha256: String,
+    },
+    /// A file went to the technician; `ok` says whether it arrived intact.
+    Sent { path: String, size: u64, ok: bool },
+    /// A transfer failed.
+    FileFailed { name: String, error: String },
+    /// Something went wrong that does not end the session (e.g. an audit report).
+    Warning(String),
+}
+
+/// What the end user does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppletCommand {
+    Chat(String),
+    /// End the session now.
+    End,
+}
+
+/// The applet's settings for one session.
+#[derive(Debug)]
+pub struct AppletConfig {
+    pub consent: ConsentMode,
+    /// Where files from the technician are saved.
+    pub download_dir: PathBuf,
+}
+
+struct Applet<S> {
+    send: Sender<S>,
+    reporter: SessionReporter,
+    grant: Vec<Permission>,
+    single_prompt: bool,
+    consented: HashSet<Permission>,
+    config: AppletConfig,
+    events: mpsc::Sender<AppletEvent>,
+    incoming: HashMap<Uuid, Incoming>,
+}
+
+/// Runs the applet's side of an inner session over `stream`, whose peer is
+/// the console `console`, until either side ends it. Returns how it ended.
+pub async fn run<S>(
+    stream: S,
+    console: SessionIdentity,
+    config: AppletConfig,
+    reporter: SessionReporter,
+    mut commands: mpsc::Receiver<AppletCommand>,
+    events: mpsc::Sender<AppletEvent>,
+) -> Result<String, SessionError>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (read, write) = tokio::io::split(stream);
+    let mut frames = FramedRead::new(read, Codec);
+    let mut applet = Applet {
+        send: Sender::new(write),
+        reporter,
+        grant: console.grant,
+        single_prompt: console.single_prompt,
+        consented: HashSet::new(),
+        config,
+        events,
+        incoming: HashMap::new(),
+    };
+    loop {
+        tokio::select! {
+            command = commands.recv() => match command {
+                Some(AppletCommand::Chat(text)) => applet.chat(text).await?,
+                Some(AppletCommand::End) | None => {
+                    applet.send.shutdown().await;
+                    return Ok("ended by the end user".to_owned());
+                }
+            },
+            frame = frames.next() => match frame {
+                None => return Ok("the technician left".to_owned()),
+                Some(frame) => applet.handle(Inner::decode(&frame?)?).await?,
+            },
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Send + 'static> Applet<S> {
+    async fn tell(&self, event: AppletEvent) {
+        let _ = self.events.send(event).await;
+    }
+
+    async fn report(&self, kind: EventKind) {
+        if let Some(warning) = report(&self.reporter, kind).await {
+            self.tell(AppletEvent::Warning(warning)).await;
+        }
+    }
+
+    async fn chat(&mut self, text: String) -> Result<(), SessionError> {
+        self.send
+            .control(&Control::Chat { text: text.clone() })
+            .await?;
+        let chars = text.chars().count() as u64;
+        self.report(EventKind::ChatMessage(ChatMessage {
+            from: Party::EndUser,
+            text: Some(text),
+            chars,
+        }))
+        .await;
+        Ok(())
+    }
+
+    /// Inside the grant, available, and consented to now (or once, in
+    /// single-prompt groups)? The decision is audited and shown.
+    async fn authorize(&mut self, permission: Permission, what: &str) -> Result<Consent, Denial> {
+        let decision = if !self.grant.contains(&permission) {
+            Err(Denial::NotGranted)
+        } else if !AVAILABLE.contains(&permission) {
+            Err(Denial::Unavailable)
+        } else if self.single_prompt && self.consented.contains(&permission) {
+            Ok(Consent::SinglePrompt)
+        } else if self.ask(permission, what).await {
+            if self.single_prompt {
+                self.consented.insert(permission);
+                Ok(Consent::SinglePrompt)
+            } else {
+                Ok(Consent::EndUser)
+            }
+        } else {
+            Err(Denial::EndUser)
+        };
+        let kind = match decision {
+            Ok(consent) => EventKind::PermissionGranted(PermissionGranted {
+                permission,
+                consent,
+            }),
+            Err(reason) => EventKind::PermissionDenied(PermissionDenied { permission, reason }),
+        };
+        self.report(kind).await;
+        self.tell(AppletEvent::Decided {
+            permission,
+            what: what.to_owned(),
+            granted: decision.is_ok(),
+        })
+        .await;
+        decision
+    }
+
+    async fn ask(&self, permission: Permission, what: &str) -> bool {
+        match &self.config.consent {
+            ConsentMode::GrantAll => true,
+            ConsentMode::DenyAll => false,
+            ConsentMode::Ask(prompts) => {
+                let (answer, answered) = oneshot::channel();
+                let prompt = Prompt {
+                    permission,
+                    what: what.to_owned(),
+                    answer,
+                };
+                prompts.send(prompt).await.is_ok() && answered.await.unwrap_or(false)
+            }
+        }
+    }
+
+    async fn answer(
+        &self,
+        request: Uuid,
+        permission: Permission,
+        decision: Result<Consent, Denial>,
+    ) -> Result<(), SessionError> {
+        let answer = Control::Answer {
+            request,
+            permission,
+            granted: decision.is_ok(),
+            denial: decision.err(),
+        };
+        Ok(self.send.control(&answer).await?)
+    }
+
+    async fn handle(&mut self, message: Inner) -> Result<(), SessionError> {
+        match message {
+            Inner::Control(Control::Chat { text }) => self.tell(AppletEvent::Chat(text)).await,
+            Inner::Control(Control::Ask {
+                request,
+                permission,
+            }) => {
+                let what = format!("use {permission}");
+                let decision = self.authorize(permission, &what).await;
+                self.answer(request, permission, decision).await?;
+            }
+            Inner::Control(Control::SysInfoGet { request }) => {
+                let permission = Permission::SystemInformation;
+                let decision = self
+                    .authorize(permission, "read this computer's system information")
+                    .await;
+                if decision.is_ok() {
+                    let info = tokio::task::spawn_blocking(SystemInfo::gather)
+                        .await
+                        .map_err(|e| SessionError::Unexpected(e.to_string()))?;
+                    self.send
+                        .control(&Control::SysInfo { request, info })
+                        .await?;
+                } else {
+                    self.answer(request, permission, decision).await?;
+                }
+            }
+            Inner::Control(Control::FileOffer {
+                transfer,
+                name,
+                size,
+            }) => self.offered(transfer, name, size).await?,
+            Inner::Chunk { transfer, data } => {
+                if let Some(incoming) = self.incoming.get_mut(&transfer) {
+                    if let Err(e) = incoming.write(&data).await {
+                        let name = incoming.name().to_owned();
+                        self.incoming.remove(&transfer);
+                        self.tell(AppletEvent::FileFailed {
+                            name,
+                            error: e.to_string(),
+                        })
+                        .await;
+                    }
+                }
+            }
+            Inner::Control(Control::FileDone {
+                transfer,
+                size,
+                md5,
+                sha256,
+            }) => {
+                if let Some(incoming) = self.incoming.remove(&transfer) {
+                    self.received(transfer, incoming, link::digests(size, md5, sha256))
+                        .await?;
+                }
+            }
+            Inner::Control(Control::FileGet { transfer, path }) => {
+                self.requested(transfer, path).await?
+            }
+            Inner::Control(Control::FileResult {
+                ok,
+                error,
+                transfer,
+                ..
+            }) => {
+                if !ok {
+                    self.tell(AppletEvent::FileFailed {
+                        name: transfer.to_string(),
+                        error: error.unwrap_or_default(),
+                    })
+                    .await;
+                }
+            }
+            Inner::Control(other) => {
+                return Err(SessionError::Unexpected(format!(
+                    "the console sent {other:?}"
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    async fn offered(
+        &mut self,
+        transfer: Uuid,
+        name: String,
+        size: u64,
+    ) -> Result<(), SessionError> {
+        let what = format!("send you the file {name:?} ({size} bytes)");
+        let refuse = |reason: String| Control::FileRefused { transfer, reason };
+        if let Err(denial) = self.authorize(Permission::SendFiles, &what).await {
+            let reason = format!("denied: {}", denial_text(denial));
+            return Ok(self.send.control(&refuse(reason)).await?);
+        }
+        match Incoming::create(&self.config.download_dir, &name).await {
+            Ok(incoming) => {
+                self.incoming.insert(transfer, incoming);
+                self.send.control(&Control::FileAccept { transfer }).await?;
+            }
+            Err(e) => {
+                self.tell(AppletEvent::FileFailed {
+                    name,
+                    error: e.to_string(),
+                })
+                .await;
+                self.send.control(&refuse(e.to_string())).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn received(
+        &mut self,
+        transfer: Uuid,
+        incoming: Incoming,
+        sent: super::files::Digests,
+    ) -> Result<(), SessionError> {
+        let name = incoming.name().to_owned();
+        let (result, ours) = match incoming.finish(&sent).await {
+            Ok((path, ours)) => {
+                self.tell(AppletEvent::Received {
+                    saved_as: path.clone(),
+                    size: ours.size,
+                    sha256: ours.sha256.clone(),
+                })
+                .await;
+                let saved = path.file_name().map(|n| n.to_string_lossy().into_owned());
+                ((true, saved, None), ours)
+            }
+            Err((e, ours)) => {
+                self.tell(AppletEvent::FileFailed {
+                    name: name.clone(),
+                    error: e.to_string(),
+                })
+                .await;
+                ((false, None, Some(e.to_string())), ours)
+            }
+        };
+        self.report(transferred(Direction::ToEndUser, &name, &ours))
+            .await;
+        let (ok, saved_as, error) = result;
+        self.send
+            .control(&Control::FileResult {
+                transfer,
+                ok,
+                size: ours.size,
+                md5: ours.md5,
+                sha256: ours.sha256,
+                saved_as,
+                error,
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn requested(&mut self, transfer: Uuid, path: String) -> Result<(), SessionError> {
+        let what = format!("copy your file {path:?} to the technician");
+        if let Err(denial) = self.authorize(Permission::ReceiveFiles, &what).await {
+            let reason = format!("denied: {}", denial_text(denial));
+            return Ok(self
+                .send
+                .control(&Control::FileRefused { transfer, reason })
+                .await?);
+        }
+        let file = std::path::PathBuf::from(&path);
+        let size = match tokio::fs::metadata(&file).await {
+            Ok(m) if m.is_file() => m.len(),
+            Ok(_) => {
+                let reason = format!("{path} is not a file");
+                return Ok(self
+                    .send
+                    .control(&Control::FileRefused { transfer, reason })
+                    .await?);
+            }
+            Err(e) => {
+                let reason = format!("{path}: {e}");
+                return Ok(self
+                    .send
+                    .control(&Control::FileRefused { transfer, reason })
+                    .await?);
+            }
+        };
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.clone());
+        self.send
+            .control(&Control::FileOffer {
+                transfer,
+                name: name.clone(),
+                size,
+            })
+            .await?;
+        match self.send.file(transfer, &file).await {
+            Ok(digests) => {
+                self.report(transferred(Direction::FromEndUser, &name, &digests))
+                    .await;
+                self.tell(AppletEvent::Sent {
+                    path,
+                    size: digests.size,
+                    ok: true,
+                })
+                .await;
+            }
+            Err(SessionError::File(e)) => {
+                // The offer is out: end it for the console with the reason.
+                let reason = e.to_string();
+                self.send
+                    .control(&Control::FileRefused { transfer, reason })
+                    .await?;
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+}
+
+fn denial_text(denial: Denial) -> &'static str {
+    match denial {
+        Denial::EndUser => "the end user said no",
+        Denial::NotGranted => "the technician's group is not granted this",
+        Denial::Unavailable => "this version of Vigil cannot do this yet",
+    }
+}

@@ -1,0 +1,426 @@
+//! The console's engine: the technician's side of the inner session. Each
+//! action waits for its answer from the applet; chat from the end user and
+//! the session's end arrive as events. What the console witnesses is
+//! reported to the audit log.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use audit_db::event::{ChatMessage, Denial, Direction, Party, PermissionRequested};
+use audit_db::{EventKind, Permission};
+use futures::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::codec::FramedRead;
+use uuid::Uuid;
+
+use super::files::{Digests, Incoming};
+use super::link::{self, report, transferred, Sender, SessionError};
+use super::proto::{Control, Inner};
+use super::sysinfo::SystemInfo;
+use crate::client::SessionReporter;
+use crate::wire::Codec;
+
+/// What the console tells the technician without being asked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConsoleEvent {
+    /// The end user wrote.
+    Chat(String),
+    /// Something went wrong that does not end the session.
+    Warning(String),
+    /// The session is over.
+    Ended(String),
+}
+
+/// The applet's answer to a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Granted,
+    Denied(Denial),
+}
+
+/// How a file transfer ended, as both ends saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transfer {
+    /// Both ends computed the same digests.
+    Verified {
+        name: String,
+        /// Where it was saved (the applet's file name, or our path).
+        saved_as: String,
+        digests: Digests,
+    },
+    /// The applet refused or could not take part.
+    Refused(String),
+    /// The bytes did not arrive intact (both views are audited).
+    Failed(String),
+}
+
+type Waiters = Arc<Mutex<HashMap<Uuid, mpsc::UnboundedSender<Control>>>>;
+
+/// The technician's side of a live inner session.
+pub struct Console<S> {
+    send: Sender<S>,
+    reporter: SessionReporter,
+    waiters: Waiters,
+    reader: JoinHandle<()>,
+}
+
+impl<S> Drop for Console<S> {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl<S> std::fmt::Debug for Console<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Console").finish_non_exhaustive()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
+    /// Starts the console over `stream`; files the technician asks for are
+    /// saved in `download_dir`. Unasked-for news arrives on the receiver.
+    pub fn start(
+        stream: S,
+        reporter: SessionReporter,
+        download_dir: PathBuf,
+    ) -> (Self, mpsc::Receiver<ConsoleEvent>) {
+        let (read, write) = tokio::io::split(stream);
+        let send = Sender::new(write);
+        let waiters: Waiters = Arc::default();
+        let (events_tx, events) = mpsc::channel(256);
+        let reader = tokio::spawn(read_loop(
+            FramedRead::new(read, Codec),
+            send.clone(),
+            reporter.clone(),
+            waiters.clone(),
+            download_dir,
+            events_tx,
+        ));
+        let console = Self {
+            send,
+            reporter,
+            waiters,
+            reader,
+        };
+        (console, events)
+    }
+
+    fn wait_for(&self, id: Uuid) -> mpsc::UnboundedReceiver<Control> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, tx);
+        rx
+    }
+
+    fn done_with(&self, id: Uuid) {
+        self.waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+
+    /// Sends a chat line.
+    pub async fn chat(&self, text: &str) -> Result<Option<String>, SessionError> {
+        self.send
+            .control(&Control::Chat {
+                text: text.to_owned(),
+            })
+            .await?;
+        Ok(report(
+            &self.reporter,
+            EventKind::ChatMessage(ChatMessage {
+                from: Party::Technician,
+                text: Some(text.to_owned()),
+                chars: text.chars().count() as u64,
+            }),
+        )
+        .await)
+    }
+
+    /// Asks the end user for `permission` and waits for the answer.
+    pub async fn ask(&self, permission: Permission) -> Result<Decision, SessionError> {
+        let request = Uuid::now_v7();
+        let mut answers = self.wait_for(request);
+        self.requested(permission).await;
+        self.send
+            .control(&Control::Ask {
+                request,
+                permission,
+            })
+            .await?;
+        let answer = answers.recv().await;
+        self.done_with(request);
+        match answer {
+            Some(Control::Answer {
+                granted, denial, ..
+            }) => Ok(decision(granted, denial)),
+            Some(other) => Err(SessionError::Unexpected(format!("{other:?}"))),
+            None => Err(SessionError::Ended),
+        }
+    }
+
+    async fn requested(&self, permission: Permission) {
+        report(
+            &self.reporter,
+            EventKind::PermissionRequested(PermissionRequested { permission }),
+        )
+        .await;
+    }
+
+    /// Sends a file to the end user, streamed and hashed, once they consent.
+    pub async fn send_file(&self, path: &Path) -> Result<Transfer, SessionError> {
+        let transfer = Uuid::now_v7();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        let size = tokio::fs::metadata(path)
+            .await
+            .map_err(|source| super::files::FileError::Io {
+                doing: "reading",
+                path: path.to_owned(),
+                source,
+            })?
+            .len();
+        let mut answers = self.wait_for(transfer);
+        self.requested(Permission::SendFiles).await;
+        self.send
+            .control(&Control::FileOffer {
+                transfer,
+                name: name.clone(),
+                size,
+            })
+            .await?;
+        let outcome = async {
+            match answers.recv().await {
+                Some(Control::FileAccept { .. }) => {}
+                Some(Control::FileRefused { reason, .. }) => return Ok(Transfer::Refused(reason)),
+                Some(other) => return Err(SessionError::Unexpected(format!("{other:?}"))),
+                None => return Err(SessionError::Ended),
+            }
+            let ours = self.send.file(transfer, path).await?;
+            report(
+                &self.reporter,
+                transferred(Direction::ToEndUser, &name, &ours),
+            )
+            .await;
+            match answers.recv().await {
+                Some(Control::FileResult {
+                    ok: true,
+                    saved_as,
+                    size,
+                    md5,
+                    sha256,
+                    ..
+                }) if size == ours.size && *md5 == ours.md5 && *sha256 == ours.sha256 => {
+                    Ok(Transfer::Verified {
+                        name,
+                        saved_as: saved_as.unwrap_or_default(),
+                        digests: ours,
+                    })
+                }
+                Some(Control::FileResult { error, .. }) => Ok(Transfer::Failed(
+                    error.unwrap_or_else(|| "the digests differ".to_owned()),
+                )),
+                Some(other) => Err(SessionError::Unexpected(format!("{other:?}"))),
+                None => Err(SessionError::Ended),
+            }
+        }
+        .await;
+        self.done_with(transfer);
+        outcome
+    }
+
+    /// Asks for a file from the end user's machine; it is saved in the
+    /// download directory once they consent.
+    pub async fn get_file(&self, path: &str) -> Result<Transfer, SessionError> {
+        let transfer = Uuid::now_v7();
+        let mut answers = self.wait_for(transfer);
+        self.requested(Permission::ReceiveFiles).await;
+        self.send
+            .control(&Control::FileGet {
+                transfer,
+                path: path.to_owned(),
+            })
+            .await?;
+        // The reader saves the file and forwards the outcome as our own FileResult.
+        let outcome = match answers.recv().await {
+            Some(Control::FileRefused { reason, .. }) => Ok(Transfer::Refused(reason)),
+            Some(Control::FileResult {
+                ok: true,
+                saved_as,
+                size,
+                md5,
+                sha256,
+                ..
+            }) => Ok(Transfer::Verified {
+                name: path.to_owned(),
+                saved_as: saved_as.unwrap_or_default(),
+                digests: link::digests(size, md5, sha256),
+            }),
+            Some(Control::FileResult { error, .. }) => {
+                Ok(Transfer::Failed(error.unwrap_or_default()))
+            }
+            Some(other) => Err(SessionError::Unexpected(format!("{other:?}"))),
+            None => Err(SessionError::Ended),
+        };
+        self.done_with(transfer);
+        outcome
+    }
+
+    /// The end user's system information.
+    pub async fn sysinfo(&self) -> Result<Result<SystemInfo, Denial>, SessionError> {
+        let request = Uuid::now_v7();
+        let mut answers = self.wait_for(request);
+        self.requested(Permission::SystemInformation).await;
+        self.send.control(&Control::SysInfoGet { request }).await?;
+        let answer = answers.recv().await;
+        self.done_with(request);
+        match answer {
+            Some(Control::SysInfo { info, .. }) => Ok(Ok(info)),
+            Some(Control::Answer {
+                granted: false,
+                denial,
+                ..
+            }) => Ok(Err(denial.unwrap_or(Denial::EndUser))),
+            Some(other) => Err(SessionError::Unexpected(format!("{other:?}"))),
+            None => Err(SessionError::Ended),
+        }
+    }
+
+    /// Ends the session.
+    pub async fn end(self) {
+        self.send.shutdown().await;
+    }
+}
+
+fn decision(granted: bool, denial: Option<Denial>) -> Decision {
+    if granted {
+        Decision::Granted
+    } else {
+        Decision::Denied(denial.unwrap_or(Denial::EndUser))
+    }
+}
+
+/// The id an answer belongs to.
+fn answer_id(message: &Control) -> Option<Uuid> {
+    match message {
+        Control::Answer { request, .. }
+        | Control::SysInfo { request, .. }
+        | Control::SysInfoGet { request } => Some(*request),
+        Control::FileAccept { transfer }
+        | Control::FileRefused { transfer, .. }
+        | Control::FileResult { transfer, .. }
+        | Control::FileOffer { transfer, .. }
+        | Control::FileDone { transfer, .. }
+        | Control::FileGet { transfer, .. } => Some(*transfer),
+        Control::Ask { request, .. } => Some(*request),
+        Control::Chat { .. } => None,
+    }
+}
+
+async fn read_loop<S: AsyncRead + AsyncWrite + Send + 'static>(
+    mut frames: FramedRead<ReadHalf<S>, Codec>,
+    send: Sender<S>,
+    reporter: SessionReporter,
+    waiters: Waiters,
+    download_dir: PathBuf,
+    events: mpsc::Sender<ConsoleEvent>,
+) {
+    let mut incoming: HashMap<Uuid, Incoming> = HashMap::new();
+    let route = |message: Control| {
+        let id = answer_id(&message);
+        let waiter = id.and_then(|id| {
+            waiters
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&id)
+                .cloned()
+        });
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(message);
+        }
+    };
+    let ended = loop {
+        let message = match frames.next().await {
+            None => break "the end user's applet closed the session".to_owned(),
+            Some(Err(e)) => break format!("the session failed: {e}"),
+            Some(Ok(frame)) => match Inner::decode(&frame) {
+                Ok(m) => m,
+                Err(e) => break format!("the applet broke the protocol: {e}"),
+            },
+        };
+        match message {
+            Inner::Control(Control::Chat { text }) => {
+                let _ = events.send(ConsoleEvent::Chat(text)).await;
+            }
+            Inner::Control(Control::FileOffer { transfer, name, .. }) => {
+                match Incoming::create(&download_dir, &name).await {
+                    Ok(file) => {
+                        incoming.insert(transfer, file);
+                    }
+                    Err(e) => route(Control::FileResult {
+                        transfer,
+                        ok: false,
+                        size: 0,
+                        md5: String::new(),
+                        sha256: String::new(),
+                        saved_as: None,
+                        error: Some(e.to_string()),
+                    }),
+                }
+            }
+            Inner::Chunk { transfer, data } => {
+                if let Some(file) = incoming.get_mut(&transfer) {
+                    if let Err(e) = file.write(&data).await {
+                        incoming.remove(&transfer);
+                        let _ = events.send(ConsoleEvent::Warning(e.to_string())).await;
+                    }
+                }
+            }
+            Inner::Control(Control::FileDone {
+                transfer,
+                size,
+                md5,
+                sha256,
+            }) => {
+                let Some(file) = incoming.remove(&transfer) else {
+                    continue;
+                };
+                let name = file.name().to_owned();
+                let sent = link::digests(size, md5, sha256);
+                let (ok, saved_as, error, ours) = match file.finish(&sent).await {
+                    Ok((path, ours)) => (true, Some(path.display().to_string()), None, ours),
+                    Err((e, ours)) => (false, None, Some(e.to_string()), ours),
+                };
+                if let Some(w) =
+                    report(&reporter, transferred(Direction::FromEndUser, &name, &ours)).await
+                {
+                    let _ = events.send(ConsoleEvent::Warning(w)).await;
+                }
+                let result = Control::FileResult {
+                    transfer,
+                    ok,
+                    size: ours.size,
+                    md5: ours.md5,
+                    sha256: ours.sha256,
+                    saved_as,
+                    error,
+                };
+                if send.control(&result).await.is_err() {
+                    break "the session failed while answering a file".to_owned();
+                }
+                route(result);
+            }
+            Inner::Control(other) => route(other),
+        }
+    };
+    // Whoever still waits learns the session is over.
+    waiters.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    let _ = events.send(ConsoleEvent::Ended(ended)).await;
+}

@@ -1,0 +1,137 @@
+//! What both engines share: the inner link's halves, sending control
+//! messages and files, and reporting audit events without stopping the
+//! session when the gateway cannot be reached.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use audit_db::event::{Direction, FileTransferred};
+use audit_db::EventKind;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use super::files::{Digests, FileError, Hashes};
+use super::proto::{self, Control, CHUNK_DATA};
+use crate::client::{Report, SessionReporter};
+use crate::wire::{Frame, WireError};
+
+/// The inner session failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The peer sent something that is not the inner protocol.
+    #[error("inner session protocol error: {0}")]
+    Wire(#[from] WireError),
+    /// The inner stream failed.
+    #[error("inner session connection error: {0}")]
+    Io(#[from] std::io::Error),
+    /// A file could not be read or written.
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// The session ended before the answer came.
+    #[error("the session ended")]
+    Ended,
+    /// The peer answered something other than what was asked.
+    #[error("unexpected answer from the peer: {0}")]
+    Unexpected(String),
+}
+
+/// The sending half of the inner link, shared by whoever writes.
+pub(crate) struct Sender<S> {
+    writer: Arc<Mutex<WriteHalf<S>>>,
+}
+
+impl<S> Clone for Sender<S> {
+    fn clone(&self) -> Self {
+        Self {
+            writer: self.writer.clone(),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite> Sender<S> {
+    pub fn new(writer: WriteHalf<S>) -> Self {
+        Self {
+            writer: Arc::new(Mutex::new(writer)),
+        }
+    }
+
+    pub async fn frame(&self, frame: &Frame) -> std::io::Result<()> {
+        let mut w = self.writer.lock().await;
+        w.write_all(frame.as_bytes()).await?;
+        w.flush().await
+    }
+
+    pub async fn control(&self, message: &Control) -> std::io::Result<()> {
+        self.frame(&proto::control(message)).await
+    }
+
+    /// Streams `path` as chunks of `transfer` then `FileDone`, hashing as it
+    /// reads, in constant memory. A file that grows or shrinks meanwhile is
+    /// sent as read; the digests describe exactly the bytes sent.
+    pub async fn file(&self, transfer: Uuid, path: &Path) -> Result<Digests, SessionError> {
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .map_err(|source| FileError::Io {
+                doing: "opening",
+                path: path.to_owned(),
+                source,
+            })?;
+        let mut hashes = Hashes::default();
+        let mut buf = vec![0u8; CHUNK_DATA];
+        loop {
+            let n = file.read(&mut buf).await.map_err(|source| FileError::Io {
+                doing: "reading",
+                path: path.to_owned(),
+                source,
+            })?;
+            if n == 0 {
+                break;
+            }
+            hashes.update(&buf[..n]);
+            self.frame(&proto::chunk(transfer, &buf[..n])).await?;
+        }
+        let digests = hashes.finish();
+        self.control(&Control::FileDone {
+            transfer,
+            size: digests.size,
+            md5: digests.md5.clone(),
+            sha256: digests.sha256.clone(),
+        })
+        .await?;
+        Ok(digests)
+    }
+
+    pub async fn shutdown(&self) {
+        let _ = self.writer.lock().await.shutdown().await;
+    }
+}
+
+/// Reports an audit event; a failure is logged and returned as text for
+/// the user, never stops the session.
+pub(crate) async fn report(reporter: &SessionReporter, kind: EventKind) -> Option<String> {
+    let name = kind.type_name();
+    match reporter.report(&Report::now(&kind)).await {
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!("could not report {name}: {e}");
+            Some(format!("the audit log did not receive {name}: {e}"))
+        }
+    }
+}
+
+/// The `file.transferred` event of one end's view.
+pub(crate) fn transferred(direction: Direction, name: &str, d: &Digests) -> EventKind {
+    EventKind::FileTransferred(FileTransferred {
+        direction,
+        name: name.to_owned(),
+        size: d.size,
+        md5: d.md5.clone(),
+        sha256: d.sha256.clone(),
+    })
+}
+
+/// The sender's digests as a `FileDone` states them.
+pub(crate) fn digests(size: u64, md5: String, sha256: String) -> Digests {
+    Digests { size, md5, sha256 }
+}

@@ -54,6 +54,10 @@ pub enum Command {
     Gateway(GatewayArgs),
     /// Log in to a gateway as a technician (password on stdin) and show your permissions
     Login(LoginArgs),
+    /// The technician's console: create and pick up sessions, chat, files, permissions
+    Console(ConsoleArgs),
+    /// The end user's applet: join a session by PIN or GUID
+    Applet(AppletArgs),
     /// Read and check the audit log
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -152,6 +156,72 @@ pub struct LoginArgs {
     /// Also set a new password (second line of stdin), e.g. when the old one expired
     #[arg(long)]
     pub new_password: bool,
+}
+
+/// `vigil console`.
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    /// The gateway, HOST:PORT
+    #[arg(long, value_name = "ADDR")]
+    pub gateway: String,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// The technician's email
+    #[arg(long, value_name = "EMAIL")]
+    pub user: String,
+    /// Read the password from this file (first line) instead of the first line of stdin
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Run the commands in FILE instead of reading them from stdin
+    #[arg(long, value_name = "FILE")]
+    pub script: Option<PathBuf>,
+    /// Where files from end users are saved
+    #[arg(long, value_name = "DIR", default_value = "./vigil-downloads")]
+    pub download_dir: PathBuf,
+    /// One JSON object per line instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How the applet answers consent prompts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConsentArg {
+    /// Ask the end user on the terminal
+    Ask,
+    /// Consent to everything the technician's group is granted
+    GrantAll,
+    /// Consent to nothing
+    DenyAll,
+}
+
+/// `vigil applet`.
+#[derive(Debug, Args)]
+pub struct AppletArgs {
+    /// The gateway, HOST:PORT
+    #[arg(long, value_name = "ADDR")]
+    pub gateway: String,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// The six-digit PIN the technician gave you
+    #[arg(
+        long,
+        value_name = "N",
+        required_unless_present = "session",
+        conflicts_with = "session"
+    )]
+    pub pin: Option<String>,
+    /// The session GUID instead of a PIN
+    #[arg(long, value_name = "GUID")]
+    pub session: Option<uuid::Uuid>,
+    /// How consent prompts are answered
+    #[arg(long, value_enum, default_value = "ask")]
+    pub consent: ConsentArg,
+    /// Where files from the technician are saved
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub download_dir: PathBuf,
+    /// One JSON object per line instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `vigil admin ...`

@@ -2,10 +2,13 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod applet;
 mod audit;
 mod cli;
+mod console;
 mod gateway;
 mod login;
+mod output;
 mod progress;
 
 use std::process::ExitCode;
@@ -38,6 +41,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         // A client: no database of its own.
         Command::Login(args) => login::run(args).await,
+        Command::Console(args) => console::run(args).await,
+        Command::Applet(args) => applet::run(args).await,
         Command::Gateway(args) => {
             with_log(&url, OpenMode::Create, |log| async move {
                 gateway::run(&log, &data_dir, args).await

@@ -293,9 +293,12 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
         }
     }
 
-    /// Ends the session.
-    pub async fn end(self) {
+    /// Ends the session: closes our side, then lets the reader see the
+    /// applet's side close (bounded), so the end's reason is reported.
+    pub async fn end(mut self) {
         self.send.shutdown().await;
+        let reader = std::mem::replace(&mut self.reader, tokio::spawn(async {}));
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), reader).await;
     }
 }
 

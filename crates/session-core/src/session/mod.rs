@@ -3,6 +3,7 @@
 //! information, and the console and applet engines.
 
 pub mod applet;
+pub mod commands;
 pub mod console;
 pub mod files;
 mod link;

@@ -1,0 +1,175 @@
+//! `vigil applet`: the end user's side. Joins by PIN or GUID, shows the
+//! verification code, answers consent prompts, and chats on the terminal.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use session_core::client::Connector;
+use session_core::inner;
+use session_core::session::applet::{
+    self, AppletCommand, AppletConfig, AppletEvent, ConsentMode, Prompt,
+};
+use tokio::sync::mpsc;
+
+use crate::cli::{AppletArgs, ConsentArg};
+use crate::output::{stdin_lines, Out};
+
+/// Runs one session as the end user.
+pub async fn run(args: AppletArgs) -> Result<ExitCode> {
+    let out = Out { json: args.json };
+    let connector = Connector::new(
+        &args.gateway,
+        &crate::login::trust(&args.trust)?,
+        "vigil applet",
+    )?;
+    let code = match (&args.pin, args.session) {
+        (Some(pin), _) => pin.clone(),
+        (None, Some(guid)) => guid.to_string(),
+        (None, None) => anyhow::bail!("give --pin N or --session GUID"),
+    };
+    let waiting = connector
+        .join(&code)
+        .await
+        .context("cannot join the session")?;
+    out.emit(
+        "joined",
+        json!({"session": waiting.guid, "technician": waiting.technician}),
+        format!(
+            "Joined. Waiting for {} to start the session...",
+            waiting.technician
+        ),
+    );
+    let session = waiting
+        .paired()
+        .await
+        .context("the session did not start")?
+        .into_stream();
+    let inner = inner::accept(session.stream, &session.credentials)
+        .await
+        .context("the end-to-end connection to the technician failed")?;
+    out.emit(
+        "paired",
+        json!({"sas": inner.sas, "grant": inner.peer.grant}),
+        format!(
+            "Connected, end to end encrypted. Verification code: {} (the technician sees the same code)\nType to chat; /end ends the session.",
+            inner.sas
+        ),
+    );
+
+    let (prompts_tx, mut prompts) = mpsc::channel::<Prompt>(4);
+    let consent = match args.consent {
+        ConsentArg::Ask => ConsentMode::Ask(prompts_tx),
+        ConsentArg::GrantAll => ConsentMode::GrantAll,
+        ConsentArg::DenyAll => ConsentMode::DenyAll,
+    };
+    let (commands, commands_rx) = mpsc::channel(16);
+    let (events_tx, mut events) = mpsc::channel(64);
+    let config = AppletConfig {
+        consent,
+        download_dir: args.download_dir.clone(),
+    };
+    let mut engine = tokio::spawn(applet::run(
+        inner.stream,
+        inner.peer,
+        config,
+        session.reporter,
+        commands_rx,
+        events_tx,
+    ));
+    let mut lines = stdin_lines();
+    let mut input_open = true;
+    let mut pending: Option<Prompt> = None;
+    let ended = loop {
+        tokio::select! {
+            line = lines.recv(), if input_open => match line {
+                None => {
+                    input_open = false;
+                    // Nobody is left to answer: a pending question is a no.
+                    if let Some(p) = pending.take() {
+                        let _ = p.answer.send(false);
+                    }
+                }
+                Some(line) => {
+                    if let Some(p) = pending.take() {
+                        let yes = matches!(line.trim().to_lowercase().as_str(), "y" | "yes");
+                        let _ = p.answer.send(yes);
+                    } else if line.trim() == "/end" {
+                        let _ = commands.send(AppletCommand::End).await;
+                    } else if !line.trim().is_empty() {
+                        let _ = commands.send(AppletCommand::Chat(line)).await;
+                    }
+                }
+            },
+            Some(prompt) = prompts.recv() => {
+                if input_open {
+                    out.emit("consent_asked", json!({"permission": prompt.permission, "what": prompt.what}),
+                        format!("The technician wants to {}. Allow? [y/N]", prompt.what));
+                    pending = Some(prompt);
+                } else {
+                    let _ = prompt.answer.send(false);
+                }
+            }
+            Some(event) = events.recv() => show(&out, event),
+            result = &mut engine => break result,
+        }
+    };
+    let reason = ended.context("the session task failed")??;
+    // Show what was still queued (e.g. a file received just before the end).
+    while let Ok(event) = events.try_recv() {
+        show(&out, event);
+    }
+    out.emit(
+        "ended",
+        json!({"reason": reason}),
+        format!("Session ended: {reason}"),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(out: &Out, event: AppletEvent) {
+    match event {
+        AppletEvent::Chat(text) => out.emit(
+            "chat",
+            json!({"from": "technician", "text": text}),
+            format!("technician: {text}"),
+        ),
+        AppletEvent::Decided {
+            permission,
+            what,
+            granted,
+        } => out.emit(
+            "consent",
+            json!({"permission": permission, "what": what, "granted": granted}),
+            format!(
+                "{} the technician to {what}",
+                if granted { "Allowed" } else { "Did not allow" }
+            ),
+        ),
+        AppletEvent::Received {
+            saved_as,
+            size,
+            sha256,
+        } => out.emit(
+            "file_received",
+            json!({"saved_as": saved_as, "size": size, "sha256": sha256}),
+            format!(
+                "Received {} ({size} bytes, SHA-256 {sha256})",
+                saved_as.display()
+            ),
+        ),
+        AppletEvent::Sent { path, size, ok } => out.emit(
+            "file_sent",
+            json!({"path": path, "size": size, "ok": ok}),
+            format!("Sent {path} ({size} bytes)"),
+        ),
+        AppletEvent::FileFailed { name, error } => out.emit(
+            "file_failed",
+            json!({"name": name, "error": error}),
+            format!("File {name} failed: {error}"),
+        ),
+        AppletEvent::Warning(w) => {
+            out.emit("warning", json!({"message": w}), format!("warning: {w}"))
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! `vigil console`: the technician's side. Reads line commands (typed, from
+//! stdin, or from a script) and drives the gateway and the inner session.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use session_core::client::{Connector, Technician};
+use session_core::inner;
+use session_core::session::commands::{self, Command, PickTarget};
+use session_core::session::console::{Console, ConsoleEvent, Decision, Transfer};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::cli::ConsoleArgs;
+use crate::output::{stdin_lines, Out};
+
+type Inner = tokio_rustls::client::TlsStream<tokio::io::DuplexStream>;
+
+/// How long `/pick` without an argument waits for an end user to join.
+const PICK_WAIT: Duration = Duration::from_secs(600);
+
+/// A session being worked on.
+struct Active {
+    guid: Uuid,
+    console: Console<Inner>,
+    /// Prints what the end user says; ends with the session's end reason.
+    watcher: tokio::task::JoinHandle<String>,
+}
+
+/// Logs in and runs commands until the input ends.
+pub async fn run(args: ConsoleArgs) -> Result<ExitCode> {
+    let out = Out { json: args.json };
+    let connector = Connector::new(
+        &args.gateway,
+        &crate::login::trust(&args.trust)?,
+        "vigil console",
+    )?;
+    let mut stdin = stdin_lines();
+    let password = match &args.password_file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+        None => stdin.recv().await.context("no password on stdin")?,
+    };
+    let mut tech = connector
+        .login(&args.user, &password, None)
+        .await
+        .with_context(|| format!("cannot log in to {}", args.gateway))?;
+    let permissions: Vec<_> = tech.info.permissions.iter().map(|p| p.as_str()).collect();
+    out.emit(
+        "logged_in",
+        json!({"user": tech.info.email, "group": tech.info.group, "permissions": permissions}),
+        format!(
+            "Logged in as {} (group {}). /help lists the commands.",
+            tech.info.email, tech.info.group
+        ),
+    );
+    let mut script = match &args.script {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+                .into_iter(),
+        ),
+        None => None,
+    };
+    let mut active: Option<Active> = None;
+    loop {
+        let line = match &mut script {
+            Some(lines) => lines.next(),
+            None => stdin.recv().await,
+        };
+        let Some(line) = line else { break };
+        let command = match commands::parse(&line) {
+            Ok(Some(c)) => c,
+            Ok(None) => continue,
+            Err(e) => {
+                out.emit("error", json!({"message": e}), format!("error: {e}"));
+                continue;
+            }
+        };
+        if let Err(e) = execute(&out, &connector, &mut tech, &mut active, command, &args).await {
+            out.emit(
+                "error",
+                json!({"message": format!("{e:#}")}),
+                format!("error: {e:#}"),
+            );
+        }
+    }
+    if let Some(session) = active.take() {
+        finish(&out, session).await;
+    }
+    tech.logout().await.ok();
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn execute(
+    out: &Out,
+    connector: &Connector,
+    tech: &mut Technician,
+    active: &mut Option<Active>,
+    command: Command,
+    args: &ConsoleArgs,
+) -> Result<()> {
+    // A session that ended by itself (the end user left) is let go first.
+    if active.as_ref().is_some_and(|a| a.watcher.is_finished()) {
+        if let Some(session) = active.take() {
+            finish(out, session).await;
+        }
+    }
+    match command {
+        Command::Help => out.emit("help", json!({}), commands::HELP),
+        Command::New => {
+            let s = tech.create_session().await?;
+            out.emit(
+                "session_created",
+                json!({"session": s.guid, "pin": s.pin, "expires": audit_db::time_us::format(s.expires_us)}),
+                format!("Session {} created. PIN for the end user: {} (valid until {})", s.guid, s.pin, audit_db::time_us::format(s.expires_us)),
+            );
+        }
+        Command::Queue => {
+            let waiting = tech.queue().await?;
+            let text = if waiting.is_empty() {
+                "Nobody is waiting.".to_owned()
+            } else {
+                waiting
+                    .iter()
+                    .enumerate()
+                    .map(|(i, w)| {
+                        format!(
+                            "{}. {} from {} since {}",
+                            i + 1,
+                            w.guid,
+                            w.ip,
+                            audit_db::time_us::format(w.joined_us)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            out.emit("queue", json!({"waiting": waiting}), text);
+        }
+        Command::Pick(target) => {
+            if active.is_some() {
+                bail!("a session is already active: /end it first");
+            }
+            let guid = pick_target(tech, target).await?;
+            let picked = tech.pick_up(guid).await?;
+            let session = connector.attach(picked).await?.into_stream();
+            let inner = inner::connect(session.stream, &session.credentials).await?;
+            out.emit(
+                "paired",
+                json!({"session": guid, "sas": inner.sas}),
+                format!("Connected to session {guid}, end to end encrypted. Verification code: {} (ask the end user to read theirs)", inner.sas),
+            );
+            let (console, events) =
+                Console::start(inner.stream, session.reporter, args.download_dir.clone());
+            let watcher = tokio::spawn(watch(*out, events));
+            *active = Some(Active {
+                guid,
+                console,
+                watcher,
+            });
+        }
+        Command::Chat(text) => {
+            if let Some(warning) = session(active)?.chat(&text).await? {
+                out.emit(
+                    "warning",
+                    json!({"message": warning}),
+                    format!("warning: {warning}"),
+                );
+            }
+        }
+        Command::Ask(permission) => {
+            let decision = session(active)?.ask(permission).await?;
+            let granted = decision == Decision::Granted;
+            out.emit(
+                "permission",
+                json!({"permission": permission, "granted": granted, "denial": denial(&decision)}),
+                match decision {
+                    Decision::Granted => format!("{permission}: granted"),
+                    Decision::Denied(d) => format!(
+                        "{permission}: denied ({})",
+                        denial(&Decision::Denied(d)).unwrap_or_default()
+                    ),
+                },
+            );
+        }
+        Command::Send(path) => {
+            let result = session(active)?.send_file(&path).await?;
+            transfer(out, "send", &path.display().to_string(), result);
+        }
+        Command::Get(path) => {
+            let result = session(active)?.get_file(&path).await?;
+            transfer(out, "get", &path, result);
+        }
+        Command::SysInfo => match session(active)?.sysinfo().await? {
+            Ok(info) => {
+                let text = format!(
+                    "{} ({}), kernel {}, {} x {}, {} of {} MiB memory free, up {} s, {} file systems",
+                    info.hostname, info.os, info.kernel, info.cpus, info.cpu,
+                    info.memory_available_bytes >> 20, info.memory_total_bytes >> 20, info.uptime_s, info.disks.len()
+                );
+                out.emit("sysinfo", json!({"info": info}), text);
+            }
+            Err(d) => out.emit(
+                "permission",
+                json!({"permission": "system_information", "granted": false, "denial": d}),
+                format!("system_information: denied ({d:?})"),
+            ),
+        },
+        Command::End => {
+            let session = active.take().context("no session is active")?;
+            finish(out, session).await;
+        }
+    }
+    Ok(())
+}
+
+/// The console of the active session.
+fn session(active: &Option<Active>) -> Result<&Console<Inner>> {
+    active
+        .as_ref()
+        .map(|a| &a.console)
+        .context("no session is active: /pick one first")
+}
+
+/// The GUID `/pick` names; without an argument, waits for the first end user.
+async fn pick_target(tech: &mut Technician, target: Option<PickTarget>) -> Result<Uuid> {
+    match target {
+        Some(PickTarget::Guid(guid)) => Ok(guid),
+        Some(PickTarget::Index(n)) => {
+            let waiting = tech.queue().await?;
+            waiting
+                .get(n - 1)
+                .map(|w| w.guid)
+                .with_context(|| format!("only {} waiting", waiting.len()))
+        }
+        None => {
+            let deadline = tokio::time::Instant::now() + PICK_WAIT;
+            loop {
+                if let Some(first) = tech.queue().await?.first() {
+                    return Ok(first.guid);
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    bail!("nobody joined within {} s", PICK_WAIT.as_secs());
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+fn denial(decision: &Decision) -> Option<&'static str> {
+    match decision {
+        Decision::Granted => None,
+        Decision::Denied(audit_db::event::Denial::EndUser) => Some("the end user said no"),
+        Decision::Denied(audit_db::event::Denial::NotGranted) => {
+            Some("your group is not granted this")
+        }
+        Decision::Denied(audit_db::event::Denial::Unavailable) => {
+            Some("not available in this version")
+        }
+    }
+}
+
+fn transfer(out: &Out, action: &str, what: &str, result: Transfer) {
+    match result {
+        Transfer::Verified { name, saved_as, digests } => out.emit(
+            "file",
+            json!({"action": action, "name": name, "ok": true, "saved_as": saved_as, "size": digests.size, "md5": digests.md5, "sha256": digests.sha256}),
+            format!("{what}: {} bytes, verified on both ends (MD5 {}, SHA-256 {}), saved as {saved_as}", digests.size, digests.md5, digests.sha256),
+        ),
+        Transfer::Refused(reason) => out.emit(
+            "file",
+            json!({"action": action, "name": what, "ok": false, "refused": reason}),
+            format!("{what}: refused: {reason}"),
+        ),
+        Transfer::Failed(reason) => out.emit(
+            "file",
+            json!({"action": action, "name": what, "ok": false, "error": reason}),
+            format!("{what}: FAILED: {reason}"),
+        ),
+    }
+}
+
+/// Prints what the end user sends until the session ends; returns why it ended.
+async fn watch(out: Out, mut events: mpsc::Receiver<ConsoleEvent>) -> String {
+    while let Some(event) = events.recv().await {
+        match event {
+            ConsoleEvent::Chat(text) => out.emit(
+                "chat",
+                json!({"from": "end_user", "text": text}),
+                format!("end user: {text}"),
+            ),
+            ConsoleEvent::Warning(w) => {
+                out.emit("warning", json!({"message": w}), format!("warning: {w}"))
+            }
+            ConsoleEvent::Ended(reason) => return reason,
+        }
+    }
+    "ended".to_owned()
+}
+
+/// Ends a session and reports how it ended.
+async fn finish(out: &Out, session: Active) {
+    let Active {
+        guid,
+        console,
+        watcher,
+    } = session;
+    console.end().await;
+    let reason = tokio::time::timeout(Duration::from_secs(10), watcher)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_else(|| "ended".to_owned());
+    out.emit(
+        "ended",
+        json!({"session": guid, "reason": reason}),
+        format!("Session {guid} ended: {reason}"),
+    );
+}

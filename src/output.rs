@@ -1,0 +1,43 @@
+//! What the interactive programs print: a line of text for people, or one
+//! JSON object per line (`--json`) for scripts.
+
+use std::io::Write;
+
+/// Where console and applet report what happens.
+#[derive(Clone, Copy, Debug)]
+pub struct Out {
+    pub json: bool,
+}
+
+impl Out {
+    /// Prints `event`: `{"event": NAME, ...fields}` with `--json`, else `text`.
+    pub fn emit(&self, name: &str, fields: serde_json::Value, text: impl std::fmt::Display) {
+        let mut out = std::io::stdout().lock();
+        let _ = if self.json {
+            let mut object = serde_json::Map::new();
+            object.insert("event".into(), name.into());
+            if let serde_json::Value::Object(fields) = fields {
+                object.extend(fields);
+            }
+            writeln!(out, "{}", serde_json::Value::Object(object))
+        } else {
+            writeln!(out, "{text}")
+        };
+        let _ = out.flush();
+    }
+}
+
+/// Standard input as lines, read on a task of its own; the channel closes at end of input.
+pub fn stdin_lines() -> tokio::sync::mpsc::Receiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if tx.send(line).await.is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}

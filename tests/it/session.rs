@@ -257,3 +257,164 @@ async fn path_traversal_names_are_saved_inside_the_download_directory() {
     let _ = s.applet.await;
     assert_eq!(s.gw.stop().0, 0);
 }
+
+/// `vigil ARGS` with piped stdin and stdout.
+fn spawn(args: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .env_remove("RUST_LOG")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("starting vigil")
+}
+
+/// Waits (at most 60 s) for `child` to exit 0 and returns its JSON lines.
+fn json_output(child: std::process::Child) -> Vec<serde_json::Value> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let output = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the program did not finish within 60 s")
+        .expect("waiting for the program");
+    assert!(output.status.success(), "{output:?}");
+    crate::helpers::json_lines(&String::from_utf8_lossy(&output.stdout))
+}
+
+#[test]
+fn the_console_and_applet_programs_run_a_scripted_session() {
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    add_technician(data);
+    run_in(
+        data,
+        &[
+            "admin",
+            "group",
+            "set",
+            "tier1",
+            "--permissions",
+            "send_files,receive_files",
+        ],
+        "",
+    )
+    .ok();
+    let gw = start_gateway(data, &[]);
+    let ca = gw.ca.to_str().unwrap().to_owned();
+    std::fs::write(data.join("to-user.txt"), "canary file for the end user").unwrap();
+    std::fs::write(data.join("from-user.txt"), "the end user's log").unwrap();
+    let script = data.join("script");
+    std::fs::write(
+        &script,
+        format!(
+            "/new\n/pick\nhello from support\n/ask remote_control\n/send {}\n/get {}\n/end\n",
+            data.join("to-user.txt").display(),
+            data.join("from-user.txt").display()
+        ),
+    )
+    .unwrap();
+    let mut console = spawn(&[
+        "console",
+        "--gateway",
+        &gw.addr,
+        "--ca",
+        &ca,
+        "--user",
+        "ann@example.com",
+        "--script",
+        script.to_str().unwrap(),
+        "--json",
+        "--download-dir",
+        data.join("console-dl").to_str().unwrap(),
+    ]);
+    writeln!(console.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    // Read the console's output until the PIN appears; keep the rest.
+    let mut lines = std::io::BufReader::new(console.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let pin = loop {
+        let line = lines
+            .next()
+            .expect("the console ended before creating a session")
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        seen.push(v.clone());
+        if v["event"] == "session_created" {
+            break v["pin"].as_str().unwrap().to_owned();
+        }
+    };
+    let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let mut applet = spawn(&[
+        "applet",
+        "--gateway",
+        &gw.addr,
+        "--ca",
+        &ca,
+        "--pin",
+        &pin,
+        "--consent",
+        "grant-all",
+        "--json",
+        "--download-dir",
+        data.join("applet-dl").to_str().unwrap(),
+    ]);
+    writeln!(applet.stdin.take().unwrap(), "my printer is on fire").unwrap();
+    let applet_out = json_output(applet);
+    assert!(console.wait().unwrap().success());
+    seen.extend(
+        rest.join()
+            .unwrap()
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap()),
+    );
+    let console_out = seen;
+
+    let find = |out: &[serde_json::Value], event: &str| -> Vec<serde_json::Value> {
+        out.iter()
+            .filter(|v| v["event"] == event)
+            .cloned()
+            .collect()
+    };
+    let sas_c = &find(&console_out, "paired")[0]["sas"];
+    let sas_a = &find(&applet_out, "paired")[0]["sas"];
+    assert_eq!(sas_c, sas_a, "both sides show the same verification code");
+    assert_eq!(find(&applet_out, "chat")[0]["text"], "hello from support");
+    let denied = &find(&console_out, "permission")[0];
+    assert_eq!(denied["granted"], false);
+    let files = find(&console_out, "file");
+    assert_eq!(files.len(), 2, "{console_out:?}");
+    assert!(files.iter().all(|f| f["ok"] == true), "{files:?}");
+    assert_eq!(
+        std::fs::read_to_string(data.join("applet-dl/to-user.txt")).unwrap(),
+        "canary file for the end user"
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("console-dl/from-user.txt")).unwrap(),
+        "the end user's log"
+    );
+    assert_eq!(gw.stop().0, 0);
+    let events = events(data);
+    let kinds: Vec<_> = events
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect();
+    for kind in [
+        "session.created",
+        "session.joined",
+        "session.picked_up",
+        "chat.message",
+        "permission.denied",
+        "permission.granted",
+        "file.transferred",
+        "session.ended",
+    ] {
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "{kind} missing from {kinds:?}"
+        );
+    }
+    assert_verifies(data);
+}

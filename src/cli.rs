@@ -58,6 +58,9 @@ pub enum Command {
     Console(ConsoleArgs),
     /// The end user's applet: join a session by PIN or GUID
     Applet(AppletArgs),
+    /// Run a whole support session on this machine (gateway, console and applet
+    /// as child processes) and leave its audit trail in the data directory
+    Demo,
     /// Read and check the audit log
     #[command(subcommand)]
     Audit(AuditCommand),

@@ -6,6 +6,7 @@ mod applet;
 mod audit;
 mod cli;
 mod console;
+mod demo;
 mod gateway;
 mod login;
 mod output;
@@ -43,6 +44,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Login(args) => login::run(args).await,
         Command::Console(args) => console::run(args).await,
         Command::Applet(args) => applet::run(args).await,
+        Command::Demo => {
+            with_log(&url, OpenMode::Create, |log| async move {
+                demo::run(&log, &data_dir).await
+            })
+            .await
+        }
         Command::Gateway(args) => {
             with_log(&url, OpenMode::Create, |log| async move {
                 gateway::run(&log, &data_dir, args).await

@@ -418,3 +418,28 @@ fn the_console_and_applet_programs_run_a_scripted_session() {
     }
     assert_verifies(data);
 }
+
+#[test]
+fn the_demo_runs_a_whole_session_and_leaves_a_verifiable_trail() {
+    let dir = tempfile::tempdir().unwrap();
+    for run in 1..=2 {
+        let r = run_in(dir.path(), &["demo"], "");
+        let out = r.ok();
+        let codes: Vec<&str> = out
+            .lines()
+            .find_map(|l| l.strip_prefix("verification code:"))
+            .expect("the summary shows the verification codes")
+            .split(',')
+            .map(|part| part.rsplit(' ').next().unwrap())
+            .collect();
+        assert_eq!(codes.len(), 2);
+        assert_eq!(codes[0], codes[1], "run {run}: {out}");
+        assert!(
+            out.contains("permission:         remote_control denied"),
+            "{out}"
+        );
+        assert_eq!(out.matches("file (").count(), 2, "{out}");
+        assert!(out.contains("session.ended"), "{out}");
+    }
+    assert_verifies(dir.path());
+}

@@ -1,0 +1,326 @@
+//! `vigil demo`: a whole support session on this machine. It starts a
+//! gateway, a technician console and an end user's applet as child
+//! processes on 127.0.0.1, runs a short scripted session, prints a summary,
+//! and leaves the data directory for `vigil audit query` and `verify`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+
+use anyhow::{bail, Context, Result};
+use audit_db::accounts::{Group, Role};
+use audit_db::{Accounts, AuditLog, Filter, Permission, Source};
+use futures::TryStreamExt;
+use serde_json::Value;
+use session_core::admin::Admin;
+
+const GROUP: &str = "demo";
+const TECHNICIAN: &str = "demo.technician@example.com";
+
+/// Runs the demo session against the audit log of `data`.
+pub async fn run(log: &AuditLog, data: &Path) -> Result<ExitCode> {
+    let work = data.join("demo");
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let password = prepare_accounts(log, &work).await?;
+    let exe = std::env::current_exe().context("finding the vigil executable")?;
+
+    println!("== starting the gateway (child process)");
+    let mut gateway = spawn(
+        &exe,
+        data,
+        &[
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--drain-timeout",
+            "5s",
+        ],
+    )?;
+    let mut gateway_out = BufReader::new(gateway.stdout.take().context("gateway stdout")?).lines();
+    let addr = loop {
+        let line = gateway_out
+            .next()
+            .context("the gateway exited before listening")??;
+        println!("   {line}");
+        if let Some(addr) = line.strip_prefix("listening on ") {
+            break addr.to_owned();
+        }
+    };
+    let outcome = session(&exe, data, &work, &addr, &password).await;
+    stop(&mut gateway)?;
+    let (console, applet) = outcome?;
+    summary(log, data, &console, &applet).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The demo group and technician, with a new random password each run.
+async fn prepare_accounts(log: &AuditLog, work: &Path) -> Result<PathBuf> {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let admin = Admin::new(
+        log.clone(),
+        &format!("vigil-demo@{host}"),
+        Source::cli(&host),
+    );
+    let accounts = Accounts::new(log.store().clone());
+    if accounts.group(GROUP).await?.is_none() {
+        admin
+            .add_group(&Group {
+                name: GROUP.into(),
+                permissions: vec![
+                    Permission::SendFiles,
+                    Permission::ReceiveFiles,
+                    Permission::SystemInformation,
+                ],
+                ip_allow: vec!["127.0.0.0/8".into()],
+                single_prompt: false,
+                force_recording: false,
+                store_chat: true,
+            })
+            .await?;
+    }
+    let mut random = [0u8; 12];
+    getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let password = format!("demo {}", hex::encode(random));
+    if accounts.technician(TECHNICIAN).await?.is_none() {
+        admin
+            .add_user(TECHNICIAN, GROUP, Role::Technician, &password, false)
+            .await?;
+    } else {
+        admin.set_password(TECHNICIAN, &password, false).await?;
+        admin.unlock(TECHNICIAN).await?;
+    }
+    let file = work.join("technician-password");
+    write_private(&file, &password)?;
+    Ok(file)
+}
+
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    writeln!(f, "{text}")?;
+    Ok(())
+}
+
+fn spawn(exe: &Path, data: &Path, args: &[&str]) -> Result<Child> {
+    Command::new(exe)
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting vigil {}", args[0]))
+}
+
+/// Runs the console and the applet; returns their JSON lines.
+async fn session(
+    exe: &Path,
+    data: &Path,
+    work: &Path,
+    addr: &str,
+    password: &Path,
+) -> Result<(Vec<Value>, Vec<Value>)> {
+    let ca = data.join("tls/ca.pem");
+    let to_user = work.join("printer-fix.txt");
+    std::fs::write(
+        &to_user,
+        "Printer driver settings: port=USB001, duplex=off\n",
+    )?;
+    let from_user = work.join("end-user-spool.log");
+    std::fs::write(&from_user, "spooler: job 42 stuck (offline)\n")?;
+    let script = work.join("console-script");
+    std::fs::write(
+        &script,
+        format!(
+            "/new\n/pick\nHello, this is Vigil support. I will send you a settings file.\n/ask remote_control\n/send {}\n/get {}\n/end\n",
+            to_user.display(),
+            from_user.display()
+        ),
+    )?;
+    let (ca, script, password) = (path_str(&ca)?, path_str(&script)?, path_str(password)?);
+    let console_dl = work.join("console-downloads");
+    let applet_dl = work.join("applet-downloads");
+
+    println!("== technician console (child process): logging in, creating a session");
+    let mut console = spawn(
+        exe,
+        data,
+        &[
+            "console",
+            "--gateway",
+            addr,
+            "--ca",
+            ca,
+            "--user",
+            TECHNICIAN,
+            "--password-file",
+            password,
+            "--script",
+            script,
+            "--json",
+            "--download-dir",
+            path_str(&console_dl)?,
+        ],
+    )?;
+    drop(console.stdin.take());
+    let mut console_lines =
+        BufReader::new(console.stdout.take().context("console stdout")?).lines();
+    let mut console_out = Vec::new();
+    let pin = loop {
+        let line = console_lines
+            .next()
+            .context("the console exited before creating a session")??;
+        let v: Value =
+            serde_json::from_str(&line).with_context(|| format!("console said {line:?}"))?;
+        console_out.push(v.clone());
+        if v["event"] == "session_created" {
+            break v["pin"].as_str().unwrap_or_default().to_owned();
+        }
+        if v["event"] == "error" {
+            bail!("the console failed: {}", v["message"]);
+        }
+    };
+    println!("   session created; PIN {pin}");
+    let rest = std::thread::spawn(move || console_lines.map_while(Result::ok).collect::<Vec<_>>());
+
+    println!(
+        "== end user's applet (child process): joining with the PIN, consenting to what is asked"
+    );
+    let mut applet = spawn(
+        exe,
+        data,
+        &[
+            "applet",
+            "--gateway",
+            addr,
+            "--ca",
+            ca,
+            "--pin",
+            &pin,
+            "--consent",
+            "grant-all",
+            "--json",
+            "--download-dir",
+            path_str(&applet_dl)?,
+        ],
+    )?;
+    if let Some(mut stdin) = applet.stdin.take() {
+        writeln!(stdin, "Thanks! My printer says it is offline.")?;
+    }
+    let applet_output = tokio::task::spawn_blocking(move || applet.wait_with_output()).await??;
+    let console_status = tokio::task::spawn_blocking(move || console.wait()).await??;
+    console_out.extend(
+        rest.join()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok()),
+    );
+    let applet_out: Vec<Value> = String::from_utf8_lossy(&applet_output.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    if !console_status.success() || !applet_output.status.success() {
+        bail!(
+            "the console or the applet failed (console {console_status}, applet {})",
+            applet_output.status
+        );
+    }
+    Ok((console_out, applet_out))
+}
+
+fn path_str(p: &Path) -> Result<&str> {
+    p.to_str()
+        .with_context(|| format!("{} is not valid UTF-8", p.display()))
+}
+
+/// SIGTERM, then wait: the gateway ends what is left and flushes the log.
+fn stop(gateway: &mut Child) -> Result<()> {
+    let pid = gateway.id().to_string();
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .context("running kill")?;
+    if !sent.success() {
+        gateway.kill().ok();
+    }
+    let status = gateway.wait()?;
+    if !status.success() {
+        bail!("the gateway exited with {status}");
+    }
+    Ok(())
+}
+
+async fn summary(log: &AuditLog, data: &Path, console: &[Value], applet: &[Value]) -> Result<()> {
+    let first = |out: &[Value], event: &str| {
+        out.iter()
+            .find(|v| v["event"] == event)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let paired = first(console, "paired");
+    let guid = paired["session"].as_str().unwrap_or_default().to_owned();
+    println!("== summary");
+    println!("session:            {guid}");
+    println!(
+        "verification code:  technician {}, end user {}",
+        paired["sas"].as_str().unwrap_or("?"),
+        first(applet, "paired")["sas"].as_str().unwrap_or("?")
+    );
+    for v in console
+        .iter()
+        .chain(applet)
+        .filter(|v| v["event"] == "chat")
+    {
+        println!(
+            "chat ({}):  {}",
+            v["from"].as_str().unwrap_or_default(),
+            v["text"].as_str().unwrap_or_default()
+        );
+    }
+    for v in console.iter().filter(|v| v["event"] == "permission") {
+        println!(
+            "permission:         {} {}",
+            v["permission"].as_str().unwrap_or_default(),
+            if v["granted"] == true {
+                "granted"
+            } else {
+                "denied"
+            }
+        );
+    }
+    for v in console.iter().filter(|v| v["event"] == "file") {
+        println!(
+            "file ({}):         {} {} bytes, MD5 {}, SHA-256 {}",
+            v["action"].as_str().unwrap_or_default(),
+            v["name"].as_str().unwrap_or_default(),
+            v["size"],
+            v["md5"].as_str().unwrap_or_default(),
+            v["sha256"].as_str().unwrap_or_default()
+        );
+    }
+    let session = uuid::Uuid::parse_str(&guid).ok();
+    let events: Vec<_> = log
+        .query(Filter {
+            session,
+            ..Filter::default()
+        })
+        .try_collect()
+        .await?;
+    println!("audit events of the session: {}", events.len());
+    for e in &events {
+        println!("  seq {:>5}  {:<22} {}", e.seq, e.kind, e.actor);
+    }
+    println!(
+        "inspect: vigil --data {} audit query --session {guid}",
+        data.display()
+    );
+    println!("verify:  vigil --data {} audit verify", data.display());
+    Ok(())
+}

@@ -131,6 +131,10 @@ pub struct GatewayArgs {
     /// Time live sessions get to end by themselves on SIGINT/SIGTERM
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     pub drain_timeout: std::time::Duration,
+    /// Diagnostic: write the bytes relayed for each session to DIR (they are
+    /// the inner TLS records: this shows what the gateway can see)
+    #[arg(long, value_name = "DIR")]
+    pub relay_capture: Option<PathBuf>,
 }
 
 /// How a client trusts the gateway.

@@ -29,6 +29,7 @@ pub async fn run(log: &AuditLog, data_dir: &Path, args: GatewayArgs) -> Result<E
     let mut config = GatewayConfig::new(args.listen, &host);
     config.handshake_timeout = args.handshake_timeout;
     config.drain_timeout = args.drain_timeout;
+    config.relay_capture = args.relay_capture;
     let gateway = Gateway::bind(config, tls::server_config(identity)?, log.clone()).await?;
     // Tests and scripts wait for this line: the socket is bound when it appears.
     println!("listening on {}", gateway.local_addr());

@@ -29,6 +29,15 @@ struct Running {
 }
 
 async fn running(data: &Path, permissions: &str, consent: ConsentMode) -> Running {
+    running_with(data, permissions, consent, &[]).await
+}
+
+async fn running_with(
+    data: &Path,
+    permissions: &str,
+    consent: ConsentMode,
+    gateway_args: &[&str],
+) -> Running {
     add_technician(data);
     run_in(
         data,
@@ -43,7 +52,7 @@ async fn running(data: &Path, permissions: &str, consent: ConsentMode) -> Runnin
         "",
     )
     .ok();
-    let gw = start_gateway(data, &[]);
+    let gw = start_gateway(data, gateway_args);
     let connector = connector(&gw);
     let mut tech = connector
         .login("ann@example.com", PASSWORD, None)
@@ -442,4 +451,46 @@ fn the_demo_runs_a_whole_session_and_leaves_a_verifiable_trail() {
         assert!(out.contains("session.ended"), "{out}");
     }
     assert_verifies(dir.path());
+}
+
+#[tokio::test]
+async fn a_canary_chat_line_and_file_never_cross_the_gateway_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("relay-capture");
+    std::fs::create_dir(&capture).unwrap();
+    let mut s = running_with(
+        dir.path(),
+        "send_files",
+        ConsentMode::GrantAll,
+        &["--relay-capture", capture.to_str().unwrap()],
+    )
+    .await;
+    s.console.chat("CANARY-CHAT-7f3a9c").await.unwrap();
+    assert_eq!(
+        s.applet_events.recv().await,
+        Some(AppletEvent::Chat("CANARY-CHAT-7f3a9c".into()))
+    );
+    let file = dir.path().join("canary.txt");
+    std::fs::write(&file, "CANARY-FILE-2b8e41 ".repeat(5_000)).unwrap();
+    let sent = s.console.send_file(&file).await.unwrap();
+    assert!(matches!(sent, Transfer::Verified { .. }), "{sent:?}");
+    drop(s.console);
+    let _ = s.applet.await;
+    assert_eq!(s.gw.stop().0, 0);
+
+    let mut relayed = Vec::new();
+    for entry in std::fs::read_dir(&capture).unwrap() {
+        relayed.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    assert!(
+        relayed.len() > 95_000,
+        "the capture holds what was relayed: {} bytes",
+        relayed.len()
+    );
+    let contains = |needle: &[u8]| relayed.windows(needle.len()).any(|w| w == needle);
+    assert!(!contains(b"CANARY-CHAT"), "chat crossed the relay in clear");
+    assert!(
+        !contains(b"CANARY-FILE"),
+        "the file crossed the relay in clear"
+    );
 }

@@ -58,6 +58,10 @@ pub struct GatewayConfig {
     pub session_cert_ttl: Duration,
     /// Connections served at once; more are closed at accept.
     pub max_connections: usize,
+    /// Diagnostic: append every relayed `Data` body to
+    /// `DIR/<session>.to-applet` / `.to-console`, to show what the relay
+    /// sees (the inner TLS records, never plaintext).
+    pub relay_capture: Option<std::path::PathBuf>,
 }
 
 impl GatewayConfig {
@@ -71,6 +75,7 @@ impl GatewayConfig {
             attach_timeout: Duration::from_secs(30),
             session_cert_ttl: Duration::from_secs(12 * 3600),
             max_connections: 100_000,
+            relay_capture: None,
         }
     }
 }

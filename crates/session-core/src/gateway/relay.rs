@@ -82,6 +82,15 @@ struct Side<'a> {
     answers: mpsc::Sender<Frame>,
 }
 
+/// The other side of one direction: where frames go, the gateway's own
+/// answers for it, its byte count and (diagnostic) capture file.
+struct Toward<'a> {
+    write: &'a mut WriteHalf<Tls>,
+    answers: &'a mut mpsc::Receiver<Frame>,
+    bytes: &'a mut u64,
+    capture: Option<tokio::fs::File>,
+}
+
 /// Answers for one side that may wait before its writer takes them.
 const ANSWERS: usize = 64;
 
@@ -92,11 +101,15 @@ async fn forward(
     shared: &Shared,
     guid: Uuid,
     from: Side<'_>,
-    to: &mut WriteHalf<Tls>,
-    answers_to: &mut mpsc::Receiver<Frame>,
+    toward: Toward<'_>,
     end: &CancellationToken,
-    bytes: &mut u64,
 ) -> (Stop, bool) {
+    let Toward {
+        write: to,
+        answers: answers_to,
+        bytes,
+        mut capture,
+    } = toward;
     loop {
         let frame = tokio::select! {
             biased;
@@ -123,7 +136,7 @@ async fn forward(
             Some(Kind::Data) => {
                 let len = frame.body().len() as u64;
                 let written = tokio::select! {
-                    w = write(to, frame) => w,
+                    w = write(to, frame.clone()) => w,
                     // The peer stopped reading and the session is over: give up mid-frame.
                     _ = end.cancelled() => return (Stop::Cancelled, false),
                 };
@@ -131,6 +144,13 @@ async fn forward(
                     return (Stop::PeerGone, false);
                 }
                 *bytes += len;
+                if let Some(file) = &mut capture {
+                    // A diagnostic: a failed write is logged, never stops the session.
+                    if let Err(e) = file.write_all(frame.body()).await {
+                        tracing::warn!("relay capture of session {guid} stopped: {e}");
+                        capture = None;
+                    }
+                }
             }
             Some(Kind::Event) => {
                 let reported = Message::decode(&frame)
@@ -221,30 +241,24 @@ pub(super) async fn run(
         };
         tokio::join!(
             async {
-                let r = forward(
-                    shared,
-                    guid,
-                    applet_side,
-                    c_write,
-                    &mut to_console_rx,
-                    &end,
-                    &mut to_console,
-                )
-                .await;
+                let toward = Toward {
+                    write: c_write,
+                    answers: &mut to_console_rx,
+                    bytes: &mut to_console,
+                    capture: capture(shared, guid, "to-console").await,
+                };
+                let r = forward(shared, guid, applet_side, toward, &end).await;
                 end.cancel();
                 r
             },
             async {
-                let r = forward(
-                    shared,
-                    guid,
-                    console_side,
-                    a_write,
-                    &mut to_applet_rx,
-                    &end,
-                    &mut to_applet,
-                )
-                .await;
+                let toward = Toward {
+                    write: a_write,
+                    answers: &mut to_applet_rx,
+                    bytes: &mut to_applet,
+                    capture: capture(shared, guid, "to-applet").await,
+                };
+                let r = forward(shared, guid, console_side, toward, &end).await;
                 end.cancel();
                 r
             },
@@ -288,6 +302,19 @@ pub(super) async fn run(
             }),
         )
         .await;
+}
+
+/// The capture file of one direction, when capturing is configured.
+async fn capture(shared: &Shared, guid: Uuid, direction: &str) -> Option<tokio::fs::File> {
+    let dir = shared.config.relay_capture.as_ref()?;
+    let path = dir.join(format!("{guid}.{direction}"));
+    match tokio::fs::File::create(&path).await {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::warn!("cannot capture the relay to {}: {e}", path.display());
+            None
+        }
+    }
 }
 
 /// The audited reason: what the side that stopped first did.

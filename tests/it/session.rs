@@ -494,3 +494,105 @@ async fn a_canary_chat_line_and_file_never_cross_the_gateway_in_clear() {
         "the file crossed the relay in clear"
     );
 }
+
+#[tokio::test]
+async fn a_file_that_grows_while_being_sent_arrives_as_it_was_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = running(dir.path(), "send_files", ConsentMode::GrantAll).await;
+    let path = dir.path().join("growing.log");
+    std::fs::write(&path, vec![b'a'; 4 << 20]).unwrap();
+    let grower = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
+            for _ in 0..200 {
+                f.write_all(&[b'b'; 16 * 1024]).unwrap();
+                f.flush().unwrap();
+                std::thread::yield_now();
+            }
+        })
+    };
+    let sent = s.console.send_file(&path).await.unwrap();
+    grower.join().unwrap();
+    let Transfer::Verified {
+        digests, saved_as, ..
+    } = sent
+    else {
+        panic!("{sent:?}")
+    };
+    let saved = std::fs::read(dir.path().join("applet-downloads").join(saved_as)).unwrap();
+    assert_eq!(saved.len() as u64, digests.size);
+    assert_eq!(
+        {
+            let mut h = session_core::session::files::Hashes::default();
+            h.update(&saved);
+            h.finish().sha256
+        },
+        digests.sha256,
+        "the digests describe exactly the bytes sent"
+    );
+    assert!(digests.size >= 4 << 20);
+    drop(s.console);
+    let _ = s.applet.await;
+    assert_eq!(s.gw.stop().0, 0);
+    assert_verifies(dir.path());
+}
+
+#[tokio::test]
+async fn a_peer_that_vanishes_mid_transfer_leaves_no_partial_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = running(dir.path(), "send_files", ConsentMode::GrantAll).await;
+    let path = dir.path().join("big.bin");
+    std::fs::write(&path, vec![7u8; 64 << 20]).unwrap();
+    let downloads = dir.path().join("applet-downloads");
+    let applet = &s.applet;
+    let vanish = async {
+        // Once the first bytes are on disk at the applet, the applet vanishes.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let started = std::fs::read_dir(&downloads)
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .any(|e| e.metadata().is_ok_and(|m| m.len() > 0))
+                })
+                .unwrap_or(false);
+            if started {
+                applet.abort();
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the transfer never started"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let (result, ()) = tokio::join!(
+        async {
+            tokio::time::timeout(Duration::from_secs(30), s.console.send_file(&path))
+                .await
+                .expect("the console noticed the applet was gone")
+        },
+        vanish
+    );
+    assert!(
+        !matches!(result, Ok(Transfer::Verified { .. })),
+        "a transfer to a vanished applet cannot verify: {result:?}"
+    );
+    // The applet's partial file went with it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&downloads).unwrap().count() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a partial file was left behind"
+        );
+        tokio::task::yield_now().await;
+    }
+    drop(s.console);
+    assert_eq!(s.gw.stop().0, 0);
+    assert_verifies(dir.path());
+}

@@ -274,6 +274,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_applet_refuses_a_console_certificate_of_another_session() {
+        let ca = SessionCa::new("t").unwrap();
+        let guid = Uuid::new_v4();
+        let applet = creds(&ca, guid, Role::Applet, vec![]);
+        let other = creds(&ca, Uuid::new_v4(), Role::Console, vec![]);
+        // A console that aims at this applet (right name, same CA) but
+        // holds a certificate of another session.
+        let config = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(applet.roots().unwrap())
+            .with_client_auth_cert(vec![other.cert.clone()], other.private_key().unwrap())
+            .unwrap();
+        let name = ServerName::try_from(SessionIdentity::dns_name(guid, Role::Applet)).unwrap();
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let connecting = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, a);
+        let (_c, s) = tokio::join!(connecting, accept(b, &applet));
+        assert!(
+            matches!(&s, Err(InnerError::Mismatch(why)) if why.contains("expected Console")),
+            "{s:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn a_certificate_from_another_ca_is_refused() {
         let guid = Uuid::new_v4();
         let console = creds(&SessionCa::new("a").unwrap(), guid, Role::Console, vec![]);

@@ -185,6 +185,14 @@ pub struct ConsoleArgs {
     /// Where files from end users are saved
     #[arg(long, value_name = "DIR", default_value = "./vigil-downloads")]
     pub download_dir: PathBuf,
+    /// Where audit events wait when the gateway cannot take them; they are
+    /// resent at the next login or command
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "./vigil-console-spool.jsonl"
+    )]
+    pub spool: PathBuf,
     /// One JSON object per line instead of text
     #[arg(long)]
     pub json: bool,

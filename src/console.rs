@@ -10,6 +10,8 @@ use session_core::client::{Connector, Technician};
 use session_core::inner;
 use session_core::session::commands::{self, Command, PickTarget};
 use session_core::session::console::{Console, ConsoleEvent, Decision, Transfer};
+use session_core::spool::Spool;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -51,6 +53,7 @@ pub async fn run(args: ConsoleArgs) -> Result<ExitCode> {
         .login(&args.user, &password, None)
         .await
         .with_context(|| format!("cannot log in to {}", args.gateway))?;
+    let spool = Arc::new(Spool::new(&args.spool));
     let permissions: Vec<_> = tech.info.permissions.iter().map(|p| p.as_str()).collect();
     out.emit(
         "logged_in",
@@ -71,6 +74,14 @@ pub async fn run(args: ConsoleArgs) -> Result<ExitCode> {
         ),
         None => None,
     };
+    let ctx = Ctx {
+        out,
+        connector,
+        args,
+        password,
+        spool,
+    };
+    deliver_spool(&ctx, &mut tech).await;
     let mut active: Option<Active> = None;
     loop {
         let line = match &mut script {
@@ -86,29 +97,79 @@ pub async fn run(args: ConsoleArgs) -> Result<ExitCode> {
                 continue;
             }
         };
-        if let Err(e) = execute(&out, &connector, &mut tech, &mut active, command, &args).await {
+        if let Err(e) = execute(&ctx, &mut tech, &mut active, command).await {
             out.emit(
                 "error",
                 json!({"message": format!("{e:#}")}),
                 format!("error: {e:#}"),
             );
         }
+        deliver_spool(&ctx, &mut tech).await;
     }
     if let Some(session) = active.take() {
         finish(&out, session).await;
     }
+    deliver_spool(&ctx, &mut tech).await;
     tech.logout().await.ok();
     Ok(ExitCode::SUCCESS)
 }
 
+/// Resends spooled events over the control link; if that link is gone (the
+/// gateway restarted), logs in again once and retries.
+async fn deliver_spool(ctx: &Ctx, tech: &mut Technician) {
+    match ctx.spool.pending() {
+        Ok(p) if p.is_empty() => return,
+        Ok(_) => {}
+        Err(e) => {
+            ctx.out.emit(
+                "warning",
+                json!({"message": e.to_string()}),
+                format!("warning: {e}"),
+            );
+            return;
+        }
+    }
+    let mut delivered = ctx.spool.deliver(tech).await;
+    if delivered.is_err() {
+        if let Ok(fresh) = ctx
+            .connector
+            .login(&ctx.args.user, &ctx.password, None)
+            .await
+        {
+            *tech = fresh;
+            delivered = ctx.spool.deliver(tech).await;
+        }
+    }
+    match delivered {
+        Ok(n) => ctx.out.emit(
+            "spool_delivered",
+            json!({"events": n}),
+            format!("{n} spooled audit events delivered"),
+        ),
+        Err(e) => ctx.out.emit(
+            "warning",
+            json!({"message": e.to_string()}),
+            format!("warning: spooled events wait for the gateway: {e}"),
+        ),
+    }
+}
+
+/// What the commands work with that does not change.
+struct Ctx {
+    out: Out,
+    connector: Connector,
+    args: ConsoleArgs,
+    password: String,
+    spool: Arc<Spool>,
+}
+
 async fn execute(
-    out: &Out,
-    connector: &Connector,
+    ctx: &Ctx,
     tech: &mut Technician,
     active: &mut Option<Active>,
     command: Command,
-    args: &ConsoleArgs,
 ) -> Result<()> {
+    let (out, connector) = (&ctx.out, &ctx.connector);
     // A session that ended by itself (the end user left) is let go first.
     if active.as_ref().is_some_and(|a| a.watcher.is_finished()) {
         if let Some(session) = active.take() {
@@ -160,8 +221,13 @@ async fn execute(
                 json!({"session": guid, "sas": inner.sas}),
                 format!("Connected to session {guid}, end to end encrypted. Verification code: {} (ask the end user to read theirs)", inner.sas),
             );
-            let (console, events) =
-                Console::start(inner.stream, session.reporter, args.download_dir.clone());
+            let (console, events) = Console::start(
+                inner.stream,
+                guid,
+                session.reporter,
+                Some(ctx.spool.clone()),
+                ctx.args.download_dir.clone(),
+            );
             let watcher = tokio::spawn(watch(*out, events));
             *active = Some(Active {
                 guid,

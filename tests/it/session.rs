@@ -73,9 +73,14 @@ async fn running_with(
         commands,
         events_tx,
     ));
+    let spool = Some(std::sync::Arc::new(session_core::spool::Spool::new(
+        &data.join("spool.jsonl"),
+    )));
     let (console, console_events) = Console::start(
         live.console,
+        live.guid,
         live.console_reporter,
+        spool,
         data.join("console-downloads"),
     );
     Running {
@@ -594,5 +599,61 @@ async fn a_peer_that_vanishes_mid_transfer_leaves_no_partial_file() {
     }
     drop(s.console);
     assert_eq!(s.gw.stop().0, 0);
+    assert_verifies(dir.path());
+}
+
+#[tokio::test]
+async fn a_gateway_restarted_mid_session_loses_no_audit_event() {
+    use audit_db::event::{ChatMessage, Party};
+    use audit_db::EventKind;
+    use session_core::client::Report;
+    use session_core::spool::Spool;
+
+    let dir = tempfile::tempdir().unwrap();
+    add_technician(dir.path());
+    let gw = start_gateway(dir.path(), &[]);
+    let mut tech = connector(&gw)
+        .login("ann@example.com", PASSWORD, None)
+        .await
+        .unwrap();
+    let live = live_session(&connector(&gw), &mut tech).await;
+    let chat = |text: &str| {
+        Report::now(&EventKind::ChatMessage(ChatMessage {
+            from: Party::Technician,
+            text: Some(text.into()),
+            chars: text.len() as u64,
+        }))
+        .in_session(live.guid)
+    };
+    let acked = chat("acknowledged before the crash");
+    live.console_reporter.report(&acked).await.unwrap();
+    // The gateway dies (SIGKILL): the ack of this one never arrives, so it is spooled...
+    drop(gw);
+    let lost_ack = chat("sent as the gateway died");
+    assert!(live.console_reporter.report(&lost_ack).await.is_err());
+    let spool = Spool::new(&dir.path().join("spool.jsonl"));
+    spool.add(&lost_ack).unwrap();
+    // ...and so is one whose ack was lost although it had been stored.
+    spool.add(&acked).unwrap();
+
+    let gw = start_gateway(dir.path(), &[]);
+    let mut tech = connector(&gw)
+        .login("ann@example.com", PASSWORD, None)
+        .await
+        .unwrap();
+    assert_eq!(spool.deliver(&mut tech).await.unwrap(), 2);
+    assert!(spool.pending().unwrap().is_empty());
+    tech.logout().await.unwrap();
+    assert_eq!(gw.stop().0, 0);
+
+    let events = events(dir.path());
+    for report in [&acked, &lost_ack] {
+        let stored: Vec<_> = events
+            .iter()
+            .filter(|e| e["id"] == report.id.to_string())
+            .collect();
+        assert_eq!(stored.len(), 1, "event {} stored exactly once", report.id);
+        assert_eq!(stored[0]["session"], live.guid.to_string());
+    }
     assert_verifies(dir.path());
 }

@@ -10,6 +10,7 @@ pub mod inner;
 pub mod readahead;
 pub mod session;
 pub mod session_ca;
+pub mod spool;
 pub mod throttle;
 pub mod tls;
 pub mod wire;

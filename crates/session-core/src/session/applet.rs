@@ -18,7 +18,7 @@ use tokio_util::codec::FramedRead;
 use uuid::Uuid;
 
 use super::files::Incoming;
-use super::link::{self, report, transferred, Sender, SessionError};
+use super::link::{self, report, transferred, Reporting, Sender, SessionError};
 use super::proto::{Control, Inner};
 use super::sysinfo::SystemInfo;
 use crate::client::SessionReporter;
@@ -96,7 +96,7 @@ pub struct AppletConfig {
 
 struct Applet<S> {
     send: Sender<S>,
-    reporter: SessionReporter,
+    reporting: Reporting,
     grant: Vec<Permission>,
     single_prompt: bool,
     consented: HashSet<Permission>,
@@ -122,7 +122,11 @@ where
     let mut frames = FramedRead::new(read, Codec);
     let mut applet = Applet {
         send: Sender::new(write),
-        reporter,
+        reporting: Reporting {
+            reporter,
+            spool: None,
+            session: console.guid,
+        },
         grant: console.grant,
         single_prompt: console.single_prompt,
         consented: HashSet::new(),
@@ -153,7 +157,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Applet<S> {
     }
 
     async fn report(&self, kind: EventKind) {
-        if let Some(warning) = report(&self.reporter, kind).await {
+        if let Some(warning) = report(&self.reporting, kind).await {
             self.tell(AppletEvent::Warning(warning)).await;
         }
     }

@@ -17,10 +17,11 @@ use tokio_util::codec::FramedRead;
 use uuid::Uuid;
 
 use super::files::{Digests, Incoming};
-use super::link::{self, report, transferred, Sender, SessionError};
+use super::link::{self, report, transferred, Reporting, Sender, SessionError};
 use super::proto::{Control, Inner};
 use super::sysinfo::SystemInfo;
 use crate::client::SessionReporter;
+use crate::spool::Spool;
 use crate::wire::Codec;
 
 /// What the console tells the technician without being asked.
@@ -62,7 +63,7 @@ type Waiters = Arc<Mutex<HashMap<Uuid, mpsc::UnboundedSender<Control>>>>;
 /// The technician's side of a live inner session.
 pub struct Console<S> {
     send: Sender<S>,
-    reporter: SessionReporter,
+    reporting: Reporting,
     waiters: Waiters,
     reader: JoinHandle<()>,
 }
@@ -80,13 +81,21 @@ impl<S> std::fmt::Debug for Console<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
-    /// Starts the console over `stream`; files the technician asks for are
-    /// saved in `download_dir`. Unasked-for news arrives on the receiver.
+    /// Starts the console of session `session` over `stream`; files the
+    /// technician asks for are saved in `download_dir`; events the gateway
+    /// does not acknowledge go to `spool`. Unasked-for news arrives on the receiver.
     pub fn start(
         stream: S,
+        session: Uuid,
         reporter: SessionReporter,
+        spool: Option<Arc<Spool>>,
         download_dir: PathBuf,
     ) -> (Self, mpsc::Receiver<ConsoleEvent>) {
+        let reporting = Reporting {
+            reporter,
+            spool,
+            session,
+        };
         let (read, write) = tokio::io::split(stream);
         let send = Sender::new(write);
         let waiters: Waiters = Arc::default();
@@ -94,14 +103,14 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
         let reader = tokio::spawn(read_loop(
             FramedRead::new(read, Codec),
             send.clone(),
-            reporter.clone(),
+            reporting.clone(),
             waiters.clone(),
             download_dir,
             events_tx,
         ));
         let console = Self {
             send,
-            reporter,
+            reporting,
             waiters,
             reader,
         };
@@ -132,7 +141,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
             })
             .await?;
         Ok(report(
-            &self.reporter,
+            &self.reporting,
             EventKind::ChatMessage(ChatMessage {
                 from: Party::Technician,
                 text: Some(text.to_owned()),
@@ -166,7 +175,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
 
     async fn requested(&self, permission: Permission) {
         report(
-            &self.reporter,
+            &self.reporting,
             EventKind::PermissionRequested(PermissionRequested { permission }),
         )
         .await;
@@ -205,7 +214,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
             }
             let ours = self.send.file(transfer, path).await?;
             report(
-                &self.reporter,
+                &self.reporting,
                 transferred(Direction::ToEndUser, &name, &ours),
             )
             .await;
@@ -330,7 +339,7 @@ fn answer_id(message: &Control) -> Option<Uuid> {
 async fn read_loop<S: AsyncRead + AsyncWrite + Send + 'static>(
     mut frames: FramedRead<ReadHalf<S>, Codec>,
     send: Sender<S>,
-    reporter: SessionReporter,
+    reporting: Reporting,
     waiters: Waiters,
     download_dir: PathBuf,
     events: mpsc::Sender<ConsoleEvent>,
@@ -401,8 +410,11 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Send + 'static>(
                     Ok((path, ours)) => (true, Some(path.display().to_string()), None, ours),
                     Err((e, ours)) => (false, None, Some(e.to_string()), ours),
                 };
-                if let Some(w) =
-                    report(&reporter, transferred(Direction::FromEndUser, &name, &ours)).await
+                if let Some(w) = report(
+                    &reporting,
+                    transferred(Direction::FromEndUser, &name, &ours),
+                )
+                .await
                 {
                     let _ = events.send(ConsoleEvent::Warning(w)).await;
                 }

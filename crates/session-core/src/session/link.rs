@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::files::{Digests, FileError, Hashes};
 use super::proto::{self, Control, CHUNK_DATA};
 use crate::client::{Report, SessionReporter};
+use crate::spool::Spool;
 use crate::wire::{Frame, WireError};
 
 /// The inner session failed.
@@ -107,16 +108,33 @@ impl<S: AsyncRead + AsyncWrite> Sender<S> {
     }
 }
 
-/// Reports an audit event; a failure is logged and returned as text for
-/// the user, never stops the session.
-pub(crate) async fn report(reporter: &SessionReporter, kind: EventKind) -> Option<String> {
+/// Where one side's audit events go: its session link, and (console) the
+/// spool for what the gateway does not acknowledge.
+#[derive(Clone, Debug)]
+pub(crate) struct Reporting {
+    pub reporter: SessionReporter,
+    pub spool: Option<Arc<Spool>>,
+    pub session: Uuid,
+}
+
+/// Reports an audit event. A failure never stops the session: the event is
+/// spooled for later delivery if there is a spool, and the user is told.
+pub(crate) async fn report(to: &Reporting, kind: EventKind) -> Option<String> {
     let name = kind.type_name();
-    match reporter.report(&Report::now(&kind)).await {
-        Ok(_) => None,
-        Err(e) => {
-            tracing::warn!("could not report {name}: {e}");
-            Some(format!("the audit log did not receive {name}: {e}"))
-        }
+    let report = Report::now(&kind).in_session(to.session);
+    let error = match to.reporter.report(&report).await {
+        Ok(_) => return None,
+        Err(e) => e,
+    };
+    tracing::warn!("could not report {name}: {error}");
+    match &to.spool {
+        Some(spool) => match spool.add(&report) {
+            Ok(()) => Some(format!(
+                "the gateway did not acknowledge {name} ({error}); it is spooled and will be resent"
+            )),
+            Err(e) => Some(format!("{name} was neither acknowledged nor spooled: {e}")),
+        },
+        None => Some(format!("the audit log did not receive {name}: {error}")),
     }
 }
 

@@ -13,21 +13,22 @@
 //! Run: `cargo bench --bench gateway`. The last line is the summary.
 //! `cargo bench --bench gateway -- throughput` runs the first part only.
 
-use std::path::Path;
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{pair, through_gateway, throughput, Applet, Console, Setup, PASSWORD, USER};
 use futures::StreamExt;
-use session_core::client::{Connector, SessionLink, Technician};
+use session_core::client::Connector;
 use session_core::inner::{self, Credentials, SessionKey};
 use session_core::session_ca::{Role, SessionCa, SessionIdentity};
 use session_core::tls::{self, Trust};
 use session_core::wire::{self, Link, Message};
 use testkit::GatewayProcess;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const PASSWORD: &str = "violet tractor mango";
 const BULK: usize = 512 << 20;
 const ROUND_TRIPS: usize = 20_000;
 const HANDSHAKES: usize = 4_000;
@@ -39,37 +40,8 @@ fn main() {
     let limit = rlimit::increase_nofile_limit(hard).unwrap_or(soft);
     let sessions = MAX_SESSIONS.min((limit as usize).saturating_sub(300) / 2);
 
-    let bin = Path::new(env!("CARGO_BIN_EXE_vigil"));
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    vigil(
-        bin,
-        dir.path(),
-        &[
-            "admin",
-            "group",
-            "add",
-            "bench",
-            "--permissions",
-            "desktop_view",
-        ],
-        "",
-    );
-    vigil(
-        bin,
-        dir.path(),
-        &[
-            "admin",
-            "user",
-            "add",
-            "bench@example.com",
-            "--group",
-            "bench",
-        ],
-        PASSWORD,
-    );
-    let gw = GatewayProcess::start(bin, dir.path(), &[], &[]);
-    let trust = Trust::ca_file(&gw.ca).expect("the gateway's CA");
-    let connector = Connector::new(&gw.addr, &trust, "vigil bench").expect("a connector");
+    let setup = Setup::start("desktop_view");
+    let (gw, trust, connector) = (&setup.gw, &setup.trust, &setup.connector);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -81,10 +53,10 @@ fn main() {
         println!("== 1. relay throughput, {} MiB console -> applet inside the inner TLS", BULK >> 20);
         let (mut ours, mut reference) = (0f64, 0f64);
         for _ in 0..3 {
-            let (c, a) = through_gateway(&connector).await;
-            ours = ours.max(throughput(c, a).await);
+            let (c, a) = through_gateway(connector).await;
+            ours = ours.max(throughput(c, a, BULK).await);
             let (c, a) = direct().await;
-            reference = reference.max(throughput(c, a).await);
+            reference = reference.max(throughput(c, a, BULK).await);
         }
         let tp_ratio = ours / reference;
         println!("ours (through the gateway): {ours:.0} MB/s; reference (direct over loopback): {reference:.0} MB/s; ratio {tp_ratio:.2} (target >= 0.30 and >= 500 MB/s)");
@@ -93,7 +65,7 @@ fn main() {
         }
 
         println!("== 2. round trip of a 64-byte message");
-        let (c, a) = through_gateway(&connector).await;
+        let (c, a) = through_gateway(connector).await;
         let gw_lat = latencies(c, a).await;
         let (c, a) = direct().await;
         let direct_lat = latencies(c, a).await;
@@ -104,7 +76,7 @@ fn main() {
         );
 
         println!("== 3. full TLS 1.3 handshakes (no resumption), {HANDSHAKES} connections, 32 at a time");
-        let (per_core, wall) = handshakes(&gw, &trust).await;
+        let (per_core, wall) = handshakes(gw, trust).await;
         let hs_ratio = per_core / 2_500.0;
         println!("ours: {per_core:.0} per second of gateway CPU ({wall:.0}/s wall clock, client on the same 2 cores); reference (target): 2500 per core; ratio {hs_ratio:.2}");
 
@@ -112,7 +84,7 @@ fn main() {
         if sessions < MAX_SESSIONS {
             println!("   (the open-file hard limit here is {hard}; {MAX_SESSIONS} sessions need more than {} descriptors per process)", 2 * MAX_SESSIONS);
         }
-        let kib = idle_sessions(&connector, gw.pid(), sessions).await;
+        let kib = idle_sessions(connector, gw.pid(), sessions).await;
         let rss_ratio = kib / 48.0;
         println!("ours: {kib:.1} KiB per session; reference (target): 48 KiB; ratio {rss_ratio:.2} (<= 1 meets it)");
 
@@ -121,62 +93,7 @@ fn main() {
             added_p99.as_micros()
         );
     });
-    let (code, _) = gw.stop();
-    assert_eq!(code, 0, "the gateway did not stop cleanly");
-}
-
-fn vigil(bin: &Path, data: &Path, args: &[&str], stdin_line: &str) {
-    use std::io::Write;
-    let mut child = std::process::Command::new(bin)
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("running vigil");
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    writeln!(stdin, "{stdin_line}").expect("writing stdin");
-    drop(stdin);
-    assert!(
-        child.wait().expect("waiting for vigil").success(),
-        "vigil {args:?} failed"
-    );
-}
-
-type Console = Box<dyn Stream>;
-type Applet = Box<dyn Stream>;
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
-
-/// A live session through the gateway, inner TLS established.
-async fn through_gateway(connector: &Connector) -> (Console, Applet) {
-    let mut tech = connector
-        .login("bench@example.com", PASSWORD, None)
-        .await
-        .expect("login");
-    let (console, applet) = pair(connector, &mut tech).await;
-    let (c, a) = (console.into_stream(), applet.into_stream());
-    let (c, a) = tokio::join!(
-        inner::connect(c.stream, &c.credentials),
-        inner::accept(a.stream, &a.credentials)
-    );
-    // The control link is not needed once the session is live.
-    drop(tech);
-    (
-        Box::new(c.expect("inner TLS").stream),
-        Box::new(a.expect("inner TLS").stream),
-    )
-}
-
-/// Creates, joins, picks up and attaches one session.
-async fn pair(connector: &Connector, tech: &mut Technician) -> (SessionLink, SessionLink) {
-    let session = tech.create_session().await.expect("create");
-    let waiting = connector.join(&session.pin).await.expect("join");
-    let picked = tech.pick_up(session.guid).await.expect("pick up");
-    let console = connector.attach(picked).await.expect("attach");
-    let applet = waiting.paired().await.expect("paired");
-    (console, applet)
+    setup.stop();
 }
 
 /// The same two endpoints, inner TLS over a direct loopback connection.
@@ -215,31 +132,6 @@ async fn direct() -> (Console, Applet) {
         Box::new(c.expect("inner TLS").stream),
         Box::new(a.expect("inner TLS").stream),
     )
-}
-
-/// MB/s of BULK bytes from console to applet.
-async fn throughput(mut console: Console, mut applet: Applet) -> f64 {
-    let chunk = vec![0x5au8; 64 * 1024];
-    let start = Instant::now();
-    let send = tokio::spawn(async move {
-        let mut sent = 0;
-        while sent < BULK {
-            console.write_all(&chunk).await.expect("sending");
-            sent += chunk.len();
-        }
-        console.flush().await.expect("flushing");
-        console
-    });
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut got = 0;
-    while got < BULK {
-        let n = applet.read(&mut buf).await.expect("receiving");
-        assert!(n > 0, "the stream ended early");
-        got += n;
-    }
-    let secs = start.elapsed().as_secs_f64();
-    let _console = send.await.expect("the sender");
-    BULK as f64 / secs / 1e6
 }
 
 struct Latency {
@@ -356,12 +248,7 @@ async fn idle_sessions(connector: &Connector, pid: u32, n: usize) -> f64 {
     const WORKERS: usize = 32;
     let mut techs = Vec::new();
     for _ in 0..WORKERS {
-        techs.push(
-            connector
-                .login("bench@example.com", PASSWORD, None)
-                .await
-                .expect("login"),
-        );
+        techs.push(connector.login(USER, PASSWORD, None).await.expect("login"));
     }
     let before = rss_kib(pid);
     let start = Instant::now();

@@ -1,0 +1,166 @@
+//! What the benchmarks share: a data directory with a technician account, a
+//! real `vigil gateway` process, and live sessions through it.
+
+#![allow(dead_code)] // each bench uses its own part of this module
+
+use std::path::Path;
+use std::time::Instant;
+
+use session_core::client::{Connector, SessionLink, SessionReporter, Technician};
+use session_core::inner;
+use session_core::session_ca::SessionIdentity;
+use session_core::tls::Trust;
+use testkit::GatewayProcess;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+pub const PASSWORD: &str = "violet tractor mango";
+pub const USER: &str = "bench@example.com";
+
+/// A data directory, a gateway on it, and a connector that trusts it.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub gw: GatewayProcess,
+    pub trust: Trust,
+    pub connector: Connector,
+}
+
+impl Setup {
+    /// Group `bench` with `permissions`, its technician, and a gateway.
+    pub fn start(permissions: &str) -> Self {
+        let bin = Path::new(env!("CARGO_BIN_EXE_vigil"));
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        vigil(
+            bin,
+            dir.path(),
+            &[
+                "admin",
+                "group",
+                "add",
+                "bench",
+                "--permissions",
+                permissions,
+            ],
+            "",
+        );
+        vigil(
+            bin,
+            dir.path(),
+            &["admin", "user", "add", USER, "--group", "bench"],
+            PASSWORD,
+        );
+        let gw = GatewayProcess::start(bin, dir.path(), &[], &[]);
+        let trust = Trust::ca_file(&gw.ca).expect("the gateway's CA");
+        let connector = Connector::new(&gw.addr, &trust, "vigil bench").expect("a connector");
+        Self {
+            dir,
+            gw,
+            trust,
+            connector,
+        }
+    }
+
+    /// Stops the gateway (SIGTERM) and checks it exited cleanly.
+    pub fn stop(self) {
+        let (code, _) = self.gw.stop();
+        assert_eq!(code, 0, "the gateway did not stop cleanly");
+    }
+}
+
+fn vigil(bin: &Path, data: &Path, args: &[&str], stdin_line: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(bin)
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("running vigil");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    writeln!(stdin, "{stdin_line}").expect("writing stdin");
+    drop(stdin);
+    assert!(
+        child.wait().expect("waiting for vigil").success(),
+        "vigil {args:?} failed"
+    );
+}
+
+/// Either end of an inner session.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+pub type Console = Box<dyn Stream>;
+pub type Applet = Box<dyn Stream>;
+
+/// Creates, joins, picks up and attaches one session.
+pub async fn pair(connector: &Connector, tech: &mut Technician) -> (SessionLink, SessionLink) {
+    let session = tech.create_session().await.expect("create");
+    let waiting = connector.join(&session.pin).await.expect("join");
+    let picked = tech.pick_up(session.guid).await.expect("pick up");
+    let console = connector.attach(picked).await.expect("attach");
+    let applet = waiting.paired().await.expect("paired");
+    (console, applet)
+}
+
+/// A live session through the gateway, with its inner TLS established.
+pub struct Live {
+    pub console: tokio_rustls::client::TlsStream<tokio::io::DuplexStream>,
+    pub applet: tokio_rustls::server::TlsStream<tokio::io::DuplexStream>,
+    pub console_reporter: SessionReporter,
+    pub applet_reporter: SessionReporter,
+    /// The console as the applet verified it.
+    pub console_identity: SessionIdentity,
+    pub guid: uuid::Uuid,
+}
+
+/// Logs in, pairs a session and establishes its inner TLS.
+pub async fn live(connector: &Connector) -> Live {
+    let mut tech = connector.login(USER, PASSWORD, None).await.expect("login");
+    let (console, applet) = pair(connector, &mut tech).await;
+    let (c, a) = (console.into_stream(), applet.into_stream());
+    let (ci, ai) = tokio::join!(
+        inner::connect(c.stream, &c.credentials),
+        inner::accept(a.stream, &a.credentials)
+    );
+    let (ci, ai) = (ci.expect("inner TLS"), ai.expect("inner TLS"));
+    // The control link is not needed once the session is live.
+    drop(tech);
+    Live {
+        guid: ai.peer.guid,
+        console_identity: ai.peer,
+        console: ci.stream,
+        applet: ai.stream,
+        console_reporter: c.reporter,
+        applet_reporter: a.reporter,
+    }
+}
+
+/// The two ends of a live session through the gateway, as plain streams.
+pub async fn through_gateway(connector: &Connector) -> (Console, Applet) {
+    let l = live(connector).await;
+    (Box::new(l.console), Box::new(l.applet))
+}
+
+/// MB/s of `total` bytes from console to applet.
+pub async fn throughput(mut console: Console, mut applet: Applet, total: usize) -> f64 {
+    let chunk = vec![0x5au8; 64 * 1024];
+    let start = Instant::now();
+    let send = tokio::spawn(async move {
+        let mut sent = 0;
+        while sent < total {
+            console.write_all(&chunk).await.expect("sending");
+            sent += chunk.len();
+        }
+        console.flush().await.expect("flushing");
+        console
+    });
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut got = 0;
+    while got < total {
+        let n = applet.read(&mut buf).await.expect("receiving");
+        assert!(n > 0, "the stream ended early");
+        got += n;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let _console = send.await.expect("the sender");
+    total as f64 / secs / 1e6
+}

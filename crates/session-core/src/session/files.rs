@@ -9,6 +9,10 @@ use sha2::{Digest, Sha256};
 use tokio::fs::File;
 use tokio::io::AsyncWriteExt;
 
+/// Bytes gathered before each write of a received file: each write of a
+/// tokio file is a trip to the blocking pool.
+const WRITE_BLOCK: usize = 1 << 20;
+
 /// Longest file name kept, in bytes (common file systems' limit).
 const MAX_NAME: usize = 255;
 
@@ -96,6 +100,7 @@ pub struct Incoming {
     part: PathBuf,
     file: Option<File>,
     hashes: Hashes,
+    pending: Vec<u8>,
 }
 
 impl Incoming {
@@ -118,6 +123,7 @@ impl Incoming {
             part,
             file: Some(file),
             hashes: Hashes::default(),
+            pending: Vec::new(),
         })
     }
 
@@ -133,12 +139,21 @@ impl Incoming {
 
     /// Appends a chunk.
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), FileError> {
+        self.hashes.update(bytes);
+        self.pending.extend_from_slice(bytes);
+        if self.pending.len() >= WRITE_BLOCK {
+            self.write_pending().await?;
+        }
+        Ok(())
+    }
+
+    async fn write_pending(&mut self) -> Result<(), FileError> {
         if let Some(file) = &mut self.file {
-            file.write_all(bytes)
+            file.write_all(&self.pending)
                 .await
                 .map_err(io("writing", &self.part))?;
         }
-        self.hashes.update(bytes);
+        self.pending.clear();
         Ok(())
     }
 
@@ -164,6 +179,7 @@ impl Incoming {
     }
 
     async fn place(&mut self) -> Result<PathBuf, FileError> {
+        self.write_pending().await?;
         if let Some(mut file) = self.file.take() {
             file.flush().await.map_err(io("writing", &self.part))?;
             file.sync_all().await.map_err(io("syncing", &self.part))?;

@@ -17,6 +17,9 @@ use crate::client::{Report, SessionReporter};
 use crate::spool::Spool;
 use crate::wire::{Frame, WireError};
 
+/// Bytes read from a file per call while sending it.
+const READ_BLOCK: usize = 1 << 20;
+
 /// The inner session failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -79,7 +82,8 @@ impl<S: AsyncRead + AsyncWrite> Sender<S> {
                 source,
             })?;
         let mut hashes = Hashes::default();
-        let mut buf = vec![0u8; CHUNK_DATA];
+        // Large reads: each read of a tokio file is a trip to the blocking pool.
+        let mut buf = vec![0u8; READ_BLOCK];
         loop {
             let n = file.read(&mut buf).await.map_err(|source| FileError::Io {
                 doing: "reading",
@@ -90,7 +94,9 @@ impl<S: AsyncRead + AsyncWrite> Sender<S> {
                 break;
             }
             hashes.update(&buf[..n]);
-            self.frame(&proto::chunk(transfer, &buf[..n])).await?;
+            for piece in buf[..n].chunks(CHUNK_DATA) {
+                self.frame(&proto::chunk(transfer, piece)).await?;
+            }
         }
         let digests = hashes.finish();
         self.control(&Control::FileDone {

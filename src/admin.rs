@@ -86,14 +86,19 @@ pub fn stdin_lines(n: usize) -> std::io::Result<Vec<String>> {
     Ok(lines)
 }
 
+/// The first line of a file (a password file), without its line end.
+pub fn first_line(path: &std::path::Path) -> Result<String> {
+    Ok(std::fs::read_to_string(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned())
+}
+
 fn read_password(source: &PasswordSource) -> Result<String> {
     let password = match &source.password_file {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_owned(),
+        Some(path) => first_line(path)?,
         None => stdin_lines(1)
             .context("reading the password from stdin")?
             .remove(0),

@@ -41,12 +41,7 @@ pub async fn run(args: ConsoleArgs) -> Result<ExitCode> {
     )?;
     let mut stdin = stdin_lines();
     let password = match &args.password_file {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_owned(),
+        Some(path) => crate::admin::first_line(path)?,
         None => stdin.recv().await.context("no password on stdin")?,
     };
     let mut tech = connector

@@ -370,7 +370,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Applet<S> {
                 })
                 .await;
                 let saved = path.file_name().map(|n| n.to_string_lossy().into_owned());
-                ((true, saved, None), ours)
+                (Ok(saved.unwrap_or_default()), ours)
             }
             Err((e, ours)) => {
                 self.tell(AppletEvent::FileFailed {
@@ -378,22 +378,13 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Applet<S> {
                     error: e.to_string(),
                 })
                 .await;
-                ((false, None, Some(e.to_string())), ours)
+                (Err(e.to_string()), ours)
             }
         };
         self.report(transferred(Direction::ToEndUser, &name, &ours))
             .await;
-        let (ok, saved_as, error) = result;
         self.send
-            .control(&Control::FileResult {
-                transfer,
-                ok,
-                size: ours.size,
-                md5: ours.md5,
-                sha256: ours.sha256,
-                saved_as,
-                error,
-            })
+            .control(&Control::file_result(transfer, ours, result))
             .await?;
         Ok(())
     }

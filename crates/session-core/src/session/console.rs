@@ -376,15 +376,11 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Send + 'static>(
                     Ok(file) => {
                         incoming.insert(transfer, file);
                     }
-                    Err(e) => route(Control::FileResult {
+                    Err(e) => route(Control::file_result(
                         transfer,
-                        ok: false,
-                        size: 0,
-                        md5: String::new(),
-                        sha256: String::new(),
-                        saved_as: None,
-                        error: Some(e.to_string()),
-                    }),
+                        super::files::Hashes::default().finish(),
+                        Err(e.to_string()),
+                    )),
                 }
             }
             Inner::Chunk { transfer, data } => {
@@ -406,9 +402,9 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Send + 'static>(
                 };
                 let name = file.name().to_owned();
                 let sent = link::digests(size, md5, sha256);
-                let (ok, saved_as, error, ours) = match file.finish(&sent).await {
-                    Ok((path, ours)) => (true, Some(path.display().to_string()), None, ours),
-                    Err((e, ours)) => (false, None, Some(e.to_string()), ours),
+                let (saved, ours) = match file.finish(&sent).await {
+                    Ok((path, ours)) => (Ok(path.display().to_string()), ours),
+                    Err((e, ours)) => (Err(e.to_string()), ours),
                 };
                 if let Some(w) = report(
                     &reporting,
@@ -418,15 +414,7 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Send + 'static>(
                 {
                     let _ = events.send(ConsoleEvent::Warning(w)).await;
                 }
-                let result = Control::FileResult {
-                    transfer,
-                    ok,
-                    size: ours.size,
-                    md5: ours.md5,
-                    sha256: ours.sha256,
-                    saved_as,
-                    error,
-                };
+                let result = Control::file_result(transfer, ours, saved);
                 if send.control(&result).await.is_err() {
                     break "the session failed while answering a file".to_owned();
                 }

@@ -8,6 +8,7 @@ use audit_db::Permission;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::files::Digests;
 use super::sysinfo::SystemInfo;
 use crate::wire::{Frame, WireError, MAX_BODY};
 
@@ -71,6 +72,26 @@ pub enum Control {
     SysInfoGet { request: Uuid },
     /// Applet → console: here it is.
     SysInfo { request: Uuid, info: SystemInfo },
+}
+
+impl Control {
+    /// The receiver's `FileResult`: its digests, and where the file was
+    /// saved or why it was not.
+    pub fn file_result(transfer: Uuid, ours: Digests, saved: Result<String, String>) -> Self {
+        let (ok, saved_as, error) = match saved {
+            Ok(name) => (true, Some(name), None),
+            Err(why) => (false, None, Some(why)),
+        };
+        Control::FileResult {
+            transfer,
+            ok,
+            size: ours.size,
+            md5: ours.md5,
+            sha256: ours.sha256,
+            saved_as,
+            error,
+        }
+    }
 }
 
 /// One inner-session frame, decoded.

@@ -1,4 +1,17 @@
-//! Will own screen capture sources, the lossless tile codec, and the `.vrec`
-//! recording writer, reader and crash recovery. Nothing here yet: recordings
-//! are issue 5.
+//! Screen capture sources, the lossless tile codec, and (to come) the
+//! `.vrec` recording writer, reader and crash recovery.
 #![forbid(unsafe_code)]
+
+pub mod codec;
+pub mod frame;
+pub mod synthetic;
+
+pub use frame::Frame;
+
+/// Where frames come from: a display, a file, a test pattern.
+pub trait Source {
+    /// Width and height of the frames.
+    fn size(&self) -> (u32, u32);
+    /// The next frame, or `None` when the source has ended.
+    fn next_frame(&mut self) -> Option<Frame>;
+}

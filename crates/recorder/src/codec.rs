@@ -13,13 +13,18 @@
 //! u16 width, u16 height
 //! zstd frame of:
 //!     u32 op count
-//!     op*: u32 tile index (row-major), u8 kind (0 pixels, 1 cached), u16 cache slot
+//!     op*: u32 tile index (row-major), u8 kind, u16 argument:
+//!          kind 0 pixels (argument: the cache slot it is stored in),
+//!          kind 1 cached (argument: the slot to copy),
+//!          kind 2 shifted (argument: dy as i16; the tile is the previous
+//!          frame's pixels `dy` rows higher, as when text scrolls)
 //!     the pixels of every `pixels` op, in op order, row by row (BGRA)
 //! ```
 //!
 //! A `pixels` op also stores the tile in its cache slot; a `cached` op
-//! copies the slot's tile. Slots are assigned by the encoder, so the
-//! decoder never decides anything.
+//! copies the slot's tile; a `shifted` op copies from the previous frame
+//! (as it was before this update). Slots and shifts are chosen by the
+//! encoder, so the decoder never decides anything.
 
 use std::collections::HashMap;
 
@@ -100,6 +105,39 @@ impl Grid {
         })
     }
 
+    /// Whether tile `i` of `cur` equals `prev` `dy` rows higher (the source
+    /// rows must lie inside the frame).
+    fn shifted_equal(&self, cur: &[u8], prev: &[u8], i: usize, dy: i16) -> bool {
+        let (x, y, w, h) = self.rect(i);
+        let Some(src) = (y as isize).checked_sub(dy as isize).filter(|&s| s >= 0) else {
+            return false;
+        };
+        let src = src as usize;
+        if src + h > self.height {
+            return false;
+        }
+        (0..h).all(|r| {
+            let a = ((y + r) * self.width + x) * 4;
+            let b = ((src + r) * self.width + x) * 4;
+            cur[a..a + w * 4] == prev[b..b + w * 4]
+        })
+    }
+
+    /// Copies tile `i` from `prev`, `dy` rows higher, into `frame`.
+    fn copy_shifted(&self, frame: &mut [u8], prev: &[u8], i: usize, dy: i16) -> bool {
+        let (x, y, w, h) = self.rect(i);
+        let src = y as isize - dy as isize;
+        if src < 0 || src as usize + h > self.height {
+            return false;
+        }
+        for r in 0..h {
+            let a = ((y + r) * self.width + x) * 4;
+            let b = ((src as usize + r) * self.width + x) * 4;
+            frame[a..a + w * 4].copy_from_slice(&prev[b..b + w * 4]);
+        }
+        true
+    }
+
     fn put_tile(&self, frame: &mut [u8], i: usize, bytes: &[u8]) {
         let (x, y, w, h) = self.rect(i);
         for (r, row) in (y..y + h).enumerate() {
@@ -162,9 +200,28 @@ impl Encoder {
         let mut ops: Vec<u8> = Vec::new();
         let mut pixels: Vec<u8> = Vec::new();
         let mut count = 0u32;
+        let changed: Vec<bool> = (0..grid.tiles())
+            .map(|i| key || !grid.same_tile(&frame.pixels, &self.previous, i))
+            .collect();
+        let shifts: Vec<Option<i16>> = if key {
+            Vec::new()
+        } else {
+            (0..grid.cols)
+                .map(|c| column_shift(&grid, c, &changed, &frame.pixels, &self.previous))
+                .collect()
+        };
         for i in 0..grid.tiles() {
-            if !key && grid.same_tile(&frame.pixels, &self.previous, i) {
+            if !changed[i] {
                 continue;
+            }
+            if let Some(dy) = shifts.get(i % grid.cols).copied().flatten() {
+                if grid.shifted_equal(&frame.pixels, &self.previous, i, dy) {
+                    ops.extend_from_slice(&(i as u32).to_le_bytes());
+                    ops.push(2);
+                    ops.extend_from_slice(&dy.to_le_bytes());
+                    count += 1;
+                    continue;
+                }
             }
             let mut tile = std::mem::take(&mut self.scratch);
             grid.tile_bytes(&frame.pixels, i, &mut tile);
@@ -218,6 +275,53 @@ impl Encoder {
         update.extend_from_slice(&compressed);
         Some(update)
     }
+}
+
+/// The vertical shift that best explains the changed tiles of tile column
+/// `c` (text scrolling in a window), if one is clear: rows of the column's
+/// strip that changed are looked up, by hash, among the previous frame's
+/// rows of the same strip; the most common offset wins if enough rows agree.
+fn column_shift(grid: &Grid, c: usize, changed: &[bool], cur: &[u8], prev: &[u8]) -> Option<i16> {
+    const MIN_VOTES: usize = 16;
+    if (0..grid.rows)
+        .filter(|r| changed[r * grid.cols + c])
+        .count()
+        < 2
+    {
+        return None;
+    }
+    let x = c * TILE;
+    let w = TILE.min(grid.width - x);
+    let row_hash = |frame: &[u8], y: usize| {
+        let start = (y * grid.width + x) * 4;
+        xxhash_rust::xxh3::xxh3_64(&frame[start..start + w * 4])
+    };
+    // Previous rows by content; a content seen twice (blank lines) says nothing.
+    let mut where_prev: HashMap<u64, Option<usize>> = HashMap::new();
+    for y in 0..grid.height {
+        where_prev
+            .entry(row_hash(prev, y))
+            .and_modify(|e| *e = None)
+            .or_insert(Some(y));
+    }
+    let mut votes: HashMap<isize, usize> = HashMap::new();
+    for y in 0..grid.height {
+        if !changed[(y / TILE) * grid.cols + c] {
+            continue;
+        }
+        let h = row_hash(cur, y);
+        if h == row_hash(prev, y) {
+            continue;
+        }
+        if let Some(Some(p)) = where_prev.get(&h) {
+            *votes.entry(y as isize - *p as isize).or_default() += 1;
+        }
+    }
+    votes
+        .into_iter()
+        .filter(|&(dy, n)| dy != 0 && n >= MIN_VOTES)
+        .max_by_key(|&(dy, n)| (n, -dy.abs()))
+        .and_then(|(dy, _)| i16::try_from(dy).ok())
 }
 
 /// The header of an update.
@@ -307,10 +411,16 @@ impl Decoder {
             return Err(CodecError::Truncated("fewer ops than counted"));
         }
         let mut pixels = &body[ops_end..];
+        let shifts = body[4..ops_end].chunks_exact(7).any(|op| op[4] == 2);
+        let before = if shifts {
+            frame.pixels.clone()
+        } else {
+            Vec::new()
+        };
         for op in body[4..ops_end].chunks_exact(7) {
             let tile = u32::from_le_bytes([op[0], op[1], op[2], op[3]]) as usize;
             let slot = u16::from_le_bytes([op[5], op[6]]) as usize;
-            if tile >= grid.tiles() || slot >= CACHE_SLOTS {
+            if tile >= grid.tiles() || (op[4] != 2 && slot >= CACHE_SLOTS) {
                 return Err(CodecError::Invalid(format!(
                     "tile {tile} or slot {slot} out of range"
                 )));
@@ -335,6 +445,14 @@ impl Decoder {
                             CodecError::Invalid(format!("slot {slot} is empty or of another size"))
                         })?;
                     grid.put_tile(&mut frame.pixels, tile, cached);
+                }
+                2 => {
+                    let dy = i16::from_le_bytes([op[5], op[6]]);
+                    if !grid.copy_shifted(&mut frame.pixels, &before, tile, dy) {
+                        return Err(CodecError::Invalid(format!(
+                            "shift {dy} of tile {tile} leaves the frame"
+                        )));
+                    }
                 }
                 other => return Err(CodecError::Invalid(format!("unknown op kind {other}"))),
             }
@@ -381,6 +499,52 @@ mod tests {
         assert_eq!(dec.decode(&back).unwrap(), &a);
         let body = zstd::bulk::decompress(&back[HEADER..], 1 << 20).unwrap();
         assert_eq!(body.len(), 4 + 2 * 7, "two cached references, no pixels");
+    }
+
+    /// A window of distinct "text" lines, scrolled up by `scroll` rows.
+    fn text(scroll: u32) -> Frame {
+        let mut f = Frame::black(256, 512);
+        for line in 0..120u32 {
+            let y = (line * 12).wrapping_sub(scroll);
+            if y < 500 {
+                let len = 20 + (line * 37) % 200;
+                // Rows of a glyph differ, as real text does.
+                for r in 0..7 {
+                    f.fill(
+                        8 + r,
+                        y + r,
+                        len,
+                        1,
+                        [
+                            (line * 3) as u8,
+                            (200 - r * 10) as u8,
+                            (line * 7 + r) as u8,
+                            255,
+                        ],
+                    );
+                }
+            }
+        }
+        f
+    }
+
+    #[test]
+    fn scrolled_text_is_sent_as_shifts() {
+        let (a, b) = (text(0), text(24));
+        let (mut enc, mut dec) = (Encoder::new(), Decoder::new());
+        dec.decode(&enc.encode(&a, 0, false).unwrap()).unwrap();
+        let scrolled = enc.encode(&b, 1, false).unwrap();
+        assert_eq!(dec.decode(&scrolled).unwrap(), &b);
+        let body = zstd::bulk::decompress(&scrolled[HEADER..], 1 << 24).unwrap();
+        let count = u32::from_le_bytes([body[0], body[1], body[2], body[3]]) as usize;
+        let shifted = body[4..4 + count * 7]
+            .chunks_exact(7)
+            .filter(|op| op[4] == 2)
+            .count();
+        assert!(
+            shifted * 2 > count,
+            "{shifted} of {count} changed tiles sent as shifts"
+        );
     }
 
     #[test]

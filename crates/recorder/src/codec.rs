@@ -210,10 +210,7 @@ impl Encoder {
                 .map(|c| column_shift(&grid, c, &changed, &frame.pixels, &self.previous))
                 .collect()
         };
-        for i in 0..grid.tiles() {
-            if !changed[i] {
-                continue;
-            }
+        for (i, _) in changed.iter().enumerate().filter(|(_, c)| **c) {
             if let Some(dy) = shifts.get(i % grid.cols).copied().flatten() {
                 if grid.shifted_equal(&frame.pixels, &self.previous, i, dy) {
                     ops.extend_from_slice(&(i as u32).to_le_bytes());

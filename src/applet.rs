@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use serde_json::json;
-use session_core::client::Connector;
 use session_core::inner;
 use session_core::session::applet::{
     self, AppletCommand, AppletConfig, AppletEvent, ConsentMode, Prompt,
@@ -18,11 +17,7 @@ use crate::output::{stdin_lines, Out};
 /// Runs one session as the end user.
 pub async fn run(args: AppletArgs) -> Result<ExitCode> {
     let out = Out { json: args.json };
-    let connector = Connector::new(
-        &args.gateway,
-        &crate::login::trust(&args.trust)?,
-        "vigil applet",
-    )?;
+    let connector = crate::login::connector(&args.connect, "vigil applet")?;
     let code = match (&args.pin, args.session) {
         (Some(pin), _) => pin.clone(),
         (None, Some(guid)) => guid.to_string(),

@@ -137,6 +137,16 @@ pub struct GatewayArgs {
     pub relay_capture: Option<PathBuf>,
 }
 
+/// Which gateway a client talks to, and how it trusts it.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The gateway, HOST:PORT
+    #[arg(long, value_name = "ADDR")]
+    pub gateway: String,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+}
+
 /// How a client trusts the gateway.
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
@@ -152,11 +162,8 @@ pub struct TrustArgs {
 /// `vigil login`.
 #[derive(Debug, Args)]
 pub struct LoginArgs {
-    /// The gateway, HOST:PORT
-    #[arg(long, value_name = "ADDR")]
-    pub gateway: String,
     #[command(flatten)]
-    pub trust: TrustArgs,
+    pub connect: ConnectArgs,
     /// The technician's email
     #[arg(long, value_name = "EMAIL")]
     pub user: String,
@@ -168,11 +175,8 @@ pub struct LoginArgs {
 /// `vigil console`.
 #[derive(Debug, Args)]
 pub struct ConsoleArgs {
-    /// The gateway, HOST:PORT
-    #[arg(long, value_name = "ADDR")]
-    pub gateway: String,
     #[command(flatten)]
-    pub trust: TrustArgs,
+    pub connect: ConnectArgs,
     /// The technician's email
     #[arg(long, value_name = "EMAIL")]
     pub user: String,
@@ -212,11 +216,8 @@ pub enum ConsentArg {
 /// `vigil applet`.
 #[derive(Debug, Args)]
 pub struct AppletArgs {
-    /// The gateway, HOST:PORT
-    #[arg(long, value_name = "ADDR")]
-    pub gateway: String,
     #[command(flatten)]
-    pub trust: TrustArgs,
+    pub connect: ConnectArgs,
     /// The six-digit PIN the technician gave you
     #[arg(
         long,

@@ -34,11 +34,7 @@ struct Active {
 /// Logs in and runs commands until the input ends.
 pub async fn run(args: ConsoleArgs) -> Result<ExitCode> {
     let out = Out { json: args.json };
-    let connector = Connector::new(
-        &args.gateway,
-        &crate::login::trust(&args.trust)?,
-        "vigil console",
-    )?;
+    let connector = crate::login::connector(&args.connect, "vigil console")?;
     let mut stdin = stdin_lines();
     let password = match &args.password_file {
         Some(path) => crate::admin::first_line(path)?,
@@ -47,7 +43,7 @@ pub async fn run(args: ConsoleArgs) -> Result<ExitCode> {
     let mut tech = connector
         .login(&args.user, &password, None)
         .await
-        .with_context(|| format!("cannot log in to {}", args.gateway))?;
+        .with_context(|| format!("cannot log in to {}", args.connect.gateway))?;
     let spool = Arc::new(Spool::new(&args.spool));
     let permissions: Vec<_> = tech.info.permissions.iter().map(|p| p.as_str()).collect();
     out.emit(

@@ -7,20 +7,22 @@ use anyhow::{bail, Context, Result};
 use session_core::client::Connector;
 use session_core::tls::Trust;
 
-use crate::cli::{LoginArgs, TrustArgs};
+use crate::cli::{ConnectArgs, LoginArgs};
 
-/// The trust a client was told to place in the gateway.
-pub fn trust(args: &TrustArgs) -> Result<Trust> {
-    match (&args.ca, &args.fingerprint) {
-        (Some(ca), _) => Ok(Trust::ca_file(ca)?),
-        (None, Some(fp)) => Ok(Trust::fingerprint(fp)?),
+/// A connector to the gateway the arguments name, trusted as they say;
+/// `client` names the program to the gateway.
+pub fn connector(args: &ConnectArgs, client: &str) -> Result<Connector> {
+    let trust = match (&args.trust.ca, &args.trust.fingerprint) {
+        (Some(ca), _) => Trust::ca_file(ca)?,
+        (None, Some(fp)) => Trust::fingerprint(fp)?,
         (None, None) => bail!("give --ca FILE or --fingerprint HEX"),
-    }
+    };
+    Ok(Connector::new(&args.gateway, &trust, client)?)
 }
 
 /// Logs in with the password from stdin (and a new one from its second line).
 pub async fn run(args: LoginArgs) -> Result<ExitCode> {
-    let connector = Connector::new(&args.gateway, &trust(&args.trust)?, "vigil login")?;
+    let connector = connector(&args.connect, "vigil login")?;
     let mut lines = crate::admin::stdin_lines(if args.new_password { 2 } else { 1 })
         .context("reading the password from stdin")?
         .into_iter();
@@ -29,7 +31,7 @@ pub async fn run(args: LoginArgs) -> Result<ExitCode> {
     let tech = connector
         .login(&args.user, &password, new_password.as_deref())
         .await
-        .with_context(|| format!("cannot log in to {}", args.gateway))?;
+        .with_context(|| format!("cannot log in to {}", args.connect.gateway))?;
     let info = &tech.info;
     let permissions: Vec<_> = info.permissions.iter().map(|p| p.as_str()).collect();
     println!("logged in as {} ({})", info.email, info.role);

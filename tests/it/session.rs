@@ -28,6 +28,15 @@ struct Running {
     _tech: session_core::client::Technician,
 }
 
+impl Running {
+    /// Closes the console, lets the applet end, and stops the gateway cleanly.
+    async fn close(self) {
+        drop(self.console);
+        let _ = self.applet.await;
+        assert_eq!(self.gw.stop().0, 0);
+    }
+}
+
 async fn running(data: &Path, permissions: &str, consent: ConsentMode) -> Running {
     running_with(data, permissions, consent, &[]).await
 }
@@ -232,9 +241,7 @@ async fn a_denied_consent_reaches_the_technician_and_nothing_is_written() {
             .count(),
         2
     );
-    drop(s.console);
-    let _ = s.applet.await;
-    assert_eq!(s.gw.stop().0, 0);
+    s.close().await;
     let events = events(dir.path());
     let denied: Vec<_> = events
         .iter()
@@ -267,9 +274,7 @@ async fn path_traversal_names_are_saved_inside_the_download_directory() {
         matches!(&again, Transfer::Verified { saved_as, .. } if saved_as == "..evil (1)"),
         "{again:?}"
     );
-    drop(s.console);
-    let _ = s.applet.await;
-    assert_eq!(s.gw.stop().0, 0);
+    s.close().await;
 }
 
 /// `vigil ARGS` with piped stdin and stdout.
@@ -479,9 +484,7 @@ async fn a_canary_chat_line_and_file_never_cross_the_gateway_in_clear() {
     std::fs::write(&file, "CANARY-FILE-2b8e41 ".repeat(5_000)).unwrap();
     let sent = s.console.send_file(&file).await.unwrap();
     assert!(matches!(sent, Transfer::Verified { .. }), "{sent:?}");
-    drop(s.console);
-    let _ = s.applet.await;
-    assert_eq!(s.gw.stop().0, 0);
+    s.close().await;
 
     let mut relayed = Vec::new();
     for entry in std::fs::read_dir(&capture).unwrap() {
@@ -541,9 +544,7 @@ async fn a_file_that_grows_while_being_sent_arrives_as_it_was_read() {
         "the digests describe exactly the bytes sent"
     );
     assert!(digests.size >= 4 << 20);
-    drop(s.console);
-    let _ = s.applet.await;
-    assert_eq!(s.gw.stop().0, 0);
+    s.close().await;
     assert_verifies(dir.path());
 }
 

@@ -294,20 +294,21 @@ fn column_shift(grid: &Grid, c: usize, changed: &[bool], cur: &[u8], prev: &[u8]
         xxhash_rust::xxh3::xxh3_64(&frame[start..start + w * 4])
     };
     // Previous rows by content; a content seen twice (blank lines) says nothing.
+    let prev_rows: Vec<u64> = (0..grid.height).map(|y| row_hash(prev, y)).collect();
     let mut where_prev: HashMap<u64, Option<usize>> = HashMap::new();
-    for y in 0..grid.height {
+    for (y, &h) in prev_rows.iter().enumerate() {
         where_prev
-            .entry(row_hash(prev, y))
+            .entry(h)
             .and_modify(|e| *e = None)
             .or_insert(Some(y));
     }
     let mut votes: HashMap<isize, usize> = HashMap::new();
-    for y in 0..grid.height {
+    for (y, &before) in prev_rows.iter().enumerate() {
         if !changed[(y / TILE) * grid.cols + c] {
             continue;
         }
         let h = row_hash(cur, y);
-        if h == row_hash(prev, y) {
+        if h == before {
             continue;
         }
         if let Some(Some(p)) = where_prev.get(&h) {

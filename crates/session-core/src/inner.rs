@@ -160,8 +160,7 @@ where
         .connect(name, stream)
         .await
         .map_err(InnerError::Handshake)?;
-    let peer = peer_identity(tls.get_ref().1.peer_certificates(), guid, Role::Applet)?;
-    let sas = sas(tls.get_ref().1, guid)?;
+    let (peer, sas) = established(tls.get_ref().1, guid, Role::Applet)?;
     Ok(Inner {
         stream: tls,
         peer,
@@ -189,13 +188,23 @@ where
         .await
         .map_err(InnerError::Handshake)?;
     let guid = creds.identity.guid;
-    let peer = peer_identity(tls.get_ref().1.peer_certificates(), guid, Role::Console)?;
-    let sas = sas(tls.get_ref().1, guid)?;
+    let (peer, sas) = established(tls.get_ref().1, guid, Role::Console)?;
     Ok(Inner {
         stream: tls,
         peer,
         sas,
     })
+}
+
+/// After the handshake: the peer must be `role` of session `guid`; then
+/// the SAS both ends show.
+fn established<D>(
+    conn: &rustls::ConnectionCommon<D>,
+    guid: Uuid,
+    role: Role,
+) -> Result<(SessionIdentity, String), InnerError> {
+    let peer = peer_identity(conn.peer_certificates(), guid, role)?;
+    Ok((peer, sas(conn, guid)?))
 }
 
 fn peer_identity(

@@ -81,8 +81,8 @@ pub(crate) struct Reported {
 }
 
 impl Reported {
-    /// The fields of `message`, if it is an `Event`.
-    pub fn from_message(message: Message) -> Option<Self> {
+    /// The fields of `message` if it is an `Event`; any other message back.
+    pub fn from_message(message: Message) -> Result<Self, Message> {
         match message {
             Message::Event {
                 id,
@@ -90,14 +90,14 @@ impl Reported {
                 session,
                 kind,
                 payload,
-            } => Some(Self {
+            } => Ok(Self {
                 id,
                 occurred_us,
                 session,
                 kind,
                 payload,
             }),
-            _ => None,
+            other => Err(other),
         }
     }
 }

@@ -38,8 +38,23 @@ pub(crate) type ServerLink = Link<ServerTls>;
 /// A client connection as the gateway holds it.
 pub(crate) type ServerTls = tokio_rustls::server::TlsStream<ReadAhead<TcpStream>>;
 
-/// A console's session link on its way to the applet's task, with its address.
-pub(crate) type Attaching = (ServerLink, IpAddr);
+/// A console's session link on its way to the applet's task, with what the
+/// relay needs from the attach: the address, the token that ends the
+/// session, and the group.
+pub(crate) struct Attaching {
+    pub link: ServerLink,
+    pub ip: IpAddr,
+    pub end: CancellationToken,
+    pub group: audit_db::accounts::Group,
+}
+
+impl std::fmt::Debug for Attaching {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attaching")
+            .field("ip", &self.ip)
+            .finish_non_exhaustive()
+    }
+}
 
 /// How the gateway runs (its access policy comes from the database).
 #[derive(Clone, Debug)]

@@ -244,15 +244,6 @@ impl Registry {
         Some((console, end, entry.group.clone()))
     }
 
-    /// The token that ends `guid`'s relay, and its group, once it is live.
-    pub fn live(&self, guid: Uuid) -> Option<(CancellationToken, Group)> {
-        let entry = self.sessions.get(&guid)?;
-        match &entry.state {
-            State::Live { end } => Some((end.clone(), entry.group.clone())),
-            _ => None,
-        }
-    }
-
     /// Forgets a session (it ended); returns its technician if it was known.
     pub fn remove(&mut self, guid: Uuid) -> Option<String> {
         let entry = self.sessions.remove(&guid)?;

@@ -30,7 +30,7 @@ pub(super) async fn attach(
     ticket: String,
 ) {
     let attached = shared.registry().attach(guid, &ticket);
-    let Some((handoff, _end, group)) = attached else {
+    let Some((handoff, end, group)) = attached else {
         refuse(
             &mut link,
             ip,
@@ -55,7 +55,12 @@ pub(super) async fn attach(
         return;
     }
     // If the applet's task is gone, the link is dropped and the console sees it close.
-    let _ = handoff.send((link, ip));
+    let _ = handoff.send(super::Attaching {
+        link,
+        ip,
+        end,
+        group,
+    });
 }
 
 /// How one direction of the relay stopped.
@@ -155,7 +160,7 @@ async fn forward(
             Some(Kind::Event) => {
                 let reported = Message::decode(&frame)
                     .ok()
-                    .and_then(Reported::from_message);
+                    .and_then(|m| Reported::from_message(m).ok());
                 let Some(reported) = reported else {
                     return (
                         Stop::Violation(ErrorCode::Malformed, "malformed Event".to_owned()),
@@ -208,13 +213,16 @@ pub(super) async fn run(
     shared: &Arc<Shared>,
     guid: Uuid,
     technician: &str,
-    (mut applet, applet_ip): super::Attaching,
-    (mut console, console_ip): super::Attaching,
+    (mut applet, applet_ip): (ServerLink, IpAddr),
+    console: super::Attaching,
 ) {
     let started = Instant::now();
-    let Some((end, group)) = shared.registry().live(guid) else {
-        return;
-    };
+    let super::Attaching {
+        link: mut console,
+        ip: console_ip,
+        end,
+        group,
+    } = console;
     tracing::info!("session {guid} of {technician}: relaying");
     let (mut to_console, mut to_applet) = (0u64, 0u64);
     let (to_applet_tx, mut to_applet_rx) = mpsc::channel(ANSWERS);

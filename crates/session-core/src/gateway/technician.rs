@@ -135,24 +135,26 @@ async fn control_loop(
                 return LogoutReason::Client;
             }
         };
+        let message = match Reported::from_message(message) {
+            Ok(reported) => {
+                let reporter = Reporter::Console {
+                    email: tech.email.clone(),
+                    store_chat: group.store_chat,
+                };
+                let answer = events::record(shared, &reporter, ip, None, reported).await;
+                if link.send(&answer).await.is_err() {
+                    return LogoutReason::Client;
+                }
+                continue;
+            }
+            Err(other) => other,
+        };
         let answer = match message {
             Message::CreateSession {} => create(shared, tech, group).await,
             Message::ListQueue {} => Ok(Message::Queue {
                 waiting: shared.registry().queue(&tech.email),
             }),
             Message::PickUp { guid, csr } => pick_up(shared, tech, group, guid, &csr).await,
-            event @ Message::Event { .. } => {
-                let reporter = Reporter::Console {
-                    email: tech.email.clone(),
-                    store_chat: group.store_chat,
-                };
-                match Reported::from_message(event) {
-                    Some(reported) => {
-                        Ok(events::record(shared, &reporter, ip, None, reported).await)
-                    }
-                    None => Err(Refusal::internal("an Event message lost its fields")),
-                }
-            }
             Message::Logout {} => {
                 let _ = link.shutdown().await;
                 return LogoutReason::Client;

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::FramedRead;
 use uuid::Uuid;
 
-use super::files::Incoming;
+use super::files::{self, Incoming};
 use super::link::{self, report, transferred, Reporting, Sender, SessionError};
 use super::proto::{Control, Inner};
 use super::sysinfo::SystemInfo;
@@ -391,35 +391,23 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Applet<S> {
 
     async fn requested(&mut self, transfer: Uuid, path: String) -> Result<(), SessionError> {
         let what = format!("copy your file {path:?} to the technician");
-        if let Err(denial) = self.authorize(Permission::ReceiveFiles, &what).await {
-            let reason = format!("denied: {}", denial_text(denial));
-            return Ok(self
-                .send
-                .control(&Control::FileRefused { transfer, reason })
-                .await?);
-        }
         let file = std::path::PathBuf::from(&path);
-        let size = match tokio::fs::metadata(&file).await {
-            Ok(m) if m.is_file() => m.len(),
-            Ok(_) => {
-                let reason = format!("{path} is not a file");
-                return Ok(self
-                    .send
-                    .control(&Control::FileRefused { transfer, reason })
-                    .await?);
-            }
-            Err(e) => {
-                let reason = format!("{path}: {e}");
-                return Ok(self
-                    .send
-                    .control(&Control::FileRefused { transfer, reason })
-                    .await?);
+        let size = match self.authorize(Permission::ReceiveFiles, &what).await {
+            Err(denial) => Err(format!("denied: {}", denial_text(denial))),
+            Ok(_) => match tokio::fs::metadata(&file).await {
+                Ok(m) if m.is_file() => Ok(m.len()),
+                Ok(_) => Err(format!("{path} is not a file")),
+                Err(e) => Err(format!("{path}: {e}")),
+            },
+        };
+        let size = match size {
+            Ok(size) => size,
+            Err(reason) => {
+                let refused = Control::FileRefused { transfer, reason };
+                return Ok(self.send.control(&refused).await?);
             }
         };
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| path.clone());
+        let name = files::display_name(&file);
         self.send
             .control(&Control::FileOffer {
                 transfer,

@@ -65,12 +65,15 @@ pub struct Console<S> {
     send: Sender<S>,
     reporting: Reporting,
     waiters: Waiters,
-    reader: JoinHandle<()>,
+    /// `None` once `end` has waited for it.
+    reader: Option<JoinHandle<()>>,
 }
 
 impl<S> Drop for Console<S> {
     fn drop(&mut self) {
-        self.reader.abort();
+        if let Some(reader) = &self.reader {
+            reader.abort();
+        }
     }
 }
 
@@ -112,7 +115,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
             send,
             reporting,
             waiters,
-            reader,
+            reader: Some(reader),
         };
         (console, events)
     }
@@ -184,10 +187,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
     /// Sends a file to the end user, streamed and hashed, once they consent.
     pub async fn send_file(&self, path: &Path) -> Result<Transfer, SessionError> {
         let transfer = Uuid::now_v7();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| path.display().to_string());
+        let name = super::files::display_name(path);
         let size = tokio::fs::metadata(path)
             .await
             .map_err(|source| super::files::FileError::Io {
@@ -306,8 +306,9 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
     /// applet's side close (bounded), so the end's reason is reported.
     pub async fn end(mut self) {
         self.send.shutdown().await;
-        let reader = std::mem::replace(&mut self.reader, tokio::spawn(async {}));
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), reader).await;
+        if let Some(reader) = self.reader.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), reader).await;
+        }
     }
 }
 

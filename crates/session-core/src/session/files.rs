@@ -58,6 +58,14 @@ pub fn sanitize(name: &str) -> Result<String, FileError> {
     Ok(clean)
 }
 
+/// The name a file is offered under: its last path component (the whole
+/// path if it has none).
+pub fn display_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
 /// MD5 and SHA-256 of a stream, updated chunk by chunk.
 #[derive(Clone, Default)]
 pub struct Hashes {

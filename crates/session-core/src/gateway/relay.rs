@@ -121,7 +121,7 @@ async fn forward(
             _ = end.cancelled() => return (Stop::Cancelled, true),
             Some(answer) = answers_to.recv() => {
                 let written = tokio::select! {
-                    w = write(to, answer) => w,
+                    w = write(to, &answer) => w,
                     _ = end.cancelled() => return (Stop::Cancelled, false),
                 };
                 if written.is_err() {
@@ -141,7 +141,7 @@ async fn forward(
             Some(Kind::Data) => {
                 let len = frame.body().len() as u64;
                 let written = tokio::select! {
-                    w = write(to, frame.clone()) => w,
+                    w = write(to, &frame) => w,
                     // The peer stopped reading and the session is over: give up mid-frame.
                     _ = end.cancelled() => return (Stop::Cancelled, false),
                 };
@@ -202,7 +202,7 @@ async fn forward(
     }
 }
 
-async fn write(to: &mut WriteHalf<Tls>, frame: Frame) -> std::io::Result<()> {
+async fn write(to: &mut WriteHalf<Tls>, frame: &Frame) -> std::io::Result<()> {
     to.write_all(frame.as_bytes()).await?;
     to.flush().await
 }

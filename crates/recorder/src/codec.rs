@@ -377,8 +377,36 @@ impl Decoder {
         }
     }
 
+    /// A decoder in the state a recording's key point describes: `frame` on
+    /// screen and the given cache slots filled.
+    pub fn restore(frame: Frame, slots: impl IntoIterator<Item = (usize, Vec<u8>)>) -> Self {
+        let mut decoder = Self::new();
+        for (slot, bytes) in slots {
+            if let Some(s) = decoder.slots.get_mut(slot) {
+                *s = Some(bytes);
+            }
+        }
+        decoder.frame = Some(frame);
+        decoder
+    }
+
+    /// The screen as the last update left it.
+    pub fn frame(&self) -> Option<&Frame> {
+        self.frame.as_ref()
+    }
+
     /// Applies `update`; returns the screen as it now is.
     pub fn decode(&mut self, update: &[u8]) -> Result<&Frame, CodecError> {
+        self.decode_traced(update, |_| {})
+    }
+
+    /// Applies `update` like [`Decoder::decode`], telling `seen` what each op
+    /// did (so a recording can note where every tile's pixels are stored).
+    pub fn decode_traced(
+        &mut self,
+        update: &[u8],
+        mut seen: impl FnMut(Applied),
+    ) -> Result<&Frame, CodecError> {
         let head = info(update)?;
         let grid = Grid::new(head.width as usize, head.height as usize);
         if head.key {
@@ -396,26 +424,16 @@ impl Decoder {
                 frame.height as u16,
             ));
         }
-        // Bounded: a tile op yields at most one full tile of pixels.
-        let limit = 4 + grid.tiles() * (7 + TILE * TILE * 4);
-        let body =
-            zstd::bulk::decompress(&update[HEADER..], limit).map_err(CodecError::Compression)?;
-        if body.len() < 4 {
-            return Err(CodecError::Truncated("no op count"));
-        }
-        let count = u32::from_le_bytes([body[0], body[1], body[2], body[3]]) as usize;
-        let ops_end = 4 + count * 7;
-        if count > grid.tiles() || body.len() < ops_end {
-            return Err(CodecError::Truncated("fewer ops than counted"));
-        }
-        let mut pixels = &body[ops_end..];
+        let body = body(update)?;
+        let (count, ops_end) = op_count(&body, &grid)?;
+        let mut offset = ops_end;
         let shifts = body[4..ops_end].chunks_exact(7).any(|op| op[4] == 2);
         let before = if shifts {
             frame.pixels.clone()
         } else {
             Vec::new()
         };
-        for op in body[4..ops_end].chunks_exact(7) {
+        for op in body[4..ops_end].chunks_exact(7).take(count) {
             let tile = u32::from_le_bytes([op[0], op[1], op[2], op[3]]) as usize;
             let slot = u16::from_le_bytes([op[5], op[6]]) as usize;
             if tile >= grid.tiles() || (op[4] != 2 && slot >= CACHE_SLOTS) {
@@ -426,14 +444,19 @@ impl Decoder {
             let (_, _, w, h) = grid.rect(tile);
             match op[4] {
                 0 => {
-                    let n = w * h * 4;
-                    if pixels.len() < n {
-                        return Err(CodecError::Truncated("fewer pixels than the ops need"));
-                    }
-                    let (bytes, rest) = pixels.split_at(n);
+                    let len = w * h * 4;
+                    let bytes = body
+                        .get(offset..offset + len)
+                        .ok_or(CodecError::Truncated("fewer pixels than the ops need"))?;
                     grid.put_tile(&mut frame.pixels, tile, bytes);
                     self.slots[slot] = Some(bytes.to_vec());
-                    pixels = rest;
+                    seen(Applied::Pixels {
+                        tile,
+                        slot,
+                        offset,
+                        len,
+                    });
+                    offset += len;
                 }
                 1 => {
                     let cached = self.slots[slot]
@@ -443,6 +466,7 @@ impl Decoder {
                             CodecError::Invalid(format!("slot {slot} is empty or of another size"))
                         })?;
                     grid.put_tile(&mut frame.pixels, tile, cached);
+                    seen(Applied::Cached { tile, slot });
                 }
                 2 => {
                     let dy = i16::from_le_bytes([op[5], op[6]]);
@@ -451,12 +475,108 @@ impl Decoder {
                             "shift {dy} of tile {tile} leaves the frame"
                         )));
                     }
+                    seen(Applied::Shifted { tile });
                 }
                 other => return Err(CodecError::Invalid(format!("unknown op kind {other}"))),
             }
         }
         Ok(frame)
     }
+}
+
+/// What one op of an update did to the screen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// Tile `tile` got new pixels, `len` bytes at `offset` of the update's
+    /// decompressed [`body`], also stored in cache `slot`.
+    Pixels {
+        tile: usize,
+        slot: usize,
+        offset: usize,
+        len: usize,
+    },
+    /// Tile `tile` got the pixels of cache `slot`.
+    Cached { tile: usize, slot: usize },
+    /// Tile `tile` got pixels of the previous frame, shifted.
+    Shifted { tile: usize },
+}
+
+/// The decompressed body of an update (bounded by its screen size).
+pub fn body(update: &[u8]) -> Result<Vec<u8>, CodecError> {
+    let head = info(update)?;
+    let grid = Grid::new(head.width as usize, head.height as usize);
+    // A tile op yields at most one full tile of pixels.
+    let limit = 4 + grid.tiles() * (7 + TILE * TILE * 4);
+    zstd::bulk::decompress(&update[HEADER..], limit).map_err(CodecError::Compression)
+}
+
+/// The op count of a body and where its ops end.
+fn op_count(body: &[u8], grid: &Grid) -> Result<(usize, usize), CodecError> {
+    let count_bytes = body.get(..4).ok_or(CodecError::Truncated("no op count"))?;
+    let count = u32::from_le_bytes([
+        count_bytes[0],
+        count_bytes[1],
+        count_bytes[2],
+        count_bytes[3],
+    ]) as usize;
+    let ops_end = 4 + count * 7;
+    if count > grid.tiles() || body.len() < ops_end {
+        return Err(CodecError::Truncated("fewer ops than counted"));
+    }
+    Ok((count, ops_end))
+}
+
+/// One op of an update, as [`ops`] lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Op {
+    pub tile: usize,
+    /// 0 pixels, 1 cached, 2 shifted.
+    pub kind: u8,
+    /// The slot (kinds 0 and 1) or the shift (kind 2, as i16 bits).
+    pub argument: u16,
+}
+
+/// The ops of an update, without applying them.
+pub fn ops(update: &[u8]) -> Result<Vec<Op>, CodecError> {
+    let head = info(update)?;
+    let grid = Grid::new(head.width as usize, head.height as usize);
+    let body = body(update)?;
+    let (count, ops_end) = op_count(&body, &grid)?;
+    Ok(body[4..ops_end]
+        .chunks_exact(7)
+        .take(count)
+        .map(|op| Op {
+            tile: u32::from_le_bytes([op[0], op[1], op[2], op[3]]) as usize,
+            kind: op[4],
+            argument: u16::from_le_bytes([op[5], op[6]]),
+        })
+        .collect())
+}
+
+/// Where tile `tile` of a `width`×`height` screen lies: x, y, w, h.
+pub fn tile_rect(width: u32, height: u32, tile: usize) -> (usize, usize, usize, usize) {
+    Grid::new(width as usize, height as usize).rect(tile)
+}
+
+/// How many tiles a `width`×`height` screen has.
+pub fn tile_count(width: u32, height: u32) -> usize {
+    Grid::new(width as usize, height as usize).tiles()
+}
+
+/// Copies `bytes` (a tile's pixels, row by row) into tile `tile` of `frame`.
+pub fn put_tile(frame: &mut Frame, tile: usize, bytes: &[u8]) {
+    Grid::new(frame.width as usize, frame.height as usize).put_tile(&mut frame.pixels, tile, bytes)
+}
+
+/// Copies tile `tile` of `frame` out, row by row.
+pub fn tile_pixels(frame: &Frame, tile: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    Grid::new(frame.width as usize, frame.height as usize).tile_bytes(
+        &frame.pixels,
+        tile,
+        &mut out,
+    );
+    out
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
-//! Screen capture sources, the lossless tile codec, and (to come) the
-//! `.vrec` recording writer, reader and crash recovery.
+//! Screen capture sources, the lossless tile codec, the cursor stream,
+//! and `.vrec` recordings (writer, reader, seeking, checks and repair).
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod cursor;
 pub mod frame;
 pub mod synthetic;
+pub mod vrec;
 
 pub use frame::Frame;
 

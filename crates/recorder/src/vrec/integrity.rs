@@ -1,0 +1,152 @@
+//! Whole-file checks and repair. A check reads every chunk and decodes
+//! every update, so "intact" means every frame can be shown; repair keeps
+//! every whole chunk, sets aside what follows, and writes a fresh index.
+
+use std::fs::OpenOptions;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::keypoint::Tracker;
+use super::reader::{scan, Scan};
+use super::writer::write_index;
+use super::{io_error, Header, VrecError};
+
+/// What a full check of a file found.
+#[derive(Debug)]
+pub struct Check {
+    pub header: Header,
+    pub scan: Scan,
+    /// The whole file's size and lower-case hex SHA-256.
+    pub size: u64,
+    pub sha256: String,
+    /// The first update that does not decode, if any.
+    pub undecodable: Option<String>,
+}
+
+impl Check {
+    /// Whether the file is finished, whole and every update decodes.
+    pub fn intact(&self) -> bool {
+        self.scan.finished && self.scan.stopped.is_none() && self.undecodable.is_none()
+    }
+}
+
+/// Reads `path` through: chunk checksums, every update decoded, the file hashed.
+pub fn check(path: &Path) -> Result<Check, VrecError> {
+    let (header, scan) = scan(path)?;
+    let mut file = std::fs::File::open(path).map_err(io_error(path))?;
+    let mut sha = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(io_error(path))?;
+        if n == 0 {
+            break;
+        }
+        sha.update(&buf[..n]);
+        size += n as u64;
+    }
+    let mut undecodable = None;
+    let recording = super::Recording::open(path)?;
+    let mut tracker = Tracker::new();
+    for entry in recording.entries(None)? {
+        match entry {
+            Ok(super::Entry::Update { offset, bytes }) => {
+                if let Err(e) = tracker.apply(&bytes, offset) {
+                    undecodable = Some(format!("update at byte {offset}: {e}"));
+                    break;
+                }
+            }
+            Ok(_) => {}
+            // The scan already says where the readable part ends.
+            Err(_) => break,
+        }
+    }
+    Ok(Check {
+        header,
+        scan,
+        size,
+        sha256: hex::encode(sha.finalize()),
+        undecodable,
+    })
+}
+
+/// What [`repair`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Repaired {
+    /// The file was finished and whole; nothing was changed.
+    pub already_complete: bool,
+    /// Bytes of whole chunks kept.
+    pub kept: u64,
+    /// Bytes after the last whole chunk, moved to `tail`.
+    pub dropped: u64,
+    pub tail: Option<PathBuf>,
+    pub frames: u64,
+    /// Why the readable part ends where it does.
+    pub reason: Option<String>,
+}
+
+/// Makes a cut-off or damaged recording finished again: whole chunks are
+/// kept, the bytes after them are saved to `FILE.tail` (never thrown
+/// away), and a new index and trailer are written.
+pub fn repair(path: &Path) -> Result<Repaired, VrecError> {
+    let (_, scan) = scan(path)?;
+    if scan.finished && scan.stopped.is_none() {
+        return Ok(Repaired {
+            already_complete: true,
+            kept: scan.file_len,
+            dropped: 0,
+            tail: None,
+            frames: scan.index.frames,
+            reason: None,
+        });
+    }
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io_error(path))?;
+    let dropped = scan.file_len - scan.data_end;
+    let tail = if dropped > 0 {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".tail");
+        let tail_path = PathBuf::from(name);
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tail_path)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => VrecError::Exists {
+                    path: tail_path.display().to_string(),
+                },
+                _ => io_error(&tail_path)(e),
+            })?;
+        file.seek(SeekFrom::Start(scan.data_end))
+            .map_err(io_error(path))?;
+        std::io::copy(&mut (&mut file).take(dropped), &mut out).map_err(io_error(&tail_path))?;
+        out.sync_all().map_err(io_error(&tail_path))?;
+        Some(tail_path)
+    } else {
+        None
+    };
+    file.set_len(scan.data_end).map_err(io_error(path))?;
+    file.seek(SeekFrom::End(0)).map_err(io_error(path))?;
+    write_index(
+        &mut file,
+        path,
+        scan.data_end,
+        &scan.index,
+        &mut Sha256::new(),
+    )?;
+    file.flush().map_err(io_error(path))?;
+    file.sync_all().map_err(io_error(path))?;
+    Ok(Repaired {
+        already_complete: false,
+        kept: scan.data_end,
+        dropped,
+        tail,
+        frames: scan.index.frames,
+        reason: scan.stopped,
+    })
+}

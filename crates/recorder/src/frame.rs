@@ -38,3 +38,35 @@ impl Frame {
         }
     }
 }
+
+impl Frame {
+    /// Writes this frame as an 8-bit RGBA PNG, pixel for pixel.
+    pub fn write_png(&self, out: impl std::io::Write) -> Result<(), png::EncodingError> {
+        let mut encoder = png::Encoder::new(out, self.width, self.height);
+        encoder.set_color(png::ColorType::Rgba);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header()?;
+        let mut rgba = self.pixels.clone();
+        rgba.chunks_exact_mut(4).for_each(|p| p.swap(0, 2));
+        writer.write_image_data(&rgba)?;
+        writer.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn png_holds_the_exact_pixels() {
+        let mut f = Frame::black(5, 3);
+        f.fill(1, 1, 2, 1, [10, 20, 30, 255]);
+        let mut bytes = Vec::new();
+        f.write_png(&mut bytes).unwrap();
+        let mut reader = png::Decoder::new(&bytes[..]).read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size()];
+        reader.next_frame(&mut buf).unwrap();
+        assert_eq!(&buf[(5 + 1) * 4..(5 + 1) * 4 + 4], &[30, 20, 10, 255]);
+        assert_eq!(buf.len(), f.pixels.len());
+    }
+}

@@ -5,6 +5,7 @@
 pub mod codec;
 pub mod cursor;
 pub mod frame;
+pub mod raw;
 pub mod synthetic;
 pub mod vrec;
 
@@ -15,5 +16,16 @@ pub trait Source {
     /// Width and height of the frames.
     fn size(&self) -> (u32, u32);
     /// The next frame, or `None` when the source has ended.
-    fn next_frame(&mut self) -> Option<Frame>;
+    fn next_frame(&mut self) -> Result<Option<Frame>, SourceError>;
+}
+
+/// A source could not give a frame.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("reading frames: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the input ends inside a frame ({got} of {want} bytes): is --size right?")]
+    PartialFrame { got: usize, want: usize },
+    #[error("screen capture: {0}")]
+    Capture(String),
 }

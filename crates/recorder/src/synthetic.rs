@@ -4,7 +4,7 @@
 //! same frames on every machine.
 
 use crate::frame::Frame;
-use crate::Source;
+use crate::{Source, SourceError};
 
 /// Deterministic frames of `width`×`height`.
 #[derive(Debug)]
@@ -40,7 +40,14 @@ impl Source for Synthetic {
         (self.width, self.height)
     }
 
-    fn next_frame(&mut self) -> Option<Frame> {
+    fn next_frame(&mut self) -> Result<Option<Frame>, SourceError> {
+        Ok(Some(self.frame()))
+    }
+}
+
+impl Synthetic {
+    /// The next frame (a synthetic source never ends).
+    pub fn frame(&mut self) -> Frame {
         let (w, h) = (self.width, self.height);
         let mut f = Frame::black(w, h);
         for y in 0..h {
@@ -57,6 +64,6 @@ impl Source for Synthetic {
             f.fill(wx + 4, wy + 4 + line * 8, len, 5, [20, 20, 20, 255]);
         }
         self.n += 1;
-        Some(f)
+        f
     }
 }

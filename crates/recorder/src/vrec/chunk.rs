@@ -78,8 +78,8 @@ pub enum Bad {
     Eof { at_boundary: bool },
     /// The length is beyond [`MAX_BODY`].
     Length(u32),
-    /// The CRC does not match.
-    Checksum,
+    /// The CRC does not match (the chunk claimed `len` body bytes).
+    Checksum { len: u32 },
     /// Reading failed.
     Io(io::Error),
 }
@@ -127,7 +127,7 @@ pub fn read(r: &mut impl Read) -> Result<Chunk, Bad> {
     hasher.update(&head);
     hasher.update(&rest[..crc_at]);
     if hasher.finalize() != stored {
-        return Err(Bad::Checksum);
+        return Err(Bad::Checksum { len });
     }
     rest.truncate(crc_at);
     Ok(Chunk {

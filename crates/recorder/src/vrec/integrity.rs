@@ -72,6 +72,89 @@ pub fn check(path: &Path) -> Result<Check, VrecError> {
     })
 }
 
+/// What the audit log says of a recording.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Logged {
+    /// A `recording.started` event names it.
+    pub started: bool,
+    /// The size and SHA-256 its `recording.stopped` event carries.
+    pub stopped: Option<(u64, String)>,
+}
+
+/// A recording judged against the audit log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Exactly the file the audit log recorded at stop.
+    Complete,
+    /// A cut-off prefix, or never finished.
+    Truncated(String),
+    /// Not what was recorded.
+    Altered(String),
+    /// The audit log does not know this recording.
+    Unlogged(String),
+    /// No audit log was consulted; the file is whole as far as it can tell.
+    Intact,
+}
+
+impl Verdict {
+    /// One word for scripts.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Self::Complete => "complete",
+            Self::Truncated(_) => "truncated",
+            Self::Altered(_) => "altered",
+            Self::Unlogged(_) => "unlogged",
+            Self::Intact => "intact",
+        }
+    }
+}
+
+/// Judges a checked file against what the audit log holds (`None`: no log consulted).
+pub fn judge(check: &Check, logged: Option<&Logged>) -> Verdict {
+    let readable = format!(
+        "readable up to byte {} of {} ({} frames)",
+        check.scan.data_end, check.size, check.scan.index.frames
+    );
+    let damage = check.scan.damaged.then(|| {
+        format!(
+            "damaged {}",
+            check.scan.stopped.as_deref().unwrap_or("inside the file")
+        )
+    });
+    let damage = damage.or_else(|| check.undecodable.clone());
+    match logged.and_then(|l| l.stopped.as_ref()) {
+        Some((size, sha)) if *size == check.size && *sha == check.sha256 => Verdict::Complete,
+        Some((size, _)) if check.size < *size && damage.is_none() => Verdict::Truncated(format!(
+            "the file has {} of the {size} bytes the audit log recorded at stop; {readable}",
+            check.size
+        )),
+        Some((size, _)) => Verdict::Altered(damage.unwrap_or_else(|| {
+            format!(
+                "its SHA-256 differs from the one the audit log recorded at stop ({size} bytes)"
+            )
+        })),
+        None => match (damage, logged) {
+            (Some(d), _) => Verdict::Altered(d),
+            (None, Some(l)) if l.started => Verdict::Truncated(format!(
+                "the recording never finished (no stop event in the audit log); {readable}"
+            )),
+            (None, Some(_)) => Verdict::Unlogged(format!(
+                "the audit log has no record of recording {}",
+                check.header.recording
+            )),
+            (None, None) if check.intact() => Verdict::Intact,
+            (None, None) => Verdict::Truncated(format!(
+                "{}; {readable}",
+                check
+                    .scan
+                    .stopped
+                    .as_deref()
+                    .unwrap_or("no index: the recording was not finished")
+            )),
+        },
+    }
+}
+
 /// What [`repair`] did.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Repaired {

@@ -345,7 +345,6 @@ mod tests {
     use super::*;
     use crate::codec::Encoder;
     use crate::synthetic::Synthetic;
-    use crate::Source;
 
     #[test]
     fn varints_and_zigzag_round_trip() {
@@ -362,7 +361,7 @@ mod tests {
         let mut enc = Encoder::new();
         let mut tracker = Tracker::new();
         for n in 0..10u64 {
-            if let Some(u) = enc.encode(&source.next_frame().unwrap(), n, false) {
+            if let Some(u) = enc.encode(&source.frame(), n, false) {
                 tracker.apply(&u, 100 + n).unwrap();
             }
         }

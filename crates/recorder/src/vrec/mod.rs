@@ -19,7 +19,7 @@ pub mod writer;
 use serde::{Deserialize, Serialize};
 
 pub use reader::{Ending, Entry, Recording};
-pub use writer::{Finished, Writer};
+pub use writer::{record, Finished, RecordError, Recorded, Writer};
 
 /// The format version this build writes and reads.
 pub const FORMAT: u32 = 1;
@@ -101,7 +101,7 @@ mod tests {
     use crate::codec::Encoder;
     use crate::cursor::Cursor;
     use crate::synthetic::Synthetic;
-    use crate::{Frame, Source};
+    use crate::Frame;
 
     fn header(width: u32, height: u32) -> Header {
         Header {
@@ -124,7 +124,7 @@ mod tests {
         let mut enc = Encoder::new();
         let mut shown = Vec::new();
         for i in 0..n {
-            let frame = source.next_frame().unwrap();
+            let frame = source.frame();
             let t = i * 1_000_000;
             if let Some(u) = enc.encode(&frame, t, false) {
                 writer.update(&u).unwrap();
@@ -243,13 +243,56 @@ mod tests {
         let (writer, _) = record(&path, 20);
         writer.finish(20_000_000).unwrap();
         let bytes = std::fs::read(&path).unwrap();
+        let good = integrity::check(&path).unwrap();
+        let logged = integrity::Logged {
+            started: true,
+            stopped: Some((good.size, good.sha256.clone())),
+        };
+        assert_eq!(
+            integrity::judge(&good, Some(&logged)),
+            integrity::Verdict::Complete
+        );
         for at in [100, bytes.len() / 2, bytes.len() - 30] {
             let mut bad = bytes.clone();
             bad[at] ^= 1;
             std::fs::write(&path, &bad).unwrap();
-            let intact = integrity::check(&path).is_ok_and(|c| c.intact());
+            let check = integrity::check(&path);
+            let intact = check.as_ref().is_ok_and(|c| c.intact());
             assert!(!intact, "flipped byte {at} unnoticed");
+            if let Ok(check) = check {
+                let verdict = integrity::judge(&check, Some(&logged));
+                assert!(
+                    matches!(verdict, integrity::Verdict::Altered(_)),
+                    "{verdict:?}"
+                );
+            }
         }
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let cut = integrity::check(&path).unwrap();
+        assert!(matches!(
+            integrity::judge(&cut, Some(&logged)),
+            integrity::Verdict::Truncated(_)
+        ));
+        let never_stopped = integrity::Logged {
+            started: true,
+            stopped: None,
+        };
+        assert!(matches!(
+            integrity::judge(&cut, Some(&never_stopped)),
+            integrity::Verdict::Truncated(_)
+        ));
+        assert!(matches!(
+            integrity::judge(&cut, Some(&integrity::Logged::default())),
+            integrity::Verdict::Unlogged(_)
+        ));
+        let mut zeroed = bytes[..bytes.len() / 2].to_vec();
+        zeroed.extend(std::iter::repeat_n(0u8, 4096));
+        std::fs::write(&path, &zeroed).unwrap();
+        let power_cut = integrity::check(&path).unwrap();
+        assert!(
+            !power_cut.scan.damaged,
+            "zeros after a power cut are a cut, not damage"
+        );
     }
 
     #[test]

@@ -108,6 +108,8 @@ pub struct Scan {
     pub finished: bool,
     /// Why the scan stopped before the end of the file, if it did.
     pub stopped: Option<String>,
+    /// Whether what stopped it looks like damage rather than a cut.
+    pub damaged: bool,
     pub file_len: u64,
 }
 
@@ -513,12 +515,28 @@ fn scan_from(file: &mut File, path: &Path, first: u64, file_len: u64) -> Result<
     let mut index = Index::default();
     let mut at = first;
     let mut finished = false;
+    let mut damaged = true;
     let stopped = loop {
         let chunk = match chunk::read(&mut r) {
             Ok(c) => c,
             Err(Bad::Eof { at_boundary: true }) => break None,
             Err(Bad::Io(e)) => return Err(io_error(path)(e)),
-            Err(bad) => break Some(format!("at byte {at}: {}", describe(bad))),
+            Err(bad) => {
+                // A kill leaves a partial chunk; a power cut can leave
+                // blocks of zeros. Anything else is damage.
+                // A power cut can leave the rest of the last chunk, and
+                // all after it, as zeros: a cut, not damage.
+                let zeros_after = match bad {
+                    Bad::Checksum { len } => Some(at + (chunk::HEAD as u64) + u64::from(len)),
+                    Bad::Length(_) => Some(at),
+                    _ => None,
+                };
+                damaged = match zeros_after {
+                    Some(from) => !zeros_from(file, from.min(file_len)).map_err(io_error(path))?,
+                    None => false,
+                };
+                break Some(format!("at byte {at}: {}", describe(bad)));
+            }
         };
         let offset = at;
         match Kind::from_byte(chunk.kind) {
@@ -578,9 +596,26 @@ fn scan_from(file: &mut File, path: &Path, first: u64, file_len: u64) -> Result<
         index,
         data_end: at,
         finished,
+        damaged: damaged && stopped.is_some(),
         stopped,
         file_len,
     })
+}
+
+/// Whether every byte from `at` to the end of the file is zero.
+fn zeros_from(file: &File, at: u64) -> std::io::Result<bool> {
+    let mut file = file;
+    file.seek(SeekFrom::Start(at))?;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+    }
 }
 
 /// A line that says what is wrong with a chunk.
@@ -588,7 +623,7 @@ pub(crate) fn describe(bad: Bad) -> String {
     match bad {
         Bad::Eof { .. } => "the file ends inside a chunk".into(),
         Bad::Length(n) => format!("a chunk claims {n} bytes, more than any chunk may hold"),
-        Bad::Checksum => "a chunk's checksum does not match its contents".into(),
+        Bad::Checksum { .. } => "a chunk's checksum does not match its contents".into(),
         Bad::Io(e) => format!("read failed: {e}"),
     }
 }

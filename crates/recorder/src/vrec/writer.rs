@@ -237,3 +237,51 @@ pub(crate) fn write_index(
     }
     Ok(())
 }
+
+/// A source or the file failed while recording.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error(transparent)]
+    Source(#[from] crate::SourceError),
+    #[error(transparent)]
+    Vrec(#[from] VrecError),
+}
+
+/// What [`record`] wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recorded {
+    /// Frames read from the source.
+    pub frames_in: u64,
+    /// Updates written (frames that differed from the one before).
+    pub updates: u64,
+    /// When the last frame's interval ends.
+    pub ended_us: u64,
+}
+
+/// Records every frame of `source`, `fps` per second, through the same
+/// codec path as a live session (one [`codec::Encoder`], updates written
+/// unchanged); `progress` hears the number of frames read so far.
+pub fn record(
+    source: &mut dyn crate::Source,
+    writer: &mut Writer,
+    fps: f64,
+    mut progress: impl FnMut(u64),
+) -> Result<Recorded, RecordError> {
+    let mut encoder = codec::Encoder::new();
+    let mut done = Recorded {
+        frames_in: 0,
+        updates: 0,
+        ended_us: 0,
+    };
+    let at = |n: u64| (n as f64 * 1_000_000.0 / fps).round() as u64;
+    while let Some(frame) = source.next_frame()? {
+        if let Some(update) = encoder.encode(&frame, at(done.frames_in), false) {
+            writer.update(&update)?;
+            done.updates += 1;
+        }
+        done.frames_in += 1;
+        progress(done.frames_in);
+    }
+    done.ended_us = at(done.frames_in);
+    Ok(done)
+}

@@ -67,6 +67,62 @@ pub enum Command {
     /// Administer Vigil
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Make, inspect, check and repair `.vrec` session recordings
+    #[command(subcommand)]
+    Recording(RecordingCommand),
+}
+
+/// `vigil recording ...`
+#[derive(Debug, Subcommand)]
+pub enum RecordingCommand {
+    /// Make a recording from raw BGRA frames on stdin, through the live session's
+    /// codec (e.g. `ffmpeg -i clip.mkv -f rawvideo -pix_fmt bgra - | vigil recording encode ...`)
+    Encode {
+        /// Frame size of the input
+        #[arg(long, value_name = "WxH", value_parser = parse_size)]
+        size: (u32, u32),
+        /// Frames per second of the input
+        #[arg(long, value_name = "N", value_parser = parse_fps)]
+        fps: f64,
+        /// The recording to write (must not exist)
+        #[arg(short, long, value_name = "OUT.vrec")]
+        output: PathBuf,
+    },
+    /// Duration, size, frames, resolution and markers of a recording
+    Info {
+        file: PathBuf,
+        /// One JSON object
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write one frame, bit-exact, as PNG
+    Frame {
+        file: PathBuf,
+        /// The frame on screen at this time since the start: [[HH:]MM:]SS[.mmm]
+        #[arg(long, value_name = "HH:MM:SS.mmm", value_parser = parse_clock,
+              required_unless_present = "index", conflicts_with = "index")]
+        at: Option<u64>,
+        /// The Nth frame (from 0) that changed the screen
+        #[arg(long, value_name = "N")]
+        index: Option<u64>,
+        /// The PNG to write
+        #[arg(short, long, value_name = "FRAME.png")]
+        output: PathBuf,
+        /// Replace OUTPUT if it exists
+        #[arg(long)]
+        force: bool,
+    },
+    /// Make a cut-off recording finished again: keep every whole chunk, save the
+    /// rest to FILE.tail, write a new index
+    Repair { file: PathBuf },
+    /// Check a recording against the audit log (--db, or the data directory's):
+    /// exit 0 if complete, 1 if truncated, altered or unknown to the log
+    Verify {
+        file: PathBuf,
+        /// One JSON object
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `vigil audit ...`
@@ -518,5 +574,77 @@ fn parse_type(text: &str) -> Result<String, String> {
             "unknown event type {text:?}; one of: {}",
             audit_db::EventKind::TYPE_NAMES.join(", ")
         ))
+    }
+}
+
+fn parse_size(text: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("{text:?} is not WIDTHxHEIGHT, e.g. 1920x1080");
+    let (w, h) = text.split_once(['x', 'X']).ok_or_else(bad)?;
+    let (w, h): (u32, u32) = (w.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?);
+    if !(1..=16384).contains(&w) || !(1..=16384).contains(&h) {
+        return Err(format!("{text}: width and height must be 1 to 16384"));
+    }
+    Ok((w, h))
+}
+
+fn parse_fps(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(fps) if fps > 0.0 && fps <= 240.0 => Ok(fps),
+        _ => Err(format!("{text:?} is not a frame rate between 0 and 240")),
+    }
+}
+
+/// `[[HH:]MM:]SS[.mmm]` as microseconds.
+pub fn parse_clock(text: &str) -> Result<u64, String> {
+    let bad = || format!("{text:?} is not a time like 01:02:03.450, 02:03 or 3.5");
+    let mut parts: Vec<&str> = text.split(':').collect();
+    if parts.len() > 3 {
+        return Err(bad());
+    }
+    let seconds: f64 = parts.pop().ok_or_else(bad)?.parse().map_err(|_| bad())?;
+    if !(0.0..60.0).contains(&seconds) && !parts.is_empty() || seconds < 0.0 || !seconds.is_finite()
+    {
+        return Err(bad());
+    }
+    let mut total_us = (seconds * 1_000_000.0).round() as u64;
+    for (unit, part) in [60u64, 3600].into_iter().zip(parts.iter().rev()) {
+        let n: u64 = part.parse().map_err(|_| bad())?;
+        total_us += n * unit * 1_000_000;
+    }
+    Ok(total_us)
+}
+
+/// Microseconds as `HH:MM:SS.mmm`.
+pub fn format_clock(us: u64) -> String {
+    let ms = us / 1000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_times_parse_and_print() {
+        assert_eq!(parse_clock("01:02:03.450"), Ok(3_723_450_000));
+        assert_eq!(parse_clock("02:03"), Ok(123_000_000));
+        assert_eq!(parse_clock("3.5"), Ok(3_500_000));
+        for bad in ["", "1:2:3:4", "00:75", "x", "-1", "1:-2"] {
+            assert!(parse_clock(bad).is_err(), "{bad}");
+        }
+        assert_eq!(format_clock(3_723_450_000), "01:02:03.450");
+    }
+
+    #[test]
+    fn sizes_and_rates_are_checked() {
+        assert_eq!(parse_size("1920x1080"), Ok((1920, 1080)));
+        assert!(parse_size("1920").is_err() && parse_size("0x5").is_err());
+        assert!(parse_fps("0").is_err() && parse_fps("nan").is_err() && parse_fps("10").is_ok());
     }
 }

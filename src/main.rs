@@ -11,13 +11,14 @@ mod gateway;
 mod login;
 mod output;
 mod progress;
+mod recording;
 
 use std::process::ExitCode;
 
 use anyhow::Result;
 use audit_db::{AuditLog, OpenMode};
 use clap::Parser;
-use cli::{AdminCommand, AuditCommand, Cli, Command};
+use cli::{AdminCommand, AuditCommand, Cli, Command, RecordingCommand};
 use tracing_subscriber::EnvFilter;
 
 /// Exit status for an operational failure (as opposed to 1, a broken chain).
@@ -67,6 +68,31 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             })
             .await
         }
+        Command::Recording(command) => match command {
+            RecordingCommand::Encode { size, fps, output } => {
+                recording::encode(size, fps, output).await
+            }
+            RecordingCommand::Info { file, json } => recording::info(&file, json),
+            RecordingCommand::Frame {
+                file,
+                at,
+                index,
+                output,
+                force,
+            } => recording::frame(&file, at, index, &output, force),
+            RecordingCommand::Repair { file } => recording::repair(&file),
+            RecordingCommand::Verify { file, json } => {
+                // The audit log is consulted when one is named or the data directory has one.
+                if cli.db.is_some() || data_dir.join("audit.db").exists() {
+                    with_log(&url, OpenMode::Existing, |log| async move {
+                        recording::verify(&file, Some(&log), json).await
+                    })
+                    .await
+                } else {
+                    recording::verify(&file, None, json).await
+                }
+            }
+        },
         Command::Admin(command) => {
             with_log(&url, OpenMode::Create, |log| async move {
                 match command {

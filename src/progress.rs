@@ -53,3 +53,14 @@ impl Shown {
         let _ = self.task.await;
     }
 }
+
+/// A running count ("encoding 1234 frames") on stderr, drawn only on a terminal.
+pub fn counter(verb: &str, unit: &str) -> ProgressBar {
+    let style = ProgressStyle::with_template(&format!(
+        "{verb} {{spinner}} {{human_pos}} {unit} ({{per_sec}})"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let bar = ProgressBar::new_spinner().with_style(style);
+    bar.enable_steady_tick(REFRESH);
+    bar
+}

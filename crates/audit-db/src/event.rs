@@ -526,12 +526,18 @@ pub struct RemoteControlEnded {}
 /// A session recording began.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RecordingStarted {
+    /// The recording's id, as its `.vrec` header names it.
+    #[serde(default)]
+    pub recording: String,
     pub path: String,
 }
 
 /// A session recording was finished.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RecordingStopped {
+    /// The recording's id, as its `.vrec` header names it.
+    #[serde(default)]
+    pub recording: String,
     pub path: String,
     pub size: u64,
     /// Lower-case hex SHA-256 of the finished file.

@@ -6,4 +6,5 @@ mod bad_input;
 mod crash;
 mod gateway;
 mod helpers;
+mod recording;
 mod session;

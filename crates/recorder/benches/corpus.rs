@@ -8,7 +8,8 @@
 //! clips concatenated, 36,000 frames) and the time to find the frame at
 //! random times. The totals are the last line.
 //!
-//! `cargo bench -p recorder --bench corpus` (VIGIL_CORPUS=DIR to point elsewhere).
+//! `cargo bench -p recorder --bench corpus` (VIGIL_CORPUS=DIR to point
+//! elsewhere; `-- office idle` measures only those clips, without the hour).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,10 @@ fn main() {
         );
         return;
     }
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let dir = tempfile::tempdir().expect("temporary directory");
     println!(
         "{:<9} {:>8} {:>12} {:>13} {:>6} {:>13} {:>15} {:>11}",
@@ -50,7 +55,10 @@ fn main() {
         "decode fps"
     );
     let (mut ours, mut theirs, mut our_cpu, mut their_cpu, mut frames) = (0.0, 0.0, 0.0, 0.0, 0u64);
-    for clip in CLIPS {
+    for clip in CLIPS
+        .into_iter()
+        .filter(|c| only.is_empty() || only.iter().any(|o| o == c))
+    {
         let input = corpus.join(format!("{clip}.mkv"));
         let path = dir.path().join(format!("{clip}.vrec"));
         let enc = record(decode_command(&input), &path);
@@ -75,6 +83,19 @@ fn main() {
         frames += enc.frames;
     }
 
+    let (ms, h264_ms) = (
+        our_cpu * 1e3 / frames as f64,
+        their_cpu * 1e3 / frames as f64,
+    );
+    let totals = format!(
+        "total: vrec {ours:.2} MB/min vs H.264 {theirs:.2} MB/min, ratio {:.2} (target < 0.75); encode {ms:.2} vs {h264_ms:.1} ms/frame, CPU ratio {:.3}",
+        ours / theirs,
+        ms / h264_ms
+    );
+    if !only.is_empty() {
+        println!("{totals}");
+        return;
+    }
     // One hour: the four clips, fifteen times over, as one recording.
     let list = dir.path().join("hour.txt");
     let lines: String = (0..15)

@@ -5,6 +5,7 @@
 pub mod codec;
 pub mod cursor;
 pub mod frame;
+mod motion;
 pub mod raw;
 pub mod synthetic;
 pub mod vrec;

@@ -4,7 +4,7 @@
 //!
 //! A [`Tracker`] follows the updates as they are written and knows, for
 //! every screen tile and cache slot, which update chunk holds its pixels.
-//! Only tiles that exist in no chunk (the result of a scroll shift) are
+//! Only tiles that exist in no chunk (the result of a move or scroll) are
 //! stored inline. The body, zstd-compressed (varints are LEB128; offsets
 //! are delta-coded so a run of tiles from one chunk costs almost nothing):
 //!
@@ -113,7 +113,7 @@ impl Tracker {
                 slots[slot] = at;
             }
             Applied::Cached { tile, slot } => tiles[tile] = slots[slot],
-            Applied::Shifted { tile } => tiles[tile] = None,
+            Applied::Moved { tile } => tiles[tile] = None,
         })?;
         self.frames += 1;
         self.last_us = head.timestamp_us;

@@ -9,6 +9,7 @@ mod motion;
 pub mod raw;
 pub mod synthetic;
 pub mod vrec;
+pub mod x11;
 
 pub use frame::Frame;
 

@@ -1,0 +1,203 @@
+//! Capture from an X11 display, and input injected into it (XTEST), over
+//! x11rb's pure-Rust connection. Frames are read with `GetImage` on the
+//! root window; the pointer comes from XFixes, apart from the screen, so
+//! cursor moves cost no tiles.
+
+use x11rb::connection::{Connection, RequestConnection};
+use x11rb::protocol::xfixes::ConnectionExt as _;
+use x11rb::protocol::xproto::{ConnectionExt as _, ImageFormat, ImageOrder, Window};
+use x11rb::protocol::xtest::ConnectionExt as _;
+use x11rb::rust_connection::RustConnection;
+
+use crate::cursor::{Cursor, Shape, MAX_SHAPE};
+use crate::{Frame, Source, SourceError};
+
+/// A display being captured.
+pub struct X11 {
+    conn: RustConnection,
+    root: Window,
+    width: u16,
+    height: u16,
+    xfixes: bool,
+    xtest: bool,
+    last_serial: Option<u32>,
+}
+
+impl std::fmt::Debug for X11 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "X11({}x{})", self.width, self.height)
+    }
+}
+
+fn capture_error(what: impl std::fmt::Display) -> SourceError {
+    SourceError::Capture(what.to_string())
+}
+
+impl X11 {
+    /// Connects to `display` (e.g. `:1`; `None` for `$DISPLAY`).
+    pub fn open(display: Option<&str>) -> Result<Self, SourceError> {
+        let name = display.unwrap_or("$DISPLAY");
+        let (conn, screen) = x11rb::connect(display)
+            .map_err(|e| capture_error(format!("cannot connect to X display {name}: {e}")))?;
+        let setup = conn.setup();
+        let root = setup
+            .roots
+            .get(screen)
+            .ok_or_else(|| capture_error(format!("display {name} has no screen {screen}")))?;
+        let depth = root.root_depth;
+        let bpp = setup
+            .pixmap_formats
+            .iter()
+            .find(|f| f.depth == depth)
+            .map(|f| f.bits_per_pixel);
+        if bpp != Some(32) || setup.image_byte_order != ImageOrder::LSB_FIRST || depth < 24 {
+            return Err(capture_error(format!(
+                "display {name} has depth {depth} at {bpp:?} bits per pixel; only 24/32-bit little-endian screens are supported"
+            )));
+        }
+        let (root_window, width, height) = (root.root, root.width_in_pixels, root.height_in_pixels);
+        let has = |ext: &'static str| matches!(conn.extension_information(ext), Ok(Some(_)));
+        let xfixes = has(x11rb::protocol::xfixes::X11_EXTENSION_NAME)
+            && conn
+                .xfixes_query_version(4, 0)
+                .ok()
+                .and_then(|c| c.reply().ok())
+                .is_some();
+        let xtest = has(x11rb::protocol::xtest::X11_EXTENSION_NAME);
+        Ok(Self {
+            conn,
+            root: root_window,
+            width,
+            height,
+            xfixes,
+            xtest,
+            last_serial: None,
+        })
+    }
+
+    /// The pointer now, with its shape if that changed since the last call
+    /// (`None` without the XFixes extension).
+    pub fn cursor(&mut self, timestamp_us: u64) -> Result<Option<Cursor>, SourceError> {
+        if !self.xfixes {
+            return Ok(None);
+        }
+        let image = self
+            .conn
+            .xfixes_get_cursor_image()
+            .map_err(capture_error)?
+            .reply()
+            .map_err(capture_error)?;
+        let changed = self.last_serial != Some(image.cursor_serial);
+        let shape = (changed && image.width <= MAX_SHAPE && image.height <= MAX_SHAPE).then(|| {
+            self.last_serial = Some(image.cursor_serial);
+            Shape {
+                serial: u64::from(image.cursor_serial),
+                width: image.width,
+                height: image.height,
+                hot_x: image.xhot,
+                hot_y: image.yhot,
+                // ARGB words, little-endian: B G R A bytes, premultiplied as XFixes gives them.
+                pixels: image
+                    .cursor_image
+                    .iter()
+                    .flat_map(|p| p.to_le_bytes())
+                    .collect(),
+            }
+        });
+        Ok(Some(Cursor {
+            timestamp_us,
+            x: i32::from(image.x),
+            y: i32::from(image.y),
+            visible: true,
+            shape,
+        }))
+    }
+
+    /// Whether input can be injected (the XTEST extension is there).
+    pub fn can_inject(&self) -> bool {
+        self.xtest
+    }
+
+    /// Moves the pointer to (x, y), clamped to the screen.
+    pub fn move_pointer(&self, x: i32, y: i32) -> Result<(), SourceError> {
+        let x = x.clamp(0, i32::from(self.width) - 1) as i16;
+        let y = y.clamp(0, i32::from(self.height) - 1) as i16;
+        self.fake(x11rb::protocol::xproto::MOTION_NOTIFY_EVENT, 0, x, y)
+    }
+
+    /// Presses or releases mouse button `button` (1 left, 2 middle, 3 right, 4/5 wheel).
+    pub fn button(&self, button: u8, press: bool) -> Result<(), SourceError> {
+        use x11rb::protocol::xproto::{BUTTON_PRESS_EVENT, BUTTON_RELEASE_EVENT};
+        let kind = if press {
+            BUTTON_PRESS_EVENT
+        } else {
+            BUTTON_RELEASE_EVENT
+        };
+        self.fake(kind, button, 0, 0)
+    }
+
+    /// Presses or releases the key with X keycode `keycode`.
+    pub fn key(&self, keycode: u8, press: bool) -> Result<(), SourceError> {
+        use x11rb::protocol::xproto::{KEY_PRESS_EVENT, KEY_RELEASE_EVENT};
+        let kind = if press {
+            KEY_PRESS_EVENT
+        } else {
+            KEY_RELEASE_EVENT
+        };
+        self.fake(kind, keycode, 0, 0)
+    }
+
+    fn fake(&self, kind: u8, detail: u8, x: i16, y: i16) -> Result<(), SourceError> {
+        if !self.xtest {
+            return Err(capture_error(
+                "the display has no XTEST extension: input cannot be injected",
+            ));
+        }
+        self.conn
+            .xtest_fake_input(kind, detail, 0, self.root, x, y, 0)
+            .map_err(capture_error)?;
+        self.conn.flush().map_err(capture_error)?;
+        Ok(())
+    }
+}
+
+impl Source for X11 {
+    fn size(&self) -> (u32, u32) {
+        (u32::from(self.width), u32::from(self.height))
+    }
+
+    fn next_frame(&mut self) -> Result<Option<Frame>, SourceError> {
+        let image = self
+            .conn
+            .get_image(
+                ImageFormat::Z_PIXMAP,
+                self.root,
+                0,
+                0,
+                self.width,
+                self.height,
+                !0,
+            )
+            .map_err(capture_error)?
+            .reply()
+            .map_err(capture_error)?;
+        let want = usize::from(self.width) * usize::from(self.height) * 4;
+        let mut pixels = image.data;
+        if pixels.len() != want {
+            return Err(capture_error(format!(
+                "GetImage returned {} bytes for a {}x{} screen",
+                pixels.len(),
+                self.width,
+                self.height
+            )));
+        }
+        // The fourth byte of a 24-bit visual is padding with arbitrary
+        // values: left alone, it would look like changes that are not on screen.
+        pixels.chunks_exact_mut(4).for_each(|p| p[3] = 255);
+        Ok(Some(Frame {
+            width: u32::from(self.width),
+            height: u32::from(self.height),
+            pixels,
+        }))
+    }
+}

@@ -1,0 +1,148 @@
+//! X11 capture and input injection against a real Xvfb display showing a
+//! picture drawn by the test.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use recorder::x11::X11;
+use recorder::Source;
+use x11rb::connection::Connection;
+use x11rb::protocol::xproto::{
+    ChangeWindowAttributesAux, ConnectionExt, CreateWindowAux, EventMask, InputFocus, WindowClass,
+};
+use x11rb::protocol::Event;
+
+/// A throwaway Xvfb server, stopped when dropped.
+struct Xvfb {
+    child: Child,
+    display: String,
+}
+
+impl Xvfb {
+    fn start(width: u32, height: u32) -> Self {
+        // -displayfd: Xvfb picks a free display and prints its number once ready.
+        let mut child = Command::new("Xvfb")
+            .args(["-displayfd", "1", "-nolisten", "tcp", "-screen", "0"])
+            .arg(format!("{width}x{height}x24"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb is installed (scripts/test installs it)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .expect("reading Xvfb's display number");
+        let number: u32 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("Xvfb said {line:?}"));
+        Self {
+            child,
+            display: format!(":{number}"),
+        }
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits, up to 5 s, for an event `want` accepts.
+fn wait_event(conn: &impl Connection, want: impl Fn(&Event) -> bool) -> Event {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(e) = conn.poll_for_event().unwrap() {
+            if want(&e) {
+                return e;
+            }
+            continue;
+        }
+        assert!(Instant::now() < deadline, "no such event within 5 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn captures_a_known_picture_and_injects_input() {
+    let xvfb = Xvfb::start(320, 200);
+    let (conn, screen) = x11rb::connect(Some(&xvfb.display)).unwrap();
+    let root = conn.setup().roots[screen].root;
+    conn.change_window_attributes(
+        root,
+        &ChangeWindowAttributesAux::new().background_pixel(0x33_66_99),
+    )
+    .unwrap();
+    conn.clear_area(false, root, 0, 0, 0, 0).unwrap();
+    let window = conn.generate_id().unwrap();
+    conn.create_window(
+        24,
+        window,
+        root,
+        100,
+        50,
+        64,
+        32,
+        0,
+        WindowClass::INPUT_OUTPUT,
+        0,
+        &CreateWindowAux::new()
+            .background_pixel(0xff_00_00)
+            .event_mask(EventMask::BUTTON_PRESS | EventMask::KEY_PRESS | EventMask::EXPOSURE),
+    )
+    .unwrap();
+    conn.map_window(window).unwrap();
+    conn.flush().unwrap();
+    wait_event(&conn, |e| matches!(e, Event::Expose(_)));
+
+    let mut x11 = X11::open(Some(&xvfb.display)).unwrap();
+    assert_eq!(x11.size(), (320, 200));
+    let frame = x11.next_frame().unwrap().unwrap();
+    let at = |x: usize, y: usize| &frame.pixels[(y * 320 + x) * 4..][..4];
+    assert_eq!(at(10, 10), &[0x99, 0x66, 0x33, 255], "the root background");
+    assert_eq!(at(130, 60), &[0, 0, 0xff, 255], "the red window");
+    assert_eq!(
+        at(99, 60),
+        &[0x99, 0x66, 0x33, 255],
+        "just left of the window"
+    );
+
+    assert!(x11.can_inject());
+    x11.move_pointer(120, 60).unwrap();
+    let cursor = x11.cursor(1).unwrap().expect("XFixes is there");
+    assert_eq!((cursor.x, cursor.y), (120, 60));
+    assert!(cursor.shape.is_some(), "the first report carries the shape");
+    assert!(
+        x11.cursor(2).unwrap().unwrap().shape.is_none(),
+        "an unchanged shape is not resent"
+    );
+
+    x11.button(1, true).unwrap();
+    x11.button(1, false).unwrap();
+    let press = wait_event(&conn, |e| matches!(e, Event::ButtonPress(_)));
+    let Event::ButtonPress(press) = press else {
+        unreachable!()
+    };
+    assert_eq!((press.detail, press.event_x, press.event_y), (1, 20, 10));
+
+    conn.set_input_focus(InputFocus::POINTER_ROOT, window, x11rb::CURRENT_TIME)
+        .unwrap();
+    conn.flush().unwrap();
+    conn.get_input_focus().unwrap().reply().unwrap();
+    x11.key(38, true).unwrap();
+    x11.key(38, false).unwrap();
+    let key = wait_event(&conn, |e| matches!(e, Event::KeyPress(_)));
+    let Event::KeyPress(key) = key else {
+        unreachable!()
+    };
+    assert_eq!(key.detail, 38);
+}
+
+#[test]
+fn a_missing_display_is_a_clear_error() {
+    let err = X11::open(Some(":987")).unwrap_err().to_string();
+    assert!(err.contains("cannot connect to X display :987"), "{err}");
+}

@@ -7,6 +7,7 @@ pub mod cursor;
 pub mod frame;
 mod motion;
 pub mod raw;
+pub mod stream;
 pub mod synthetic;
 pub mod vrec;
 pub mod x11;

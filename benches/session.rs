@@ -76,6 +76,8 @@ async fn engines(
     let config = AppletConfig {
         consent: ConsentMode::GrantAll,
         download_dir: downloads.to_owned(),
+        screen: None,
+        fps: 10,
     };
     let applet = tokio::spawn(async move {
         let run = applet::run(

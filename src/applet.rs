@@ -2,6 +2,7 @@
 //! verification code, answers consent prompts, and chats on the terminal.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use serde_json::json;
@@ -9,6 +10,7 @@ use session_core::inner;
 use session_core::session::applet::{
     self, AppletCommand, AppletConfig, AppletEvent, ConsentMode, Prompt,
 };
+use session_core::session::view::{OpenScreen, ScreenSource};
 use tokio::sync::mpsc;
 
 use crate::cli::{AppletArgs, ConsentArg};
@@ -60,9 +62,16 @@ pub async fn run(args: AppletArgs) -> Result<ExitCode> {
     };
     let (commands, commands_rx) = mpsc::channel(16);
     let (events_tx, mut events) = mpsc::channel(64);
+    let screen = args.display.clone().map(|display| -> OpenScreen {
+        Arc::new(move || {
+            recorder::x11::X11::open(Some(&display)).map(|x| Box::new(x) as ScreenSource)
+        })
+    });
     let config = AppletConfig {
         consent,
         download_dir: args.download_dir.clone(),
+        screen,
+        fps: args.fps,
     };
     let mut engine = tokio::spawn(applet::run(
         inner.stream,

@@ -289,6 +289,13 @@ pub struct AppletArgs {
     #[arg(long, value_enum, default_value = "ask")]
     pub consent: ConsentArg,
     /// Where files from the technician are saved
+    /// The X display the technician may view, e.g. :0 (without it, desktop
+    /// view is refused as unavailable)
+    #[arg(long, value_name = ":N")]
+    pub display: Option<String>,
+    /// Screen updates per second at most
+    #[arg(long, value_name = "N", default_value = "10", value_parser = clap::value_parser!(u32).range(1..=60))]
+    pub fps: u32,
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub download_dir: PathBuf,
     /// One JSON object per line instead of text

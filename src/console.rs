@@ -360,6 +360,11 @@ async fn watch(out: Out, mut events: mpsc::Receiver<ConsoleEvent>) -> String {
             ConsoleEvent::Warning(w) => {
                 out.emit("warning", json!({"message": w}), format!("warning: {w}"))
             }
+            ConsoleEvent::ViewEnded(reason) => out.emit(
+                "view_ended",
+                json!({"reason": reason}),
+                format!("screen view ended: {reason}"),
+            ),
             ConsoleEvent::Ended(reason) => return reason,
         }
     }

@@ -9,6 +9,7 @@ use audit_db::event::Denial;
 use audit_db::Permission;
 use session_core::session::applet::{self, AppletCommand, AppletConfig, AppletEvent, ConsentMode};
 use session_core::session::console::{Console, ConsoleEvent, Decision, Transfer};
+use session_core::session::view::{OpenScreen, ScreenSource};
 use tokio::sync::mpsc;
 
 use crate::helpers::{
@@ -38,7 +39,7 @@ impl Running {
 }
 
 async fn running(data: &Path, permissions: &str, consent: ConsentMode) -> Running {
-    running_with(data, permissions, consent, &[]).await
+    running_with(data, permissions, consent, &[], None).await
 }
 
 async fn running_with(
@@ -46,6 +47,7 @@ async fn running_with(
     permissions: &str,
     consent: ConsentMode,
     gateway_args: &[&str],
+    screen: Option<OpenScreen>,
 ) -> Running {
     add_technician(data);
     run_in(
@@ -73,6 +75,8 @@ async fn running_with(
     let config = AppletConfig {
         consent,
         download_dir: data.join("applet-downloads"),
+        screen,
+        fps: 10,
     };
     let applet = tokio::spawn(applet::run(
         live.applet,
@@ -128,7 +132,7 @@ async fn a_full_session_chats_moves_files_both_ways_and_audits_every_step() {
         Some(ConsoleEvent::Chat("hi, it broke".into()))
     );
 
-    // Not built yet: refused as unavailable, never silently allowed.
+    // Not granted, and (no screen given to this applet) unavailable: refused, never silently allowed.
     let remote = s.console.ask(Permission::RemoteControl).await.unwrap();
     assert_eq!(remote, Decision::Denied(Denial::NotGranted));
     let view = s.console.ask(Permission::DesktopView).await.unwrap();
@@ -473,6 +477,7 @@ async fn a_canary_chat_line_and_file_never_cross_the_gateway_in_clear() {
         "send_files",
         ConsentMode::GrantAll,
         &["--relay-capture", capture.to_str().unwrap()],
+        None,
     )
     .await;
     s.console.chat("CANARY-CHAT-7f3a9c").await.unwrap();
@@ -657,4 +662,193 @@ async fn a_gateway_restarted_mid_session_loses_no_audit_event() {
         assert_eq!(stored[0]["session"], live.guid.to_string());
     }
     assert_verifies(dir.path());
+}
+
+/// A screen that always shows the same picture, so what the console shows can be checked exactly.
+struct Still(recorder::Frame);
+
+impl recorder::Source for Still {
+    fn size(&self) -> (u32, u32) {
+        (self.0.width, self.0.height)
+    }
+    fn next_frame(&mut self) -> Result<Option<recorder::Frame>, recorder::SourceError> {
+        Ok(Some(self.0.clone()))
+    }
+}
+
+fn still_picture() -> recorder::Frame {
+    let mut f = recorder::synthetic::Synthetic::new(400, 300, 9).frame();
+    f.fill(10, 10, 50, 30, [1, 2, 3, 255]);
+    f
+}
+
+#[tokio::test]
+async fn the_technician_sees_the_end_users_screen_with_consent_and_it_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let screen: OpenScreen =
+        std::sync::Arc::new(|| Ok(Box::new(Still(still_picture())) as ScreenSource));
+    let mut s = running_with(
+        dir.path(),
+        "desktop_view",
+        ConsentMode::GrantAll,
+        &[],
+        Some(screen),
+    )
+    .await;
+    assert_eq!(s.console.view().await.unwrap(), Decision::Granted);
+    let mut screen = s.console.screen();
+    let shown = tokio::time::timeout(
+        Duration::from_secs(20),
+        screen.wait_for(|s| s.frame.is_some()),
+    )
+    .await
+    .expect("a screen within 20 s")
+    .unwrap()
+    .clone();
+    assert!(
+        *shown.frame.unwrap() == still_picture(),
+        "the console shows the end user's screen exactly"
+    );
+    s.console.stop_view().await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match s.console_events.recv().await {
+                Some(ConsoleEvent::ViewEnded(reason)) => return reason,
+                Some(_) => continue,
+                None => panic!("the session ended first"),
+            }
+        }
+    })
+    .await
+    .expect("the view ends within 20 s");
+    assert_eq!(ended, "stopped by the technician");
+    let guid = s.guid;
+    s.close().await;
+    let kinds: Vec<String> = events(dir.path())
+        .into_iter()
+        .filter(|e| e["session"] == guid.to_string())
+        .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    for kind in [
+        "permission.requested",
+        "permission.granted",
+        "desktop_view.started",
+        "desktop_view.ended",
+    ] {
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "{kind} missing from {kinds:?}"
+        );
+    }
+    assert_verifies(dir.path());
+}
+
+#[tokio::test]
+async fn a_refused_view_sends_no_screen() {
+    let dir = tempfile::tempdir().unwrap();
+    let screen: OpenScreen =
+        std::sync::Arc::new(|| Ok(Box::new(Still(still_picture())) as ScreenSource));
+    let mut s = running_with(
+        dir.path(),
+        "desktop_view",
+        ConsentMode::DenyAll,
+        &[],
+        Some(screen),
+    )
+    .await;
+    assert_eq!(
+        s.console.view().await.unwrap(),
+        Decision::Denied(Denial::EndUser)
+    );
+    // A round trip after the refusal: had any screen been sent, it would have arrived first.
+    s.console.chat("still there?").await.unwrap();
+    assert_eq!(
+        s.applet_events.recv().await,
+        Some(AppletEvent::Decided {
+            permission: Permission::DesktopView,
+            what: "see your screen".into(),
+            granted: false
+        })
+    );
+    assert!(s.console.screen().borrow().frame.is_none());
+    s.close().await;
+}
+
+#[tokio::test]
+async fn a_viewed_session_is_recorded_with_markers_and_verified_against_the_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let screen: OpenScreen =
+        std::sync::Arc::new(|| Ok(Box::new(Still(still_picture())) as ScreenSource));
+    let mut s = running_with(
+        dir.path(),
+        "desktop_view",
+        ConsentMode::GrantAll,
+        &[],
+        Some(screen),
+    )
+    .await;
+    let path = dir.path().join("session.vrec");
+    s.console
+        .record(path.clone(), "ann@example.com")
+        .await
+        .unwrap();
+    assert_eq!(s.console.view().await.unwrap(), Decision::Granted);
+    let mut screen = s.console.screen();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        screen.wait_for(|s| s.frame.is_some()),
+    )
+    .await
+    .expect("a screen within 20 s")
+    .unwrap();
+    s.console.chat("recorded line").await.unwrap();
+    assert_eq!(s.applet_events.recv().await.map(|_| ()), Some(()));
+    let finished = s
+        .console
+        .stop_recording()
+        .await
+        .unwrap()
+        .expect("a recording was on");
+    assert!(!s.console.recording());
+    let guid = s.guid;
+    s.close().await;
+
+    let rec = recorder::vrec::Recording::open(&path).unwrap();
+    assert_eq!(rec.ending, recorder::vrec::Ending::Complete);
+    assert_eq!(rec.header.session, guid.to_string());
+    assert_eq!(rec.header.technician, "ann@example.com");
+    let first = rec.frame(recorder::vrec::reader::Target::Index(0)).unwrap();
+    assert!(
+        first.frame == still_picture(),
+        "the recording holds the screen as sent"
+    );
+    assert!(
+        rec.index
+            .markers
+            .iter()
+            .any(|m| m.kind == "chat.message" && m.text.contains("recorded line")),
+        "{:?}",
+        rec.index.markers
+    );
+    let stopped: Vec<serde_json::Value> = events(dir.path())
+        .into_iter()
+        .filter(|e| e["type"] == "recording.stopped")
+        .collect();
+    assert_eq!(stopped.len(), 1);
+    assert_eq!(stopped[0]["payload"]["sha256"], finished.sha256);
+    assert_eq!(stopped[0]["payload"]["recording"], rec.header.recording);
+
+    let p = path.to_str().unwrap();
+    let verify = run_in(dir.path(), &["recording", "verify", p, "--json"], "");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(verify.ok()).unwrap()["verdict"],
+        "complete"
+    );
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    let altered = run_in(dir.path(), &["recording", "verify", p], "");
+    assert_eq!(altered.code, 1, "{altered:?}");
+    assert!(altered.stdout.contains("altered"), "{altered:?}");
 }

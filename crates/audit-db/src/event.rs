@@ -198,6 +198,10 @@ event_kinds! {
     ChatMessage = "chat.message",
     /// A file crossed the session.
     FileTransferred = "file.transferred",
+    /// The technician began seeing the end user's screen.
+    DesktopViewStarted = "desktop_view.started",
+    /// The technician stopped seeing the end user's screen.
+    DesktopViewEnded = "desktop_view.ended",
     /// Remote control began.
     RemoteControlStarted = "remote_control.started",
     /// Remote control ended.
@@ -513,6 +517,21 @@ pub struct FileTransferred {
     pub md5: String,
     /// Lower-case hex.
     pub sha256: String,
+}
+
+/// The technician began seeing the end user's screen.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DesktopViewStarted {
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The technician stopped seeing the end user's screen, and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DesktopViewEnded {
+    pub reason: String,
+    /// Screen updates sent while it lasted.
+    pub updates: u64,
 }
 
 /// Remote control began.

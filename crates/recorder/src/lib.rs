@@ -20,6 +20,11 @@ pub trait Source {
     fn size(&self) -> (u32, u32);
     /// The next frame, or `None` when the source has ended.
     fn next_frame(&mut self) -> Result<Option<Frame>, SourceError>;
+    /// The pointer, if this source knows it apart from the frames (with
+    /// its shape when that changed since the last call).
+    fn cursor(&mut self, _timestamp_us: u64) -> Result<Option<cursor::Cursor>, SourceError> {
+        Ok(None)
+    }
 }
 
 /// A source could not give a frame.
@@ -31,4 +36,18 @@ pub enum SourceError {
     PartialFrame { got: usize, want: usize },
     #[error("screen capture: {0}")]
     Capture(String),
+}
+
+impl<S: Source + ?Sized> Source for Box<S> {
+    fn size(&self) -> (u32, u32) {
+        (**self).size()
+    }
+
+    fn next_frame(&mut self) -> Result<Option<Frame>, SourceError> {
+        (**self).next_frame()
+    }
+
+    fn cursor(&mut self, timestamp_us: u64) -> Result<Option<cursor::Cursor>, SourceError> {
+        (**self).cursor(timestamp_us)
+    }
 }

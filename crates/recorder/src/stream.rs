@@ -133,6 +133,11 @@ impl<S: Source> ScreenStream<S> {
         &mut self.source
     }
 
+    /// Updates sent so far.
+    pub fn sent(&self) -> u64 {
+        u64::from(self.next_seq)
+    }
+
     /// Whether another update may be sent now.
     pub fn has_room(&self) -> bool {
         self.next_seq - self.acked < WINDOW

@@ -77,7 +77,7 @@ impl X11 {
 
     /// The pointer now, with its shape if that changed since the last call
     /// (`None` without the XFixes extension).
-    pub fn cursor(&mut self, timestamp_us: u64) -> Result<Option<Cursor>, SourceError> {
+    pub fn pointer(&mut self, timestamp_us: u64) -> Result<Option<Cursor>, SourceError> {
         if !self.xfixes {
             return Ok(None);
         }
@@ -164,6 +164,10 @@ impl X11 {
 impl Source for X11 {
     fn size(&self) -> (u32, u32) {
         (u32::from(self.width), u32::from(self.height))
+    }
+
+    fn cursor(&mut self, timestamp_us: u64) -> Result<Option<Cursor>, SourceError> {
+        self.pointer(timestamp_us)
     }
 
     fn next_frame(&mut self) -> Result<Option<Frame>, SourceError> {

@@ -112,11 +112,11 @@ fn captures_a_known_picture_and_injects_input() {
 
     assert!(x11.can_inject());
     x11.move_pointer(120, 60).unwrap();
-    let cursor = x11.cursor(1).unwrap().expect("XFixes is there");
+    let cursor = x11.pointer(1).unwrap().expect("XFixes is there");
     assert_eq!((cursor.x, cursor.y), (120, 60));
     assert!(cursor.shape.is_some(), "the first report carries the shape");
     assert!(
-        x11.cursor(2).unwrap().unwrap().shape.is_none(),
+        x11.pointer(2).unwrap().unwrap().shape.is_none(),
         "an unchanged shape is not resent"
     );
 

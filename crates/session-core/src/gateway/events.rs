@@ -36,6 +36,8 @@ impl Reporter {
                 | K::FileTransferred(_)
                 | K::RemoteControlStarted(_)
                 | K::RemoteControlEnded(_)
+                | K::DesktopViewStarted(_)
+                | K::DesktopViewEnded(_)
         );
         witnessed_by_both
             || match self {

@@ -21,11 +21,13 @@ use super::files::{self, Incoming};
 use super::link::{self, report, transferred, Reporting, Sender, SessionError};
 use super::proto::{Control, Inner};
 use super::sysinfo::SystemInfo;
+use super::view::{OpenScreen, Streaming};
 use crate::client::SessionReporter;
 use crate::session_ca::SessionIdentity;
 use crate::wire::Codec;
 
-/// Permissions this build can act on; every other one is refused as unavailable.
+/// Permissions this build can always act on; desktop view needs a screen
+/// ([`AppletConfig::screen`]); every other one is refused as unavailable.
 pub const AVAILABLE: [Permission; 3] = [
     Permission::SendFiles,
     Permission::ReceiveFiles,
@@ -87,11 +89,25 @@ pub enum AppletCommand {
 }
 
 /// The applet's settings for one session.
-#[derive(Debug)]
 pub struct AppletConfig {
     pub consent: ConsentMode,
     /// Where files from the technician are saved.
     pub download_dir: PathBuf,
+    /// The screen the technician may view (none: desktop view is unavailable).
+    pub screen: Option<OpenScreen>,
+    /// Screen updates per second at most.
+    pub fps: u32,
+}
+
+impl std::fmt::Debug for AppletConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppletConfig")
+            .field("consent", &self.consent)
+            .field("download_dir", &self.download_dir)
+            .field("screen", &self.screen.is_some())
+            .field("fps", &self.fps)
+            .finish()
+    }
 }
 
 struct Applet<S> {
@@ -103,6 +119,7 @@ struct Applet<S> {
     config: AppletConfig,
     events: mpsc::Sender<AppletEvent>,
     incoming: HashMap<Uuid, Incoming>,
+    view: Option<Streaming>,
 }
 
 /// Runs the applet's side of an inner session over `stream`, whose peer is
@@ -126,6 +143,7 @@ where
             reporter,
             spool: None,
             session: console.guid,
+            tape: None,
         },
         grant: console.grant,
         single_prompt: console.single_prompt,
@@ -133,6 +151,7 @@ where
         config,
         events,
         incoming: HashMap::new(),
+        view: None,
     };
     loop {
         tokio::select! {
@@ -181,7 +200,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Applet<S> {
     async fn authorize(&mut self, permission: Permission, what: &str) -> Result<Consent, Denial> {
         let decision = if !self.grant.contains(&permission) {
             Err(Denial::NotGranted)
-        } else if !AVAILABLE.contains(&permission) {
+        } else if !self.available(permission) {
             Err(Denial::Unavailable)
         } else if self.single_prompt && self.consented.contains(&permission) {
             Ok(Consent::SinglePrompt)
@@ -210,6 +229,35 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Applet<S> {
         })
         .await;
         decision
+    }
+
+    fn available(&self, permission: Permission) -> bool {
+        AVAILABLE.contains(&permission)
+            || (permission == Permission::DesktopView && self.config.screen.is_some())
+    }
+
+    /// Shows the screen to the technician, with the end user's consent.
+    async fn view(&mut self, request: Uuid) -> Result<(), SessionError> {
+        let permission = Permission::DesktopView;
+        let mut decision = self.authorize(permission, "see your screen").await;
+        let running = self.view.as_ref().is_some_and(Streaming::running);
+        if let (Ok(_), false, Some(open)) = (&decision, running, self.config.screen.clone()) {
+            match tokio::task::spawn_blocking(move || open()).await {
+                Ok(Ok(screen)) => {
+                    let (send, reporting) = (self.send.clone(), self.reporting.clone());
+                    self.view = Some(Streaming::start(screen, send, reporting, self.config.fps));
+                }
+                failed => {
+                    let why = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "the screen could not be opened".to_owned(),
+                    };
+                    self.tell(AppletEvent::Warning(why)).await;
+                    decision = Err(Denial::Unavailable);
+                }
+            }
+        }
+        self.answer(request, permission, decision).await
     }
 
     async fn ask(&self, permission: Permission, what: &str) -> bool {
@@ -275,6 +323,14 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Applet<S> {
                 name,
                 size,
             }) => self.offered(transfer, name, size).await?,
+            Inner::Control(Control::ViewStart { request }) => self.view(request).await?,
+            Inner::Control(message @ (Control::ViewAck { .. } | Control::ViewKey)) => {
+                if let Some(view) = &self.view {
+                    view.tell(message);
+                }
+            }
+            // Dropping the stream stops it; it says so and reports the end itself.
+            Inner::Control(Control::ViewStop) => self.view = None,
             Inner::Chunk { transfer, data } => {
                 if let Some(incoming) = self.incoming.get_mut(&transfer) {
                     if let Err(e) = incoming.write(&data).await {
@@ -320,6 +376,11 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Applet<S> {
                 return Err(SessionError::Unexpected(format!(
                     "the console sent {other:?}"
                 )))
+            }
+            Inner::Screen(_) | Inner::Pointer(_) => {
+                return Err(SessionError::Unexpected(
+                    "the console sent screen data".to_owned(),
+                ))
             }
         }
         Ok(())

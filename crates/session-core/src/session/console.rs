@@ -7,11 +7,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use recorder::vrec::Finished;
+
 use audit_db::event::{ChatMessage, Denial, Direction, Party, PermissionRequested};
 use audit_db::{EventKind, Permission};
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::codec::FramedRead;
 use uuid::Uuid;
@@ -20,6 +22,8 @@ use super::files::{Digests, Incoming};
 use super::link::{self, report, transferred, Reporting, Sender, SessionError};
 use super::proto::{Control, Inner};
 use super::sysinfo::SystemInfo;
+use super::tape::Tape;
+use super::view::{Screen, Viewer};
 use crate::client::SessionReporter;
 use crate::spool::Spool;
 use crate::wire::Codec;
@@ -31,6 +35,8 @@ pub enum ConsoleEvent {
     Chat(String),
     /// Something went wrong that does not end the session.
     Warning(String),
+    /// The end user's screen stream stopped, and why.
+    ViewEnded(String),
     /// The session is over.
     Ended(String),
 }
@@ -67,6 +73,8 @@ pub struct Console<S> {
     waiters: Waiters,
     /// `None` once `end` has waited for it.
     reader: Option<JoinHandle<()>>,
+    screen: watch::Receiver<Screen>,
+    tape: Arc<Mutex<Tape>>,
 }
 
 impl<S> Drop for Console<S> {
@@ -94,15 +102,18 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
         spool: Option<Arc<Spool>>,
         download_dir: PathBuf,
     ) -> (Self, mpsc::Receiver<ConsoleEvent>) {
+        let tape: Arc<Mutex<Tape>> = Arc::default();
         let reporting = Reporting {
             reporter,
             spool,
             session,
+            tape: Some(tape.clone()),
         };
         let (read, write) = tokio::io::split(stream);
         let send = Sender::new(write);
         let waiters: Waiters = Arc::default();
         let (events_tx, events) = mpsc::channel(256);
+        let (viewer, screen) = Viewer::new();
         let reader = tokio::spawn(read_loop(
             FramedRead::new(read, Codec),
             send.clone(),
@@ -110,12 +121,15 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
             waiters.clone(),
             download_dir,
             events_tx,
+            viewer,
         ));
         let console = Self {
             send,
             reporting,
             waiters,
             reader: Some(reader),
+            screen,
+            tape,
         };
         (console, events)
     }
@@ -174,6 +188,55 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
             Some(other) => Err(SessionError::Unexpected(format!("{other:?}"))),
             None => Err(SessionError::Ended),
         }
+    }
+
+    /// Asks to see the end user's screen; once granted, [`Console::screen`] follows it.
+    pub async fn view(&self) -> Result<Decision, SessionError> {
+        let request = Uuid::now_v7();
+        let mut answers = self.wait_for(request);
+        self.requested(Permission::DesktopView).await;
+        self.send.control(&Control::ViewStart { request }).await?;
+        let answer = answers.recv().await;
+        self.done_with(request);
+        match answer {
+            Some(Control::Answer {
+                granted, denial, ..
+            }) => Ok(decision(granted, denial)),
+            Some(other) => Err(SessionError::Unexpected(format!("{other:?}"))),
+            None => Err(SessionError::Ended),
+        }
+    }
+
+    /// Stops the screen stream (the applet confirms with [`ConsoleEvent::ViewEnded`]).
+    pub async fn stop_view(&self) -> Result<(), SessionError> {
+        Ok(self.send.control(&Control::ViewStop).await?)
+    }
+
+    /// Records the screen into `path` (which must not exist), with the
+    /// session's audit events as markers; starts at the next key update,
+    /// which it asks the applet for.
+    pub async fn record(&self, path: PathBuf, technician: &str) -> Result<(), SessionError> {
+        self.tape
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .arm(path, technician, self.reporting.session)
+            .map_err(SessionError::Unexpected)?;
+        Ok(self.send.control(&Control::ViewKey).await?)
+    }
+
+    /// Whether a recording is on (or waiting for its first screen).
+    pub fn recording(&self) -> bool {
+        self.tape.lock().unwrap_or_else(|e| e.into_inner()).active()
+    }
+
+    /// Finishes the recording, if one is on, and reports its size and hash.
+    pub async fn stop_recording(&self) -> Result<Option<Finished>, SessionError> {
+        finish_tape(&self.tape, &self.reporting).await
+    }
+
+    /// The end user's screen as last received, and its changes.
+    pub fn screen(&self) -> watch::Receiver<Screen> {
+        self.screen.clone()
     }
 
     async fn requested(&self, permission: Permission) {
@@ -332,8 +395,12 @@ fn answer_id(message: &Control) -> Option<Uuid> {
         | Control::FileOffer { transfer, .. }
         | Control::FileDone { transfer, .. }
         | Control::FileGet { transfer, .. } => Some(*transfer),
-        Control::Ask { request, .. } => Some(*request),
-        Control::Chat { .. } => None,
+        Control::Ask { request, .. } | Control::ViewStart { request } => Some(*request),
+        Control::Chat { .. }
+        | Control::ViewAck { .. }
+        | Control::ViewStop
+        | Control::ViewKey
+        | Control::ViewEnded { .. } => None,
     }
 }
 
@@ -344,7 +411,9 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Send + 'static>(
     waiters: Waiters,
     download_dir: PathBuf,
     events: mpsc::Sender<ConsoleEvent>,
+    mut viewer: Viewer,
 ) {
+    let tape = reporting.tape.clone().unwrap_or_default();
     let mut incoming: HashMap<Uuid, Incoming> = HashMap::new();
     let route = |message: Control| {
         let id = answer_id(&message);
@@ -370,6 +439,17 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Send + 'static>(
         };
         match message {
             Inner::Control(Control::Chat { text }) => {
+                let chat = EventKind::ChatMessage(ChatMessage {
+                    from: Party::EndUser,
+                    chars: text.chars().count() as u64,
+                    text: Some(text.clone()),
+                });
+                let marked = lock(&tape).mark(&chat);
+                if let Err(e) = marked {
+                    let _ = events
+                        .send(ConsoleEvent::Warning(format!("recording: {e}")))
+                        .await;
+                }
                 let _ = events.send(ConsoleEvent::Chat(text)).await;
             }
             Inner::Control(Control::FileOffer { transfer, name, .. }) => {
@@ -421,10 +501,104 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Send + 'static>(
                 }
                 route(result);
             }
+            Inner::Control(Control::ViewEnded { reason }) => {
+                let _ = events.send(ConsoleEvent::ViewEnded(reason)).await;
+            }
+            Inner::Screen(fragment) => {
+                let reply = match viewer.fragment(&fragment) {
+                    Ok(Some(received)) => {
+                        if let Some(update) = &received.bytes {
+                            let taped = lock(&tape).update(update);
+                            match taped {
+                                Ok(Some(started)) => {
+                                    if let Some(w) = report(&reporting, started).await {
+                                        let _ = events.send(ConsoleEvent::Warning(w)).await;
+                                    }
+                                }
+                                Ok(None) => {}
+                                Err(e) => stop_tape_after(&tape, &reporting, &events, e).await,
+                            }
+                        }
+                        Control::ViewAck { seq: received.seq }
+                    }
+                    Ok(None) => continue,
+                    Err(why) => {
+                        let _ = events.send(ConsoleEvent::Warning(why)).await;
+                        Control::ViewKey
+                    }
+                };
+                if send.control(&reply).await.is_err() {
+                    break "the session failed while acknowledging the screen".to_owned();
+                }
+            }
+            Inner::Pointer(bytes) => match viewer.pointer(&bytes) {
+                Ok(_) => {
+                    // Recorded as sent: the shape only when it changed.
+                    if let Ok(cursor) = recorder::cursor::Cursor::decode(&bytes) {
+                        let taped = lock(&tape).cursor(&cursor);
+                        if let Err(e) = taped {
+                            stop_tape_after(&tape, &reporting, &events, e).await;
+                        }
+                    }
+                }
+                Err(why) => {
+                    let _ = events
+                        .send(ConsoleEvent::Warning(format!("cursor update: {why}")))
+                        .await;
+                }
+            },
             Inner::Control(other) => route(other),
         }
     };
+    // The recording ends with the session, finished and reported.
+    if let Err(e) = finish_tape(&tape, &reporting).await {
+        let _ = events
+            .send(ConsoleEvent::Warning(format!("recording: {e}")))
+            .await;
+    }
     // Whoever still waits learns the session is over.
     waiters.lock().unwrap_or_else(|e| e.into_inner()).clear();
     let _ = events.send(ConsoleEvent::Ended(ended)).await;
+}
+
+fn lock(tape: &Mutex<Tape>) -> std::sync::MutexGuard<'_, Tape> {
+    tape.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Finishes the recording, if one is on, and reports `recording.stopped`.
+async fn finish_tape(
+    tape: &Mutex<Tape>,
+    reporting: &Reporting,
+) -> Result<Option<Finished>, SessionError> {
+    let stopped = lock(tape).stop();
+    match stopped {
+        Ok(Some((finished, event))) => {
+            report(reporting, event).await;
+            Ok(Some(finished))
+        }
+        Ok(None) => Ok(None),
+        Err(e) => Err(SessionError::Unexpected(format!(
+            "the recording could not be finished: {e}"
+        ))),
+    }
+}
+
+/// A write to the recording failed (a full disk): what is written stays
+/// readable, the recording stops, and the technician is told.
+async fn stop_tape_after(
+    tape: &Mutex<Tape>,
+    reporting: &Reporting,
+    events: &mpsc::Sender<ConsoleEvent>,
+    error: recorder::vrec::VrecError,
+) {
+    let finished = finish_tape(tape, reporting).await;
+    let detail = match finished {
+        Ok(_) => "it was finished up to there".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    let _ = events
+        .send(ConsoleEvent::Warning(format!(
+            "recording stopped: {error}; {detail}"
+        )))
+        .await;
 }

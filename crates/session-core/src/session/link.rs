@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::files::{Digests, FileError, Hashes};
 use super::proto::{self, Control, CHUNK_DATA};
+use super::tape::Tape;
 use crate::client::{Report, SessionReporter};
 use crate::spool::Spool;
 use crate::wire::{Frame, WireError};
@@ -121,12 +122,20 @@ pub(crate) struct Reporting {
     pub reporter: SessionReporter,
     pub spool: Option<Arc<Spool>>,
     pub session: Uuid,
+    /// The console's recording, which gets a marker for every event reported.
+    pub tape: Option<Arc<std::sync::Mutex<Tape>>>,
 }
 
 /// Reports an audit event. A failure never stops the session: the event is
 /// spooled for later delivery if there is a spool, and the user is told.
 pub(crate) async fn report(to: &Reporting, kind: EventKind) -> Option<String> {
     let name = kind.type_name();
+    if let Some(tape) = &to.tape {
+        let marked = tape.lock().unwrap_or_else(|e| e.into_inner()).mark(&kind);
+        if let Err(e) = marked {
+            tracing::warn!("could not mark {name} in the recording: {e}");
+        }
+    }
     let report = Report::now(&kind).in_session(to.session);
     let error = match to.reporter.report(&report).await {
         Ok(_) => return None,

@@ -1,7 +1,9 @@
 //! The messages of the inner session, exchanged end to end inside the inner
 //! TLS, never seen by the gateway. Framed like the outer protocol (u32
 //! length, type byte, body; 64 KiB at most): type 0x01 is a JSON control
-//! message, type 0x02 a file chunk (16-byte transfer id, then bytes).
+//! message, type 0x02 a file chunk (16-byte transfer id, then bytes), type
+//! 0x03 a fragment of a screen update (`recorder::stream`), type 0x04 a
+//! cursor update (`recorder::cursor`).
 
 use audit_db::event::Denial;
 use audit_db::Permission;
@@ -16,6 +18,10 @@ use crate::wire::{Frame, WireError, MAX_BODY};
 pub const CONTROL: u8 = 0x01;
 /// Type byte of a file chunk.
 pub const CHUNK: u8 = 0x02;
+/// Type byte of a screen update fragment.
+pub const SCREEN: u8 = 0x03;
+/// Type byte of a cursor update.
+pub const POINTER: u8 = 0x04;
 /// File bytes per chunk frame.
 pub const CHUNK_DATA: usize = MAX_BODY - 16;
 
@@ -72,6 +78,17 @@ pub enum Control {
     SysInfoGet { request: Uuid },
     /// Applet → console: here it is.
     SysInfo { request: Uuid, info: SystemInfo },
+    /// Console → applet: show me your screen (answered like `Ask`).
+    ViewStart { request: Uuid },
+    /// Console → applet: every screen update up to `seq` has arrived.
+    ViewAck { seq: u32 },
+    /// Console → applet: stop showing the screen.
+    ViewStop,
+    /// Console → applet: make the next screen update a key (to start a
+    /// recording, or after an update that did not decode).
+    ViewKey,
+    /// Applet → console: the screen stream has stopped, and why.
+    ViewEnded { reason: String },
 }
 
 impl Control {
@@ -98,7 +115,14 @@ impl Control {
 #[derive(Debug, PartialEq)]
 pub enum Inner {
     Control(Control),
-    Chunk { transfer: Uuid, data: Vec<u8> },
+    Chunk {
+        transfer: Uuid,
+        data: Vec<u8>,
+    },
+    /// A fragment of a screen update.
+    Screen(Vec<u8>),
+    /// A cursor update.
+    Pointer(Vec<u8>),
 }
 
 impl Inner {
@@ -126,6 +150,8 @@ impl Inner {
                 kind: "inner chunk",
                 reason: "shorter than its transfer id".into(),
             }),
+            SCREEN => Ok(Inner::Screen(frame.body().to_vec())),
+            POINTER => Ok(Inner::Pointer(frame.body().to_vec())),
             other => Err(WireError::UnknownType(other)),
         }
     }

@@ -1,0 +1,155 @@
+//! The console's recording of a session: the screen updates exactly as
+//! received, the pointer, and a marker for every audit event the console
+//! witnesses, written into a `.vrec` file as they come.
+
+use std::path::PathBuf;
+
+use audit_db::event::{RecordingStarted, RecordingStopped};
+use audit_db::EventKind;
+use recorder::codec;
+use recorder::cursor::Cursor;
+use recorder::vrec::{Finished, Header, Marker, VrecError, Writer, CODEC, FORMAT};
+use uuid::Uuid;
+
+/// Whether and where the console records.
+#[derive(Debug, Default)]
+pub(crate) enum Tape {
+    #[default]
+    Off,
+    /// Asked for; starts with the next key update (the screen size is known then).
+    Armed {
+        path: PathBuf,
+        technician: String,
+        session: Uuid,
+    },
+    On {
+        writer: Box<Writer>,
+        recording: String,
+        path: PathBuf,
+        /// Wall-clock µs at which the applet's update timestamps are 0.
+        origin_us: i64,
+    },
+}
+
+impl Tape {
+    /// Records into `path` from the next key update on.
+    pub fn arm(&mut self, path: PathBuf, technician: &str, session: Uuid) -> Result<(), String> {
+        match self {
+            Tape::Off => {
+                *self = Tape::Armed {
+                    path,
+                    technician: technician.to_owned(),
+                    session,
+                };
+                Ok(())
+            }
+            _ => Err("already recording".to_owned()),
+        }
+    }
+
+    /// Whether a recording is on or waiting for its first key update.
+    pub fn active(&self) -> bool {
+        !matches!(self, Tape::Off)
+    }
+
+    /// Writes an update as received; returns `recording.started` when this
+    /// update began the recording.
+    pub fn update(&mut self, update: &[u8]) -> Result<Option<EventKind>, VrecError> {
+        let started = match std::mem::take(self) {
+            Tape::Armed {
+                path,
+                technician,
+                session,
+            } => match codec::info(update) {
+                Ok(head) if head.key => {
+                    let recording = Uuid::new_v4().to_string();
+                    let origin_us = audit_db::time_us::now() - head.timestamp_us as i64;
+                    let header = Header {
+                        format: FORMAT,
+                        codec: CODEC.into(),
+                        width: head.width.into(),
+                        height: head.height.into(),
+                        recording: recording.clone(),
+                        session: session.to_string(),
+                        technician,
+                        started_us: origin_us,
+                    };
+                    let writer = Writer::create(&path, header)?;
+                    let event = EventKind::RecordingStarted(RecordingStarted {
+                        recording: recording.clone(),
+                        path: path.display().to_string(),
+                    });
+                    *self = Tape::On {
+                        writer: Box::new(writer),
+                        recording,
+                        path,
+                        origin_us,
+                    };
+                    Some(event)
+                }
+                _ => {
+                    *self = Tape::Armed {
+                        path,
+                        technician,
+                        session,
+                    };
+                    return Ok(None);
+                }
+            },
+            other => {
+                *self = other;
+                None
+            }
+        };
+        if let Tape::On { writer, .. } = self {
+            writer.update(update)?;
+        }
+        Ok(started)
+    }
+
+    /// Writes a cursor update as received.
+    pub fn cursor(&mut self, cursor: &Cursor) -> Result<(), VrecError> {
+        match self {
+            Tape::On { writer, .. } => writer.cursor(cursor),
+            _ => Ok(()),
+        }
+    }
+
+    /// Puts an audit event on the timeline.
+    pub fn mark(&mut self, kind: &EventKind) -> Result<(), VrecError> {
+        let Tape::On {
+            writer, origin_us, ..
+        } = self
+        else {
+            return Ok(());
+        };
+        let marker = Marker {
+            timestamp_us: (audit_db::time_us::now() - *origin_us).max(0) as u64,
+            kind: kind.type_name().to_owned(),
+            text: kind.payload_json().unwrap_or_default(),
+        };
+        writer.marker(&marker)
+    }
+
+    /// Finishes the recording; returns it and its `recording.stopped` event.
+    pub fn stop(&mut self) -> Result<Option<(Finished, EventKind)>, VrecError> {
+        let Tape::On {
+            writer,
+            recording,
+            path,
+            origin_us,
+        } = std::mem::take(self)
+        else {
+            return Ok(None);
+        };
+        let ended = (audit_db::time_us::now() - origin_us).max(0) as u64;
+        let finished = writer.finish(ended)?;
+        let event = EventKind::RecordingStopped(RecordingStopped {
+            recording,
+            path: path.display().to_string(),
+            size: finished.size,
+            sha256: finished.sha256.clone(),
+        });
+        Ok(Some((finished, event)))
+    }
+}

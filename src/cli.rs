@@ -253,6 +253,10 @@ pub struct ConsoleArgs {
         default_value = "./vigil-console-spool.jsonl"
     )]
     pub spool: PathBuf,
+    /// Record every picked-up session's screen and events into DIR (also where
+    /// /record on writes) [default for /record on: ./vigil-recordings]
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
     /// One JSON object per line instead of text
     #[arg(long)]
     pub json: bool,

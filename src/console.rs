@@ -212,13 +212,19 @@ async fn execute(
                 json!({"session": guid, "sas": inner.sas}),
                 format!("Connected to session {guid}, end to end encrypted. Verification code: {} (ask the end user to read theirs)", inner.sas),
             );
-            let (console, events) = Console::start(
+            let (mut console, events) = Console::start(
                 inner.stream,
                 guid,
                 session.reporter,
                 Some(ctx.spool.clone()),
                 ctx.args.download_dir.clone(),
             );
+            if tech.info.force_recording {
+                console.require_recording();
+            }
+            if ctx.args.record.is_some() {
+                start_recording(ctx, &console, guid, &tech.info.email).await?;
+            }
             let watcher = tokio::spawn(watch(*out, events));
             *active = Some(Active {
                 guid,
@@ -273,11 +279,71 @@ async fn execute(
                 format!("system_information: denied ({d:?})"),
             ),
         },
+        Command::View(true) => {
+            let decision = session(active)?.view().await?;
+            out.emit(
+                "view",
+                json!({"granted": decision == Decision::Granted, "denial": denial(&decision)}),
+                match decision {
+                    Decision::Granted => "viewing the end user's screen".to_owned(),
+                    Decision::Denied(_) => format!(
+                        "desktop_view: denied ({})",
+                        denial(&decision).unwrap_or_default()
+                    ),
+                },
+            );
+        }
+        Command::View(false) => session(active)?.stop_view().await?,
+        Command::Record(true) => {
+            let a = active.as_ref().context("no session is active: /pick one first")?;
+            start_recording(ctx, &a.console, a.guid, &tech.info.email).await?;
+        }
+        Command::Record(false) => match session(active)?.stop_recording().await? {
+            Some(done) => out.emit(
+                "recording_stopped",
+                json!({"path": done.path, "size": done.size, "sha256": done.sha256, "frames": done.frames}),
+                format!(
+                    "recording saved: {} ({} bytes, {} frames, SHA-256 {})",
+                    done.path.display(),
+                    done.size,
+                    done.frames,
+                    done.sha256
+                ),
+            ),
+            None => bail!("no recording is on"),
+        },
         Command::End => {
             let session = active.take().context("no session is active")?;
             finish(out, session).await;
         }
     }
+    Ok(())
+}
+
+/// Starts recording session `guid` into a new file of the recordings directory.
+async fn start_recording(
+    ctx: &Ctx,
+    console: &Console<Inner>,
+    guid: Uuid,
+    email: &str,
+) -> Result<()> {
+    let dir = ctx
+        .args
+        .record
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from("./vigil-recordings"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let stamp = audit_db::time_us::format(audit_db::time_us::now()).replace([':', '.'], "-");
+    let path = dir.join(format!("{guid}-{stamp}.vrec"));
+    console.record(path.clone(), email).await?;
+    ctx.out.emit(
+        "recording",
+        json!({"path": path}),
+        format!(
+            "recording to {} (starts with the first screen)",
+            path.display()
+        ),
+    );
     Ok(())
 }
 

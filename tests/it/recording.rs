@@ -284,3 +284,236 @@ fn bad_input_gets_a_clear_error() {
             == 2
     );
 }
+
+/// Reads JSON lines from `lines` until one has `"event": event`; returns it.
+fn wait_line(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    event: &str,
+) -> serde_json::Value {
+    for line in lines {
+        let line = line.expect("reading the console");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["event"] == event {
+            return v;
+        }
+        assert_ne!(v["event"], "error", "the console failed: {v}");
+    }
+    panic!("the console ended before printing {event}");
+}
+
+#[test]
+fn a_console_killed_while_recording_leaves_a_readable_repairable_recording() {
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    crate::helpers::add_technician(data);
+    run_in(
+        data,
+        &[
+            "admin",
+            "group",
+            "set",
+            "tier1",
+            "--permissions",
+            "desktop_view",
+            "--force-recording",
+            "true",
+        ],
+        "",
+    )
+    .ok();
+    let gw = crate::helpers::start_gateway(data, &[]);
+    let ca = gw.ca.to_str().unwrap().to_owned();
+    let display = testkit::Xvfb::start(640, 400);
+    let recordings = data.join("recordings");
+    let vigil = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .env_remove("RUST_LOG")
+            .arg("--data")
+            .arg(data)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting vigil")
+    };
+    let mut console = vigil(&[
+        "console",
+        "--gateway",
+        &gw.addr,
+        "--ca",
+        &ca,
+        "--user",
+        "ann@example.com",
+        "--json",
+        "--record",
+        recordings.to_str().unwrap(),
+    ]);
+    let mut input = console.stdin.take().unwrap();
+    writeln!(input, "{}\n/new", crate::helpers::PASSWORD).unwrap();
+    let mut lines = std::io::BufReader::new(console.stdout.take().unwrap()).lines();
+    let pin = wait_line(&mut lines, "session_created")["pin"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut applet = vigil(&[
+        "applet",
+        "--gateway",
+        &gw.addr,
+        "--ca",
+        &ca,
+        "--pin",
+        &pin,
+        "--consent",
+        "grant-all",
+        "--json",
+        "--display",
+        &display.display,
+        "--download-dir",
+        data.to_str().unwrap(),
+    ]);
+    writeln!(input, "/pick\n/view").unwrap();
+    let path = PathBuf::from(wait_line(&mut lines, "recording")["path"].as_str().unwrap());
+    assert_eq!(wait_line(&mut lines, "view")["granted"], true);
+    // The first screen reaches the file (bounded wait on the file itself).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while Recording::open(&path).map(|r| r.index.frames).unwrap_or(0) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no screen was recorded within 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    console.kill().unwrap();
+    console.wait().unwrap();
+    let _ = applet.kill();
+    let _ = applet.wait();
+
+    let p = path.to_str().unwrap();
+    let info: serde_json::Value =
+        serde_json::from_str(run_in(data, &["recording", "info", p, "--json"], "").ok()).unwrap();
+    assert_eq!(info["state"], "truncated", "{info}");
+    assert!(info["frames"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        (info["width"].as_u64(), info["height"].as_u64()),
+        (Some(640), Some(400))
+    );
+    let verify = run_in(data, &["recording", "verify", p, "--json"], "");
+    assert_eq!(verify.code, 1, "{verify:?}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&verify.stdout).unwrap()["verdict"],
+        "truncated"
+    );
+    run_in(data, &["recording", "repair", p], "").ok();
+    let png = data.join("first.png");
+    run_in(
+        data,
+        &[
+            "recording",
+            "frame",
+            p,
+            "--index",
+            "0",
+            "-o",
+            png.to_str().unwrap(),
+        ],
+        "",
+    )
+    .ok();
+    assert_eq!(png_pixels(&png).len(), 640 * 400 * 4);
+    assert_eq!(gw.stop().0, 0);
+}
+
+#[test]
+fn a_group_that_forces_recording_cannot_view_without_it() {
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    crate::helpers::add_technician(data);
+    run_in(
+        data,
+        &[
+            "admin",
+            "group",
+            "set",
+            "tier1",
+            "--permissions",
+            "desktop_view",
+            "--force-recording",
+            "true",
+        ],
+        "",
+    )
+    .ok();
+    let gw = crate::helpers::start_gateway(data, &[]);
+    let ca = gw.ca.to_str().unwrap().to_owned();
+    let display = testkit::Xvfb::start(320, 200);
+    let spawn = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .env_remove("RUST_LOG")
+            // `/record on` writes to ./vigil-recordings: inside the test's directory.
+            .current_dir(data)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting vigil")
+    };
+    let mut console = spawn(&[
+        "console",
+        "--gateway",
+        &gw.addr,
+        "--ca",
+        &ca,
+        "--user",
+        "ann@example.com",
+        "--json",
+    ]);
+    let mut input = console.stdin.take().unwrap();
+    writeln!(input, "{}\n/new", crate::helpers::PASSWORD).unwrap();
+    let mut lines = std::io::BufReader::new(console.stdout.take().unwrap()).lines();
+    let pin = wait_line(&mut lines, "session_created")["pin"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut applet = spawn(&[
+        "applet",
+        "--gateway",
+        &gw.addr,
+        "--ca",
+        &ca,
+        "--pin",
+        &pin,
+        "--consent",
+        "grant-all",
+        "--json",
+        "--display",
+        &display.display,
+        "--download-dir",
+        data.to_str().unwrap(),
+    ]);
+    writeln!(input, "/pick\n/view").unwrap();
+    let refused = loop {
+        let line = lines.next().expect("console output").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if v["event"] == "error" {
+            break v;
+        }
+        assert_ne!(v["event"], "view", "viewed without recording: {v}");
+    };
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("records every session"),
+        "{refused}"
+    );
+    writeln!(input, "/record on\n/view\n/end").unwrap();
+    assert_eq!(wait_line(&mut lines, "view")["granted"], true);
+    drop(input);
+    assert!(console.wait().unwrap().success());
+    let _ = applet.wait();
+    assert_eq!(gw.stop().0, 0);
+}

@@ -1,55 +1,16 @@
 //! X11 capture and input injection against a real Xvfb display showing a
 //! picture drawn by the test.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use recorder::x11::X11;
 use recorder::Source;
+use testkit::Xvfb;
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{
     ChangeWindowAttributesAux, ConnectionExt, CreateWindowAux, EventMask, InputFocus, WindowClass,
 };
 use x11rb::protocol::Event;
-
-/// A throwaway Xvfb server, stopped when dropped.
-struct Xvfb {
-    child: Child,
-    display: String,
-}
-
-impl Xvfb {
-    fn start(width: u32, height: u32) -> Self {
-        // -displayfd: Xvfb picks a free display and prints its number once ready.
-        let mut child = Command::new("Xvfb")
-            .args(["-displayfd", "1", "-nolisten", "tcp", "-screen", "0"])
-            .arg(format!("{width}x{height}x24"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb is installed (scripts/test installs it)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped"))
-            .read_line(&mut line)
-            .expect("reading Xvfb's display number");
-        let number: u32 = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("Xvfb said {line:?}"));
-        Self {
-            child,
-            display: format!(":{number}"),
-        }
-    }
-}
-
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Waits, up to 5 s, for an event `want` accepts.
 fn wait_event(conn: &impl Connection, want: impl Fn(&Event) -> bool) -> Event {

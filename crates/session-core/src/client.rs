@@ -178,6 +178,7 @@ impl Connector {
                 permissions,
                 idle_timeout_s,
                 password_expires_us,
+                force_recording,
             } => Ok(Technician {
                 link,
                 info: LoginInfo {
@@ -187,6 +188,7 @@ impl Connector {
                     permissions,
                     idle_timeout_s,
                     password_expires_us,
+                    force_recording,
                 },
             }),
             other => Err(unexpected("LoginOk", &other)),
@@ -351,6 +353,8 @@ pub struct LoginInfo {
     pub permissions: Vec<Permission>,
     pub idle_timeout_s: u64,
     pub password_expires_us: Option<i64>,
+    /// The group records every session: no view or control without a recording.
+    pub force_recording: bool,
 }
 
 /// A logged-in technician's control link.

@@ -382,6 +382,7 @@ messages! {
         permissions: Vec<Permission>,
         idle_timeout_s: u64,
         password_expires_us: Option<i64>,
+        force_recording: bool,
     }
     /// Technician → gateway: log out and close.
     Logout = 0x12 {}

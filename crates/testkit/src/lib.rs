@@ -1,7 +1,7 @@
 //! Test-only helpers shared by the audit-db suite, the end-to-end tests and
 //! the benchmarks: a throwaway database of either backend, raw SQL access to
 //! it that bypasses Vigil (as someone with database access would), and a
-//! gateway running as a child process.
+//! gateway running as a child process, and a throwaway X display.
 //!
 //! PostgreSQL tests run when `VIGIL_TEST_POSTGRES_URL` is set, each in a
 //! schema of its own so that runs never collide; when it is set and the
@@ -9,10 +9,12 @@
 #![forbid(unsafe_code)]
 
 mod process;
+mod xvfb;
 
 use std::path::Path;
 
 pub use process::GatewayProcess;
+pub use xvfb::Xvfb;
 
 use sqlx::{Connection, Executor};
 use tempfile::TempDir;

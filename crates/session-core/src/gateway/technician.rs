@@ -79,6 +79,7 @@ pub(super) async fn run(
         permissions: group.permissions.clone(),
         idle_timeout_s: policy.idle_timeout_s,
         password_expires_us: policy.password_expires_us(tech.password_set_us),
+        force_recording: group.force_recording,
     };
     if link.send(&ok).await.is_err() {
         return;

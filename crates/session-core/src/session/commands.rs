@@ -25,6 +25,10 @@ pub enum Command {
     Get(String),
     /// `/sysinfo`.
     SysInfo,
+    /// `/view` (true) or `/view off` (false): the end user's screen.
+    View(bool),
+    /// `/record on|off`.
+    Record(bool),
     /// `/end`.
     End,
     /// `/help`.
@@ -48,6 +52,8 @@ TEXT              chat with the end user
 /send FILE        send a file to the end user
 /get PATH         copy a file from the end user's computer
 /sysinfo          show the end user's system information
+/view [off]       see the end user's screen (or stop)
+/record on|off    record the screen and the session's events to a .vrec file
 /end              end the session
 /help             this text";
 
@@ -89,11 +95,23 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
         "send" => Command::Send(PathBuf::from(need("a file")?)),
         "get" => Command::Get(need("a path")?.to_owned()),
         "sysinfo" => Command::SysInfo,
+        "view" => Command::View(on_off(arg, true)?),
+        "record" => Command::Record(on_off(need("on or off")?, true)?),
         "end" => Command::End,
         "help" => Command::Help,
         other => return Err(format!("unknown command /{other} (try /help)")),
     };
     Ok(Some(command))
+}
+
+/// `on`/`off` (or nothing, meaning `default`).
+fn on_off(arg: &str, default: bool) -> Result<bool, String> {
+    match arg {
+        "" => Ok(default),
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(format!("expected on or off, not {other:?}")),
+    }
 }
 
 #[cfg(test)]
@@ -124,5 +142,9 @@ mod tests {
         assert!(parse("/send").is_err());
         assert!(parse("/pick 0").is_err());
         assert!(parse("/frobnicate").is_err());
+        assert_eq!(parse("/view").unwrap(), Some(Command::View(true)));
+        assert_eq!(parse("/view off").unwrap(), Some(Command::View(false)));
+        assert_eq!(parse("/record on").unwrap(), Some(Command::Record(true)));
+        assert!(parse("/record").is_err() && parse("/record maybe").is_err());
     }
 }

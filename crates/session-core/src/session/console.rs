@@ -75,6 +75,8 @@ pub struct Console<S> {
     reader: Option<JoinHandle<()>>,
     screen: watch::Receiver<Screen>,
     tape: Arc<Mutex<Tape>>,
+    /// The technician's group records every session.
+    recording_required: bool,
 }
 
 impl<S> Drop for Console<S> {
@@ -130,6 +132,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
             reader: Some(reader),
             screen,
             tape,
+            recording_required: false,
         };
         (console, events)
     }
@@ -190,8 +193,17 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
         }
     }
 
+    /// From now on, the screen may be viewed only while recording (the
+    /// technician's group forces recording).
+    pub fn require_recording(&mut self) {
+        self.recording_required = true;
+    }
+
     /// Asks to see the end user's screen; once granted, [`Console::screen`] follows it.
     pub async fn view(&self) -> Result<Decision, SessionError> {
+        if self.recording_required && !self.recording() {
+            return Err(SessionError::RecordingRequired);
+        }
         let request = Uuid::now_v7();
         let mut answers = self.wait_for(request);
         self.requested(Permission::DesktopView).await;

@@ -36,6 +36,11 @@ pub enum SessionError {
     /// The session ended before the answer came.
     #[error("the session ended")]
     Ended,
+    /// The technician's group records every session, and no recording is on.
+    #[error(
+        "your group records every session: start a recording first (/record on, or --record DIR)"
+    )]
+    RecordingRequired,
     /// The peer answered something other than what was asked.
     #[error("unexpected answer from the peer: {0}")]
     Unexpected(String),

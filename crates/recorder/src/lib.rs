@@ -5,6 +5,7 @@
 pub mod codec;
 pub mod cursor;
 pub mod frame;
+pub mod input;
 mod motion;
 pub mod raw;
 pub mod stream;

@@ -21,6 +21,8 @@ pub struct X11 {
     xfixes: bool,
     xtest: bool,
     last_serial: Option<u32>,
+    /// Keysym → keycode, read from the server's keymap when first needed.
+    keymap: Option<std::collections::HashMap<u32, u8>>,
 }
 
 impl std::fmt::Debug for X11 {
@@ -72,6 +74,7 @@ impl X11 {
             xfixes,
             xtest,
             last_serial: None,
+            keymap: None,
         })
     }
 
@@ -158,6 +161,52 @@ impl X11 {
             .map_err(capture_error)?;
         self.conn.flush().map_err(capture_error)?;
         Ok(())
+    }
+}
+
+impl X11 {
+    /// The keycode that types `keysym` on this display.
+    fn keycode(&mut self, keysym: u32) -> Result<u8, SourceError> {
+        if self.keymap.is_none() {
+            let setup = self.conn.setup();
+            let (min, max) = (setup.min_keycode, setup.max_keycode);
+            let reply = self
+                .conn
+                .get_keyboard_mapping(min, max - min + 1)
+                .map_err(capture_error)?
+                .reply()
+                .map_err(capture_error)?;
+            let per = usize::from(reply.keysyms_per_keycode.max(1));
+            let mut map = std::collections::HashMap::new();
+            for (i, syms) in reply.keysyms.chunks(per).enumerate() {
+                for &sym in syms.iter().filter(|&&s| s != 0) {
+                    // The first keycode found for a keysym wins (unshifted before shifted).
+                    map.entry(sym).or_insert(min + i as u8);
+                }
+            }
+            self.keymap = Some(map);
+        }
+        self.keymap
+            .as_ref()
+            .and_then(|m| m.get(&keysym).copied())
+            .ok_or_else(|| {
+                capture_error(format!("no key on this display types keysym {keysym:#x}"))
+            })
+    }
+}
+
+impl crate::input::Inject for X11 {
+    fn inject(&mut self, event: &crate::input::InputEvent) -> Result<(), SourceError> {
+        use crate::input::InputEvent;
+        event.check().map_err(capture_error)?;
+        match *event {
+            InputEvent::Move { x, y } => self.move_pointer(x, y),
+            InputEvent::Button { button, press } => self.button(button, press),
+            InputEvent::Key { keysym, press } => {
+                let code = self.keycode(keysym)?;
+                self.key(code, press)
+            }
+        }
     }
 }
 

@@ -78,6 +78,7 @@ async fn engines(
         download_dir: downloads.to_owned(),
         screen: None,
         fps: 10,
+        input: None,
     };
     let applet = tokio::spawn(async move {
         let run = applet::run(

@@ -10,7 +10,7 @@ use session_core::inner;
 use session_core::session::applet::{
     self, AppletCommand, AppletConfig, AppletEvent, ConsentMode, Prompt,
 };
-use session_core::session::view::{OpenScreen, ScreenSource};
+use session_core::session::view::{InputSink, OpenInput, OpenScreen, ScreenSource};
 use tokio::sync::mpsc;
 
 use crate::cli::{AppletArgs, ConsentArg};
@@ -67,11 +67,16 @@ pub async fn run(args: AppletArgs) -> Result<ExitCode> {
             recorder::x11::X11::open(Some(&display)).map(|x| Box::new(x) as ScreenSource)
         })
     });
+    // Input goes to the same display, over a connection of its own.
+    let input = args.display.clone().map(|display| -> OpenInput {
+        Arc::new(move || recorder::x11::X11::open(Some(&display)).map(|x| Box::new(x) as InputSink))
+    });
     let config = AppletConfig {
         consent,
         download_dir: args.download_dir.clone(),
         screen,
         fps: args.fps,
+        input,
     };
     let mut engine = tokio::spawn(applet::run(
         inner.stream,

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use audit_db::event::Denial;
 use audit_db::Permission;
+use recorder::input::InputEvent;
 use session_core::session::applet::{self, AppletCommand, AppletConfig, AppletEvent, ConsentMode};
 use session_core::session::console::{Console, ConsoleEvent, Decision, Transfer};
-use session_core::session::view::{OpenScreen, ScreenSource};
+use session_core::session::view::{InputSink, OpenInput, OpenScreen, ScreenSource};
 use tokio::sync::mpsc;
 
 use crate::helpers::{
@@ -39,7 +40,7 @@ impl Running {
 }
 
 async fn running(data: &Path, permissions: &str, consent: ConsentMode) -> Running {
-    running_with(data, permissions, consent, &[], None).await
+    running_with(data, permissions, consent, &[], None, None).await
 }
 
 async fn running_with(
@@ -48,6 +49,7 @@ async fn running_with(
     consent: ConsentMode,
     gateway_args: &[&str],
     screen: Option<OpenScreen>,
+    input: Option<OpenInput>,
 ) -> Running {
     add_technician(data);
     run_in(
@@ -77,6 +79,7 @@ async fn running_with(
         download_dir: data.join("applet-downloads"),
         screen,
         fps: 10,
+        input,
     };
     let applet = tokio::spawn(applet::run(
         live.applet,
@@ -478,6 +481,7 @@ async fn a_canary_chat_line_and_file_never_cross_the_gateway_in_clear() {
         ConsentMode::GrantAll,
         &["--relay-capture", capture.to_str().unwrap()],
         None,
+        None,
     )
     .await;
     s.console.chat("CANARY-CHAT-7f3a9c").await.unwrap();
@@ -693,6 +697,7 @@ async fn the_technician_sees_the_end_users_screen_with_consent_and_it_is_audited
         ConsentMode::GrantAll,
         &[],
         Some(screen),
+        None,
     )
     .await;
     assert_eq!(s.console.view().await.unwrap(), Decision::Granted);
@@ -754,6 +759,7 @@ async fn a_refused_view_sends_no_screen() {
         ConsentMode::DenyAll,
         &[],
         Some(screen),
+        None,
     )
     .await;
     assert_eq!(
@@ -785,6 +791,7 @@ async fn a_viewed_session_is_recorded_with_markers_and_verified_against_the_audi
         ConsentMode::GrantAll,
         &[],
         Some(screen),
+        None,
     )
     .await;
     let path = dir.path().join("session.vrec");
@@ -851,4 +858,87 @@ async fn a_viewed_session_is_recorded_with_markers_and_verified_against_the_audi
     let altered = run_in(dir.path(), &["recording", "verify", p], "");
     assert_eq!(altered.code, 1, "{altered:?}");
     assert!(altered.stdout.contains("altered"), "{altered:?}");
+}
+
+/// The applet's screen and input both on the real display `display`.
+fn x11_applet(display: &str) -> (OpenScreen, OpenInput) {
+    let (a, b) = (display.to_owned(), display.to_owned());
+    (
+        std::sync::Arc::new(move || {
+            recorder::x11::X11::open(Some(&a)).map(|x| Box::new(x) as ScreenSource)
+        }),
+        std::sync::Arc::new(move || {
+            recorder::x11::X11::open(Some(&b)).map(|x| Box::new(x) as InputSink)
+        }),
+    )
+}
+
+/// Where the pointer of `display` is.
+fn pointer(display: &str) -> (i32, i32) {
+    let c = recorder::x11::X11::open(Some(display))
+        .unwrap()
+        .pointer(0)
+        .unwrap()
+        .unwrap();
+    (c.x, c.y)
+}
+
+#[tokio::test]
+async fn remote_control_moves_the_end_users_pointer_only_with_consent() {
+    for consent in [ConsentMode::DenyAll, ConsentMode::GrantAll] {
+        let granted = matches!(consent, ConsentMode::GrantAll);
+        let dir = tempfile::tempdir().unwrap();
+        let display = testkit::Xvfb::start(320, 200);
+        let (screen, input) = x11_applet(&display.display);
+        let mut s = running_with(
+            dir.path(),
+            "desktop_view,remote_control",
+            consent,
+            &[],
+            Some(screen),
+            Some(input),
+        )
+        .await;
+        let decision = s.console.control().await.unwrap();
+        assert_eq!(decision == Decision::Granted, granted);
+        s.console
+            .input(vec![InputEvent::Move { x: 123, y: 77 }])
+            .await
+            .unwrap();
+        // A round trip: the input, sent first, has been handled once the chat arrives.
+        s.console.chat("done?").await.unwrap();
+        loop {
+            if let Some(AppletEvent::Chat(_)) = s.applet_events.recv().await {
+                break;
+            }
+        }
+        assert_eq!(
+            pointer(&display.display) == (123, 77),
+            granted,
+            "consent {granted}"
+        );
+        s.console.stop_control().await.unwrap();
+        // Another round trip: the applet handles messages in order, so the
+        // end of control has been reported once this chat arrives.
+        s.console.chat("bye").await.unwrap();
+        loop {
+            if let Some(AppletEvent::Chat(_)) = s.applet_events.recv().await {
+                break;
+            }
+        }
+        let guid = s.guid;
+        s.close().await;
+        let kinds: Vec<String> = events(dir.path())
+            .into_iter()
+            .filter(|e| e["session"] == guid.to_string())
+            .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        for kind in ["remote_control.started", "remote_control.ended"] {
+            assert_eq!(
+                kinds.iter().any(|k| k == kind),
+                granted,
+                "{kind} in {kinds:?}"
+            );
+        }
+    }
 }

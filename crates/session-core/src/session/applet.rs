@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use audit_db::event::{
     ChatMessage, Consent, Denial, Direction, Party, PermissionDenied, PermissionGranted,
+    RemoteControlEnded, RemoteControlStarted,
 };
 use audit_db::{EventKind, Permission};
 use futures::StreamExt;
@@ -21,7 +22,7 @@ use super::files::{self, Incoming};
 use super::link::{self, report, transferred, Reporting, Sender, SessionError};
 use super::proto::{Control, Inner};
 use super::sysinfo::SystemInfo;
-use super::view::{OpenScreen, Streaming};
+use super::view::{InputSink, OpenInput, OpenScreen, Streaming};
 use crate::client::SessionReporter;
 use crate::session_ca::SessionIdentity;
 use crate::wire::Codec;
@@ -97,6 +98,8 @@ pub struct AppletConfig {
     pub screen: Option<OpenScreen>,
     /// Screen updates per second at most.
     pub fps: u32,
+    /// Where the technician's mouse and keyboard go (none: remote control is unavailable).
+    pub input: Option<OpenInput>,
 }
 
 impl std::fmt::Debug for AppletConfig {
@@ -106,6 +109,7 @@ impl std::fmt::Debug for AppletConfig {
             .field("download_dir", &self.download_dir)
             .field("screen", &self.screen.is_some())
             .field("fps", &self.fps)
+            .field("input", &self.input.is_some())
             .finish()
     }
 }
@@ -120,6 +124,7 @@ struct Applet<S> {
     events: mpsc::Sender<AppletEvent>,
     incoming: HashMap<Uuid, Incoming>,
     view: Option<Streaming>,
+    control: Option<InputSink>,
 }
 
 /// Runs the applet's side of an inner session over `stream`, whose peer is
@@ -152,22 +157,38 @@ where
         events,
         incoming: HashMap::new(),
         view: None,
+        control: None,
     };
-    loop {
+    let ended = loop {
         tokio::select! {
             command = commands.recv() => match command {
-                Some(AppletCommand::Chat(text)) => applet.chat(text).await?,
+                Some(AppletCommand::Chat(text)) => {
+                    if let Err(e) = applet.chat(text).await {
+                        break Err(e);
+                    }
+                }
                 Some(AppletCommand::End) | None => {
                     applet.send.shutdown().await;
-                    return Ok("ended by the end user".to_owned());
+                    break Ok("ended by the end user".to_owned());
                 }
             },
             frame = frames.next() => match frame {
-                None => return Ok("the technician left".to_owned()),
-                Some(frame) => applet.handle(Inner::decode(&frame?)?).await?,
+                None => break Ok("the technician left".to_owned()),
+                Some(frame) => {
+                    let handled = match frame.map_err(SessionError::from).and_then(|f| Ok(Inner::decode(&f)?)) {
+                        Ok(message) => applet.handle(message).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = handled {
+                        break Err(e);
+                    }
+                }
             },
         }
-    }
+    };
+    // However the session ends, control is handed back and that is audited.
+    applet.release_control().await;
+    ended
 }
 
 impl<S: AsyncRead + AsyncWrite + Send + 'static> Applet<S> {
@@ -234,6 +255,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Applet<S> {
     fn available(&self, permission: Permission) -> bool {
         AVAILABLE.contains(&permission)
             || (permission == Permission::DesktopView && self.config.screen.is_some())
+            || (permission == Permission::RemoteControl && self.config.input.is_some())
     }
 
     /// Shows the screen to the technician, with the end user's consent.
@@ -258,6 +280,40 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Applet<S> {
             }
         }
         self.answer(request, permission, decision).await
+    }
+
+    /// Hands mouse and keyboard to the technician, with the end user's consent.
+    async fn control(&mut self, request: Uuid) -> Result<(), SessionError> {
+        let permission = Permission::RemoteControl;
+        let mut decision = self
+            .authorize(permission, "control your mouse and keyboard")
+            .await;
+        if let (Ok(_), None, Some(open)) = (&decision, &self.control, self.config.input.clone()) {
+            match tokio::task::spawn_blocking(move || open()).await {
+                Ok(Ok(sink)) => {
+                    self.control = Some(sink);
+                    self.report(EventKind::RemoteControlStarted(RemoteControlStarted {}))
+                        .await;
+                }
+                failed => {
+                    let why = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "the display could not be opened for input".to_owned(),
+                    };
+                    self.tell(AppletEvent::Warning(why)).await;
+                    decision = Err(Denial::Unavailable);
+                }
+            }
+        }
+        self.answer(request, permission, decision).await
+    }
+
+    /// Ends remote control, if it was on, and reports it.
+    async fn release_control(&mut self) {
+        if self.control.take().is_some() {
+            self.report(EventKind::RemoteControlEnded(RemoteControlEnded {}))
+                .await;
+        }
     }
 
     async fn ask(&self, permission: Permission, what: &str) -> bool {
@@ -331,6 +387,19 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Applet<S> {
             }
             // Dropping the stream stops it; it says so and reports the end itself.
             Inner::Control(Control::ViewStop) => self.view = None,
+            Inner::Control(Control::ControlStart { request }) => self.control(request).await?,
+            Inner::Control(Control::ControlStop) => self.release_control().await,
+            Inner::Control(Control::Input { events }) => {
+                // Input without consent is dropped: the grant alone is not enough.
+                let Some(sink) = self.control.as_mut() else {
+                    return Ok(());
+                };
+                let failed = events.iter().find_map(|e| sink.inject(e).err());
+                if let Some(e) = failed {
+                    self.tell(AppletEvent::Warning(format!("remote input: {e}")))
+                        .await;
+                }
+            }
             Inner::Chunk { transfer, data } => {
                 if let Some(incoming) = self.incoming.get_mut(&transfer) {
                     if let Err(e) = incoming.write(&data).await {

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use recorder::input::InputEvent;
 use recorder::vrec::Finished;
 
 use audit_db::event::{ChatMessage, Denial, Direction, Party, PermissionRequested};
@@ -219,6 +220,39 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
         }
     }
 
+    /// Asks to control the end user's mouse and keyboard; once granted,
+    /// [`Console::input`] reaches their display.
+    pub async fn control(&self) -> Result<Decision, SessionError> {
+        if self.recording_required && !self.recording() {
+            return Err(SessionError::RecordingRequired);
+        }
+        let request = Uuid::now_v7();
+        let mut answers = self.wait_for(request);
+        self.requested(Permission::RemoteControl).await;
+        self.send
+            .control(&Control::ControlStart { request })
+            .await?;
+        let answer = answers.recv().await;
+        self.done_with(request);
+        match answer {
+            Some(Control::Answer {
+                granted, denial, ..
+            }) => Ok(decision(granted, denial)),
+            Some(other) => Err(SessionError::Unexpected(format!("{other:?}"))),
+            None => Err(SessionError::Ended),
+        }
+    }
+
+    /// Sends mouse and keyboard input (dropped by the applet unless control was granted).
+    pub async fn input(&self, events: Vec<InputEvent>) -> Result<(), SessionError> {
+        Ok(self.send.control(&Control::Input { events }).await?)
+    }
+
+    /// Hands mouse and keyboard back to the end user.
+    pub async fn stop_control(&self) -> Result<(), SessionError> {
+        Ok(self.send.control(&Control::ControlStop).await?)
+    }
+
     /// Stops the screen stream (the applet confirms with [`ConsoleEvent::ViewEnded`]).
     pub async fn stop_view(&self) -> Result<(), SessionError> {
         Ok(self.send.control(&Control::ViewStop).await?)
@@ -407,12 +441,16 @@ fn answer_id(message: &Control) -> Option<Uuid> {
         | Control::FileOffer { transfer, .. }
         | Control::FileDone { transfer, .. }
         | Control::FileGet { transfer, .. } => Some(*transfer),
-        Control::Ask { request, .. } | Control::ViewStart { request } => Some(*request),
+        Control::Ask { request, .. }
+        | Control::ViewStart { request }
+        | Control::ControlStart { request } => Some(*request),
         Control::Chat { .. }
         | Control::ViewAck { .. }
         | Control::ViewStop
         | Control::ViewKey
-        | Control::ViewEnded { .. } => None,
+        | Control::ViewEnded { .. }
+        | Control::Input { .. }
+        | Control::ControlStop => None,
     }
 }
 

@@ -10,6 +10,8 @@ use audit_db::Permission;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use recorder::input::InputEvent;
+
 use super::files::Digests;
 use super::sysinfo::SystemInfo;
 use crate::wire::{Frame, WireError, MAX_BODY};
@@ -89,6 +91,12 @@ pub enum Control {
     ViewKey,
     /// Applet → console: the screen stream has stopped, and why.
     ViewEnded { reason: String },
+    /// Console → applet: let me control your mouse and keyboard (answered like `Ask`).
+    ControlStart { request: Uuid },
+    /// Console → applet: mouse and keyboard input, to be injected in order.
+    Input { events: Vec<InputEvent> },
+    /// Console → applet: remote control is over.
+    ControlStop,
 }
 
 impl Control {

@@ -29,6 +29,8 @@ struct Active {
     console: Console<Inner>,
     /// Prints what the end user says; ends with the session's end reason.
     watcher: tokio::task::JoinHandle<String>,
+    /// The page showing the end user's screen, once a view was granted.
+    viewer: Option<crate::viewer::Viewer>,
 }
 
 /// Logs in and runs commands until the input ends.
@@ -230,6 +232,7 @@ async fn execute(
                 guid,
                 console,
                 watcher,
+                viewer: None,
             });
         }
         Command::Chat(text) => {
@@ -280,7 +283,22 @@ async fn execute(
             ),
         },
         Command::View(true) => {
-            let decision = session(active)?.view().await?;
+            let a = active.as_mut().context("no session is active: /pick one first")?;
+            let decision = a.console.view().await?;
+            if decision == Decision::Granted && a.viewer.is_none() {
+                let viewer = crate::viewer::serve(
+                    ctx.args.viewer_port,
+                    a.console.screen(),
+                    a.console.input_sender(),
+                )
+                .await?;
+                out.emit(
+                    "viewer",
+                    json!({"url": viewer.url}),
+                    format!("open {} in a browser to see the screen", viewer.url),
+                );
+                a.viewer = Some(viewer);
+            }
             out.emit(
                 "view",
                 json!({"granted": decision == Decision::Granted, "denial": denial(&decision)}),
@@ -294,6 +312,23 @@ async fn execute(
             );
         }
         Command::View(false) => session(active)?.stop_view().await?,
+        Command::Control(true) => {
+            let decision = session(active)?.control().await?;
+            out.emit(
+                "control",
+                json!({"granted": decision == Decision::Granted, "denial": denial(&decision)}),
+                match decision {
+                    Decision::Granted => {
+                        "you have the end user's mouse and keyboard (use the viewer page)".to_owned()
+                    }
+                    Decision::Denied(_) => format!(
+                        "remote_control: denied ({})",
+                        denial(&decision).unwrap_or_default()
+                    ),
+                },
+            );
+        }
+        Command::Control(false) => session(active)?.stop_control().await?,
         Command::Record(true) => {
             let a = active.as_ref().context("no session is active: /pick one first")?;
             start_recording(ctx, &a.console, a.guid, &tech.info.email).await?;
@@ -443,7 +478,9 @@ async fn finish(out: &Out, session: Active) {
         guid,
         console,
         watcher,
+        viewer,
     } = session;
+    drop(viewer);
     console.end().await;
     let reason = tokio::time::timeout(Duration::from_secs(10), watcher)
         .await

@@ -12,6 +12,7 @@ mod login;
 mod output;
 mod progress;
 mod recording;
+mod viewer;
 
 use std::process::ExitCode;
 

@@ -517,3 +517,162 @@ fn a_group_that_forces_recording_cannot_view_without_it() {
     let _ = applet.wait();
     assert_eq!(gw.stop().0, 0);
 }
+
+/// A minimal HTTP/1.1 request to 127.0.0.1 (the viewer serves nothing else): status and body.
+fn http(method: &str, url: &str, body: &str) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let (host, path) = rest.split_at(rest.find('/').expect("a path"));
+    let mut stream = std::net::TcpStream::connect(host).expect("connecting to the viewer");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .expect("reading the viewer's answer");
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a header");
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status");
+    (status, response[split + 4..].to_vec())
+}
+
+#[test]
+fn the_viewer_page_shows_the_screen_and_takes_control_input() {
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    crate::helpers::add_technician(data);
+    run_in(
+        data,
+        &[
+            "admin",
+            "group",
+            "set",
+            "tier1",
+            "--permissions",
+            "desktop_view,remote_control",
+        ],
+        "",
+    )
+    .ok();
+    let gw = crate::helpers::start_gateway(data, &[]);
+    let ca = gw.ca.to_str().unwrap().to_owned();
+    let display = testkit::Xvfb::start(320, 200);
+    let spawn = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .env_remove("RUST_LOG")
+            .current_dir(data)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting vigil")
+    };
+    let mut console = spawn(&[
+        "console",
+        "--gateway",
+        &gw.addr,
+        "--ca",
+        &ca,
+        "--user",
+        "ann@example.com",
+        "--json",
+    ]);
+    let mut input = console.stdin.take().unwrap();
+    writeln!(input, "{}\n/new", crate::helpers::PASSWORD).unwrap();
+    let mut lines = std::io::BufReader::new(console.stdout.take().unwrap()).lines();
+    let pin = wait_line(&mut lines, "session_created")["pin"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut applet = spawn(&[
+        "applet",
+        "--gateway",
+        &gw.addr,
+        "--ca",
+        &ca,
+        "--pin",
+        &pin,
+        "--consent",
+        "grant-all",
+        "--json",
+        "--display",
+        &display.display,
+    ]);
+    writeln!(input, "/pick\n/view").unwrap();
+    let url = wait_line(&mut lines, "viewer")["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let (status, page) = http("GET", &url, "");
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&page).contains("screen.png"));
+    let (status, png) = http("GET", &format!("{url}screen.png?after=-1"), "");
+    assert_eq!(status, 200);
+    let decoded = png::Decoder::new(&png[..]).read_info().unwrap();
+    assert_eq!((decoded.info().width, decoded.info().height), (320, 200));
+    // Without the token, nothing is served.
+    let bare = url
+        .trim_end_matches('/')
+        .rsplit_once('/')
+        .unwrap()
+        .0
+        .to_owned()
+        + "/screen.png";
+    assert_eq!(http("GET", &bare, "").0, 404);
+
+    writeln!(input, "/control").unwrap();
+    assert_eq!(wait_line(&mut lines, "control")["granted"], true);
+    let (status, _) = http(
+        "POST",
+        &format!("{url}input"),
+        r#"[{"kind":"move","x":210,"y":33}]"#,
+    );
+    assert_eq!(status, 204);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let c = recorder::x11::X11::open(Some(&display.display))
+            .unwrap()
+            .pointer(0)
+            .unwrap()
+            .unwrap();
+        if (c.x, c.y) == (210, 33) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pointer did not move within 20 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        http(
+            "POST",
+            &format!("{url}input"),
+            r#"[{"kind":"button","button":0,"press":true}]"#
+        )
+        .0,
+        400
+    );
+    writeln!(input, "/end").unwrap();
+    drop(input);
+    assert!(console.wait().unwrap().success());
+    let _ = applet.wait();
+    assert_eq!(gw.stop().0, 0);
+}

@@ -29,6 +29,8 @@ pub enum Command {
     View(bool),
     /// `/record on|off`.
     Record(bool),
+    /// `/control` (true) or `/control off` (false): the end user's mouse and keyboard.
+    Control(bool),
     /// `/end`.
     End,
     /// `/help`.
@@ -52,7 +54,8 @@ TEXT              chat with the end user
 /send FILE        send a file to the end user
 /get PATH         copy a file from the end user's computer
 /sysinfo          show the end user's system information
-/view [off]       see the end user's screen (or stop)
+/view [off]       see the end user's screen in a browser page (or stop)
+/control [off]    use the end user's mouse and keyboard from that page (or stop)
 /record on|off    record the screen and the session's events to a .vrec file
 /end              end the session
 /help             this text";
@@ -96,6 +99,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
         "get" => Command::Get(need("a path")?.to_owned()),
         "sysinfo" => Command::SysInfo,
         "view" => Command::View(on_off(arg, true)?),
+        "control" => Command::Control(on_off(arg, true)?),
         "record" => Command::Record(on_off(need("on or off")?, true)?),
         "end" => Command::End,
         "help" => Command::Help,
@@ -145,6 +149,10 @@ mod tests {
         assert_eq!(parse("/view").unwrap(), Some(Command::View(true)));
         assert_eq!(parse("/view off").unwrap(), Some(Command::View(false)));
         assert_eq!(parse("/record on").unwrap(), Some(Command::Record(true)));
+        assert_eq!(
+            parse("/control off").unwrap(),
+            Some(Command::Control(false))
+        );
         assert!(parse("/record").is_err() && parse("/record maybe").is_err());
     }
 }

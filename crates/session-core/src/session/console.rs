@@ -67,6 +67,22 @@ pub enum Transfer {
 
 type Waiters = Arc<Mutex<HashMap<Uuid, mpsc::UnboundedSender<Control>>>>;
 
+/// Sends the technician's mouse and keyboard input to the applet.
+pub struct InputSender<S>(Sender<S>);
+
+impl<S> Clone for InputSender<S> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite> InputSender<S> {
+    /// Sends `events`, in order.
+    pub async fn send(&self, events: Vec<InputEvent>) -> Result<(), SessionError> {
+        Ok(self.0.control(&Control::Input { events }).await?)
+    }
+}
+
 /// The technician's side of a live inner session.
 pub struct Console<S> {
     send: Sender<S>,
@@ -245,7 +261,12 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
 
     /// Sends mouse and keyboard input (dropped by the applet unless control was granted).
     pub async fn input(&self, events: Vec<InputEvent>) -> Result<(), SessionError> {
-        Ok(self.send.control(&Control::Input { events }).await?)
+        self.input_sender().send(events).await
+    }
+
+    /// A handle that sends input from elsewhere (a viewer window) while the console runs.
+    pub fn input_sender(&self) -> InputSender<S> {
+        InputSender(self.send.clone())
     }
 
     /// Hands mouse and keyboard back to the end user.

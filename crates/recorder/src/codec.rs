@@ -19,8 +19,14 @@
 //!          kind 2 moved  (argument: a vector of the table below; the tile
 //!          is the previous frame's pixels at (x - dx, y - dy), as when
 //!          text scrolls or a window is dragged)
+//!          kind 3 parts  (argument: a record of the parts table below; the
+//!          tile's 16×16 parts each come from a move, from the same place
+//!          in a cached tile, or from pixels: a dragged window's border)
 //!     u16 vector count, then per vector: i16 dx, i16 dy
-//!     the pixels of every `pixels` op, in op order, row by row (BGRA)
+//!     u16 record count, then per record: 16 × (u8 code, u16 argument):
+//!          code 0 pixels, 1 moved (argument: vector), 2 cached (argument: slot)
+//!     the pixels of every `pixels` op and every pixels part, in op order,
+//!     row by row (BGRA)
 //! ```
 //!
 //! A `pixels` op also stores the tile in its cache slot; a `cached` op
@@ -31,6 +37,7 @@
 use std::collections::HashMap;
 
 use crate::frame::Frame;
+use crate::parts;
 
 /// Tile edge in pixels.
 pub const TILE: usize = 64;
@@ -168,7 +175,13 @@ pub struct Encoder {
     next_slot: usize,
     /// Moves that explained tiles last time: windows keep moving the same way.
     last_vectors: Vec<(i16, i16)>,
+    /// Per tile position, the slots last shown there (newest first; NONE when empty).
+    history: Vec<[u16; HISTORY]>,
 }
+
+/// Slots remembered per tile position, for tiles made of parts.
+const HISTORY: usize = 4;
+const NONE: u16 = u16::MAX;
 
 impl Default for Encoder {
     fn default() -> Self {
@@ -194,6 +207,7 @@ impl Encoder {
             by_hash: HashMap::new(),
             next_slot: 0,
             last_vectors: Vec::new(),
+            history: Vec::new(),
         }
     }
 
@@ -209,6 +223,7 @@ impl Encoder {
             self.by_hash.clear();
             self.next_slot = 0;
             self.last_vectors.clear();
+            self.history = vec![[NONE; HISTORY]; grid.tiles()];
         }
         let previous = std::mem::take(&mut self.previous);
         let (cur, prev) = (&frame.pixels, &previous);
@@ -244,7 +259,10 @@ impl Encoder {
             grid.tile_bytes(cur, i, &mut tile);
             let hash = xxhash_rust::xxh3::xxh3_64(&tile) ^ (tile.len() as u64).rotate_left(32);
             match self.cached(hash, &tile) {
-                Some(slot) => out.op(i, 1, slot),
+                Some(slot) => {
+                    out.op(i, 1, slot);
+                    self.shown(i, slot);
+                }
                 None => unexplained.push((i, tile, hash)),
             }
         }
@@ -260,10 +278,29 @@ impl Encoder {
                 out.moved(i, v);
             } else if let Some(slot) = self.cached(hash, &tile) {
                 out.op(i, 1, slot);
+                self.shown(i, slot);
+            } else if let Some(parts) = (!key)
+                .then(|| self.parts(&grid, cur, prev, i, &found, &mut out))
+                .flatten()
+            {
+                let record = out.records.len() / parts::RECORD;
+                parts::encode(&parts, &mut out.records);
+                out.op(i, 3, record as u16);
+                let (_, _, w, _) = grid.rect(i);
+                for (p, from) in parts.iter().enumerate() {
+                    let (px, py, pw, ph) = parts::rect(w, grid.rect(i).3, p);
+                    if *from == parts::From::Pixels && pw > 0 && ph > 0 {
+                        for r in py..py + ph {
+                            out.pixels
+                                .extend_from_slice(&tile[(r * w + px) * 4..(r * w + px + pw) * 4]);
+                        }
+                    }
+                }
             } else {
                 let slot = self.store(hash, &tile);
                 out.op(i, 0, slot);
                 out.pixels.extend_from_slice(&tile);
+                self.shown(i, slot);
             }
         }
         self.last_vectors = out.vectors.iter().copied().filter(|v| v.0 != 0).collect();
@@ -285,6 +322,90 @@ impl Encoder {
         let compressed = zstd::bulk::compress(&body, level).unwrap_or_default();
         update.extend_from_slice(&compressed);
         Some(update)
+    }
+
+    /// Remembers that tile position `i` now shows the tile in `slot`.
+    fn shown(&mut self, i: usize, slot: u16) {
+        if let Some(h) = self.history.get_mut(i) {
+            if h[0] != slot {
+                h.rotate_right(1);
+                h[0] = slot;
+            }
+        }
+    }
+
+    /// Tile `i` as parts, if a move explains some of it and moves and the
+    /// tiles once shown here explain at least a quarter of it.
+    fn parts(
+        &self,
+        grid: &Grid,
+        cur: &[u8],
+        prev: &[u8],
+        i: usize,
+        found: &[(i16, i16)],
+        out: &mut Ops,
+    ) -> Option<[parts::From; parts::PARTS]> {
+        let (x, y, w, h) = grid.rect(i);
+        let vectors: Vec<(i16, i16)> = found
+            .iter()
+            .chain(&self.last_vectors)
+            .chain(&out.vectors)
+            .copied()
+            .filter(|&v| v != (0, 0))
+            .collect();
+        let slots: Vec<(u16, &[u8])> = self
+            .history
+            .get(i)?
+            .iter()
+            .filter(|&&s| s != NONE)
+            .filter_map(|&s| {
+                let (_, bytes) = self.slots[usize::from(s)].as_ref()?;
+                (bytes.len() == w * h * 4).then_some((s, bytes.as_slice()))
+            })
+            .collect();
+        if vectors.is_empty() && slots.is_empty() {
+            return None;
+        }
+        let mut result = [parts::From::Pixels; parts::PARTS];
+        let (mut explained, mut total) = (0, 0);
+        for (p, from) in result.iter_mut().enumerate() {
+            let (px, py, pw, ph) = parts::rect(w, h, p);
+            if pw == 0 || ph == 0 {
+                continue;
+            }
+            total += 1;
+            let here = |r: usize| &cur[((y + py + r) * grid.width + x + px) * 4..][..pw * 4];
+            let moved = vectors.iter().copied().find(|&(dx, dy)| {
+                let (sx, sy) = (
+                    (x + px) as isize - dx as isize,
+                    (y + py) as isize - dy as isize,
+                );
+                sx >= 0
+                    && sy >= 0
+                    && sx as usize + pw <= grid.width
+                    && sy as usize + ph <= grid.height
+                    && (0..ph).all(|r| {
+                        here(r)
+                            == &prev[((sy as usize + r) * grid.width + sx as usize) * 4..][..pw * 4]
+                    })
+            });
+            if let Some(v) = moved {
+                *from = parts::From::Moved(out.vector(v));
+                explained += 1;
+                continue;
+            }
+            if let Some(&(slot, _)) = slots.iter().find(|(_, bytes)| {
+                (0..ph).all(|r| here(r) == &bytes[((py + r) * w + px) * 4..][..pw * 4])
+            }) {
+                *from = parts::From::Slot(slot);
+                explained += 1;
+            }
+        }
+        // Only where something moved: a tile made of parts enters no cache
+        // slot, so a tile that merely changes back and forth (a blinking
+        // caret) is cheaper sent whole once and then referenced.
+        let moved = result.iter().any(|p| matches!(p, parts::From::Moved(_)));
+        (moved && explained * 4 >= total).then_some(result)
     }
 
     /// The slot holding exactly `tile`, if any.
@@ -320,6 +441,8 @@ struct Ops {
     ops: Vec<u8>,
     count: u32,
     vectors: Vec<(i16, i16)>,
+    /// Parts records, [`parts::RECORD`] bytes each.
+    records: Vec<u8>,
     pixels: Vec<u8>,
 }
 
@@ -332,6 +455,12 @@ impl Ops {
     }
 
     fn moved(&mut self, tile: usize, v: (i16, i16)) {
+        let n = self.vector(v);
+        self.op(tile, 2, n);
+    }
+
+    /// The number of vector `v` in this update's table.
+    fn vector(&mut self, v: (i16, i16)) -> u16 {
         let n = match self.vectors.iter().position(|&w| w == v) {
             Some(n) => n,
             None => {
@@ -339,7 +468,7 @@ impl Ops {
                 self.vectors.len() - 1
             }
         };
-        self.op(tile, 2, n as u16);
+        n as u16
     }
 
     fn body(&self) -> Vec<u8> {
@@ -352,6 +481,8 @@ impl Ops {
             body.extend_from_slice(&dx.to_le_bytes());
             body.extend_from_slice(&dy.to_le_bytes());
         }
+        body.extend_from_slice(&((self.records.len() / parts::RECORD) as u16).to_le_bytes());
+        body.extend_from_slice(&self.records);
         body.extend_from_slice(&self.pixels);
         body
     }
@@ -509,8 +640,11 @@ impl Decoder {
         }
         let body = body(update)?;
         let (count, ops_end) = op_count(&body, &grid)?;
-        let (vectors, mut offset) = vector_table(&body, ops_end)?;
-        let shifts = body[4..ops_end].chunks_exact(7).any(|op| op[4] == 2);
+        let (vectors, records_at) = vector_table(&body, ops_end)?;
+        let (records, mut offset) = record_table(&body, records_at)?;
+        let shifts = body[4..ops_end]
+            .chunks_exact(7)
+            .any(|op| op[4] == 2 || op[4] == 3);
         let before = if shifts {
             frame.pixels.clone()
         } else {
@@ -519,7 +653,7 @@ impl Decoder {
         for op in body[4..ops_end].chunks_exact(7).take(count) {
             let tile = u32::from_le_bytes([op[0], op[1], op[2], op[3]]) as usize;
             let slot = u16::from_le_bytes([op[5], op[6]]) as usize;
-            if tile >= grid.tiles() || (op[4] != 2 && slot >= CACHE_SLOTS) {
+            if tile >= grid.tiles() || (op[4] < 2 && slot >= CACHE_SLOTS) {
                 return Err(CodecError::Invalid(format!(
                     "tile {tile} or slot {slot} out of range"
                 )));
@@ -565,6 +699,70 @@ impl Decoder {
                     }
                     seen(Applied::Moved { tile });
                 }
+                3 => {
+                    let record = records.get(slot).ok_or_else(|| {
+                        CodecError::Invalid(format!(
+                            "tile {tile} names parts record {slot} of {}",
+                            records.len()
+                        ))
+                    })?;
+                    let (x, y, _, _) = grid.rect(tile);
+                    for (p, from) in record.iter().enumerate() {
+                        let (px, py, pw, ph) = parts::rect(w, h, p);
+                        if pw == 0 || ph == 0 {
+                            continue;
+                        }
+                        for r in 0..ph {
+                            let dst = ((y + py + r) * grid.width + x + px) * 4;
+                            let src: &[u8] = match *from {
+                                parts::From::Pixels => {
+                                    let row = body.get(offset..offset + pw * 4).ok_or(
+                                        CodecError::Truncated("fewer pixels than the parts need"),
+                                    )?;
+                                    offset += pw * 4;
+                                    row
+                                }
+                                parts::From::Moved(n) => {
+                                    let (dx, dy) =
+                                        *vectors.get(usize::from(n)).ok_or_else(|| {
+                                            CodecError::Invalid(format!(
+                                                "a part names vector {n} of {}",
+                                                vectors.len()
+                                            ))
+                                        })?;
+                                    let sx = (x + px) as isize - dx as isize;
+                                    let sy = (y + py + r) as isize - dy as isize;
+                                    if sx < 0
+                                        || sy < 0
+                                        || sx as usize + pw > grid.width
+                                        || sy as usize >= grid.height
+                                    {
+                                        return Err(CodecError::Invalid(format!(
+                                            "a part of tile {tile} moves from outside the frame"
+                                        )));
+                                    }
+                                    &before[(sy as usize * grid.width + sx as usize) * 4..]
+                                        [..pw * 4]
+                                }
+                                parts::From::Slot(s) => {
+                                    let bytes = self
+                                        .slots
+                                        .get(usize::from(s))
+                                        .and_then(Option::as_ref)
+                                        .filter(|b| b.len() == w * h * 4)
+                                        .ok_or_else(|| {
+                                            CodecError::Invalid(format!(
+                                                "a part names slot {s}, empty or of another size"
+                                            ))
+                                        })?;
+                                    &bytes[((py + r) * w + px) * 4..][..pw * 4]
+                                }
+                            };
+                            frame.pixels[dst..dst + pw * 4].copy_from_slice(src);
+                        }
+                    }
+                    seen(Applied::Moved { tile });
+                }
                 other => return Err(CodecError::Invalid(format!("unknown op kind {other}"))),
             }
         }
@@ -593,8 +791,8 @@ pub enum Applied {
 pub fn body(update: &[u8]) -> Result<Vec<u8>, CodecError> {
     let head = info(update)?;
     let grid = Grid::new(head.width as usize, head.height as usize);
-    // Per tile at most an op, a vector and a full tile of pixels.
-    let limit = 4 + 2 + grid.tiles() * (7 + 4 + TILE * TILE * 4);
+    // Per tile at most an op, a vector, a parts record and a full tile of pixels.
+    let limit = 4 + 2 + 2 + grid.tiles() * (7 + 4 + parts::RECORD + TILE * TILE * 4);
     zstd::bulk::decompress(&update[HEADER..], limit).map_err(CodecError::Compression)
 }
 
@@ -618,9 +816,9 @@ fn op_count(body: &[u8], grid: &Grid) -> Result<(usize, usize), CodecError> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Op {
     pub tile: usize,
-    /// 0 pixels, 1 cached, 2 moved.
+    /// 0 pixels, 1 cached, 2 moved, 3 parts.
     pub kind: u8,
-    /// The slot (kinds 0 and 1) or the vector's number (kind 2).
+    /// The slot (kinds 0 and 1), the vector's number (kind 2) or the parts record's (kind 3).
     pub argument: u16,
 }
 
@@ -639,6 +837,43 @@ pub fn ops(update: &[u8]) -> Result<Vec<Op>, CodecError> {
             argument: u16::from_le_bytes([op[5], op[6]]),
         })
         .collect())
+}
+
+/// How an op uses the tile cache, in op order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotUse {
+    Read(usize),
+    Write(usize),
+}
+
+/// The cache slots an update reads and writes, in the order it does.
+pub fn slot_uses(update: &[u8]) -> Result<Vec<SlotUse>, CodecError> {
+    let head = info(update)?;
+    let grid = Grid::new(head.width as usize, head.height as usize);
+    let body = body(update)?;
+    let (count, ops_end) = op_count(&body, &grid)?;
+    let (_, records_at) = vector_table(&body, ops_end)?;
+    let (records, _) = record_table(&body, records_at)?;
+    let mut uses = Vec::new();
+    for op in body[4..ops_end].chunks_exact(7).take(count) {
+        let argument = usize::from(u16::from_le_bytes([op[5], op[6]]));
+        match op[4] {
+            0 => uses.push(SlotUse::Write(argument)),
+            1 => uses.push(SlotUse::Read(argument)),
+            3 => uses.extend(
+                records
+                    .get(argument)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| match p {
+                        parts::From::Slot(s) => Some(SlotUse::Read(usize::from(*s))),
+                        _ => None,
+                    }),
+            ),
+            _ => {}
+        }
+    }
+    Ok(uses)
 }
 
 /// The vector table after the ops, and where the pixels start.
@@ -660,6 +895,26 @@ fn vector_table(body: &[u8], ops_end: usize) -> Result<(Vec<(i16, i16)>, usize),
         })
         .collect();
     Ok((vectors, ops_end + 2 + n * 4))
+}
+
+/// The parts records after the vector table, and where the pixels start.
+fn record_table(
+    body: &[u8],
+    at: usize,
+) -> Result<(Vec<[parts::From; parts::PARTS]>, usize), CodecError> {
+    let n = body
+        .get(at..at + 2)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+        .ok_or(CodecError::Truncated("no parts record count"))?;
+    let table = body
+        .get(at + 2..at + 2 + n * parts::RECORD)
+        .ok_or(CodecError::Truncated("fewer parts records than counted"))?;
+    let records = table
+        .chunks_exact(parts::RECORD)
+        .map(parts::decode)
+        .collect::<Result<_, _>>()
+        .map_err(CodecError::Invalid)?;
+    Ok((records, at + 2 + n * parts::RECORD))
 }
 
 /// Where tile `tile` of a `width`×`height` screen lies: x, y, w, h.
@@ -726,8 +981,8 @@ mod tests {
         let body = zstd::bulk::decompress(&back[HEADER..], 1 << 20).unwrap();
         assert_eq!(
             body.len(),
-            4 + 2 * 7 + 2,
-            "two cached references, no vectors, no pixels"
+            4 + 2 * 7 + 2 + 2,
+            "two cached references, no vectors or parts records, no pixels"
         );
     }
 
@@ -795,6 +1050,45 @@ mod tests {
         let ops = ops(&moved).unwrap();
         let n = ops.iter().filter(|o| o.kind == 2).count();
         assert!(n >= 6, "{n} of {} changed tiles sent as moves", ops.len());
+    }
+
+    #[test]
+    fn a_window_dragged_over_wallpaper_sends_its_border_as_parts() {
+        // A wallpaper whose every pixel differs, so no tile repeats by chance.
+        let mut wallpaper = Frame::black(640, 480);
+        for (n, p) in wallpaper.pixels.chunks_exact_mut(4).enumerate() {
+            let v = (n as u32).wrapping_mul(2_654_435_761);
+            p.copy_from_slice(&[v as u8, (v >> 8) as u8, (v >> 16) as u8, 255]);
+        }
+        let window = |x: u32, y: u32| {
+            let mut f = wallpaper.clone();
+            for r in 0..200u32 {
+                f.fill(x, y + r, 300, 1, [r as u8, (r * 7) as u8, 200, 255]);
+                f.fill(x + (r * 13) % 250, y + r, 11, 1, [9, 9, (r * 3) as u8, 255]);
+            }
+            f
+        };
+        let (mut enc, mut dec) = (Encoder::new(), Decoder::new());
+        for (t, frame) in [wallpaper.clone(), window(40, 30), window(77, 51)]
+            .iter()
+            .enumerate()
+        {
+            let update = enc.encode(frame, t as u64, false).unwrap();
+            assert_eq!(dec.decode(&update).unwrap(), frame, "frame {t}");
+            if t == 2 {
+                let ops = ops(&update).unwrap();
+                let parts = ops.iter().filter(|o| o.kind == 3).count();
+                assert!(
+                    parts >= 4,
+                    "{parts} of {} changed tiles sent as parts",
+                    ops.len()
+                );
+                assert!(slot_uses(&update)
+                    .unwrap()
+                    .iter()
+                    .any(|u| matches!(u, SlotUse::Read(_))));
+            }
+        }
     }
 
     #[test]

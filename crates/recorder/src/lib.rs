@@ -7,6 +7,7 @@ pub mod cursor;
 pub mod frame;
 pub mod input;
 mod motion;
+mod parts;
 pub mod raw;
 pub mod stream;
 pub mod synthetic;

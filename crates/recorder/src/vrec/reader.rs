@@ -260,21 +260,20 @@ impl Recording {
         let mut needed: HashSet<usize> = HashSet::new();
         let mut written: HashSet<usize> = HashSet::new();
         for (at, bytes) in following {
-            let ops = codec::ops(bytes).map_err(|source| VrecError::Codec {
+            let uses = codec::slot_uses(bytes).map_err(|source| VrecError::Codec {
                 path: self.path.display().to_string(),
                 what: format!("update at byte {at}"),
                 source,
             })?;
-            for op in ops {
-                let slot = usize::from(op.argument);
-                match op.kind {
-                    0 => {
+            for slot_use in uses {
+                match slot_use {
+                    codec::SlotUse::Write(slot) => {
                         written.insert(slot);
                     }
-                    1 if !written.contains(&slot) => {
+                    codec::SlotUse::Read(slot) if !written.contains(&slot) => {
                         needed.insert(slot);
                     }
-                    _ => {}
+                    codec::SlotUse::Read(_) => {}
                 }
             }
         }

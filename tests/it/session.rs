@@ -810,6 +810,11 @@ async fn a_viewed_session_is_recorded_with_markers_and_verified_against_the_audi
     .unwrap();
     s.console.chat("recorded line").await.unwrap();
     assert_eq!(s.applet_events.recv().await.map(|_| ()), Some(()));
+    // Asked while recording: the request and the end user's answer are on the timeline.
+    assert_eq!(
+        s.console.ask(Permission::DesktopView).await.unwrap(),
+        Decision::Granted
+    );
     let finished = s
         .console
         .stop_recording()

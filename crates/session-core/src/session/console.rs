@@ -190,24 +190,11 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
 
     /// Asks the end user for `permission` and waits for the answer.
     pub async fn ask(&self, permission: Permission) -> Result<Decision, SessionError> {
-        let request = Uuid::now_v7();
-        let mut answers = self.wait_for(request);
-        self.requested(permission).await;
-        self.send
-            .control(&Control::Ask {
-                request,
-                permission,
-            })
-            .await?;
-        let answer = answers.recv().await;
-        self.done_with(request);
-        match answer {
-            Some(Control::Answer {
-                granted, denial, ..
-            }) => Ok(decision(granted, denial)),
-            Some(other) => Err(SessionError::Unexpected(format!("{other:?}"))),
-            None => Err(SessionError::Ended),
-        }
+        self.request(permission, |request| Control::Ask {
+            request,
+            permission,
+        })
+        .await
     }
 
     /// From now on, the screen may be viewed only while recording (the
@@ -218,45 +205,58 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
 
     /// Asks to see the end user's screen; once granted, [`Console::screen`] follows it.
     pub async fn view(&self) -> Result<Decision, SessionError> {
-        if self.recording_required && !self.recording() {
-            return Err(SessionError::RecordingRequired);
-        }
-        let request = Uuid::now_v7();
-        let mut answers = self.wait_for(request);
-        self.requested(Permission::DesktopView).await;
-        self.send.control(&Control::ViewStart { request }).await?;
-        let answer = answers.recv().await;
-        self.done_with(request);
-        match answer {
-            Some(Control::Answer {
-                granted, denial, ..
-            }) => Ok(decision(granted, denial)),
-            Some(other) => Err(SessionError::Unexpected(format!("{other:?}"))),
-            None => Err(SessionError::Ended),
-        }
+        self.check_recording()?;
+        self.request(Permission::DesktopView, |request| Control::ViewStart {
+            request,
+        })
+        .await
     }
 
     /// Asks to control the end user's mouse and keyboard; once granted,
     /// [`Console::input`] reaches their display.
     pub async fn control(&self) -> Result<Decision, SessionError> {
+        self.check_recording()?;
+        self.request(Permission::RemoteControl, |request| Control::ControlStart {
+            request,
+        })
+        .await
+    }
+
+    fn check_recording(&self) -> Result<(), SessionError> {
         if self.recording_required && !self.recording() {
             return Err(SessionError::RecordingRequired);
         }
+        Ok(())
+    }
+
+    /// Sends the request `message` makes for `permission` (audited as
+    /// requested), waits for the applet's answer, and marks it in the recording.
+    async fn request(
+        &self,
+        permission: Permission,
+        message: impl FnOnce(Uuid) -> Control,
+    ) -> Result<Decision, SessionError> {
         let request = Uuid::now_v7();
         let mut answers = self.wait_for(request);
-        self.requested(Permission::RemoteControl).await;
-        self.send
-            .control(&Control::ControlStart { request })
-            .await?;
+        self.requested(permission).await;
+        self.send.control(&message(request)).await?;
         let answer = answers.recv().await;
         self.done_with(request);
-        match answer {
+        let decided = match answer {
             Some(Control::Answer {
                 granted, denial, ..
-            }) => Ok(decision(granted, denial)),
-            Some(other) => Err(SessionError::Unexpected(format!("{other:?}"))),
-            None => Err(SessionError::Ended),
+            }) => decision(granted, denial),
+            Some(other) => return Err(SessionError::Unexpected(format!("{other:?}"))),
+            None => return Err(SessionError::Ended),
+        };
+        let (kind, text) = match decided {
+            Decision::Granted => ("permission.granted", format!("{permission} granted")),
+            Decision::Denied(why) => ("permission.denied", format!("{permission} denied: {why:?}")),
+        };
+        if let Err(e) = lock(&self.tape).note(kind, text) {
+            tracing::warn!("could not mark {kind} in the recording: {e}");
         }
+        Ok(decided)
     }
 
     /// Sends mouse and keyboard input (dropped by the applet unless control was granted).

@@ -117,6 +117,11 @@ impl Tape {
 
     /// Puts an audit event on the timeline.
     pub fn mark(&mut self, kind: &EventKind) -> Result<(), VrecError> {
+        self.note(kind.type_name(), kind.payload_json().unwrap_or_default())
+    }
+
+    /// Puts an event another party audits (e.g. the applet's consent) on the timeline.
+    pub fn note(&mut self, kind: &str, text: String) -> Result<(), VrecError> {
         let Tape::On {
             writer, origin_us, ..
         } = self
@@ -125,8 +130,8 @@ impl Tape {
         };
         let marker = Marker {
             timestamp_us: (audit_db::time_us::now() - *origin_us).max(0) as u64,
-            kind: kind.type_name().to_owned(),
-            text: kind.payload_json().unwrap_or_default(),
+            kind: kind.to_owned(),
+            text,
         };
         writer.marker(&marker)
     }

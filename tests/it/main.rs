@@ -4,6 +4,7 @@
 mod audit;
 mod bad_input;
 mod crash;
+mod desk;
 mod gateway;
 mod helpers;
 mod recording;

@@ -1,0 +1,324 @@
+//! The technician's desk as people use it: gateway, console and applet as
+//! separate processes, the applet on a real X display (Xvfb), the console
+//! recording, serving its screen page, and being killed.
+
+use std::io::{BufRead, BufReader, Lines, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use recorder::vrec::Recording;
+use testkit::{GatewayProcess, Xvfb};
+
+use crate::helpers::{add_technician, run_in, start_gateway, PASSWORD};
+use crate::recording::png_pixels;
+
+/// A live session between a console and an applet on an X display.
+struct Desk {
+    gw: GatewayProcess,
+    display: Xvfb,
+    console: Child,
+    input: Option<ChildStdin>,
+    lines: Lines<BufReader<ChildStdout>>,
+    applet: Child,
+}
+
+impl Desk {
+    /// Group `tier1` gets `group_settings`; a `width`×`height` display; a
+    /// console (with `console_args`) creates a session that an applet on the
+    /// display joins, consenting to everything; the console picks it up.
+    fn start(
+        data: &Path,
+        group_settings: &[&str],
+        (width, height): (u32, u32),
+        console_args: &[&str],
+    ) -> Self {
+        add_technician(data);
+        let mut set = vec!["admin", "group", "set", "tier1"];
+        set.extend_from_slice(group_settings);
+        run_in(data, &set, "").ok();
+        let gw = start_gateway(data, &[]);
+        let ca = gw.ca.to_str().unwrap().to_owned();
+        let display = Xvfb::start(width, height);
+        let mut args = vec![
+            "console",
+            "--gateway",
+            &gw.addr,
+            "--ca",
+            &ca,
+            "--user",
+            "ann@example.com",
+            "--json",
+        ];
+        args.extend_from_slice(console_args);
+        let mut console = spawn(data, &args);
+        let mut input = console.stdin.take().unwrap();
+        writeln!(input, "{PASSWORD}\n/new").unwrap();
+        let mut lines = BufReader::new(console.stdout.take().unwrap()).lines();
+        let pin = wait_line(&mut lines, "session_created")["pin"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let applet = spawn(
+            data,
+            &[
+                "applet",
+                "--gateway",
+                &gw.addr,
+                "--ca",
+                &ca,
+                "--pin",
+                &pin,
+                "--consent",
+                "grant-all",
+                "--json",
+                "--display",
+                &display.display,
+            ],
+        );
+        let mut desk = Self {
+            gw,
+            display,
+            console,
+            input: Some(input),
+            lines,
+            applet,
+        };
+        desk.send("/pick");
+        desk
+    }
+
+    /// Types `line` into the console.
+    fn send(&mut self, line: &str) {
+        writeln!(self.input.as_mut().expect("console input open"), "{line}").unwrap();
+    }
+
+    /// The console's next output line of `event` (failing on an error line).
+    fn wait(&mut self, event: &str) -> serde_json::Value {
+        wait_line(&mut self.lines, event)
+    }
+
+    /// Ends the input; the console finishes and exits 0; the gateway stops cleanly.
+    fn finish(mut self) {
+        drop(self.input.take());
+        assert!(self.console.wait().unwrap().success());
+        let _ = self.applet.wait();
+        assert_eq!(self.gw.stop().0, 0);
+    }
+}
+
+/// `vigil ARGS` in `dir` (so `./vigil-recordings` stays inside it), stdin and stdout piped.
+fn spawn(dir: &Path, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .env_remove("RUST_LOG")
+        .current_dir(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting vigil")
+}
+
+/// Reads JSON lines until one has `"event": event`; an error line fails the test.
+fn wait_line(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    event: &str,
+) -> serde_json::Value {
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(&line.expect("reading the console")).unwrap_or_default();
+        if v["event"] == event {
+            return v;
+        }
+        assert_ne!(v["event"], "error", "the console failed: {v}");
+    }
+    panic!("the console ended before printing {event}");
+}
+
+/// Waits (at most 30 s) until `done` holds.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_console_killed_while_recording_leaves_a_readable_repairable_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let recordings = data.join("recordings");
+    let mut desk = Desk::start(
+        data,
+        &["--permissions", "desktop_view", "--force-recording", "true"],
+        (640, 400),
+        &["--record", recordings.to_str().unwrap()],
+    );
+    let path = PathBuf::from(desk.wait("recording")["path"].as_str().unwrap());
+    desk.send("/view");
+    assert_eq!(desk.wait("view")["granted"], true);
+    wait_until("the first screen in the file", || {
+        Recording::open(&path).is_ok_and(|r| r.index.frames > 0)
+    });
+    desk.console.kill().unwrap();
+    desk.console.wait().unwrap();
+    let _ = desk.applet.kill();
+    let _ = desk.applet.wait();
+
+    let p = path.to_str().unwrap();
+    let info: serde_json::Value =
+        serde_json::from_str(run_in(data, &["recording", "info", p, "--json"], "").ok()).unwrap();
+    assert_eq!(info["state"], "truncated", "{info}");
+    assert!(info["frames"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        (info["width"].as_u64(), info["height"].as_u64()),
+        (Some(640), Some(400))
+    );
+    let verify = run_in(data, &["recording", "verify", p, "--json"], "");
+    assert_eq!(verify.code, 1, "{verify:?}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&verify.stdout).unwrap()["verdict"],
+        "truncated"
+    );
+    run_in(data, &["recording", "repair", p], "").ok();
+    let png = data.join("first.png");
+    run_in(
+        data,
+        &[
+            "recording",
+            "frame",
+            p,
+            "--index",
+            "0",
+            "-o",
+            png.to_str().unwrap(),
+        ],
+        "",
+    )
+    .ok();
+    assert_eq!(png_pixels(&png).len(), 640 * 400 * 4);
+    assert_eq!(desk.gw.stop().0, 0);
+}
+
+#[test]
+fn a_group_that_forces_recording_cannot_view_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut desk = Desk::start(
+        dir.path(),
+        &["--permissions", "desktop_view", "--force-recording", "true"],
+        (320, 200),
+        &[],
+    );
+    desk.send("/view");
+    let refused = loop {
+        let line = desk.lines.next().expect("console output").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_ne!(v["event"], "view", "viewed without recording: {v}");
+        if v["event"] == "error" {
+            break v;
+        }
+    };
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("records every session"),
+        "{refused}"
+    );
+    desk.send("/record on\n/view\n/end");
+    assert_eq!(desk.wait("view")["granted"], true);
+    desk.finish();
+}
+
+/// A minimal HTTP/1.1 request to 127.0.0.1 (the viewer serves nothing else): status and body.
+fn http(method: &str, url: &str, body: &str) -> (u16, Vec<u8>) {
+    use std::io::Read;
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let (host, path) = rest.split_at(rest.find('/').expect("a path"));
+    let mut stream = std::net::TcpStream::connect(host).expect("connecting to the viewer");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .expect("reading the viewer's answer");
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a header");
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status");
+    (status, response[split + 4..].to_vec())
+}
+
+#[test]
+fn the_viewer_page_shows_the_screen_and_takes_control_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut desk = Desk::start(
+        dir.path(),
+        &["--permissions", "desktop_view,remote_control"],
+        (320, 200),
+        &[],
+    );
+    desk.send("/view");
+    let url = desk.wait("viewer")["url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let (status, page) = http("GET", &url, "");
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&page).contains("screen.png"));
+    let (status, png) = http("GET", &format!("{url}screen.png?after=-1"), "");
+    assert_eq!(status, 200);
+    let decoded = png::Decoder::new(&png[..]).read_info().unwrap();
+    assert_eq!((decoded.info().width, decoded.info().height), (320, 200));
+    // Without the token, nothing is served.
+    let bare = url
+        .trim_end_matches('/')
+        .rsplit_once('/')
+        .unwrap()
+        .0
+        .to_owned()
+        + "/screen.png";
+    assert_eq!(http("GET", &bare, "").0, 404);
+
+    desk.send("/control");
+    assert_eq!(desk.wait("control")["granted"], true);
+    let (status, _) = http(
+        "POST",
+        &format!("{url}input"),
+        r#"[{"kind":"move","x":210,"y":33}]"#,
+    );
+    assert_eq!(status, 204);
+    let display = desk.display.display.clone();
+    wait_until("the pointer at (210, 33)", || {
+        let c = recorder::x11::X11::open(Some(&display))
+            .unwrap()
+            .pointer(0)
+            .unwrap()
+            .unwrap();
+        (c.x, c.y) == (210, 33)
+    });
+    assert_eq!(
+        http(
+            "POST",
+            &format!("{url}input"),
+            r#"[{"kind":"button","button":0,"press":true}]"#
+        )
+        .0,
+        400
+    );
+    desk.send("/end");
+    desk.finish();
+}

@@ -947,3 +947,44 @@ async fn remote_control_moves_the_end_users_pointer_only_with_consent() {
         }
     }
 }
+
+#[tokio::test]
+async fn ending_a_session_under_view_and_control_still_audits_their_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let display = testkit::Xvfb::start(320, 200);
+    let (screen, input) = x11_applet(&display.display);
+    let s = running_with(
+        dir.path(),
+        "desktop_view,remote_control",
+        ConsentMode::GrantAll,
+        &[],
+        Some(screen),
+        Some(input),
+    )
+    .await;
+    assert_eq!(s.console.view().await.unwrap(), Decision::Granted);
+    assert_eq!(s.console.control().await.unwrap(), Decision::Granted);
+    let Running {
+        console,
+        applet,
+        gw,
+        guid,
+        _tech,
+        ..
+    } = s;
+    // The technician ends the session while both are on.
+    console.end().await;
+    let _ = applet.await;
+    assert_eq!(gw.stop().0, 0);
+    let kinds: Vec<String> = events(dir.path())
+        .into_iter()
+        .filter(|e| e["session"] == guid.to_string())
+        .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    for kind in ["desktop_view.ended", "remote_control.ended"] {
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "{kind} missing from {kinds:?}"
+        );
+    }
+}

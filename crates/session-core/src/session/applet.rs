@@ -313,6 +313,8 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Applet<S> {
         if self.control.take().is_some() {
             self.report(EventKind::RemoteControlEnded(RemoteControlEnded {}))
                 .await;
+            // The console may wait for this before closing the session.
+            let _ = self.send.control(&Control::ControlEnded).await;
         }
     }
 

@@ -94,6 +94,15 @@ pub struct Console<S> {
     tape: Arc<Mutex<Tape>>,
     /// The technician's group records every session.
     recording_required: bool,
+    /// Whether the screen stream and remote control are on, as the applet last said.
+    streams: Arc<watch::Sender<Streams>>,
+}
+
+/// What runs on the applet that must end, audited, before the session closes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Streams {
+    viewing: bool,
+    controlling: bool,
 }
 
 impl<S> Drop for Console<S> {
@@ -133,6 +142,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
         let waiters: Waiters = Arc::default();
         let (events_tx, events) = mpsc::channel(256);
         let (viewer, screen) = Viewer::new();
+        let streams = Arc::new(watch::Sender::new(Streams::default()));
         let reader = tokio::spawn(read_loop(
             FramedRead::new(read, Codec),
             send.clone(),
@@ -141,6 +151,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
             download_dir,
             events_tx,
             viewer,
+            streams.clone(),
         ));
         let console = Self {
             send,
@@ -150,6 +161,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
             screen,
             tape,
             recording_required: false,
+            streams,
         };
         (console, events)
     }
@@ -206,20 +218,30 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
     /// Asks to see the end user's screen; once granted, [`Console::screen`] follows it.
     pub async fn view(&self) -> Result<Decision, SessionError> {
         self.check_recording()?;
-        self.request(Permission::DesktopView, |request| Control::ViewStart {
-            request,
-        })
-        .await
+        let decision = self
+            .request(Permission::DesktopView, |request| Control::ViewStart {
+                request,
+            })
+            .await?;
+        if decision == Decision::Granted {
+            self.streams.send_modify(|s| s.viewing = true);
+        }
+        Ok(decision)
     }
 
     /// Asks to control the end user's mouse and keyboard; once granted,
     /// [`Console::input`] reaches their display.
     pub async fn control(&self) -> Result<Decision, SessionError> {
         self.check_recording()?;
-        self.request(Permission::RemoteControl, |request| Control::ControlStart {
-            request,
-        })
-        .await
+        let decision = self
+            .request(Permission::RemoteControl, |request| Control::ControlStart {
+                request,
+            })
+            .await?;
+        if decision == Decision::Granted {
+            self.streams.send_modify(|s| s.controlling = true);
+        }
+        Ok(decision)
     }
 
     fn check_recording(&self) -> Result<(), SessionError> {
@@ -435,6 +457,20 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
     /// Ends the session: closes our side, then lets the reader see the
     /// applet's side close (bounded), so the end's reason is reported.
     pub async fn end(mut self) {
+        // View and control end first, and are audited by the applet, before
+        // the session closes under them (bounded: a gone applet cannot hold us).
+        let on = *self.streams.borrow();
+        if on.viewing {
+            let _ = self.send.control(&Control::ViewStop).await;
+        }
+        if on.controlling {
+            let _ = self.send.control(&Control::ControlStop).await;
+        }
+        if on != Streams::default() {
+            let mut streams = self.streams.subscribe();
+            let ended = streams.wait_for(|s| *s == Streams::default());
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), ended).await;
+        }
         self.send.shutdown().await;
         if let Some(reader) = self.reader.take() {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(10), reader).await;
@@ -471,7 +507,8 @@ fn answer_id(message: &Control) -> Option<Uuid> {
         | Control::ViewKey
         | Control::ViewEnded { .. }
         | Control::Input { .. }
-        | Control::ControlStop => None,
+        | Control::ControlStop
+        | Control::ControlEnded => None,
     }
 }
 
@@ -483,6 +520,7 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Send + 'static>(
     download_dir: PathBuf,
     events: mpsc::Sender<ConsoleEvent>,
     mut viewer: Viewer,
+    streams: Arc<watch::Sender<Streams>>,
 ) {
     let tape = reporting.tape.clone().unwrap_or_default();
     let mut incoming: HashMap<Uuid, Incoming> = HashMap::new();
@@ -573,7 +611,11 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Send + 'static>(
                 route(result);
             }
             Inner::Control(Control::ViewEnded { reason }) => {
+                streams.send_modify(|s| s.viewing = false);
                 let _ = events.send(ConsoleEvent::ViewEnded(reason)).await;
+            }
+            Inner::Control(Control::ControlEnded) => {
+                streams.send_modify(|s| s.controlling = false);
             }
             Inner::Screen(fragment) => {
                 let reply = match viewer.fragment(&fragment) {
@@ -629,6 +671,7 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Send + 'static>(
     }
     // Whoever still waits learns the session is over.
     waiters.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    streams.send_replace(Streams::default());
     let _ = events.send(ConsoleEvent::Ended(ended)).await;
 }
 

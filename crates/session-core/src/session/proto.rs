@@ -97,6 +97,8 @@ pub enum Control {
     Input { events: Vec<InputEvent> },
     /// Console → applet: remote control is over.
     ControlStop,
+    /// Applet → console: remote control is over, and that is in the audit log.
+    ControlEnded,
 }
 
 impl Control {

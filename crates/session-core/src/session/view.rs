@@ -148,16 +148,17 @@ async fn stream<S>(
         }
     };
     let updates = stream.as_ref().map(|s| s.sent()).unwrap_or(0);
-    let _ = send
-        .control(&Control::ViewEnded {
-            reason: reason.clone(),
-        })
-        .await;
+    // Reported first: `view_ended` tells the console the end is in the
+    // audit log, so it may close the session.
     report(
         &reporting,
-        EventKind::DesktopViewEnded(DesktopViewEnded { reason, updates }),
+        EventKind::DesktopViewEnded(DesktopViewEnded {
+            reason: reason.clone(),
+            updates,
+        }),
     )
     .await;
+    let _ = send.control(&Control::ViewEnded { reason }).await;
 }
 
 /// What the technician sees: the latest screen and pointer.

@@ -98,6 +98,12 @@ pub struct Console<S> {
     streams: Arc<watch::Sender<Streams>>,
 }
 
+/// The read loop's side of the screen: the stream's decoder, and what is on.
+struct Screens {
+    viewer: Viewer,
+    streams: Arc<watch::Sender<Streams>>,
+}
+
 /// What runs on the applet that must end, audited, before the session closes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Streams {
@@ -150,8 +156,10 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
             waiters.clone(),
             download_dir,
             events_tx,
-            viewer,
-            streams.clone(),
+            Screens {
+                viewer,
+                streams: streams.clone(),
+            },
         ));
         let console = Self {
             send,
@@ -519,9 +527,12 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Send + 'static>(
     waiters: Waiters,
     download_dir: PathBuf,
     events: mpsc::Sender<ConsoleEvent>,
-    mut viewer: Viewer,
-    streams: Arc<watch::Sender<Streams>>,
+    screens: Screens,
 ) {
+    let Screens {
+        mut viewer,
+        streams,
+    } = screens;
     let tape = reporting.tape.clone().unwrap_or_default();
     let mut incoming: HashMap<Uuid, Incoming> = HashMap::new();
     let route = |message: Control| {

@@ -42,8 +42,10 @@ need() {
     command -v "$cmd" >/dev/null 2>&1 || apt_install "$@"
 }
 
-# ensure_build_deps: the C toolchain the crates build with.
+# ensure_build_deps: the C toolchain the crates build with, and FFmpeg's
+# libraries and clang for the converter (ffmpeg-next binds them with bindgen).
 ensure_build_deps() {
     need cc build-essential
     need pkg-config pkg-config
+    apt_install libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libclang-dev clang
 }

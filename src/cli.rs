@@ -70,6 +70,32 @@ pub enum Command {
     /// Make, inspect, check and repair `.vrec` session recordings
     #[command(subcommand)]
     Recording(RecordingCommand),
+    /// Convert a recording to MP4 (H.264) or AVI (MJPEG) for ordinary video players
+    Convert(ConvertArgs),
+}
+
+/// `vigil convert`.
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// The recording
+    pub input: PathBuf,
+    /// The video to write: .mp4 or .avi
+    pub output: PathBuf,
+    /// Start here: [[HH:]MM:]SS[.mmm] since the recording started
+    #[arg(long, value_name = "T", value_parser = parse_clock)]
+    pub from: Option<u64>,
+    /// End here: [[HH:]MM:]SS[.mmm]
+    #[arg(long, value_name = "T", value_parser = parse_clock)]
+    pub to: Option<u64>,
+    /// Output size, e.g. 1280:720 (made even)
+    #[arg(long, value_name = "W:H", value_parser = parse_scale)]
+    pub scale: Option<(u32, u32)>,
+    /// x264 CRF for MP4 (default 20), MJPEG q for AVI (default 4); lower is better
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=51))]
+    pub quality: Option<u32>,
+    /// Replace OUTPUT if it exists
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `vigil recording ...`
@@ -599,6 +625,10 @@ fn parse_size(text: &str) -> Result<(u32, u32), String> {
         return Err(format!("{text}: width and height must be 1 to 16384"));
     }
     Ok((w, h))
+}
+
+fn parse_scale(text: &str) -> Result<(u32, u32), String> {
+    parse_size(&text.replace(':', "x")).map_err(|_| format!("{text:?} is not W:H, e.g. 1280:720"))
 }
 
 fn parse_fps(text: &str) -> Result<f64, String> {

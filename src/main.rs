@@ -6,6 +6,7 @@ mod applet;
 mod audit;
 mod cli;
 mod console;
+mod convert;
 mod demo;
 mod gateway;
 mod login;
@@ -94,6 +95,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         },
+        Command::Convert(args) => convert::run(args).await,
         Command::Admin(command) => {
             with_log(&url, OpenMode::Create, |log| async move {
                 match command {

@@ -3,6 +3,7 @@
 
 mod audit;
 mod bad_input;
+mod convert;
 mod crash;
 mod desk;
 mod gateway;

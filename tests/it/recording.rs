@@ -36,7 +36,7 @@ fn raw_frames(name: &str) -> Vec<Vec<u8>> {
 }
 
 /// `vigil recording encode` fed by FFmpeg's raw frames of `name`, as a user would pipe them.
-fn encode(data: &Path, name: &str, out: &Path) -> Run {
+pub fn encode(data: &Path, name: &str, out: &Path) -> Run {
     let mut ffmpeg = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(clip(name))

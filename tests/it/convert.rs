@@ -1,0 +1,251 @@
+//! `vigil convert` on recordings of the corpus cuts, checked with the real
+//! ffprobe and FFmpeg: codec, size, duration, and the pictures themselves.
+
+use std::path::Path;
+use std::process::Command;
+
+use recorder::vrec::reader::Target;
+use recorder::vrec::Recording;
+
+use crate::helpers::{run_in, Run};
+use crate::recording::encode;
+
+/// ffprobe's view of `file`: codec, pixel format, width, height, duration (s).
+fn probe(file: &Path) -> (String, String, u64, u64, f64) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+        .args([
+            "stream=codec_name,pix_fmt,width,height:format=duration",
+            "-of",
+            "json",
+        ])
+        .arg(file)
+        .output()
+        .expect("running ffprobe");
+    assert!(
+        out.status.success(),
+        "ffprobe: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &v["streams"][0];
+    (
+        s["codec_name"].as_str().unwrap().to_owned(),
+        s["pix_fmt"].as_str().unwrap().to_owned(),
+        s["width"].as_u64().unwrap(),
+        s["height"].as_u64().unwrap(),
+        v["format"]["duration"].as_str().unwrap().parse().unwrap(),
+    )
+}
+
+/// The video's picture at `t` seconds, as BGRA, decoded by FFmpeg.
+fn picture_at(video: &Path, t: f64) -> Vec<u8> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(video)
+        .args([
+            "-ss",
+            &format!("{t:.3}"),
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "bgra",
+            "-",
+        ])
+        .output()
+        .expect("running ffmpeg");
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// PSNR in dB over the B, G and R bytes.
+fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let (mut sum, mut n) = (0f64, 0f64);
+    for (p, q) in a.chunks_exact(4).zip(b.chunks_exact(4)) {
+        for c in 0..3 {
+            let d = f64::from(p[c]) - f64::from(q[c]);
+            sum += d * d;
+            n += 1.0;
+        }
+    }
+    if sum == 0.0 {
+        return f64::INFINITY;
+    }
+    10.0 * (255.0f64 * 255.0 / (sum / n)).log10()
+}
+
+#[test]
+fn recordings_convert_to_mp4_that_look_like_the_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["terminal", "office"] {
+        let rec_path = dir.path().join(format!("{name}.vrec"));
+        encode(dir.path(), name, &rec_path).ok();
+        let mp4 = dir.path().join(format!("{name}.mp4"));
+        run_in(
+            dir.path(),
+            &["convert", rec_path.to_str().unwrap(), mp4.to_str().unwrap()],
+            "",
+        )
+        .ok();
+        let (codec, pix_fmt, w, h, duration) = probe(&mp4);
+        assert_eq!(
+            (codec.as_str(), pix_fmt.as_str(), w, h),
+            ("h264", "yuv420p", 1920, 1080)
+        );
+        assert!((duration - 3.0).abs() <= 0.1, "{name}: duration {duration}");
+        let rec = Recording::open(&rec_path).unwrap();
+        let last = rec.index.frames - 1;
+        for n in [0, last / 2, last] {
+            // At a picture's own time: players (and FFmpeg's -ss) show the
+            // first picture at or after a time.
+            let ours = rec.frame(Target::Index(n)).unwrap();
+            let t = ours.timestamp_us as f64 / 1e6;
+            let db = psnr(&picture_at(&mp4, t), &ours.frame.pixels);
+            assert!(db >= 35.0, "{name} picture {n} at {t} s: PSNR {db:.1} dB");
+        }
+    }
+}
+
+#[test]
+fn recordings_convert_to_avi_that_decodes_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec_path = dir.path().join("idle.vrec");
+    encode(dir.path(), "idle", &rec_path).ok();
+    let avi = dir.path().join("idle.avi");
+    run_in(
+        dir.path(),
+        &["convert", rec_path.to_str().unwrap(), avi.to_str().unwrap()],
+        "",
+    )
+    .ok();
+    let (codec, _, w, h, duration) = probe(&avi);
+    assert_eq!((codec.as_str(), w, h), ("mjpeg", 1920, 1080));
+    assert!((duration - 3.0).abs() <= 0.1, "duration {duration}");
+    let decoded = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&avi)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        decoded.status.success() && decoded.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&decoded.stderr)
+    );
+}
+
+#[test]
+fn bad_input_is_refused_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let rec_path = d.join("t.vrec");
+    encode(d, "terminal", &rec_path).ok();
+    let r = rec_path.to_str().unwrap();
+    let out = d.join("t.mp4");
+    let o = out.to_str().unwrap();
+    // Cut off: converted up to the last whole chunk, with a warning.
+    let bytes = std::fs::read(&rec_path).unwrap();
+    let cut = d.join("cut.vrec");
+    std::fs::write(&cut, &bytes[..bytes.len() * 19 / 20]).unwrap();
+    let run = run_in(
+        d,
+        &[
+            "convert",
+            cut.to_str().unwrap(),
+            d.join("cut.mp4").to_str().unwrap(),
+        ],
+        "",
+    );
+    run.ok();
+    assert!(run.stderr.contains("cut off"), "{run:?}");
+    // Cut inside its first screen: nothing to convert, said so.
+    let empty = d.join("empty.vrec");
+    std::fs::write(&empty, &bytes[..300]).unwrap();
+    let none = run_in(
+        d,
+        &[
+            "convert",
+            empty.to_str().unwrap(),
+            d.join("e.mp4").to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(none.error_line().contains("no picture"), "{none:?}");
+    // Not a recording.
+    let text = d.join("notes.vrec");
+    std::fs::write(&text, "not video").unwrap();
+    assert!(run_in(d, &["convert", text.to_str().unwrap(), o], "")
+        .error_line()
+        .contains("not a .vrec recording"));
+    // An existing output is kept unless --force.
+    std::fs::write(&out, "keep me").unwrap();
+    let refused: Run = run_in(d, &["convert", r, o], "");
+    assert!(
+        refused.error_line().contains("already exists"),
+        "{refused:?}"
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), b"keep me");
+    run_in(d, &["convert", r, o, "--force"], "").ok();
+    assert_eq!(probe(&out).0, "h264");
+    // Another extension, and an empty range.
+    assert!(
+        run_in(d, &["convert", r, d.join("t.webm").to_str().unwrap()], "")
+            .error_line()
+            .contains(".mp4 or .avi")
+    );
+    assert!(run_in(
+        d,
+        &[
+            "convert",
+            r,
+            d.join("x.mp4").to_str().unwrap(),
+            "--from",
+            "2",
+            "--to",
+            "1"
+        ],
+        ""
+    )
+    .error_line()
+    .contains("not before"));
+    let leftovers: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".vigil-convert-"))
+        .collect();
+    assert!(leftovers.is_empty(), "half files left: {leftovers:?}");
+}
+
+#[test]
+fn an_excerpt_and_a_scaled_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec_path = dir.path().join("b.vrec");
+    encode(dir.path(), "browser", &rec_path).ok();
+    let mp4 = dir.path().join("b.mp4");
+    run_in(
+        dir.path(),
+        &[
+            "convert",
+            rec_path.to_str().unwrap(),
+            mp4.to_str().unwrap(),
+            "--from",
+            "1",
+            "--to",
+            "2.5",
+            "--scale",
+            "961:541",
+        ],
+        "",
+    )
+    .ok();
+    let (_, _, w, h, duration) = probe(&mp4);
+    assert_eq!((w, h), (960, 540), "made even");
+    assert!((duration - 1.5).abs() <= 0.1, "duration {duration}");
+}

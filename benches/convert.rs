@@ -1,0 +1,228 @@
+//! `vigil convert` on the desktop corpus (../shared/corpus), against the
+//! naive approach a user might script: every frame at a fixed 10 fps into
+//! the same encoder settings. Per clip: conversion speed as a multiple of
+//! real time (ours and naive, and the ratio), MP4 size per minute, PSNR of
+//! our MP4 against the recording's own pictures. Then peak RSS of a
+//! `vigil convert` process on one hour of recording. Totals last.
+//!
+//! Run: `cargo bench --bench convert` (VIGIL_CORPUS=DIR to point elsewhere;
+//! `-- office idle` for only those clips, without the hour).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use converter::output::{Container, Output};
+use converter::pictures::Pictures;
+use converter::{Options, DEFAULT_CRF};
+use recorder::raw::RawFrames;
+use recorder::vrec::reader::Target;
+use recorder::vrec::{Header, Recording, Writer, CODEC, FORMAT};
+
+const CLIPS: [&str; 4] = ["terminal", "browser", "office", "idle"];
+const FPS: u64 = 10;
+
+fn main() {
+    let corpus = std::env::var_os("VIGIL_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
+    if !corpus.join("terminal.mkv").exists() {
+        println!(
+            "corpus not found at {} (set VIGIL_CORPUS): nothing measured",
+            corpus.display()
+        );
+        return;
+    }
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    println!(
+        "{:<9} {:>10} {:>10} {:>7} {:>12} {:>9} {:>9}",
+        "clip", "ours ×rt", "naive ×rt", "ratio", "MP4 MB/min", "PSNR dB", "pictures"
+    );
+    let mut worst_ratio = f64::INFINITY;
+    for clip in CLIPS
+        .into_iter()
+        .filter(|c| only.is_empty() || only.iter().any(|o| o == c))
+    {
+        let rec = dir.path().join(format!("{clip}.vrec"));
+        record(&[corpus.join(format!("{clip}.mkv"))], &rec, dir.path());
+        let recording = Recording::open(&rec).expect("the recording");
+        let seconds = recording.index.duration_us as f64 / 1e6;
+
+        let ours = dir.path().join(format!("{clip}.mp4"));
+        let start = Instant::now();
+        let done =
+            converter::convert(&rec, &ours, &Options::default(), |_, _| true).expect("converting");
+        let ours_time = start.elapsed();
+
+        let naive = dir.path().join(format!("{clip}-naive.mp4"));
+        let start = Instant::now();
+        naive_convert(&recording, &naive);
+        let naive_time = start.elapsed();
+
+        let (ours_x, naive_x) = (
+            seconds / ours_time.as_secs_f64(),
+            seconds / naive_time.as_secs_f64(),
+        );
+        worst_ratio = worst_ratio.min(ours_x / naive_x);
+        println!(
+            "{clip:<9} {ours_x:>10.1} {naive_x:>10.1} {:>7.2} {:>12.2} {:>9.1} {:>9}",
+            ours_x / naive_x,
+            done.size as f64 / 1e6 / (seconds / 60.0),
+            mean_psnr(&recording, &ours),
+            done.pictures
+        );
+    }
+    if !only.is_empty() {
+        println!("total: worst ours/naive speed ratio {worst_ratio:.2} (target > 1)");
+        return;
+    }
+    // One hour: the clips fifteen times over, converted by a `vigil convert` process.
+    let hour = dir.path().join("hour.vrec");
+    let list: Vec<PathBuf> = (0..15)
+        .flat_map(|_| CLIPS.iter().map(|c| corpus.join(format!("{c}.mkv"))))
+        .collect();
+    record(&list, &hour, dir.path());
+    let out = dir.path().join("hour.mp4");
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .arg("convert")
+        .arg(&hour)
+        .arg(&out)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("vigil convert");
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak_kb = 0u64;
+    while child.try_wait().expect("waiting").is_none() {
+        if let Some(kb) = std::fs::read_to_string(&status)
+            .ok()
+            .and_then(|s| vm_hwm_kb(&s))
+        {
+            peak_kb = peak_kb.max(kb);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let hour_time = start.elapsed().as_secs_f64();
+    println!(
+        "1 hour: converted in {hour_time:.0} s ({:.1}× real time), peak RSS {} MB (target ≤ 300)",
+        3600.0 / hour_time,
+        peak_kb / 1024
+    );
+    println!(
+        "total: worst ours/naive speed ratio {worst_ratio:.2} (target > 1); 1-hour peak RSS {} MB",
+        peak_kb / 1024
+    );
+}
+
+fn vm_hwm_kb(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Records the clips in `inputs`, one after the other, as `vigil recording encode` does.
+fn record(inputs: &[PathBuf], out: &Path, dir: &Path) {
+    let list = dir.join("inputs.txt");
+    let lines: String = inputs
+        .iter()
+        .map(|p| format!("file '{}'\n", p.display()))
+        .collect();
+    std::fs::write(&list, lines).expect("a concat list");
+    let mut ffmpeg = Command::new("ffmpeg")
+        .args(["-v", "error", "-f", "concat", "-safe", "0", "-i"])
+        .arg(&list)
+        .args(["-f", "rawvideo", "-pix_fmt", "bgra", "-"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("ffmpeg");
+    let header = Header {
+        format: FORMAT,
+        codec: CODEC.into(),
+        width: 1920,
+        height: 1080,
+        recording: "bench".into(),
+        session: String::new(),
+        technician: String::new(),
+        started_us: 0,
+    };
+    let _ = std::fs::remove_file(out);
+    let mut writer = Writer::create(out, header).expect("a new recording");
+    let mut source = RawFrames::new(ffmpeg.stdout.take().expect("piped"), 1920, 1080);
+    let done =
+        recorder::vrec::record(&mut source, &mut writer, FPS as f64, |_| {}).expect("recording");
+    assert!(ffmpeg.wait().expect("ffmpeg").success());
+    writer.finish(done.ended_us).expect("finishing");
+}
+
+/// Every 100 ms slot gets a frame, changed or not, into the same encoder settings.
+fn naive_convert(recording: &Recording, out: &Path) {
+    let mut video = Output::create(out, Container::Mp4, (1920, 1080), (1920, 1080), DEFAULT_CRF)
+        .expect("the naive output");
+    let duration = recording.index.duration_us;
+    let mut pictures = Pictures::new(recording, 0, duration)
+        .expect("pictures")
+        .peekable();
+    let mut current = None;
+    let slot = 1_000_000 / FPS;
+    for n in 0..duration / slot {
+        let t = n * slot;
+        while let Some(Ok(p)) = pictures.next_if(|p| p.as_ref().is_ok_and(|p| p.timestamp_us <= t))
+        {
+            current = Some(p.frame);
+        }
+        if let Some(frame) = &current {
+            video.push(frame, t).expect("encoding");
+        }
+    }
+    video.finish(duration).expect("finishing");
+}
+
+/// Mean PSNR (B, G, R) of the MP4's pictures against the recording's, at ten of them.
+fn mean_psnr(recording: &Recording, mp4: &Path) -> f64 {
+    let frames = recording.index.frames;
+    let picks: Vec<u64> = (0..10).map(|i| i * (frames - 1) / 9).collect();
+    let mut total = 0.0;
+    for n in &picks {
+        let ours = recording.frame(Target::Index(*n)).expect("a frame");
+        let t = ours.timestamp_us as f64 / 1e6;
+        let out = Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(mp4)
+            .args([
+                "-ss",
+                &format!("{t:.3}"),
+                "-frames:v",
+                "1",
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "bgra",
+                "-",
+            ])
+            .output()
+            .expect("ffmpeg");
+        let (mut sum, mut count) = (0f64, 0f64);
+        for (p, q) in out
+            .stdout
+            .chunks_exact(4)
+            .zip(ours.frame.pixels.chunks_exact(4))
+        {
+            for c in 0..3 {
+                let d = f64::from(p[c]) - f64::from(q[c]);
+                sum += d * d;
+                count += 1.0;
+            }
+        }
+        total += if sum == 0.0 {
+            99.0
+        } else {
+            10.0 * (65025.0 / (sum / count)).log10()
+        };
+    }
+    total / picks.len() as f64
+}

@@ -93,6 +93,9 @@ pub struct ConvertArgs {
     /// x264 CRF for MP4 (default 20), MJPEG q for AVI (default 4); lower is better
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=51))]
     pub quality: Option<u32>,
+    /// Stamp the session GUID and the wall-clock time on every frame, for evidence
+    #[arg(long)]
+    pub burn_in: bool,
     /// Replace OUTPUT if it exists
     #[arg(long)]
     pub force: bool,

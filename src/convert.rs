@@ -25,6 +25,7 @@ pub async fn run(args: ConvertArgs) -> Result<ExitCode> {
         scale: args.scale,
         quality: args.quality,
         force: args.force,
+        burn_in: args.burn_in,
     };
     let (input, output) = (args.input.clone(), args.output.clone());
     let result = tokio::task::spawn_blocking(move || {

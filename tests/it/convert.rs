@@ -249,3 +249,33 @@ fn an_excerpt_and_a_scaled_size() {
     assert_eq!((w, h), (960, 540), "made even");
     assert!((duration - 1.5).abs() <= 0.1, "duration {duration}");
 }
+
+#[test]
+fn burn_in_stamps_every_frame_and_the_clock_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec_path = dir.path().join("i.vrec");
+    encode(dir.path(), "idle", &rec_path).ok();
+    let plain = dir.path().join("plain.mp4");
+    let stamped = dir.path().join("stamped.mp4");
+    let r = rec_path.to_str().unwrap();
+    run_in(dir.path(), &["convert", r, plain.to_str().unwrap()], "").ok();
+    run_in(
+        dir.path(),
+        &["convert", r, stamped.to_str().unwrap(), "--burn-in"],
+        "",
+    )
+    .ok();
+    let (a, b) = (picture_at(&plain, 0.0), picture_at(&stamped, 0.0));
+    // The bottom-left corner differs; the rest of the picture is the same.
+    let corner = |p: &[u8]| -> Vec<u8> {
+        (1040..1080)
+            .flat_map(|y| p[(y * 1920) * 4..(y * 1920 + 400) * 4].to_vec())
+            .collect()
+    };
+    let top = |p: &[u8]| p[..1920 * 4 * 900].to_vec();
+    assert!(psnr(&corner(&a), &corner(&b)) < 20.0, "the stamp is there");
+    assert!(psnr(&top(&a), &top(&b)) >= 35.0, "and nowhere else");
+    // The clock runs: the stamp at 2 s differs from the one at 0 s.
+    let later = picture_at(&stamped, 2.0);
+    assert_ne!(corner(&b), corner(&later));
+}

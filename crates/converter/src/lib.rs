@@ -3,12 +3,14 @@
 //!
 //! - [`pictures`]: what a viewer saw, one picture per change, timed.
 //! - [`output`]: the video file (encoder, scaler, muxer).
+//! - [`burnin`]: the session and wall-clock time stamped on every frame.
 //!
 //! A conversion writes to a temporary file beside the output and renames
 //! it only once complete, so an interrupted or failed one leaves nothing
 //! behind, and an existing output is replaced only when asked.
 #![forbid(unsafe_code)]
 
+pub mod burnin;
 pub mod output;
 pub mod pictures;
 
@@ -31,7 +33,12 @@ pub struct Options {
     pub quality: Option<u32>,
     /// Replace an existing output.
     pub force: bool,
+    /// Stamp the session GUID and the wall-clock time on every frame (and
+    /// show at least one frame a second, so the clock runs).
+    pub burn_in: bool,
 }
+
+const SECOND: u64 = 1_000_000;
 
 /// The default x264 CRF: visually lossless for screen text at 1080p.
 pub const DEFAULT_CRF: u32 = 20;
@@ -140,16 +147,43 @@ pub fn convert(
     let mut video =
         output::Output::create(temp.path(), container, (width, height), out_size, quality)
             .map_err(encode_error)?;
+    let duration_us = to_us - options.from_us;
+    let header = &recording.header;
+    let wall = |t: u64| header.started_us + (options.from_us + t) as i64;
+    let mut push = |frame: &recorder::Frame, t: u64| {
+        if options.burn_in {
+            let mut stamped = frame.clone();
+            let text = burnin::caption(&header.session, &header.recording, wall(t));
+            burnin::stamp(&mut stamped, &text);
+            video.push(&stamped, t)
+        } else {
+            video.push(frame, t)
+        }
+    };
+    // With burn-in, the last picture and its time, so the clock keeps
+    // running (a frame a second) while the screen stands still.
+    let mut shown: Option<(u64, recorder::Frame)> = None;
     for picture in pictures::Pictures::new(&recording, options.from_us, to_us)? {
         let picture = picture?;
-        video
-            .push(&picture.frame, picture.timestamp_us)
-            .map_err(encode_error)?;
-        if !progress(picture.timestamp_us, to_us - options.from_us) {
+        if let Some((last_t, last)) = &shown {
+            for second in (last_t / SECOND + 1)..=(picture.timestamp_us.saturating_sub(1) / SECOND)
+            {
+                push(last, second * SECOND).map_err(encode_error)?;
+            }
+        }
+        push(&picture.frame, picture.timestamp_us).map_err(encode_error)?;
+        if !progress(picture.timestamp_us, duration_us) {
             return Err(ConvertError::Stopped);
         }
+        if options.burn_in {
+            shown = Some((picture.timestamp_us, picture.frame));
+        }
     }
-    let duration_us = to_us - options.from_us;
+    if let Some((last_t, last)) = &shown {
+        for second in (last_t / SECOND + 1)..=(duration_us.saturating_sub(1) / SECOND) {
+            push(last, second * SECOND).map_err(encode_error)?;
+        }
+    }
     let pictures = video.finish(duration_us).map_err(encode_error)?;
     temp.as_file().sync_all().map_err(io("flushing"))?;
     let persisted = if options.force {

@@ -164,16 +164,31 @@ fn naive_convert(recording: &Recording, out: &Path) {
     let mut video = Output::create(out, Container::Mp4, (1920, 1080), (1920, 1080), DEFAULT_CRF)
         .expect("the naive output");
     let duration = recording.index.duration_us;
-    let mut pictures = Pictures::new(recording, 0, duration)
-        .expect("pictures")
-        .peekable();
-    let mut current = None;
+    let mut pictures = Pictures::new(recording, 0, duration).expect("pictures");
     let slot = 1_000_000 / FPS;
+    // The picture on screen, and the next one (its time and pixels).
+    let mut current: Option<recorder::Frame> = None;
+    let mut next: Option<(u64, recorder::Frame)> = None;
+    let mut more = true;
     for n in 0..duration / slot {
         let t = n * slot;
-        while let Some(Ok(p)) = pictures.next_if(|p| p.as_ref().is_ok_and(|p| p.timestamp_us <= t))
-        {
-            current = Some(p.frame);
+        loop {
+            if next.is_none() && more {
+                match pictures.next_picture() {
+                    Some(p) => {
+                        let (at, frame) = p.expect("a picture");
+                        next = Some((at, frame.clone()));
+                    }
+                    None => more = false,
+                }
+            }
+            match next.take() {
+                Some((at, frame)) if at <= t => current = Some(frame),
+                other => {
+                    next = other;
+                    break;
+                }
+            }
         }
         if let Some(frame) = &current {
             video.push(frame, t).expect("encoding");

@@ -163,20 +163,20 @@ pub fn convert(
     // With burn-in, the last picture and its time, so the clock keeps
     // running (a frame a second) while the screen stands still.
     let mut shown: Option<(u64, recorder::Frame)> = None;
-    for picture in pictures::Pictures::new(&recording, options.from_us, to_us)? {
-        let picture = picture?;
+    let mut pictures = pictures::Pictures::new(&recording, options.from_us, to_us)?;
+    while let Some(picture) = pictures.next_picture() {
+        let (t, frame) = picture?;
         if let Some((last_t, last)) = &shown {
-            for second in (last_t / SECOND + 1)..=(picture.timestamp_us.saturating_sub(1) / SECOND)
-            {
+            for second in (last_t / SECOND + 1)..=(t.saturating_sub(1) / SECOND) {
                 push(last, second * SECOND).map_err(encode_error)?;
             }
         }
-        push(&picture.frame, picture.timestamp_us).map_err(encode_error)?;
-        if !progress(picture.timestamp_us, duration_us) {
+        push(frame, t).map_err(encode_error)?;
+        if !progress(t, duration_us) {
             return Err(ConvertError::Stopped);
         }
         if options.burn_in {
-            shown = Some((picture.timestamp_us, picture.frame));
+            shown = Some((t, frame.clone()));
         }
     }
     if let Some((last_t, last)) = &shown {

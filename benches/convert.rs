@@ -23,16 +23,10 @@ const CLIPS: [&str; 4] = ["terminal", "browser", "office", "idle"];
 const FPS: u64 = 10;
 
 fn main() {
-    let corpus = std::env::var_os("VIGIL_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
-    if !corpus.join("terminal.mkv").exists() {
-        println!(
-            "corpus not found at {} (set VIGIL_CORPUS): nothing measured",
-            corpus.display()
-        );
+    let Some(corpus) = testkit::media::corpus() else {
+        println!("corpus not found (set VIGIL_CORPUS): nothing measured");
         return;
-    }
+    };
     let only: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
@@ -205,39 +199,7 @@ fn mean_psnr(recording: &Recording, mp4: &Path) -> f64 {
     for n in &picks {
         let ours = recording.frame(Target::Index(*n)).expect("a frame");
         let t = ours.timestamp_us as f64 / 1e6;
-        let out = Command::new("ffmpeg")
-            .args(["-v", "error", "-i"])
-            .arg(mp4)
-            .args([
-                "-ss",
-                &format!("{t:.3}"),
-                "-frames:v",
-                "1",
-                "-f",
-                "rawvideo",
-                "-pix_fmt",
-                "bgra",
-                "-",
-            ])
-            .output()
-            .expect("ffmpeg");
-        let (mut sum, mut count) = (0f64, 0f64);
-        for (p, q) in out
-            .stdout
-            .chunks_exact(4)
-            .zip(ours.frame.pixels.chunks_exact(4))
-        {
-            for c in 0..3 {
-                let d = f64::from(p[c]) - f64::from(q[c]);
-                sum += d * d;
-                count += 1.0;
-            }
-        }
-        total += if sum == 0.0 {
-            99.0
-        } else {
-            10.0 * (65025.0 / (sum / count)).log10()
-        };
+        total += testkit::media::psnr(&testkit::media::picture_at(mp4, t), &ours.frame.pixels);
     }
     total / picks.len() as f64
 }

@@ -7,6 +7,8 @@ use std::process::Command;
 use recorder::vrec::reader::Target;
 use recorder::vrec::Recording;
 
+use testkit::media::{picture_at, psnr};
+
 use crate::helpers::{run_in, Run};
 use crate::recording::encode;
 
@@ -36,49 +38,6 @@ fn probe(file: &Path) -> (String, String, u64, u64, f64) {
         s["height"].as_u64().unwrap(),
         v["format"]["duration"].as_str().unwrap().parse().unwrap(),
     )
-}
-
-/// The video's picture at `t` seconds, as BGRA, decoded by FFmpeg.
-fn picture_at(video: &Path, t: f64) -> Vec<u8> {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(video)
-        .args([
-            "-ss",
-            &format!("{t:.3}"),
-            "-frames:v",
-            "1",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "bgra",
-            "-",
-        ])
-        .output()
-        .expect("running ffmpeg");
-    assert!(
-        out.status.success(),
-        "ffmpeg: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-/// PSNR in dB over the B, G and R bytes.
-fn psnr(a: &[u8], b: &[u8]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let (mut sum, mut n) = (0f64, 0f64);
-    for (p, q) in a.chunks_exact(4).zip(b.chunks_exact(4)) {
-        for c in 0..3 {
-            let d = f64::from(p[c]) - f64::from(q[c]);
-            sum += d * d;
-            n += 1.0;
-        }
-    }
-    if sum == 0.0 {
-        return f64::INFINITY;
-    }
-    10.0 * (255.0f64 * 255.0 / (sum / n)).log10()
 }
 
 #[test]

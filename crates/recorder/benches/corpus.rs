@@ -12,7 +12,7 @@
 //! elsewhere; `-- office idle` measures only those clips, without the hour).
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -28,16 +28,10 @@ const FPS: u64 = 10;
 const CLIPS: [&str; 4] = ["terminal", "browser", "office", "idle"];
 
 fn main() {
-    let corpus = std::env::var_os("VIGIL_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"));
-    if !corpus.join("terminal.mkv").exists() {
-        println!(
-            "corpus not found at {} (set VIGIL_CORPUS): nothing measured",
-            corpus.display()
-        );
+    let Some(corpus) = testkit::media::corpus() else {
+        println!("corpus not found (set VIGIL_CORPUS): nothing measured");
         return;
-    }
+    };
     let only: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))

@@ -1,0 +1,66 @@
+//! Screen-content helpers for recording and conversion tests and benchmarks:
+//! where the desktop corpus is, FFmpeg's view of a video, and PSNR.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The desktop corpus (`VIGIL_CORPUS`, or `../shared/corpus` beside the
+/// project), if it is on this machine.
+pub fn corpus() -> Option<PathBuf> {
+    let dir = std::env::var_os("VIGIL_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"));
+    dir.join("terminal.mkv").exists().then_some(dir)
+}
+
+/// The picture of `video` shown at `t` seconds (FFmpeg's: the first at or
+/// after `t`), as BGRA.
+pub fn picture_at(video: &Path, t: f64) -> Vec<u8> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(video)
+        .args(["-ss", &format!("{t:.3}"), "-frames:v", "1"])
+        .args(["-f", "rawvideo", "-pix_fmt", "bgra", "-"])
+        .output()
+        .expect("running ffmpeg");
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// PSNR in dB over the B, G and R bytes of two BGRA pictures (99 when equal).
+pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len(), "pictures of different sizes");
+    let (mut sum, mut n) = (0f64, 0f64);
+    for (p, q) in a.chunks_exact(4).zip(b.chunks_exact(4)) {
+        for c in 0..3 {
+            let d = f64::from(p[c]) - f64::from(q[c]);
+            sum += d * d;
+            n += 1.0;
+        }
+    }
+    if sum == 0.0 {
+        99.0
+    } else {
+        10.0 * (255.0f64 * 255.0 / (sum / n)).log10()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn psnr_is_higher_for_closer_pictures() {
+        let a = vec![100u8; 64];
+        let mut b = a.clone();
+        assert_eq!(psnr(&a, &b), 99.0);
+        b[0] = 110;
+        let near = psnr(&a, &b);
+        b[1] = 200;
+        assert!(psnr(&a, &b) < near);
+    }
+}

@@ -264,19 +264,12 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Applet<S> {
         let mut decision = self.authorize(permission, "see your screen").await;
         let running = self.view.as_ref().is_some_and(Streaming::running);
         if let (Ok(_), false, Some(open)) = (&decision, running, self.config.screen.clone()) {
-            match tokio::task::spawn_blocking(move || open()).await {
-                Ok(Ok(screen)) => {
+            match self.open("the screen could not be opened", open).await {
+                Some(screen) => {
                     let (send, reporting) = (self.send.clone(), self.reporting.clone());
                     self.view = Some(Streaming::start(screen, send, reporting, self.config.fps));
                 }
-                failed => {
-                    let why = match failed {
-                        Ok(Err(e)) => e.to_string(),
-                        _ => "the screen could not be opened".to_owned(),
-                    };
-                    self.tell(AppletEvent::Warning(why)).await;
-                    decision = Err(Denial::Unavailable);
-                }
+                None => decision = Err(Denial::Unavailable),
             }
         }
         self.answer(request, permission, decision).await
@@ -289,23 +282,35 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Applet<S> {
             .authorize(permission, "control your mouse and keyboard")
             .await;
         if let (Ok(_), None, Some(open)) = (&decision, &self.control, self.config.input.clone()) {
-            match tokio::task::spawn_blocking(move || open()).await {
-                Ok(Ok(sink)) => {
+            match self
+                .open("the display could not be opened for input", open)
+                .await
+            {
+                Some(sink) => {
                     self.control = Some(sink);
                     self.report(EventKind::RemoteControlStarted(RemoteControlStarted {}))
                         .await;
                 }
-                failed => {
-                    let why = match failed {
-                        Ok(Err(e)) => e.to_string(),
-                        _ => "the display could not be opened for input".to_owned(),
-                    };
-                    self.tell(AppletEvent::Warning(why)).await;
-                    decision = Err(Denial::Unavailable);
-                }
+                None => decision = Err(Denial::Unavailable),
             }
         }
         self.answer(request, permission, decision).await
+    }
+
+    /// Opens the display for view or control on a blocking thread (X11
+    /// connects synchronously); a failure is shown to the end user.
+    async fn open<T: Send + 'static>(
+        &self,
+        failed: &str,
+        open: std::sync::Arc<dyn Fn() -> Result<T, recorder::SourceError> + Send + Sync>,
+    ) -> Option<T> {
+        let why = match tokio::task::spawn_blocking(move || open()).await {
+            Ok(Ok(opened)) => return Some(opened),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => failed.to_owned(),
+        };
+        self.tell(AppletEvent::Warning(why)).await;
+        None
     }
 
     /// Ends remote control, if it was on, and reports it.

@@ -225,38 +225,42 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
 
     /// Asks to see the end user's screen; once granted, [`Console::screen`] follows it.
     pub async fn view(&self) -> Result<Decision, SessionError> {
-        self.check_recording()?;
-        let decision = self
-            .request(Permission::DesktopView, |request| Control::ViewStart {
-                request,
-            })
-            .await?;
-        if decision == Decision::Granted {
-            self.streams.send_modify(|s| s.viewing = true);
-        }
-        Ok(decision)
+        self.begin(
+            Permission::DesktopView,
+            |request| Control::ViewStart { request },
+            |s| s.viewing = true,
+        )
+        .await
     }
 
     /// Asks to control the end user's mouse and keyboard; once granted,
     /// [`Console::input`] reaches their display.
     pub async fn control(&self) -> Result<Decision, SessionError> {
-        self.check_recording()?;
-        let decision = self
-            .request(Permission::RemoteControl, |request| Control::ControlStart {
-                request,
-            })
-            .await?;
-        if decision == Decision::Granted {
-            self.streams.send_modify(|s| s.controlling = true);
-        }
-        Ok(decision)
+        self.begin(
+            Permission::RemoteControl,
+            |request| Control::ControlStart { request },
+            |s| s.controlling = true,
+        )
+        .await
     }
 
-    fn check_recording(&self) -> Result<(), SessionError> {
+    /// Requests something that runs on the applet until stopped (view,
+    /// control): only while recording if the group forces it, and noted as
+    /// on (`mark`) once granted, so that ending the session waits for it.
+    async fn begin(
+        &self,
+        permission: Permission,
+        message: impl FnOnce(Uuid) -> Control,
+        mark: impl FnOnce(&mut Streams),
+    ) -> Result<Decision, SessionError> {
         if self.recording_required && !self.recording() {
             return Err(SessionError::RecordingRequired);
         }
-        Ok(())
+        let decision = self.request(permission, message).await?;
+        if decision == Decision::Granted {
+            self.streams.send_modify(mark);
+        }
+        Ok(decision)
     }
 
     /// Sends the request `message` makes for `permission` (audited as

@@ -121,16 +121,7 @@ fn vm_hwm_kb(status: &str) -> Option<u64> {
 
 /// Records the clips in `inputs`, one after the other, as `vigil recording encode` does.
 fn record(inputs: &[PathBuf], out: &Path, dir: &Path) {
-    let list = dir.join("inputs.txt");
-    let lines: String = inputs
-        .iter()
-        .map(|p| format!("file '{}'\n", p.display()))
-        .collect();
-    std::fs::write(&list, lines).expect("a concat list");
-    let mut ffmpeg = Command::new("ffmpeg")
-        .args(["-v", "error", "-f", "concat", "-safe", "0", "-i"])
-        .arg(&list)
-        .args(["-f", "rawvideo", "-pix_fmt", "bgra", "-"])
+    let mut ffmpeg = testkit::media::raw_bgra(inputs, dir)
         .stdout(Stdio::piped())
         .spawn()
         .expect("ffmpeg");

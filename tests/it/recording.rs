@@ -18,10 +18,7 @@ fn clip(name: &str) -> PathBuf {
 
 /// Every frame of a clip as BGRA, decoded by FFmpeg.
 fn raw_frames(name: &str) -> Vec<Vec<u8>> {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(clip(name))
-        .args(["-f", "rawvideo", "-pix_fmt", "bgra", "-"])
+    let out = testkit::media::raw_bgra(&[clip(name)], Path::new("."))
         .output()
         .expect("running ffmpeg");
     assert!(
@@ -37,10 +34,7 @@ fn raw_frames(name: &str) -> Vec<Vec<u8>> {
 
 /// `vigil recording encode` fed by FFmpeg's raw frames of `name`, as a user would pipe them.
 pub fn encode(data: &Path, name: &str, out: &Path) -> Run {
-    let mut ffmpeg = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(clip(name))
-        .args(["-f", "rawvideo", "-pix_fmt", "bgra", "-"])
+    let mut ffmpeg = testkit::media::raw_bgra(&[clip(name)], data)
         .stdout(Stdio::piped())
         .spawn()
         .expect("running ffmpeg");

@@ -55,7 +55,10 @@ fn main() {
     {
         let input = corpus.join(format!("{clip}.mkv"));
         let path = dir.path().join(format!("{clip}.vrec"));
-        let enc = record(decode_command(&input), &path);
+        let enc = record(
+            testkit::media::raw_bgra(std::slice::from_ref(&input), dir.path()),
+            &path,
+        );
         let minutes = enc.frames as f64 / FPS as f64 / 60.0;
         let vrec_mb = std::fs::metadata(&path).expect("recording").len() as f64 / 1e6 / minutes;
         let (h264_bytes, h264_cpu) = h264(&input, &dir.path().join(format!("{clip}.mp4")));
@@ -91,18 +94,12 @@ fn main() {
         return;
     }
     // One hour: the four clips, fifteen times over, as one recording.
-    let list = dir.path().join("hour.txt");
-    let lines: String = (0..15)
-        .flat_map(|_| {
-            CLIPS
-                .iter()
-                .map(|c| format!("file '{}'\n", corpus.join(format!("{c}.mkv")).display()))
-        })
+    let hour_clips: Vec<_> = (0..15)
+        .flat_map(|_| CLIPS.iter().map(|c| corpus.join(format!("{c}.mkv"))))
         .collect();
-    std::fs::write(&list, lines).expect("concat list");
     let hour = dir.path().join("hour.vrec");
     let started = Instant::now();
-    let enc = record(decode_command(&list), &hour);
+    let enc = record(testkit::media::raw_bgra(&hour_clips, dir.path()), &hour);
     let rec = Recording::open(&hour).expect("the hour's recording");
     let mut seeks = Vec::new();
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
@@ -136,20 +133,6 @@ fn main() {
         ours / theirs,
         ms / h264_ms
     );
-}
-
-/// FFmpeg decoding `input` to raw BGRA on stdout.
-fn decode_command(input: &Path) -> Command {
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-v", "error"]);
-    // A list of files plays as one stream, one after the other.
-    if input.extension().is_some_and(|e| e == "txt") {
-        cmd.args(["-f", "concat", "-safe", "0"]);
-    }
-    cmd.arg("-i")
-        .arg(input)
-        .args(["-f", "rawvideo", "-pix_fmt", "bgra", "-"]);
-    cmd
 }
 
 struct Encoded {

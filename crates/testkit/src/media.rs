@@ -13,6 +13,29 @@ pub fn corpus() -> Option<PathBuf> {
     dir.join("terminal.mkv").exists().then_some(dir)
 }
 
+/// FFmpeg decoding `inputs`, one after the other, to raw BGRA frames on
+/// stdout (several go through a concat list written in `dir`).
+pub fn raw_bgra(inputs: &[PathBuf], dir: &Path) -> Command {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-v", "error"]);
+    match inputs {
+        [one] => {
+            cmd.arg("-i").arg(one);
+        }
+        many => {
+            let list = dir.join("inputs.txt");
+            let lines: String = many
+                .iter()
+                .map(|p| format!("file '{}'\n", p.display()))
+                .collect();
+            std::fs::write(&list, lines).expect("writing a concat list");
+            cmd.args(["-f", "concat", "-safe", "0", "-i"]).arg(list);
+        }
+    }
+    cmd.args(["-f", "rawvideo", "-pix_fmt", "bgra", "-"]);
+    cmd
+}
+
 /// The picture of `video` shown at `t` seconds (FFmpeg's: the first at or
 /// after `t`), as BGRA.
 pub fn picture_at(video: &Path, t: f64) -> Vec<u8> {

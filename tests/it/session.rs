@@ -680,6 +680,13 @@ impl recorder::Source for Still {
     }
 }
 
+/// A session whose group may view, and whose applet shows [`still_picture`].
+async fn showing_a_still(data: &Path, consent: ConsentMode) -> Running {
+    let screen: OpenScreen =
+        std::sync::Arc::new(|| Ok(Box::new(Still(still_picture())) as ScreenSource));
+    running_with(data, "desktop_view", consent, &[], Some(screen), None).await
+}
+
 fn still_picture() -> recorder::Frame {
     let mut f = recorder::synthetic::Synthetic::new(400, 300, 9).frame();
     f.fill(10, 10, 50, 30, [1, 2, 3, 255]);
@@ -689,17 +696,7 @@ fn still_picture() -> recorder::Frame {
 #[tokio::test]
 async fn the_technician_sees_the_end_users_screen_with_consent_and_it_is_audited() {
     let dir = tempfile::tempdir().unwrap();
-    let screen: OpenScreen =
-        std::sync::Arc::new(|| Ok(Box::new(Still(still_picture())) as ScreenSource));
-    let mut s = running_with(
-        dir.path(),
-        "desktop_view",
-        ConsentMode::GrantAll,
-        &[],
-        Some(screen),
-        None,
-    )
-    .await;
+    let mut s = showing_a_still(dir.path(), ConsentMode::GrantAll).await;
     assert_eq!(s.console.view().await.unwrap(), Decision::Granted);
     let mut screen = s.console.screen();
     let shown = tokio::time::timeout(
@@ -751,17 +748,7 @@ async fn the_technician_sees_the_end_users_screen_with_consent_and_it_is_audited
 #[tokio::test]
 async fn a_refused_view_sends_no_screen() {
     let dir = tempfile::tempdir().unwrap();
-    let screen: OpenScreen =
-        std::sync::Arc::new(|| Ok(Box::new(Still(still_picture())) as ScreenSource));
-    let mut s = running_with(
-        dir.path(),
-        "desktop_view",
-        ConsentMode::DenyAll,
-        &[],
-        Some(screen),
-        None,
-    )
-    .await;
+    let mut s = showing_a_still(dir.path(), ConsentMode::DenyAll).await;
     assert_eq!(
         s.console.view().await.unwrap(),
         Decision::Denied(Denial::EndUser)
@@ -783,17 +770,7 @@ async fn a_refused_view_sends_no_screen() {
 #[tokio::test]
 async fn a_viewed_session_is_recorded_with_markers_and_verified_against_the_audit_log() {
     let dir = tempfile::tempdir().unwrap();
-    let screen: OpenScreen =
-        std::sync::Arc::new(|| Ok(Box::new(Still(still_picture())) as ScreenSource));
-    let mut s = running_with(
-        dir.path(),
-        "desktop_view",
-        ConsentMode::GrantAll,
-        &[],
-        Some(screen),
-        None,
-    )
-    .await;
+    let mut s = showing_a_still(dir.path(), ConsentMode::GrantAll).await;
     let path = dir.path().join("session.vrec");
     s.console
         .record(path.clone(), "ann@example.com")

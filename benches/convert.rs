@@ -146,8 +146,15 @@ fn record(inputs: &[PathBuf], out: &Path, dir: &Path) {
 
 /// Every 100 ms slot gets a frame, changed or not, into the same encoder settings.
 fn naive_convert(recording: &Recording, out: &Path) {
-    let mut video = Output::create(out, Container::Mp4, (1920, 1080), (1920, 1080), DEFAULT_CRF)
-        .expect("the naive output");
+    let mut video = Output::create(
+        out,
+        Container::Mp4,
+        (1920, 1080),
+        (1920, 1080),
+        DEFAULT_CRF,
+        &[],
+    )
+    .expect("the naive output");
     let duration = recording.index.duration_us;
     let mut pictures = Pictures::new(recording, 0, duration).expect("pictures");
     let slot = 1_000_000 / FPS;

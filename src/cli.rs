@@ -70,17 +70,30 @@ pub enum Command {
     /// Make, inspect, check and repair `.vrec` session recordings
     #[command(subcommand)]
     Recording(RecordingCommand),
-    /// Convert a recording to MP4 (H.264) or AVI (MJPEG) for ordinary video players
+    /// Convert a recording, or every recording under a directory, to MP4
+    /// (H.264) or AVI (MJPEG) for ordinary video players
     Convert(ConvertArgs),
 }
 
 /// `vigil convert`.
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
-    /// The recording
+    /// The recording, or a directory: every `.vrec` under it (then --out is needed)
     pub input: PathBuf,
     /// The video to write: .mp4 or .avi
-    pub output: PathBuf,
+    #[arg(required_unless_present = "out", conflicts_with = "out")]
+    pub output: Option<PathBuf>,
+    /// Write into this directory, under the recording's name (and, for a
+    /// directory of recordings, its place under it); outputs already made
+    /// from the same recording with the same options are skipped
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// The kind of video written into --out
+    #[arg(long, value_enum, default_value_t = VideoFormat::Mp4, requires = "out")]
+    pub format: VideoFormat,
+    /// Recordings converted at once with --out (default: one per CPU core)
+    #[arg(long, value_name = "N", requires = "out", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
     /// Start here: [[HH:]MM:]SS[.mmm] since the recording started
     #[arg(long, value_name = "T", value_parser = parse_clock)]
     pub from: Option<u64>,
@@ -99,6 +112,15 @@ pub struct ConvertArgs {
     /// Replace OUTPUT if it exists
     #[arg(long)]
     pub force: bool,
+}
+
+/// The kind of video `vigil convert --out` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VideoFormat {
+    /// H.264 in MP4
+    Mp4,
+    /// MJPEG in AVI
+    Avi,
 }
 
 /// `vigil recording ...`

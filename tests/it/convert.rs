@@ -238,3 +238,103 @@ fn burn_in_stamps_every_frame_and_the_clock_runs() {
     let later = picture_at(&stamped, 2.0);
     assert_ne!(corner(&b), corner(&later));
 }
+
+#[test]
+fn a_directory_converts_once_and_again_only_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let inbox = d.join("recordings");
+    std::fs::create_dir_all(inbox.join("2026-11")).unwrap();
+    let (a, b) = (inbox.join("a.vrec"), inbox.join("2026-11/b.vrec"));
+    encode(d, "idle", &a).ok();
+    encode(d, "terminal", &b).ok();
+    let broken = inbox.join("broken.vrec");
+    std::fs::write(&broken, "not video").unwrap();
+    let out = d.join("videos");
+    let (a_mp4, b_mp4) = (out.join("a.mp4"), out.join("2026-11/b.mp4"));
+    let batch = |extra: &[&str]| {
+        let mut args = vec![
+            "convert",
+            inbox.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        run_in(d, &args, "")
+    };
+    // Two converted side by side; the broken one named, and the exit says so.
+    let first = batch(&["--jobs", "2"]);
+    assert_eq!(first.code, 1, "{first:?}");
+    assert!(
+        first.stderr.contains("broken.vrec") && first.stderr.contains("not a .vrec recording"),
+        "{first:?}"
+    );
+    assert!(
+        first.stdout.contains("2 converted, 0 skipped, 1 failed"),
+        "{first:?}"
+    );
+    for video in [&a_mp4, &b_mp4] {
+        let (codec, _, w, _, duration) = probe(video);
+        assert_eq!((codec.as_str(), w), ("h264", 1920));
+        assert!((duration - 3.0).abs() <= 0.1, "duration {duration}");
+    }
+    std::fs::remove_file(&broken).unwrap();
+    // Again: nothing to do, nothing touched.
+    let (a_bytes, b_bytes) = (
+        std::fs::read(&a_mp4).unwrap(),
+        std::fs::read(&b_mp4).unwrap(),
+    );
+    let again = batch(&[]);
+    assert!(
+        again.ok().contains("0 converted, 2 skipped, 0 failed"),
+        "{again:?}"
+    );
+    assert_eq!(std::fs::read(&a_mp4).unwrap(), a_bytes);
+    // Another recording under a converted name: its output is not replaced
+    // unless asked; the unchanged one is still skipped.
+    std::fs::copy(&b, &a).unwrap();
+    let changed = batch(&[]);
+    assert_eq!(changed.code, 1, "{changed:?}");
+    assert!(
+        changed.stderr.contains("not converted from this recording"),
+        "{changed:?}"
+    );
+    assert_eq!(std::fs::read(&a_mp4).unwrap(), a_bytes);
+    let forced = batch(&["--force"]);
+    assert!(
+        forced.ok().contains("1 converted, 1 skipped, 0 failed"),
+        "{forced:?}"
+    );
+    assert_ne!(std::fs::read(&a_mp4).unwrap(), a_bytes);
+    assert_eq!(std::fs::read(&b_mp4).unwrap(), b_bytes);
+    // One recording into a directory, as AVI.
+    let avi_dir = d.join("avi");
+    run_in(
+        d,
+        &[
+            "convert",
+            b.to_str().unwrap(),
+            "--out",
+            avi_dir.to_str().unwrap(),
+            "--format",
+            "avi",
+        ],
+        "",
+    )
+    .ok();
+    assert_eq!(probe(&avi_dir.join("b.avi")).0, "mjpeg");
+    // An empty directory is an error, not a silent success.
+    let empty = d.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let none = run_in(
+        d,
+        &[
+            "convert",
+            empty.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(none.error_line().contains("no .vrec recording"), "{none:?}");
+}

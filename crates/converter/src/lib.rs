@@ -4,12 +4,14 @@
 //! - [`pictures`]: what a viewer saw, one picture per change, timed.
 //! - [`output`]: the video file (encoder, scaler, muxer).
 //! - [`burnin`]: the session and wall-clock time stamped on every frame.
+//! - [`batch`]: every recording under a directory, several at once.
 //!
 //! A conversion writes to a temporary file beside the output and renames
 //! it only once complete, so an interrupted or failed one leaves nothing
 //! behind, and an existing output is replaced only when asked.
 #![forbid(unsafe_code)]
 
+pub mod batch;
 pub mod burnin;
 pub mod output;
 pub mod pictures;
@@ -17,6 +19,8 @@ pub mod pictures;
 use std::path::{Path, PathBuf};
 
 use recorder::vrec::{Ending, Recording, VrecError};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 pub use output::Container;
 
@@ -52,6 +56,11 @@ pub enum ConvertError {
     Recording(#[from] VrecError),
     #[error("{0}: already exists (--force replaces it)")]
     Exists(PathBuf),
+    #[error(
+        "{0}: already exists, and was not converted from this recording with these options \
+         (--force replaces it)"
+    )]
+    Different(PathBuf),
     #[error("{0}: the output must end in .mp4 or .avi")]
     Container(PathBuf),
     #[error("{path}: {what}")]
@@ -91,13 +100,65 @@ pub fn convert(
     input: &Path,
     output: &Path,
     options: &Options,
-    mut progress: impl FnMut(u64, u64) -> bool,
+    progress: impl FnMut(u64, u64) -> bool,
 ) -> Result<Converted, ConvertError> {
     let container =
         Container::for_path(output).ok_or_else(|| ConvertError::Container(output.to_owned()))?;
     if output.exists() && !options.force {
         return Err(ConvertError::Exists(output.to_owned()));
     }
+    let source = Provenance::of(input, options)?;
+    convert_from(input, output, container, options, &source, progress)
+}
+
+/// What an output was converted from: the input's SHA-256 and the options
+/// that shape the picture, kept in the output's `comment` tag so a batch
+/// can tell an output it would make again from one it must not touch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Provenance(String);
+
+impl Provenance {
+    /// Hashes `input` (as it is now) and describes `options`.
+    pub fn of(input: &Path, options: &Options) -> Result<Self, ConvertError> {
+        let (_, sha256) = recorder::vrec::integrity::digest(input)?;
+        let Options {
+            from_us,
+            to_us,
+            scale,
+            quality,
+            force: _,
+            burn_in,
+        } = options;
+        let to = to_us.map_or("end".to_owned(), |t| t.to_string());
+        let scale = scale.map_or("source".to_owned(), |(w, h)| format!("{w}:{h}"));
+        let quality = quality.map_or("default".to_owned(), |q| q.to_string());
+        Ok(Self(format!(
+            "vigil convert of sha256:{sha256} from={from_us}us to={to} scale={scale} \
+             quality={quality} burn-in={burn_in}"
+        )))
+    }
+
+    /// The provenance an earlier conversion left in `output`, if it is a
+    /// video this converter wrote.
+    pub fn read(output: &Path) -> Option<Self> {
+        ffmpeg_next::init().ok()?;
+        let file = ffmpeg_next::format::input(&output).ok()?;
+        let comment = file.metadata().get("comment")?.to_owned();
+        comment
+            .starts_with("vigil convert of sha256:")
+            .then_some(Self(comment))
+    }
+}
+
+/// [`convert`] once the container is known and the input hashed.
+fn convert_from(
+    input: &Path,
+    output: &Path,
+    container: Container,
+    options: &Options,
+    source: &Provenance,
+    mut progress: impl FnMut(u64, u64) -> bool,
+) -> Result<Converted, ConvertError> {
     let recording = Recording::open(input)?;
     if recording.index.frames == 0 {
         return Err(ConvertError::Empty(input.to_owned()));
@@ -144,11 +205,31 @@ pub fn convert(
         path: output.to_owned(),
         source,
     };
-    let mut video =
-        output::Output::create(temp.path(), container, (width, height), out_size, quality)
-            .map_err(encode_error)?;
-    let duration_us = to_us - options.from_us;
     let header = &recording.header;
+    let title = match header.session.as_str() {
+        "" => format!("Vigil recording {}", header.recording),
+        session => format!("Vigil session {session}"),
+    };
+    let started = OffsetDateTime::from_unix_timestamp_nanos(
+        i128::from(header.started_us + options.from_us as i64) * 1000,
+    )
+    .ok()
+    .and_then(|t| t.format(&Rfc3339).ok())
+    .unwrap_or_default();
+    let mut tags = vec![("title", title.as_str()), ("comment", source.0.as_str())];
+    if !started.is_empty() {
+        tags.push(("creation_time", started.as_str()));
+    }
+    let mut video = output::Output::create(
+        temp.path(),
+        container,
+        (width, height),
+        out_size,
+        quality,
+        &tags,
+    )
+    .map_err(encode_error)?;
+    let duration_us = to_us - options.from_us;
     let wall = |t: u64| header.started_us + (options.from_us + t) as i64;
     let mut push = |frame: &recorder::Frame, t: u64| {
         if options.burn_in {
@@ -184,6 +265,28 @@ pub fn convert(
             push(last, second * SECOND).map_err(encode_error)?;
         }
     }
+    // Each audit marker in the excerpt opens a chapter that lasts until the
+    // next. Chapters cover the whole timeline (MP4 chapter tracks have no
+    // gaps), so one stands for the stretch before the first marker.
+    let mut chapters: Vec<(u64, String)> = recording
+        .index
+        .markers
+        .iter()
+        .filter(|m| (options.from_us..to_us).contains(&m.timestamp_us))
+        .map(|m| {
+            (
+                m.timestamp_us - options.from_us,
+                chapter_title(&m.kind, &m.text),
+            )
+        })
+        .collect();
+    if chapters.first().is_some_and(|(start, _)| *start > 0) {
+        chapters.insert(0, (0, "start".to_owned()));
+    }
+    for (n, (start, title)) in chapters.iter().enumerate() {
+        let end = chapters.get(n + 1).map_or(duration_us, |next| next.0);
+        video.chapter(*start, end, title).map_err(encode_error)?;
+    }
     let pictures = video.finish(duration_us).map_err(encode_error)?;
     temp.as_file().sync_all().map_err(io("flushing"))?;
     let persisted = if options.force {
@@ -208,4 +311,133 @@ pub fn convert(
         size,
         truncated,
     })
+}
+
+/// A chapter's title: the audit event and its line, short enough for a
+/// player's menu (the Nero list keeps 255 bytes).
+fn chapter_title(kind: &str, text: &str) -> String {
+    let mut title = format!("{kind}: {text}");
+    if title.len() > 200 {
+        let mut cut = 197;
+        while !title.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        title.truncate(cut);
+        title.push_str("...");
+    }
+    title
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use recorder::codec::Encoder;
+    use recorder::synthetic::Synthetic;
+    use recorder::vrec::{Header, Marker, Writer, CODEC, FORMAT};
+
+    /// A 10 s recording of a synthetic screen changing twice a second,
+    /// with an audit marker at each of `markers` (µs).
+    fn recording(path: &Path, markers: &[u64]) {
+        let header = Header {
+            format: FORMAT,
+            codec: CODEC.into(),
+            width: 160,
+            height: 100,
+            recording: "r-1".into(),
+            session: "s-1".into(),
+            technician: "ann@example.com".into(),
+            started_us: 1_700_000_000_000_000,
+        };
+        let mut writer = Writer::create(path, header).unwrap();
+        let (mut source, mut encoder) = (Synthetic::new(160, 100, 3), Encoder::new());
+        for i in 0..20 {
+            let t = i * SECOND / 2;
+            if let Some(update) = encoder.encode(&source.frame(), t, false) {
+                writer.update(&update).unwrap();
+            }
+            for (n, _) in markers.iter().enumerate().filter(|(_, &m)| m == t) {
+                let marker = Marker {
+                    timestamp_us: t,
+                    kind: "chat.message".into(),
+                    text: format!("message {n}"),
+                };
+                writer.marker(&marker).unwrap();
+            }
+        }
+        writer.finish(10 * SECOND).unwrap();
+    }
+
+    /// The chapters of `video`: start and end (ms) and title.
+    fn chapters(video: &Path) -> Vec<(i64, i64, String)> {
+        let file = ffmpeg_next::format::input(&video).unwrap();
+        file.chapters()
+            .map(|c| {
+                let ms = |t: i64| {
+                    let ffmpeg_next::Rational(num, den) = c.time_base();
+                    t * 1000 * i64::from(num) / i64::from(den)
+                };
+                let title = c.metadata().get("title").unwrap_or("").to_owned();
+                (ms(c.start()), ms(c.end()), title)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn markers_in_the_excerpt_become_chapters() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("a.vrec");
+        recording(&input, &[SECOND, 4 * SECOND, 8 * SECOND]);
+        let whole = dir.path().join("whole.mp4");
+        convert(&input, &whole, &Options::default(), |_, _| true).unwrap();
+        let found = chapters(&whole);
+        let spans: Vec<_> = found.iter().map(|(s, e, _)| (*s, *e)).collect();
+        assert_eq!(
+            spans,
+            [(0, 1000), (1000, 4000), (4000, 8000), (8000, 10_000)]
+        );
+        assert_eq!(found[0].2, "start");
+        assert_eq!(found[2].2, "chat.message: message 1");
+        // An excerpt keeps the markers inside it, counted from its start.
+        let part = dir.path().join("part.mp4");
+        let excerpt = Options {
+            from_us: 3 * SECOND,
+            to_us: Some(9 * SECOND),
+            ..Options::default()
+        };
+        convert(&input, &part, &excerpt, |_, _| true).unwrap();
+        let spans: Vec<_> = chapters(&part).iter().map(|(s, e, _)| (*s, *e)).collect();
+        assert_eq!(spans, [(0, 1000), (1000, 5000), (5000, 6000)]);
+        // AVI has no chapters: the markers are left out, the video is made.
+        let avi = dir.path().join("a.avi");
+        convert(&input, &avi, &Options::default(), |_, _| true).unwrap();
+        assert!(chapters(&avi).is_empty());
+    }
+
+    #[test]
+    fn the_output_names_its_source_and_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.vrec"), dir.path().join("b.vrec"));
+        recording(&a, &[]);
+        recording(&b, &[SECOND]);
+        let video = dir.path().join("a.avi");
+        let options = Options::default();
+        convert(&a, &video, &options, |_, _| true).unwrap();
+        let left = Provenance::read(&video).expect("a provenance tag");
+        assert_eq!(left, Provenance::of(&a, &options).unwrap());
+        // Another recording, or other options, would make another video.
+        assert_ne!(left, Provenance::of(&b, &options).unwrap());
+        let scaled = Options {
+            scale: Some((80, 50)),
+            ..Options::default()
+        };
+        assert_ne!(left, Provenance::of(&a, &scaled).unwrap());
+        // Forcing a rewrite does not change what the output is.
+        let forced = Options {
+            force: true,
+            ..Options::default()
+        };
+        assert_eq!(left, Provenance::of(&a, &forced).unwrap());
+        // A file this converter did not write has no provenance.
+        assert_eq!(Provenance::read(&a), None);
+    }
 }

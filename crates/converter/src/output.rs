@@ -28,6 +28,11 @@ impl Container {
         }
     }
 
+    /// The file name extension it is written with.
+    pub fn extension(self) -> &'static str {
+        self.muxer()
+    }
+
     fn muxer(self) -> &'static str {
         match self {
             Self::Mp4 => "mp4",
@@ -41,6 +46,7 @@ pub const AVI_FPS: i32 = 10;
 
 /// An open output file.
 pub struct Output {
+    container: Container,
     octx: format::context::Output,
     encoder: encoder::Video,
     scaler: scaling::Context,
@@ -57,17 +63,24 @@ pub struct Output {
 
 impl Output {
     /// Creates `path` for `width`×`height` pictures, written at
-    /// `out_width`×`out_height` (even), with `quality` (x264 CRF, or MJPEG q).
+    /// `out_width`×`out_height` (even), with `quality` (x264 CRF, or MJPEG q)
+    /// and the file-level `tags` (e.g. `title`, `comment`).
     pub fn create(
         path: &Path,
         container: Container,
         (width, height): (u32, u32),
         (out_width, out_height): (u32, u32),
         quality: u32,
+        tags: &[(&str, &str)],
     ) -> Result<Self, ffmpeg::Error> {
         ffmpeg::init()?;
         ffmpeg::log::set_level(ffmpeg::log::Level::Error);
         let mut octx = format::output_as(path, container.muxer())?;
+        let mut metadata = Dictionary::new();
+        for (key, value) in tags {
+            metadata.set(key, value);
+        }
+        octx.set_metadata(metadata);
         let (codec_name, pixel, time_base) = match container {
             Container::Mp4 => ("libx264", Pixel::YUV420P, Rational(1, 1000)),
             Container::Avi => ("mjpeg", Pixel::YUVJ420P, Rational(1, AVI_FPS)),
@@ -131,6 +144,7 @@ impl Output {
             scaling::Flags::BICUBIC,
         )?;
         Ok(Self {
+            container,
             octx,
             encoder,
             scaler,
@@ -159,6 +173,26 @@ impl Output {
             data[y * stride..y * stride + row].copy_from_slice(src);
         }
         self.pending = Some(self.pending.map_or(pts, |waiting| waiting.max(pts)));
+        Ok(())
+    }
+
+    /// Marks a chapter from `start_us` to `end_us`, for players' chapter
+    /// menus. MP4 only: AVI has no chapters, and they are left out there.
+    pub fn chapter(
+        &mut self,
+        start_us: u64,
+        end_us: u64,
+        title: &str,
+    ) -> Result<(), ffmpeg::Error> {
+        if self.container != Container::Mp4 {
+            return Ok(());
+        }
+        let id = self.octx.nb_chapters() as i64;
+        // The MP4 muxer writes chapters added after its header into the
+        // trailer, as a chapter track and Nero `chpl` atom.
+        let us = |t: u64| i64::try_from(t).unwrap_or(i64::MAX);
+        self.octx
+            .add_chapter(id, Rational(1, 1_000_000), us(start_us), us(end_us), title)?;
         Ok(())
     }
 

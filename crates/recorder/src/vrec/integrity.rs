@@ -35,18 +35,7 @@ impl Check {
 /// Reads `path` through: chunk checksums, every update decoded, the file hashed.
 pub fn check(path: &Path) -> Result<Check, VrecError> {
     let (header, scan) = scan(path)?;
-    let mut file = std::fs::File::open(path).map_err(io_error(path))?;
-    let mut sha = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf).map_err(io_error(path))?;
-        if n == 0 {
-            break;
-        }
-        sha.update(&buf[..n]);
-        size += n as u64;
-    }
+    let (size, sha256) = digest(path)?;
     let mut undecodable = None;
     let recording = super::Recording::open(path)?;
     let mut tracker = Tracker::new();
@@ -67,9 +56,26 @@ pub fn check(path: &Path) -> Result<Check, VrecError> {
         header,
         scan,
         size,
-        sha256: hex::encode(sha.finalize()),
+        sha256,
         undecodable,
     })
+}
+
+/// The size and lower-case hex SHA-256 of the file at `path`, as it is now.
+pub fn digest(path: &Path) -> Result<(u64, String), VrecError> {
+    let mut file = std::fs::File::open(path).map_err(io_error(path))?;
+    let mut sha = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(io_error(path))?;
+        if n == 0 {
+            break;
+        }
+        sha.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((size, hex::encode(sha.finalize())))
 }
 
 /// What the audit log says of a recording.

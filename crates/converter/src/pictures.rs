@@ -37,18 +37,22 @@ impl std::fmt::Debug for Pictures {
 
 impl Pictures {
     /// The pictures of `recording` from `from_us` (the screen as it was
-    /// then) up to `to_us`.
+    /// then) up to `to_us`. Reading starts at the last key point before
+    /// `from_us`, so an excerpt from late in a long recording starts at once.
     pub fn new(recording: &Recording, from_us: u64, to_us: u64) -> Result<Self, VrecError> {
+        let start = recording.resume(from_us)?;
         Ok(Self {
             path: recording.path().display().to_string(),
-            entries: recording.entries(None)?,
+            entries: start.entries,
             stash: None,
-            decoder: Decoder::new(),
-            cursor: None,
-            shape: None,
+            // A key point's screen is before `from_us`: shown then, unless
+            // it changes first.
+            pending: start.decoder.frame().is_some(),
+            decoder: start.decoder,
+            cursor: start.cursor,
+            shape: start.shape.and_then(|c| c.shape),
             from_us,
             to_us,
-            pending: false,
             done: false,
             composite: Frame::black(1, 1),
         })
@@ -146,11 +150,101 @@ impl Pictures {
                     return Err(e);
                 }
                 Ok(Some(t)) if t < self.from_us => self.pending = true,
-                Ok(Some(t)) => return Ok(Some(t)),
+                Ok(Some(t)) => {
+                    self.pending = false;
+                    return Ok(Some(t));
+                }
                 Ok(None) => {}
             }
         }
         self.done = true;
         Ok(std::mem::take(&mut self.pending).then_some(self.from_us))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use recorder::codec::Encoder;
+    use recorder::synthetic::Synthetic;
+    use recorder::vrec::{Header, Writer, CODEC, FORMAT};
+
+    const SECOND: u64 = 1_000_000;
+
+    /// 15 s of a synthetic screen changing up to twice a second (key points
+    /// fall at 6 s and 12 s), the pointer set at 0.5 s and moved each 2 s.
+    fn recording(path: &std::path::Path) {
+        let header = Header {
+            format: FORMAT,
+            codec: CODEC.into(),
+            width: 96,
+            height: 64,
+            recording: "r".into(),
+            session: String::new(),
+            technician: String::new(),
+            started_us: 0,
+        };
+        let mut writer = Writer::create(path, header).unwrap();
+        let (mut source, mut encoder) = (Synthetic::new(96, 64, 5), Encoder::new());
+        let shape = Shape {
+            serial: 1,
+            width: 4,
+            height: 4,
+            hot_x: 0,
+            hot_y: 0,
+            pixels: [255, 0, 255, 255].repeat(16),
+        };
+        for i in 0..30 {
+            let t = i * SECOND / 2;
+            if let Some(update) = encoder.encode(&source.frame(), t, false) {
+                writer.update(&update).unwrap();
+            }
+            if i % 4 == 1 {
+                let cursor = Cursor {
+                    timestamp_us: t,
+                    x: 3 * i as i32,
+                    y: 20,
+                    visible: true,
+                    shape: (i == 1).then(|| shape.clone()),
+                };
+                writer.cursor(&cursor).unwrap();
+            }
+        }
+        writer.finish(15 * SECOND).unwrap();
+    }
+
+    fn all(recording: &Recording, from_us: u64, to_us: u64) -> Vec<(u64, Vec<u8>)> {
+        let mut pictures = Pictures::new(recording, from_us, to_us).unwrap();
+        let mut out = Vec::new();
+        while let Some(picture) = pictures.next_picture() {
+            let (t, frame) = picture.unwrap();
+            out.push((t, frame.pixels.clone()));
+        }
+        out
+    }
+
+    #[test]
+    fn an_excerpt_from_a_key_point_shows_what_the_whole_shows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.vrec");
+        recording(&path);
+        let recording = Recording::open(&path).unwrap();
+        let whole = all(&recording, 0, 15 * SECOND);
+        assert!(whole.len() > 10, "{} pictures", whole.len());
+        // After the key point at 12 s; the pointer last moved at 10.5 s.
+        let from = 12 * SECOND + SECOND / 4;
+        // The excerpt starts from a restored key point, not the beginning.
+        assert!(recording.resume(from).unwrap().decoder.frame().is_some());
+        let excerpt = all(&recording, from, 15 * SECOND);
+        // The screen (and pointer) as they were at `from`, shown at once...
+        let then = whole.iter().rev().find(|(t, _)| *t <= from).unwrap();
+        assert_eq!(excerpt[0], (0, then.1.clone()));
+        // ...then every later change, at the same moment.
+        let later: Vec<_> = whole
+            .iter()
+            .filter(|(t, _)| *t > from)
+            .map(|(t, p)| (t - from, p.clone()))
+            .collect();
+        assert_eq!(excerpt[1..], later[..]);
     }
 }

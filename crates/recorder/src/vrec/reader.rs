@@ -44,6 +44,17 @@ pub struct SeekPoint {
     pub offset: u64,
 }
 
+/// A reading begun at a key point ([`Recording::resume`]).
+pub struct Resumed {
+    /// The screen and tile cache as they were there.
+    pub decoder: Decoder,
+    /// The pointer's last position, and the last update that set its shape.
+    pub cursor: Option<Cursor>,
+    pub shape: Option<Cursor>,
+    /// The timeline from the key point on.
+    pub entries: Entries,
+}
+
 /// How a recording ends.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ending {
@@ -226,7 +237,7 @@ impl Recording {
             }
         }
         let mut decoder = match base {
-            Some(offset) => self.restore(offset, &pending)?,
+            Some(offset) => self.restore(offset, Some(&pending))?,
             None => Decoder::new(),
         };
         let mut timestamp_us = start.map(|p| p.timestamp_us).unwrap_or(0);
@@ -252,14 +263,48 @@ impl Recording {
         })
     }
 
+    /// Reading from the last key point at or before `t` (from the start if
+    /// there is none): a long recording's later part without decoding what
+    /// comes before. Every cached tile is restored, since what follows is
+    /// not known in advance.
+    pub fn resume(&self, t: u64) -> Result<Resumed, VrecError> {
+        for point in self.index.seek.iter().rev().filter(|p| p.timestamp_us <= t) {
+            // Key updates are seek points too, but carry no pointer state.
+            if Kind::from_byte(self.chunk_at(point.offset)?.kind) != Some(Kind::KeyPoint) {
+                continue;
+            }
+            let (cursor, shape) = self.cursor_at(point)?;
+            return Ok(Resumed {
+                decoder: self.restore(point.offset, None)?,
+                cursor,
+                shape,
+                entries: self.entries(Some(point.offset))?,
+            });
+        }
+        Ok(Resumed {
+            decoder: Decoder::new(),
+            cursor: None,
+            shape: None,
+            entries: self.entries(None)?,
+        })
+    }
+
     /// A decoder in the state of the key point at `offset`, with the cache
-    /// slots that `following` reads before overwriting them.
-    fn restore(&self, offset: u64, following: &[(u64, Vec<u8>)]) -> Result<Decoder, VrecError> {
+    /// slots that `following` reads before overwriting them (all of them
+    /// without `following`).
+    fn restore(
+        &self,
+        offset: u64,
+        following: Option<&[(u64, Vec<u8>)]>,
+    ) -> Result<Decoder, VrecError> {
         let chunk = self.chunk_at(offset)?;
         let kp = keypoint::parse(&chunk.body).map_err(|what| self.corrupt(offset, what))?;
         let mut needed: HashSet<usize> = HashSet::new();
         let mut written: HashSet<usize> = HashSet::new();
-        for (at, bytes) in following {
+        if following.is_none() {
+            needed.extend(kp.slots.iter().map(|(slot, _)| *slot));
+        }
+        for (at, bytes) in following.unwrap_or_default() {
             let uses = codec::slot_uses(bytes).map_err(|source| VrecError::Codec {
                 path: self.path.display().to_string(),
                 what: format!("update at byte {at}"),

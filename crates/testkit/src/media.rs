@@ -37,12 +37,13 @@ pub fn raw_bgra(inputs: &[PathBuf], dir: &Path) -> Command {
 }
 
 /// The picture of `video` shown at `t` seconds (FFmpeg's: the first at or
-/// after `t`), as BGRA.
+/// after `t`), as BGRA. Found as a player finds it: a seek through the
+/// file's index to the key frame before `t`, then decoding up to `t`.
 pub fn picture_at(video: &Path, t: f64) -> Vec<u8> {
     let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
+        .args(["-v", "error", "-ss", &format!("{t:.3}"), "-i"])
         .arg(video)
-        .args(["-ss", &format!("{t:.3}"), "-frames:v", "1"])
+        .args(["-frames:v", "1"])
         .args(["-f", "rawvideo", "-pix_fmt", "bgra", "-"])
         .output()
         .expect("running ffmpeg");

@@ -171,8 +171,8 @@ mod tests {
 
     const SECOND: u64 = 1_000_000;
 
-    /// 15 s of a synthetic screen changing up to twice a second (key points
-    /// fall at 6 s and 12 s), the pointer set at 0.5 s and moved each 2 s.
+    /// 15 s of a synthetic screen changing up to twice a second (a key
+    /// point falls after 10 s), the pointer set at 1.5 s and moved each 2 s.
     fn recording(path: &std::path::Path) {
         let header = Header {
             format: FORMAT,
@@ -199,13 +199,13 @@ mod tests {
             if let Some(update) = encoder.encode(&source.frame(), t, false) {
                 writer.update(&update).unwrap();
             }
-            if i % 4 == 1 {
+            if i % 4 == 3 {
                 let cursor = Cursor {
                     timestamp_us: t,
                     x: 3 * i as i32,
                     y: 20,
                     visible: true,
-                    shape: (i == 1).then(|| shape.clone()),
+                    shape: (i == 3).then(|| shape.clone()),
                 };
                 writer.cursor(&cursor).unwrap();
             }
@@ -231,8 +231,19 @@ mod tests {
         let recording = Recording::open(&path).unwrap();
         let whole = all(&recording, 0, 15 * SECOND);
         assert!(whole.len() > 10, "{} pictures", whole.len());
-        // After the key point at 12 s; the pointer last moved at 10.5 s.
-        let from = 12 * SECOND + SECOND / 4;
+        // Just after the key point; the pointer last moved before it.
+        let key = recording
+            .index
+            .seek
+            .iter()
+            .map(|p| p.timestamp_us)
+            .max()
+            .unwrap();
+        assert!(
+            (10 * SECOND..11 * SECOND).contains(&key),
+            "key point at {key} µs"
+        );
+        let from = key + SECOND / 4;
         // The excerpt starts from a restored key point, not the beginning.
         assert!(recording.resume(from).unwrap().decoder.frame().is_some());
         let excerpt = all(&recording, from, 15 * SECOND);

@@ -201,6 +201,10 @@ mod tests {
             })
             .collect();
         cuts.extend([data_end, data_end - 1, 60]);
+        // Each cut once: a second repair of the same name would find the
+        // first one's `.tail` and (rightly) refuse to overwrite it.
+        cuts.sort_unstable();
+        cuts.dedup();
         for cut in cuts {
             let path = dir.path().join(format!("cut-{cut}.vrec"));
             std::fs::write(&path, &bytes[..cut as usize]).unwrap();

@@ -61,7 +61,14 @@ fn captures_a_known_picture_and_injects_input() {
 
     let mut x11 = X11::open(Some(&xvfb.display)).unwrap();
     assert_eq!(x11.size(), (320, 200));
+    assert!(x11.shared_memory(), "Xvfb takes an MIT-SHM memfd");
     let frame = x11.next_frame().unwrap().unwrap();
+    // The same picture, the same bytes, through the socket.
+    let mut plain = X11::open(Some(&xvfb.display))
+        .unwrap()
+        .without_shared_memory();
+    assert!(!plain.shared_memory());
+    assert_eq!(plain.next_frame().unwrap().unwrap(), frame);
     let at = |x: usize, y: usize| &frame.pixels[(y * 320 + x) * 4..][..4];
     assert_eq!(at(10, 10), &[0x99, 0x66, 0x33, 255], "the root background");
     assert_eq!(at(130, 60), &[0, 0, 0xff, 255], "the red window");

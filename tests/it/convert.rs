@@ -307,6 +307,26 @@ fn a_directory_converts_once_and_again_only_what_changed() {
     );
     assert_ne!(std::fs::read(&a_mp4).unwrap(), a_bytes);
     assert_eq!(std::fs::read(&b_mp4).unwrap(), b_bytes);
+    // A recording still being written converts as far as it goes, and its
+    // output is replaced, unasked, once the recording is whole.
+    let whole = std::fs::read(&b).unwrap();
+    let growing = inbox.join("c.vrec");
+    std::fs::write(&growing, &whole[..whole.len() * 9 / 10]).unwrap();
+    let partial = batch(&[]);
+    assert!(
+        partial.ok().contains("1 converted, 2 skipped"),
+        "{partial:?}"
+    );
+    assert!(partial.stderr.contains("cut off"), "{partial:?}");
+    let c_mp4 = out.join("c.mp4");
+    let short = probe(&c_mp4).4;
+    std::fs::write(&growing, &whole).unwrap();
+    let finished = batch(&[]);
+    assert!(
+        finished.ok().contains("1 converted, 2 skipped"),
+        "{finished:?}"
+    );
+    assert!(probe(&c_mp4).4 > short, "the whole recording is longer");
     // One recording into a directory, as AVI.
     let avi_dir = d.join("avi");
     run_in(

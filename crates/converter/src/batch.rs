@@ -4,7 +4,9 @@
 //! "The same input" is decided by content, not by name or time: each
 //! output carries the SHA-256 of the recording it was made from and the
 //! options that shaped it ([`Provenance`]), so a renamed or touched file is
-//! still skipped and a repaired or re-recorded one is not.
+//! still skipped and a repaired or re-recorded one is not. An output made
+//! from a cut-off recording (one still being written when the batch ran)
+//! is replaced without `--force` once the recording has changed.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -132,12 +134,16 @@ fn convert_job(job: &Job, options: &Options, progress: impl FnMut(u64, u64) -> b
         let container = Container::for_path(&job.output)
             .ok_or_else(|| ConvertError::Container(job.output.clone()))?;
         let source = Provenance::of(&job.input, options)?;
-        if job.output.exists() {
-            if Provenance::read(&job.output).as_ref() == Some(&source) {
-                return Ok(None);
-            }
-            if !options.force {
-                return Err(ConvertError::Different(job.output.clone()));
+        // Absent now: nothing that appears meanwhile is overwritten.
+        let replace = job.output.exists();
+        if replace {
+            match Provenance::read(&job.output) {
+                Some(made) if made.same_source(&source) => return Ok(None),
+                // Made from a recording that was still being written: the
+                // whole one replaces it.
+                Some(made) if made.cut_off => {}
+                _ if options.force => {}
+                _ => return Err(ConvertError::Different(job.output.clone())),
             }
         }
         if let Some(dir) = job.output.parent() {
@@ -153,6 +159,7 @@ fn convert_job(job: &Job, options: &Options, progress: impl FnMut(u64, u64) -> b
             container,
             options,
             &source,
+            replace,
             progress,
         )
         .map(Some)

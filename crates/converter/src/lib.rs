@@ -108,14 +108,30 @@ pub fn convert(
         return Err(ConvertError::Exists(output.to_owned()));
     }
     let source = Provenance::of(input, options)?;
-    convert_from(input, output, container, options, &source, progress)
+    convert_from(
+        input,
+        output,
+        container,
+        options,
+        &source,
+        options.force,
+        progress,
+    )
 }
 
 /// What an output was converted from: the input's SHA-256 and the options
 /// that shape the picture, kept in the output's `comment` tag so a batch
 /// can tell an output it would make again from one it must not touch.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Provenance(String);
+pub struct Provenance {
+    source: String,
+    /// The input was cut off (a recording still being written, or a
+    /// crashed one) when converted.
+    pub cut_off: bool,
+}
+
+/// How a cut-off input is marked in the tag.
+const CUT_OFF: &str = " (cut off)";
 
 impl Provenance {
     /// Hashes `input` (as it is now) and describes `options`.
@@ -132,10 +148,18 @@ impl Provenance {
         let to = to_us.map_or("end".to_owned(), |t| t.to_string());
         let scale = scale.map_or("source".to_owned(), |(w, h)| format!("{w}:{h}"));
         let quality = quality.map_or("default".to_owned(), |q| q.to_string());
-        Ok(Self(format!(
-            "vigil convert of sha256:{sha256} from={from_us}us to={to} scale={scale} \
-             quality={quality} burn-in={burn_in}"
-        )))
+        Ok(Self {
+            source: format!(
+                "vigil convert of sha256:{sha256} from={from_us}us to={to} scale={scale} \
+                 quality={quality} burn-in={burn_in}"
+            ),
+            cut_off: false,
+        })
+    }
+
+    /// Whether both name the same input bytes and options (cut off or not).
+    pub fn same_source(&self, other: &Self) -> bool {
+        self.source == other.source
     }
 
     /// The provenance an earlier conversion left in `output`, if it is a
@@ -144,19 +168,36 @@ impl Provenance {
         ffmpeg_next::init().ok()?;
         let file = ffmpeg_next::format::input(&output).ok()?;
         let comment = file.metadata().get("comment")?.to_owned();
-        comment
-            .starts_with("vigil convert of sha256:")
-            .then_some(Self(comment))
+        if !comment.starts_with("vigil convert of sha256:") {
+            return None;
+        }
+        Some(match comment.strip_suffix(CUT_OFF) {
+            Some(source) => Self {
+                source: source.to_owned(),
+                cut_off: true,
+            },
+            None => Self {
+                source: comment.to_owned(),
+                cut_off: false,
+            },
+        })
+    }
+
+    fn tag(&self) -> String {
+        let mark = if self.cut_off { CUT_OFF } else { "" };
+        format!("{}{mark}", self.source)
     }
 }
 
-/// [`convert`] once the container is known and the input hashed.
+/// [`convert`] once the container is known and the input hashed; an
+/// existing output is replaced only if `replace`.
 fn convert_from(
     input: &Path,
     output: &Path,
     container: Container,
     options: &Options,
     source: &Provenance,
+    replace: bool,
     mut progress: impl FnMut(u64, u64) -> bool,
 ) -> Result<Converted, ConvertError> {
     let recording = Recording::open(input)?;
@@ -216,7 +257,12 @@ fn convert_from(
     .ok()
     .and_then(|t| t.format(&Rfc3339).ok())
     .unwrap_or_default();
-    let mut tags = vec![("title", title.as_str()), ("comment", source.0.as_str())];
+    let comment = Provenance {
+        cut_off: truncated.is_some(),
+        ..source.clone()
+    }
+    .tag();
+    let mut tags = vec![("title", title.as_str()), ("comment", comment.as_str())];
     if !started.is_empty() {
         tags.push(("creation_time", started.as_str()));
     }
@@ -289,7 +335,7 @@ fn convert_from(
     }
     let pictures = video.finish(duration_us).map_err(encode_error)?;
     temp.as_file().sync_all().map_err(io("flushing"))?;
-    let persisted = if options.force {
+    let persisted = if replace {
         temp.persist(output).map(|_| ())
     } else {
         temp.persist_noclobber(output).map(|_| ())

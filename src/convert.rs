@@ -31,6 +31,10 @@ pub async fn run(args: ConvertArgs) -> Result<ExitCode> {
         burn_in: args.burn_in,
     };
     let result = match (&args.output, &args.out) {
+        (Some(_), _) if args.input.is_dir() => bail!(
+            "{} is a directory: convert every recording in it with --out DIR",
+            args.input.display()
+        ),
         (Some(output), _) => {
             let (input, output) = (args.input.clone(), output.clone());
             tokio::task::spawn_blocking(move || one(&input, &output, &options, &stop)).await?

@@ -357,4 +357,15 @@ fn a_directory_converts_once_and_again_only_what_changed() {
         "",
     );
     assert!(none.error_line().contains("no .vrec recording"), "{none:?}");
+    // A directory with one output file: said how to do it instead.
+    let one = run_in(
+        d,
+        &[
+            "convert",
+            inbox.to_str().unwrap(),
+            d.join("x.mp4").to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(one.error_line().contains("--out DIR"), "{one:?}");
 }

@@ -27,6 +27,11 @@ pub trait Source {
     fn cursor(&mut self, _timestamp_us: u64) -> Result<Option<cursor::Cursor>, SourceError> {
         Ok(None)
     }
+    /// Whether the screen is known to be as the last frame showed it (a
+    /// display that reports damage), so capturing it again can be skipped.
+    fn unchanged(&mut self) -> Result<bool, SourceError> {
+        Ok(false)
+    }
 }
 
 /// A source could not give a frame.
@@ -51,5 +56,9 @@ impl<S: Source + ?Sized> Source for Box<S> {
 
     fn cursor(&mut self, timestamp_us: u64) -> Result<Option<cursor::Cursor>, SourceError> {
         (**self).cursor(timestamp_us)
+    }
+
+    fn unchanged(&mut self) -> Result<bool, SourceError> {
+        (**self).unchanged()
     }
 }

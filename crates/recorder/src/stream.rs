@@ -156,9 +156,14 @@ impl<S: Source> ScreenStream<S> {
     }
 
     /// Captures the screen as it is now and encodes it: the update and its
-    /// number, or `None` if the window is full or nothing changed.
+    /// number, or `None` if the window is full or nothing changed (not even
+    /// captured when the source knows it did not).
     pub fn capture(&mut self, timestamp_us: u64) -> Result<Option<(u32, Vec<u8>)>, SourceError> {
         if !self.has_room() {
+            return Ok(None);
+        }
+        // A key re-sends the screen even if it stood still.
+        if !self.key_wanted && self.source.unchanged()? {
             return Ok(None);
         }
         let Some(frame) = self.source.next_frame()? else {
@@ -264,5 +269,37 @@ mod tests {
             &screen_at(150),
             "straight to the latest screen"
         );
+    }
+
+    /// A still screen that says so, and counts how often it is read.
+    struct Still {
+        reads: u32,
+    }
+
+    impl Source for Still {
+        fn size(&self) -> (u32, u32) {
+            (200, 120)
+        }
+        fn next_frame(&mut self) -> Result<Option<crate::Frame>, SourceError> {
+            self.reads += 1;
+            Ok(Some(screen_at(7)))
+        }
+        fn unchanged(&mut self) -> Result<bool, SourceError> {
+            Ok(self.reads > 0)
+        }
+    }
+
+    #[test]
+    fn a_still_screen_is_not_read_again_unless_a_key_is_wanted() {
+        let mut stream = ScreenStream::new(Still { reads: 0 });
+        let (seq, _) = stream.capture(0).unwrap().expect("the first key");
+        stream.acknowledge(seq);
+        assert!(stream.capture(1).unwrap().is_none());
+        assert_eq!(stream.source_mut().reads, 1, "not captured again");
+        stream.want_key();
+        let (_, key) = stream.capture(2).unwrap().expect("a key, though still");
+        assert_eq!(stream.source_mut().reads, 2);
+        assert!(crate::codec::info(&key).unwrap().key);
+        assert_eq!(Decoder::new().decode(&key).unwrap(), &screen_at(7));
     }
 }

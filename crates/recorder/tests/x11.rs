@@ -110,6 +110,34 @@ fn captures_a_known_picture_and_injects_input() {
 }
 
 #[test]
+fn a_still_screen_is_not_captured_again_until_something_draws() {
+    let xvfb = Xvfb::start(160, 100);
+    let (conn, screen) = x11rb::connect(Some(&xvfb.display)).unwrap();
+    let root = conn.setup().roots[screen].root;
+    let mut x11 = X11::open(Some(&xvfb.display)).unwrap();
+    assert!(!x11.unchanged().unwrap(), "nothing captured yet");
+    let before = x11.next_frame().unwrap().unwrap();
+    assert!(x11.unchanged().unwrap(), "nothing drew since");
+    conn.change_window_attributes(
+        root,
+        &ChangeWindowAttributesAux::new().background_pixel(0x00_80_00),
+    )
+    .unwrap();
+    conn.clear_area(false, root, 0, 0, 0, 0).unwrap();
+    conn.flush().unwrap();
+    // The damage report travels back from the server: wait for it (5 s at most).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while x11.unchanged().unwrap() {
+        assert!(Instant::now() < deadline, "no damage reported within 5 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let after = x11.next_frame().unwrap().unwrap();
+    assert_ne!(after, before);
+    assert_eq!(&after.pixels[..4], &[0, 0x80, 0, 255]);
+    assert!(x11.unchanged().unwrap(), "re-armed, and nothing drew since");
+}
+
+#[test]
 fn a_missing_display_is_a_clear_error() {
     let err = X11::open(Some(":987")).unwrap_err().to_string();
     assert!(err.contains("cannot connect to X display :987"), "{err}");

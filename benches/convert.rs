@@ -8,7 +8,7 @@
 //! Run: `cargo bench --bench convert` (VIGIL_CORPUS=DIR to point elsewhere;
 //! `-- office idle` for only those clips, without the hour).
 //!
-//! `cargo bench --bench convert -- --avi-4gb` instead converts the hour to
+//! `cargo bench --bench convert -- --avi-4gb` instead converts two hours to
 //! an AVI larger than 4 GiB (MJPEG q 2) and checks that FFmpeg reads it as
 //! a player would: its whole length, and a picture near its end found by
 //! seeking through the OpenDML index.
@@ -82,7 +82,7 @@ fn main() {
         println!("total: worst ours/naive speed ratio {worst_ratio:.2} (target > 1)");
         return;
     }
-    let hour = hour_recording(&corpus, dir.path());
+    let hour = long_recording(&corpus, dir.path(), 1);
     let (hour_time, peak_kb) = convert_process(&hour, &dir.path().join("hour.mp4"), &[]);
     println!(
         "1 hour: converted in {hour_time:.0} s ({:.1}× real time), peak RSS {} MB (target ≤ 300)",
@@ -95,14 +95,14 @@ fn main() {
     );
 }
 
-/// One hour: the clips fifteen times over.
-fn hour_recording(corpus: &Path, dir: &Path) -> PathBuf {
-    let hour = dir.join("hour.vrec");
-    let list: Vec<PathBuf> = (0..15)
+/// `hours` of recording: the clips fifteen times over for each.
+fn long_recording(corpus: &Path, dir: &Path, hours: usize) -> PathBuf {
+    let path = dir.join(format!("{hours}h.vrec"));
+    let list: Vec<PathBuf> = (0..15 * hours)
         .flat_map(|_| CLIPS.iter().map(|c| corpus.join(format!("{c}.mkv"))))
         .collect();
-    record(&list, &hour, dir);
-    hour
+    record(&list, &path, dir);
+    path
 }
 
 /// Runs `vigil convert IN OUT EXTRA...`; returns its wall time (s) and peak RSS (kB).
@@ -136,11 +136,12 @@ fn convert_process(input: &Path, output: &Path, extra: &[&str]) -> (f64, u64) {
     (start.elapsed().as_secs_f64(), peak_kb)
 }
 
-/// The hour as an AVI past 4 GiB, read back by FFmpeg: the length it
-/// reports, and a picture 10 s before the end, found by seeking.
+/// Two hours as an AVI past 4 GiB (MJPEG q 2 makes one hour 2.3 GiB), read
+/// back by FFmpeg: the length it reports, and a picture 10 s before the
+/// end, found by seeking.
 fn avi_past_4gb(corpus: &Path, dir: &Path) {
-    let hour = hour_recording(corpus, dir);
-    let avi = dir.join("hour.avi");
+    let hour = long_recording(corpus, dir, 2);
+    let avi = dir.join("2h.avi");
     let (seconds, peak_kb) = convert_process(&hour, &avi, &["--quality", "2"]);
     let size = std::fs::metadata(&avi).expect("the AVI").len();
     let probe = Command::new("ffprobe")
@@ -158,7 +159,7 @@ fn avi_past_4gb(corpus: &Path, dir: &Path) {
     let t = (ours.timestamp_us / 100_000) as f64 / 10.0;
     let db = testkit::media::psnr(&testkit::media::picture_at(&avi, t), &ours.frame.pixels);
     println!(
-        "hour.avi: {:.2} GiB written in {seconds:.0} s, peak RSS {} MB; ffprobe: {report}",
+        "2h.avi: {:.2} GiB written in {seconds:.0} s, peak RSS {} MB; ffprobe: {report}",
         size as f64 / f64::from(1 << 30),
         peak_kb / 1024
     );

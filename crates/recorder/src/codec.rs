@@ -305,8 +305,16 @@ impl Encoder {
         }
         self.last_vectors = out.vectors.iter().copied().filter(|v| v.0 != 0).collect();
         self.previous = previous;
-        self.previous.clear();
-        self.previous.extend_from_slice(&frame.pixels);
+        if key || self.previous.len() != frame.pixels.len() {
+            self.previous.clear();
+            self.previous.extend_from_slice(&frame.pixels);
+        } else {
+            // Only the tiles that changed: a still screen costs one
+            // comparison, not a comparison and an 8 MB copy.
+            for (i, _) in changed.iter().enumerate().filter(|(_, c)| **c) {
+                grid.copy_moved(&mut self.previous, cur, i, (0, 0));
+            }
+        }
         if out.count == 0 && !key {
             return None;
         }

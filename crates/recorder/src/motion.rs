@@ -30,8 +30,16 @@ fn pixel(row: &[u8], x: usize) -> u64 {
     ]))
 }
 
-fn run_hash(row: &[u8], x: usize) -> u64 {
-    (x..x + RUN).fold(0u64, |h, i| h.wrapping_mul(MUL).wrapping_add(pixel(row, i)))
+/// A pixel spread over 64 bits (a bijection: MUL is odd).
+fn mix(pixel: u64) -> u64 {
+    pixel.wrapping_mul(MUL)
+}
+
+/// A cyclic polynomial ("buzhash") of mixed pixels: rolling it one pixel
+/// on is a rotation and two XORs, so the scan's dependency chain is two
+/// cycles a position, not a multiply.
+fn run_hash(mixed: impl Iterator<Item = u64>) -> u64 {
+    mixed.fold(0u64, |h, m| h.rotate_left(1) ^ m)
 }
 
 /// Offsets (dx, dy) such that, for several samples, the current frame at
@@ -66,7 +74,7 @@ pub fn find_vectors(
             samples.push(Sample {
                 x,
                 y: yy,
-                hash: run_hash(row(cur, yy), x),
+                hash: run_hash((x..x + RUN).map(|i| mix(pixel(row(cur, yy), i)))),
             });
         }
     }
@@ -79,21 +87,36 @@ pub fn find_vectors(
         wanted.entry(s.hash).or_default().push(n);
         filter[(s.hash >> 52) as usize] = true;
     }
-    let out_mul = (0..RUN - 1).fold(1u64, |m, _| m.wrapping_mul(MUL));
     let mut votes: HashMap<(i16, i16), usize> = HashMap::new();
+    // The scan below is most of the encoder's time on scrolling screens:
+    // each row is read once as whole pixels, and rows of one colour (no
+    // sample is one colour) are passed over.
+    let mut mixed: Vec<u64> = Vec::with_capacity(width);
+    let mut candidates: Vec<(usize, u64)> = Vec::new();
     for y in 0..height {
         let line = row(prev, y);
-        let mut h = run_hash(line, 0);
-        for x in 0..=width - RUN {
-            if x > 0 {
-                h = h
-                    .wrapping_sub(pixel(line, x - 1).wrapping_mul(out_mul))
-                    .wrapping_mul(MUL)
-                    .wrapping_add(pixel(line, x + RUN - 1));
+        mixed.clear();
+        mixed.extend(
+            line.chunks_exact(4)
+                .map(|p| mix(u64::from(u32::from_le_bytes([p[0], p[1], p[2], p[3]])))),
+        );
+        if mixed.iter().all(|&p| p == mixed[0]) {
+            continue;
+        }
+        // First the run hashes that pass the filter, in a tight loop; then
+        // the few of them to look up.
+        let mut h = run_hash(mixed[..RUN].iter().copied());
+        candidates.clear();
+        if filter[(h >> 52) as usize] {
+            candidates.push((0, h));
+        }
+        for (x, (&out, &new)) in mixed.iter().zip(&mixed[RUN..]).enumerate() {
+            h = h.rotate_left(1) ^ out.rotate_left(RUN as u32) ^ new;
+            if filter[(h >> 52) as usize] {
+                candidates.push((x + 1, h));
             }
-            if !filter[(h >> 52) as usize] {
-                continue;
-            }
+        }
+        for &(x, h) in &candidates {
             let Some(hits) = wanted.get(&h) else { continue };
             for &n in hits {
                 let s = &samples[n];

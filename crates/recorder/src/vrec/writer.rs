@@ -19,7 +19,7 @@ use crate::cursor::Cursor;
 /// A key point follows an update once this much time has passed since the last…
 pub const KEY_EVERY_US: u64 = 10_000_000;
 /// …or this many updates, whichever comes first.
-pub const KEY_EVERY_FRAMES: u64 = 100;
+pub const KEY_EVERY_FRAMES: u64 = 50;
 
 /// A recording being written.
 #[derive(Debug)]

@@ -112,12 +112,29 @@ impl Grid {
         }
     }
 
-    fn same_tile(&self, a: &[u8], b: &[u8], i: usize) -> bool {
-        let (x, y, w, h) = self.rect(i);
-        (y..y + h).all(|row| {
-            let start = (row * self.width + x) * 4;
-            a[start..start + w * 4] == b[start..start + w * 4]
-        })
+    /// Which tiles differ between `a` and `b`. Read row by row, in memory
+    /// order (faster than tile by tile), and a tile found changed is not
+    /// compared further.
+    fn changed_tiles(&self, a: &[u8], b: &[u8]) -> Vec<bool> {
+        let mut changed = vec![false; self.tiles()];
+        let stride = self.width * 4;
+        for (y, (row_a, row_b)) in a
+            .chunks_exact(stride)
+            .zip(b.chunks_exact(stride))
+            .enumerate()
+        {
+            if row_a == row_b {
+                continue;
+            }
+            let first = (y / TILE) * self.cols;
+            for (c, flag) in changed[first..first + self.cols].iter_mut().enumerate() {
+                let (x, end) = (c * TILE * 4, ((c + 1) * TILE * 4).min(stride));
+                if !*flag && row_a[x..end] != row_b[x..end] {
+                    *flag = true;
+                }
+            }
+        }
+        changed
     }
 
     /// Where tile `i` comes from when moved by (dx, dy): its source's
@@ -227,9 +244,11 @@ impl Encoder {
         }
         let previous = std::mem::take(&mut self.previous);
         let (cur, prev) = (&frame.pixels, &previous);
-        let changed: Vec<bool> = (0..grid.tiles())
-            .map(|i| key || !grid.same_tile(cur, prev, i))
-            .collect();
+        let changed: Vec<bool> = if key {
+            vec![true; grid.tiles()]
+        } else {
+            grid.changed_tiles(cur, prev)
+        };
         let shifts: Vec<Option<i16>> = if key {
             Vec::new()
         } else {

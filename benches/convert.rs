@@ -144,14 +144,14 @@ fn avi_past_4gb(corpus: &Path, dir: &Path) {
     let avi = dir.join("2h.avi");
     let (seconds, peak_kb) = convert_process(&hour, &avi, &["--quality", "2"]);
     let size = std::fs::metadata(&avi).expect("the AVI").len();
-    let probe = Command::new("ffprobe")
-        .args(["-v", "error", "-count_packets", "-select_streams", "v:0"])
-        .args(["-show_entries", "format=duration:stream=nb_read_packets"])
-        .args(["-of", "default=noprint_wrappers=1"])
-        .arg(&avi)
-        .output()
-        .expect("ffprobe");
-    let report = String::from_utf8_lossy(&probe.stdout).replace('\n', " ");
+    let probe = testkit::media::stdout_of(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-count_packets", "-select_streams", "v:0"])
+            .args(["-show_entries", "format=duration:stream=nb_read_packets"])
+            .args(["-of", "default=noprint_wrappers=1"])
+            .arg(&avi),
+    );
+    let report = String::from_utf8_lossy(&probe).replace('\n', " ");
     let recording = Recording::open(&hour).expect("the recording");
     let near_end = recording.index.duration_us - 10_000_000;
     let ours = recording.frame(Target::Time(near_end)).expect("a frame");

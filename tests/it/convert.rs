@@ -7,29 +7,24 @@ use std::process::Command;
 use recorder::vrec::reader::Target;
 use recorder::vrec::Recording;
 
-use testkit::media::{picture_at, psnr};
+use testkit::media::{picture_at, psnr, stdout_of};
 
 use crate::helpers::{run_in, Run};
 use crate::recording::encode;
 
 /// ffprobe's view of `file`: codec, pixel format, width, height, duration (s).
 fn probe(file: &Path) -> (String, String, u64, u64, f64) {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
-        .args([
-            "stream=codec_name,pix_fmt,width,height:format=duration",
-            "-of",
-            "json",
-        ])
-        .arg(file)
-        .output()
-        .expect("running ffprobe");
-    assert!(
-        out.status.success(),
-        "ffprobe: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = stdout_of(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+            .args([
+                "stream=codec_name,pix_fmt,width,height:format=duration",
+                "-of",
+                "json",
+            ])
+            .arg(file),
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let s = &v["streams"][0];
     (
         s["codec_name"].as_str().unwrap().to_owned(),

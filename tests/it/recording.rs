@@ -18,15 +18,7 @@ fn clip(name: &str) -> PathBuf {
 
 /// Every frame of a clip as BGRA, decoded by FFmpeg.
 fn raw_frames(name: &str) -> Vec<Vec<u8>> {
-    let out = testkit::media::raw_bgra(&[clip(name)], Path::new("."))
-        .output()
-        .expect("running ffmpeg");
-    assert!(
-        out.status.success(),
-        "ffmpeg: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    testkit::media::stdout_of(&mut testkit::media::raw_bgra(&[clip(name)], Path::new(".")))
         .chunks_exact(1920 * 1080 * 4)
         .map(<[u8]>::to_vec)
         .collect()

@@ -36,23 +36,32 @@ pub fn raw_bgra(inputs: &[PathBuf], dir: &Path) -> Command {
     cmd
 }
 
+/// Runs `cmd` (FFmpeg, ffprobe) to the end and returns its stdout; a
+/// failure panics with the program's name and its stderr.
+pub fn stdout_of(cmd: &mut Command) -> Vec<u8> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// The picture of `video` shown at `t` seconds (FFmpeg's: the first at or
 /// after `t`), as BGRA. Found as a player finds it: a seek through the
 /// file's index to the key frame before `t`, then decoding up to `t`.
 pub fn picture_at(video: &Path, t: f64) -> Vec<u8> {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-ss", &format!("{t:.3}"), "-i"])
-        .arg(video)
-        .args(["-frames:v", "1"])
-        .args(["-f", "rawvideo", "-pix_fmt", "bgra", "-"])
-        .output()
-        .expect("running ffmpeg");
-    assert!(
-        out.status.success(),
-        "ffmpeg: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    stdout_of(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-ss", &format!("{t:.3}"), "-i"])
+            .arg(video)
+            .args(["-frames:v", "1"])
+            .args(["-f", "rawvideo", "-pix_fmt", "bgra", "-"]),
+    )
 }
 
 /// PSNR in dB over the B, G and R bytes of two BGRA pictures (99 when equal).

@@ -24,7 +24,6 @@ use recorder::raw::RawFrames;
 use recorder::vrec::reader::Target;
 use recorder::vrec::{Header, Recording, Writer, CODEC, FORMAT};
 
-const CLIPS: [&str; 4] = ["terminal", "browser", "office", "idle"];
 const FPS: u64 = 10;
 
 fn main() {
@@ -32,10 +31,7 @@ fn main() {
         println!("corpus not found (set VIGIL_CORPUS): nothing measured");
         return;
     };
-    let only: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
+    let (clips, all) = testkit::media::chosen_clips();
     let dir = tempfile::tempdir().expect("a temporary directory");
     if std::env::args().any(|a| a == "--avi-4gb") {
         return avi_past_4gb(&corpus, dir.path());
@@ -45,10 +41,7 @@ fn main() {
         "clip", "ours ×rt", "naive ×rt", "ratio", "MP4 MB/min", "PSNR dB", "pictures"
     );
     let mut worst_ratio = f64::INFINITY;
-    for clip in CLIPS
-        .into_iter()
-        .filter(|c| only.is_empty() || only.iter().any(|o| o == c))
-    {
+    for clip in clips {
         let rec = dir.path().join(format!("{clip}.vrec"));
         record(&[corpus.join(format!("{clip}.mkv"))], &rec, dir.path());
         let recording = Recording::open(&rec).expect("the recording");
@@ -78,7 +71,7 @@ fn main() {
             done.pictures
         );
     }
-    if !only.is_empty() {
+    if !all {
         println!("total: worst ours/naive speed ratio {worst_ratio:.2} (target > 1)");
         return;
     }
@@ -99,7 +92,11 @@ fn main() {
 fn long_recording(corpus: &Path, dir: &Path, hours: usize) -> PathBuf {
     let path = dir.join(format!("{hours}h.vrec"));
     let list: Vec<PathBuf> = (0..15 * hours)
-        .flat_map(|_| CLIPS.iter().map(|c| corpus.join(format!("{c}.mkv"))))
+        .flat_map(|_| {
+            testkit::media::CLIPS
+                .iter()
+                .map(|c| corpus.join(format!("{c}.mkv")))
+        })
         .collect();
     record(&list, &path, dir);
     path

@@ -25,17 +25,13 @@ use recorder::Frame;
 const W: u32 = 1920;
 const H: u32 = 1080;
 const FPS: u64 = 10;
-const CLIPS: [&str; 4] = ["terminal", "browser", "office", "idle"];
 
 fn main() {
     let Some(corpus) = testkit::media::corpus() else {
         println!("corpus not found (set VIGIL_CORPUS): nothing measured");
         return;
     };
-    let only: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
+    let (clips, all) = testkit::media::chosen_clips();
     let dir = tempfile::tempdir().expect("temporary directory");
     println!(
         "{:<9} {:>8} {:>12} {:>13} {:>6} {:>13} {:>15} {:>11}",
@@ -49,10 +45,7 @@ fn main() {
         "decode fps"
     );
     let (mut ours, mut theirs, mut our_cpu, mut their_cpu, mut frames) = (0.0, 0.0, 0.0, 0.0, 0u64);
-    for clip in CLIPS
-        .into_iter()
-        .filter(|c| only.is_empty() || only.iter().any(|o| o == c))
-    {
+    for clip in clips {
         let input = corpus.join(format!("{clip}.mkv"));
         let path = dir.path().join(format!("{clip}.vrec"));
         let enc = record(
@@ -89,13 +82,17 @@ fn main() {
         ours / theirs,
         ms / h264_ms
     );
-    if !only.is_empty() {
+    if !all {
         println!("{totals}");
         return;
     }
     // One hour: the four clips, fifteen times over, as one recording.
     let hour_clips: Vec<_> = (0..15)
-        .flat_map(|_| CLIPS.iter().map(|c| corpus.join(format!("{c}.mkv"))))
+        .flat_map(|_| {
+            testkit::media::CLIPS
+                .iter()
+                .map(|c| corpus.join(format!("{c}.mkv")))
+        })
         .collect();
     let hour = dir.path().join("hour.vrec");
     let started = Instant::now();

@@ -13,6 +13,23 @@ pub fn corpus() -> Option<PathBuf> {
     dir.join("terminal.mkv").exists().then_some(dir)
 }
 
+/// The public corpus clips, in the order the benchmarks report them.
+pub const CLIPS: [&str; 4] = ["terminal", "browser", "office", "idle"];
+
+/// The clips a benchmark runs on: those named on its command line (flags
+/// aside, e.g. `-- office idle`), or all of them; and whether it is all.
+pub fn chosen_clips() -> (Vec<&'static str>, bool) {
+    let named: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let chosen = CLIPS
+        .into_iter()
+        .filter(|c| named.is_empty() || named.iter().any(|n| n == c))
+        .collect();
+    (chosen, named.is_empty())
+}
+
 /// FFmpeg decoding `inputs`, one after the other, to raw BGRA frames on
 /// stdout (several go through a concat list written in `dir`).
 pub fn raw_bgra(inputs: &[PathBuf], dir: &Path) -> Command {

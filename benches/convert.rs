@@ -22,7 +22,7 @@ use converter::pictures::Pictures;
 use converter::{Options, DEFAULT_CRF};
 use recorder::raw::RawFrames;
 use recorder::vrec::reader::Target;
-use recorder::vrec::{Header, Recording, Writer, CODEC, FORMAT};
+use recorder::vrec::{Header, Recording, Writer};
 
 const FPS: u64 = 10;
 
@@ -182,16 +182,7 @@ fn record(inputs: &[PathBuf], out: &Path, dir: &Path) {
         .stdout(Stdio::piped())
         .spawn()
         .expect("ffmpeg");
-    let header = Header {
-        format: FORMAT,
-        codec: CODEC.into(),
-        width: 1920,
-        height: 1080,
-        recording: "bench".into(),
-        session: String::new(),
-        technician: String::new(),
-        started_us: 0,
-    };
+    let header = Header::new(1920, 1080, "bench", 0);
     let _ = std::fs::remove_file(out);
     let mut writer = Writer::create(out, header).expect("a new recording");
     let mut source = RawFrames::new(ffmpeg.stdout.take().expect("piped"), 1920, 1080);

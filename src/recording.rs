@@ -11,7 +11,7 @@ use futures::TryStreamExt;
 use recorder::raw::RawFrames;
 use recorder::vrec::integrity::{self, Logged, Verdict};
 use recorder::vrec::reader::Target;
-use recorder::vrec::{Header, Recording, Writer, CODEC, FORMAT};
+use recorder::vrec::{Header, Recording, Writer};
 
 use crate::cli::format_clock;
 
@@ -21,16 +21,12 @@ pub async fn encode(size: (u32, u32), fps: f64, output: PathBuf) -> Result<ExitC
 }
 
 fn encode_blocking((width, height): (u32, u32), fps: f64, output: &Path) -> Result<ExitCode> {
-    let header = Header {
-        format: FORMAT,
-        codec: CODEC.into(),
+    let header = Header::new(
         width,
         height,
-        recording: uuid::Uuid::new_v4().to_string(),
-        session: String::new(),
-        technician: String::new(),
-        started_us: audit_db::time_us::now(),
-    };
+        uuid::Uuid::new_v4().to_string(),
+        audit_db::time_us::now(),
+    );
     let mut writer = Writer::create(output, header)?;
     let mut source = RawFrames::new(std::io::stdin().lock(), width, height);
     let spinner = crate::progress::counter("encoding", "frames");

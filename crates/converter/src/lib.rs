@@ -379,20 +379,15 @@ mod tests {
     use super::*;
     use recorder::codec::Encoder;
     use recorder::synthetic::Synthetic;
-    use recorder::vrec::{Header, Marker, Writer, CODEC, FORMAT};
+    use recorder::vrec::{Header, Marker, Writer};
 
     /// A 10 s recording of a synthetic screen changing twice a second,
     /// with an audit marker at each of `markers` (µs).
     fn recording(path: &Path, markers: &[u64]) {
         let header = Header {
-            format: FORMAT,
-            codec: CODEC.into(),
-            width: 160,
-            height: 100,
-            recording: "r-1".into(),
             session: "s-1".into(),
             technician: "ann@example.com".into(),
-            started_us: 1_700_000_000_000_000,
+            ..Header::new(160, 100, "r-1", 1_700_000_000_000_000)
         };
         let mut writer = Writer::create(path, header).unwrap();
         let (mut source, mut encoder) = (Synthetic::new(160, 100, 3), Encoder::new());

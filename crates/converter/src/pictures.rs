@@ -167,23 +167,14 @@ mod tests {
     use super::*;
     use recorder::codec::Encoder;
     use recorder::synthetic::Synthetic;
-    use recorder::vrec::{Header, Writer, CODEC, FORMAT};
+    use recorder::vrec::{Header, Writer};
 
     const SECOND: u64 = 1_000_000;
 
     /// 15 s of a synthetic screen changing up to twice a second (a key
     /// point falls after 10 s), the pointer set at 1.5 s and moved each 2 s.
     fn recording(path: &std::path::Path) {
-        let header = Header {
-            format: FORMAT,
-            codec: CODEC.into(),
-            width: 96,
-            height: 64,
-            recording: "r".into(),
-            session: String::new(),
-            technician: String::new(),
-            started_us: 0,
-        };
+        let header = Header::new(96, 64, "r", 0);
         let mut writer = Writer::create(path, header).unwrap();
         let (mut source, mut encoder) = (Synthetic::new(96, 64, 5), Encoder::new());
         let shape = Shape {

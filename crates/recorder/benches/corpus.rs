@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use cpu_time::ThreadTime;
 use recorder::codec::{Decoder, Encoder};
 use recorder::vrec::reader::Target;
-use recorder::vrec::{Entry, Header, Recording, Writer, CODEC, FORMAT};
+use recorder::vrec::{Entry, Header, Recording, Writer};
 use recorder::Frame;
 
 const W: u32 = 1920;
@@ -143,16 +143,7 @@ struct Encoded {
 fn record(mut decode: Command, path: &Path) -> Encoded {
     let mut child = decode.stdout(Stdio::piped()).spawn().expect("ffmpeg");
     let mut raw = child.stdout.take().expect("piped");
-    let header = Header {
-        format: FORMAT,
-        codec: CODEC.into(),
-        width: W,
-        height: H,
-        recording: "bench".into(),
-        session: String::new(),
-        technician: String::new(),
-        started_us: 0,
-    };
+    let header = Header::new(W, H, "bench", 0);
     let mut writer = Writer::create(path, header).expect("new recording");
     let mut encoder = Encoder::new();
     let mut frame = Frame::black(W, H);

@@ -44,6 +44,23 @@ pub struct Header {
     pub started_us: i64,
 }
 
+impl Header {
+    /// A new recording's header, in this build's format and codec, for no
+    /// session (a session's recording sets `session` and `technician`).
+    pub fn new(width: u32, height: u32, recording: impl Into<String>, started_us: i64) -> Self {
+        Self {
+            format: FORMAT,
+            codec: CODEC.into(),
+            width,
+            height,
+            recording: recording.into(),
+            session: String::new(),
+            technician: String::new(),
+            started_us,
+        }
+    }
+}
+
 /// An audit event on the recording's timeline.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Marker {
@@ -105,14 +122,9 @@ mod tests {
 
     fn header(width: u32, height: u32) -> Header {
         Header {
-            format: FORMAT,
-            codec: CODEC.into(),
-            width,
-            height,
-            recording: "r-1".into(),
             session: "s-1".into(),
             technician: "ann@example.com".into(),
-            started_us: 1_700_000_000_000_000,
+            ..Header::new(width, height, "r-1", 1_700_000_000_000_000)
         }
     }
 

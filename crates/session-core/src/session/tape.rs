@@ -8,7 +8,7 @@ use audit_db::event::{RecordingStarted, RecordingStopped};
 use audit_db::EventKind;
 use recorder::codec;
 use recorder::cursor::Cursor;
-use recorder::vrec::{Finished, Header, Marker, VrecError, Writer, CODEC, FORMAT};
+use recorder::vrec::{Finished, Header, Marker, VrecError, Writer};
 use uuid::Uuid;
 
 /// Whether and where the console records.
@@ -65,14 +65,14 @@ impl Tape {
                     let recording = Uuid::new_v4().to_string();
                     let origin_us = audit_db::time_us::now() - head.timestamp_us as i64;
                     let header = Header {
-                        format: FORMAT,
-                        codec: CODEC.into(),
-                        width: head.width.into(),
-                        height: head.height.into(),
-                        recording: recording.clone(),
                         session: session.to_string(),
                         technician,
-                        started_us: origin_us,
+                        ..Header::new(
+                            head.width.into(),
+                            head.height.into(),
+                            recording.clone(),
+                            origin_us,
+                        )
                     };
                     let writer = Writer::create(&path, header)?;
                     let event = EventKind::RecordingStarted(RecordingStarted {

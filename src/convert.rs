@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use converter::batch::{self, Job, Outcome, Step};
 use converter::{Container, ConvertError, Converted, Options};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -44,19 +44,7 @@ pub async fn run(args: ConvertArgs) -> Result<ExitCode> {
                 VideoFormat::Mp4 => Container::Mp4,
                 VideoFormat::Avi => Container::Avi,
             };
-            let jobs = if args.input.is_dir() {
-                batch::find(&args.input, out, container)?
-            } else {
-                let name = args
-                    .input
-                    .file_name()
-                    .with_context(|| format!("{}: not a file name", args.input.display()))?;
-                let output = out.join(name).with_extension(container.extension());
-                vec![Job {
-                    input: args.input.clone(),
-                    output,
-                }]
-            };
+            let jobs = batch::find(&args.input, out, container)?;
             if jobs.is_empty() {
                 bail!("{}: no .vrec recording under it", args.input.display());
             }

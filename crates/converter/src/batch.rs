@@ -40,12 +40,19 @@ pub enum Step<'a> {
 }
 
 /// The recordings (`*.vrec`, at any depth) under `input_dir`, in name
-/// order, each with the output at the same place under `output_dir`.
+/// order, each with the output at the same place under `output_dir`; or,
+/// if `input_dir` is a file, that one, with its output in `output_dir`.
 pub fn find(
     input_dir: &Path,
     output_dir: &Path,
     container: Container,
 ) -> Result<Vec<Job>, ConvertError> {
+    if let Some(name) = input_dir.file_name().filter(|_| input_dir.is_file()) {
+        return Ok(vec![Job {
+            input: input_dir.to_owned(),
+            output: output_dir.join(name).with_extension(container.extension()),
+        }]);
+    }
     let mut jobs = Vec::new();
     let mut dirs = vec![input_dir.to_owned()];
     while let Some(dir) = dirs.pop() {
@@ -210,5 +217,14 @@ mod tests {
             find(&d.join("missing"), &d.join("out"), Container::Avi),
             Err(ConvertError::Io { .. })
         ));
+        // One file, named on its own: taken whatever its name.
+        let one = find(&d.join("in/notes.txt"), &d.join("out"), Container::Avi).unwrap();
+        assert_eq!(
+            one,
+            [Job {
+                input: d.join("in/notes.txt"),
+                output: d.join("out/notes.avi"),
+            }]
+        );
     }
 }

@@ -11,7 +11,8 @@ use session_core::admin::Admin;
 use session_core::auth::Policy;
 
 use crate::cli::{
-    AsAdmin, GroupCommand, GroupSettings, PasswordSource, PolicyCommand, UserCommand,
+    AsAdmin, GroupCommand, GroupSettings, PasswordSource, PolicyCommand, PolicySettings,
+    UserCommand,
 };
 use futures::{StreamExt, TryStreamExt};
 use tokio::io::AsyncBufReadExt;
@@ -246,14 +247,21 @@ pub async fn group(log: &AuditLog, command: GroupCommand) -> Result<ExitCode> {
                     let permissions: Vec<_> = g.permissions.iter().map(|p| p.as_str()).collect();
                     writeln!(
                         out,
-                        "{:<16} permissions={} allow={}",
+                        "{:<16} permissions={} allow={} single_prompt={} force_recording={} store_chat={}",
                         g.name,
-                        permissions.join(","),
+                        if permissions.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            permissions.join(",")
+                        },
                         if g.ip_allow.is_empty() {
                             "any".to_owned()
                         } else {
                             g.ip_allow.join(",")
-                        }
+                        },
+                        g.single_prompt,
+                        g.force_recording,
+                        g.store_chat
                     )?;
                 }
             }
@@ -280,57 +288,69 @@ fn apply(group: &mut Group, s: GroupSettings) {
     }
 }
 
+/// Copies the given options into `policy`. Durations are whole seconds;
+/// ranges are checked by [`Policy::check`] when it is stored.
+fn apply_policy(policy: &mut Policy, set: &PolicySettings) {
+    let secs = |d: std::time::Duration| d.as_secs();
+    let PolicySettings {
+        min_password_length,
+        password_max_age,
+        lockout_threshold,
+        lockout,
+        ip_failure_limit,
+        ip_window,
+        idle_timeout,
+        pin_ttl,
+        pin_failure_limit,
+        pin_window,
+        pin_guess_budget,
+        pin_gateway_limit,
+        by: _,
+    } = set;
+    let set_if = |target: &mut u64, value: &Option<std::time::Duration>| {
+        if let Some(d) = value {
+            *target = secs(*d);
+        }
+    };
+    if let Some(v) = min_password_length {
+        policy.min_password_length = *v;
+    }
+    if let Some(v) = password_max_age {
+        policy.password_max_age_days = v.0;
+    }
+    if let Some(v) = lockout_threshold {
+        policy.lockout_threshold = *v;
+    }
+    if let Some(v) = lockout {
+        policy.lockout_s = v.0.map(secs);
+    }
+    if let Some(v) = ip_failure_limit {
+        policy.ip_failure_limit = *v;
+    }
+    set_if(&mut policy.ip_window_s, ip_window);
+    set_if(&mut policy.idle_timeout_s, idle_timeout);
+    set_if(&mut policy.pin_ttl_s, pin_ttl);
+    if let Some(v) = pin_failure_limit {
+        policy.pin_failure_limit = *v;
+    }
+    set_if(&mut policy.pin_window_s, pin_window);
+    if let Some(v) = pin_guess_budget {
+        policy.pin_guess_budget = *v;
+    }
+    if let Some(v) = pin_gateway_limit {
+        policy.pin_gateway_limit = *v;
+    }
+}
+
 /// `vigil admin policy ...`
 pub async fn policy(log: &AuditLog, command: PolicyCommand) -> Result<ExitCode> {
     let accounts = Accounts::new(log.store().clone());
     let mut policy = Policy::load(&accounts).await?;
     match command {
         PolicyCommand::Show => {}
-        PolicyCommand::Set {
-            min_password_length,
-            password_max_age,
-            lockout_threshold,
-            lockout,
-            ip_failure_limit,
-            ip_window,
-            idle_timeout,
-            pin_ttl,
-            pin_failure_limit,
-            pin_window,
-            by,
-        } => {
-            let secs = |d: std::time::Duration| d.as_secs().max(1);
-            if let Some(v) = min_password_length {
-                policy.min_password_length = v;
-            }
-            if let Some(v) = password_max_age {
-                policy.password_max_age_days = v;
-            }
-            if let Some(v) = lockout_threshold {
-                policy.lockout_threshold = v.max(1);
-            }
-            if let Some(v) = lockout {
-                policy.lockout_s = v.map(secs);
-            }
-            if let Some(v) = ip_failure_limit {
-                policy.ip_failure_limit = v.max(1);
-            }
-            if let Some(v) = ip_window {
-                policy.ip_window_s = secs(v);
-            }
-            if let Some(v) = idle_timeout {
-                policy.idle_timeout_s = secs(v);
-            }
-            if let Some(v) = pin_ttl {
-                policy.pin_ttl_s = secs(v);
-            }
-            if let Some(v) = pin_failure_limit {
-                policy.pin_failure_limit = v.max(1);
-            }
-            if let Some(v) = pin_window {
-                policy.pin_window_s = secs(v);
-            }
-            admin_for(log, &by).set_policy(&policy).await?;
+        PolicyCommand::Set(set) => {
+            apply_policy(&mut policy, &set);
+            admin_for(log, &set.by).set_policy(&policy).await?;
         }
     }
     println!("{}", serde_json::to_string_pretty(&policy)?);

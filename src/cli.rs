@@ -233,10 +233,11 @@ pub struct GatewayArgs {
     #[arg(long = "dev-name", value_name = "NAME")]
     pub dev_names: Vec<String>,
     /// Time a client has to finish TLS and send its first request
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    /// (1 s to 5 min)
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_handshake_timeout)]
     pub handshake_timeout: std::time::Duration,
-    /// Time live sessions get to end by themselves on SIGINT/SIGTERM
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    /// Time live sessions get to end by themselves on SIGINT/SIGTERM (up to 1 h)
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_drain_timeout)]
     pub drain_timeout: std::time::Duration,
     /// Diagnostic: write the bytes relayed for each session to DIR (they are
     /// the inner TLS records: this shows what the gateway can see)
@@ -532,40 +533,57 @@ pub enum PolicyCommand {
     /// Print the access policy as JSON
     Show,
     /// Change the access policy (only what is given); gateways apply it when they start
-    Set {
-        #[arg(long, value_name = "N")]
-        min_password_length: Option<usize>,
-        /// Days after which a password must be changed, or "never"
-        #[arg(long, value_name = "DAYS|never", value_parser = parse_days)]
-        password_max_age: Option<Option<u32>>,
-        /// Consecutive failed logins that lock an account
-        #[arg(long, value_name = "N")]
-        lockout_threshold: Option<u32>,
-        /// How long a lock lasts (e.g. 30m), or "never" (until an admin unlocks it)
-        #[arg(long, value_name = "DURATION|never", value_parser = parse_optional_duration)]
-        lockout: Option<Option<std::time::Duration>>,
-        /// Failed logins from one address, across accounts, before it is throttled
-        #[arg(long, value_name = "N")]
-        ip_failure_limit: Option<u32>,
-        /// The window of --ip-failure-limit (e.g. 15m)
-        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-        ip_window: Option<std::time::Duration>,
-        /// Idle time after which a technician is logged off (e.g. 15m)
-        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-        idle_timeout: Option<std::time::Duration>,
-        /// How long a session PIN stays valid (e.g. 10m)
-        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-        pin_ttl: Option<std::time::Duration>,
-        /// Wrong PINs from one address, within --pin-window, before it is throttled
-        #[arg(long, value_name = "N")]
-        pin_failure_limit: Option<u32>,
-        /// The window of --pin-failure-limit (e.g. 10m)
-        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-        pin_window: Option<std::time::Duration>,
-        #[command(flatten)]
-        by: AsAdmin,
-    },
+    Set(PolicySettings),
 }
+
+/// `vigil admin policy set` options. Each value has a range (checked before
+/// anything is stored; `vigil admin policy show` prints the result).
+#[derive(Debug, Args)]
+pub struct PolicySettings {
+    /// Shortest password accepted (8 to 256 characters)
+    #[arg(long, value_name = "N")]
+    pub min_password_length: Option<usize>,
+    /// Days after which a password must be changed (1 to 3650), or "never"
+    #[arg(long, value_name = "DAYS|never", value_parser = parse_days)]
+    pub password_max_age: Option<OrNever<u32>>,
+    /// Consecutive failed logins that lock an account (1 to 100)
+    #[arg(long, value_name = "N")]
+    pub lockout_threshold: Option<u32>,
+    /// How long a lock lasts (e.g. 30m; up to a year), or "never" (until an admin unlocks it)
+    #[arg(long, value_name = "DURATION|never", value_parser = parse_optional_duration)]
+    pub lockout: Option<OrNever<std::time::Duration>>,
+    /// Failed logins from one address, across accounts, before it is throttled (1 to 100000)
+    #[arg(long, value_name = "N")]
+    pub ip_failure_limit: Option<u32>,
+    /// The window of --ip-failure-limit (e.g. 15m; 1 s to 7 days)
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub ip_window: Option<std::time::Duration>,
+    /// Idle time after which a technician is logged off (e.g. 15m; 1 s to 1 day)
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Option<std::time::Duration>,
+    /// How long a session PIN stays valid (e.g. 10m; 1 s to 1 day)
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub pin_ttl: Option<std::time::Duration>,
+    /// Wrong PINs from one address, within --pin-window, before it is throttled (1 to 1000)
+    #[arg(long, value_name = "N")]
+    pub pin_failure_limit: Option<u32>,
+    /// The window of --pin-failure-limit and --pin-gateway-limit (e.g. 10m; 1 s to 1 day)
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub pin_window: Option<std::time::Duration>,
+    /// Wrong PINs, from any address, after which a session's PIN is withdrawn (1 to 99)
+    #[arg(long, value_name = "N")]
+    pub pin_guess_budget: Option<u32>,
+    /// Wrong PINs from all addresses within --pin-window after which PIN joins
+    /// pause and an alarm is audited (1 to 1000000)
+    #[arg(long, value_name = "N")]
+    pub pin_gateway_limit: Option<u32>,
+    #[command(flatten)]
+    pub by: AsAdmin,
+}
+
+/// A value, or "never".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrNever<T>(pub Option<T>);
 
 fn parse_role(text: &str) -> Result<audit_db::accounts::Role, String> {
     text.parse()
@@ -600,22 +618,56 @@ fn parse_networks(text: &str) -> Result<NetworkList, String> {
     ))
 }
 
-fn parse_days(text: &str) -> Result<Option<u32>, String> {
+fn parse_days(text: &str) -> Result<OrNever<u32>, String> {
     if text == "never" {
-        return Ok(None);
+        return Ok(OrNever(None));
     }
     text.parse()
-        .map(Some)
+        .map(|d| OrNever(Some(d)))
         .map_err(|_| format!("{text:?} is not a number of days or \"never\""))
 }
 
-fn parse_optional_duration(text: &str) -> Result<Option<std::time::Duration>, String> {
+fn parse_optional_duration(text: &str) -> Result<OrNever<std::time::Duration>, String> {
     if text == "never" {
-        return Ok(None);
+        return Ok(OrNever(None));
     }
     humantime::parse_duration(text)
-        .map(Some)
+        .map(|d| OrNever(Some(d)))
         .map_err(|e| e.to_string())
+}
+
+/// A duration within `min..=max`, for options whose extremes would break
+/// something (a timer that overflows, a deadline nobody can meet).
+fn duration_within(
+    text: &str,
+    min: std::time::Duration,
+    max: std::time::Duration,
+) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if d < min || d > max {
+        return Err(format!(
+            "{text} is out of range: {} to {}",
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(d)
+}
+
+fn parse_handshake_timeout(text: &str) -> Result<std::time::Duration, String> {
+    duration_within(
+        text,
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(300),
+    )
+}
+
+fn parse_drain_timeout(text: &str) -> Result<std::time::Duration, String> {
+    duration_within(
+        text,
+        std::time::Duration::ZERO,
+        std::time::Duration::from_secs(3600),
+    )
 }
 
 fn parse_anchor(text: &str) -> Result<audit_db::Anchor, String> {
@@ -708,6 +760,95 @@ mod tests {
             assert!(parse_clock(bad).is_err(), "{bad}");
         }
         assert_eq!(format_clock(3_723_450_000), "01:02:03.450");
+    }
+
+    /// A value for an option or argument, from its value name.
+    fn sample(arg: &clap::Arg) -> Vec<String> {
+        let name = arg
+            .get_value_names()
+            .and_then(|n| n.first())
+            .map(|n| n.as_str().to_owned())
+            .unwrap_or_else(|| arg.get_id().as_str().to_uppercase());
+        let values: &[&str] = match name.as_str() {
+            "N" => &["12"],
+            "DURATION" => &["10m"],
+            "DURATION|never" => &["10m", "never"],
+            "DAYS|never" => &["90", "never"],
+            "BOOL" => &["true", "false"],
+            "LIST" if arg.get_id() == "permissions" => &["desktop_view,send_files", "none"],
+            "LIST" => &["10.0.0.0/8", "any"],
+            "FILE" => &["/dev/null"],
+            "ROLE" => &["admin"],
+            _ if arg.get_id() == "role" => &["admin"],
+            _ => &["someone@example.com"],
+        };
+        values.iter().map(|v| (*v).to_owned()).collect()
+    }
+
+    /// Every flag of every `vigil admin` command parses into the typed
+    /// `Cli` (clap checks each field's type only when it is read: a
+    /// mismatch is a panic at run time, which this would catch).
+    #[test]
+    fn every_admin_flag_parses() {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        let admin = cli.find_subcommand("admin").unwrap();
+        let mut leaves = Vec::new();
+        for group in admin.get_subcommands() {
+            let subs: Vec<_> = group.get_subcommands().collect();
+            if subs.is_empty() {
+                leaves.push((vec![group.get_name().to_owned()], group));
+            }
+            for leaf in subs {
+                leaves.push((
+                    vec![group.get_name().to_owned(), leaf.get_name().to_owned()],
+                    leaf,
+                ));
+            }
+        }
+        let mut tried = 0;
+        for (path, leaf) in leaves {
+            let mut base = vec!["vigil".to_owned(), "admin".to_owned()];
+            base.extend(path);
+            for positional in leaf.get_positionals() {
+                base.push(sample(positional)[0].clone());
+            }
+            for required in leaf
+                .get_arguments()
+                .filter(|a| !a.is_positional() && a.is_required_set())
+            {
+                base.push(format!("--{}", required.get_long().unwrap()));
+                base.push(sample(required)[0].clone());
+            }
+            let options: Vec<_> = leaf
+                .get_arguments()
+                .filter(|a| !a.is_positional() && !a.is_global_set() && !a.is_required_set())
+                .filter(|a| a.get_long().is_some_and(|l| l != "help" && l != "version"))
+                .collect();
+            for option in options {
+                let long = format!("--{}", option.get_long().unwrap());
+                let takes_value = option.get_num_args().is_none_or(|n| n.takes_values());
+                let values = if takes_value && !matches!(option.get_action(), ArgAction::SetTrue) {
+                    sample(option).into_iter().map(Some).collect()
+                } else {
+                    vec![None]
+                };
+                for value in values {
+                    let mut argv = base.clone();
+                    argv.push(long.clone());
+                    argv.extend(value.clone());
+                    // `note` needs its text or --stdin, not both.
+                    if long == "--stdin" {
+                        argv.retain(|a| a != "someone@example.com");
+                    }
+                    let parsed = Cli::try_parse_from(&argv);
+                    assert!(parsed.is_ok(), "{argv:?}: {}", parsed.unwrap_err());
+                    tried += 1;
+                }
+            }
+        }
+        assert!(tried > 30, "only {tried} flags tried");
     }
 
     #[test]

@@ -69,7 +69,8 @@ pub struct Technician {
     /// The password must be changed at the next login.
     pub must_change: bool,
     pub disabled: bool,
-    /// Consecutive failed logins since the last success or unlock.
+    /// Consecutive failed logins since the last success or unlock (kept in
+    /// `login_attempts`; not written by [`Accounts::add_technician`]).
     pub failed_logins: u32,
     /// Locked until then (microseconds since the epoch; `i64::MAX`: until an admin unlocks).
     pub locked_until_us: Option<i64>,
@@ -94,8 +95,13 @@ macro_rules! on_pool {
 
 const GROUP_COLUMNS: &str =
     "name, permissions, ip_allow, single_prompt, force_recording, store_chat";
-const TECH_COLUMNS: &str = "email, group_name, role, password_hash, password_set_at, \
-     must_change, disabled, failed_logins, locked_until";
+const TECH_COLUMNS: &str =
+    "email, group_name, role, password_hash, password_set_at, must_change, disabled";
+/// An account with its failure count and lock, which live in `login_attempts`.
+const TECH_SELECT: &str = "SELECT t.email, t.group_name, t.role, t.password_hash, \
+     t.password_set_at, t.must_change, t.disabled, \
+     COALESCE(a.failed_logins, 0) AS failed_logins, a.locked_until \
+     FROM technicians t LEFT JOIN login_attempts a ON a.email = t.email";
 
 macro_rules! group_from_row {
     ($row:expr) => {{
@@ -241,11 +247,11 @@ impl Accounts {
 
     async fn select_technicians(&self, email: Option<&str>) -> Result<Vec<Technician>> {
         let filter = if email.is_some() {
-            "WHERE email = $1"
+            "WHERE t.email = $1"
         } else {
             ""
         };
-        let sql = format!("SELECT {TECH_COLUMNS} FROM technicians {filter} ORDER BY email");
+        let sql = format!("{TECH_SELECT} {filter} ORDER BY t.email");
         let rows: Vec<TechRow> = on_pool!(self, pool => {
             let mut query = sqlx::query(&sql);
             if let Some(email) = email {
@@ -272,7 +278,7 @@ impl Accounts {
         let now = time_us::now();
         let sql = format!(
             "INSERT INTO technicians ({TECH_COLUMNS}, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)"
         );
         let email = t.email.to_lowercase();
         let result = on_pool!(self, pool => sqlx::query(&sql)
@@ -283,8 +289,6 @@ impl Accounts {
             .bind(t.password_set_us)
             .bind(t.must_change)
             .bind(t.disabled)
-            .bind(i64::from(t.failed_logins))
-            .bind(t.locked_until_us)
             .bind(now)
             .execute(pool)
             .await
@@ -331,48 +335,111 @@ impl Accounts {
         found(n, "account", &email)
     }
 
-    /// Counts one more consecutive failed login; returns the new count.
-    /// One statement, so concurrent failures are each counted.
-    pub async fn count_failure(&self, email: &str) -> Result<u32> {
-        let sql = "UPDATE technicians SET failed_logins = failed_logins + 1, updated_at = $2 \
-                   WHERE email = $1 RETURNING failed_logins";
-        let email = email.to_lowercase();
-        let n: Option<i64> = on_pool!(self, pool => sqlx::query_scalar(sql)
-            .bind(&email).bind(time_us::now())
-            .fetch_optional(pool).await.map_err(db("counting a failed login"))?);
-        let n = n.ok_or_else(|| Error::NoSuch {
-            what: "account",
-            name: email,
-        })?;
-        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    /// Lifts the lock on `email` if it ended at or before `now_us`, and
+    /// forgets its failures; returns whether this call lifted one (one of
+    /// several concurrent callers does).
+    pub async fn lift_expired_lock(&self, email: &str, now_us: i64) -> Result<bool> {
+        let sql = "DELETE FROM login_attempts WHERE email = $1 AND locked_until <= $2 \
+                   RETURNING email";
+        let lifted: Option<String> = on_pool!(self, pool => sqlx::query_scalar(sql)
+            .bind(email.to_lowercase()).bind(now_us)
+            .fetch_optional(pool).await.map_err(db("lifting an expired lock"))?);
+        Ok(lifted.is_some())
     }
 
-    /// Locks an account until `until_us` (`i64::MAX`: until an admin unlocks it).
-    pub async fn lock(&self, email: &str, until_us: i64) -> Result<()> {
-        let sql = "UPDATE technicians SET locked_until = $2, updated_at = $3 WHERE email = $1";
-        let email = email.to_lowercase();
-        let n = on_pool!(self, pool => sqlx::query(sql)
-            .bind(&email).bind(until_us).bind(time_us::now())
-            .execute(pool).await.map_err(db("locking an account"))?.rows_affected());
-        found(n, "account", &email)
+    /// Reserves one password check for `email` (an account or not): counts
+    /// it as a failure before it runs, unless `threshold` failures are
+    /// already counted or the email is locked. Returns the attempt's place
+    /// (1 for the first since the last success), or `None`: refuse unchecked.
+    /// One statement, so concurrent attempts can never check more than
+    /// `threshold` passwords between successes.
+    pub async fn reserve_login(
+        &self,
+        email: &str,
+        threshold: u32,
+        now_us: i64,
+    ) -> Result<Option<u32>> {
+        let sql = "INSERT INTO login_attempts (email, failed_logins, locked_until, updated_at) \
+                   VALUES ($1, 1, NULL, $3) \
+                   ON CONFLICT (email) DO UPDATE \
+                   SET failed_logins = login_attempts.failed_logins + 1, updated_at = $3 \
+                   WHERE login_attempts.failed_logins < $2 AND login_attempts.locked_until IS NULL \
+                   RETURNING failed_logins";
+        let place: Option<i64> = on_pool!(self, pool => sqlx::query_scalar(sql)
+            .bind(email.to_lowercase()).bind(i64::from(threshold)).bind(now_us)
+            .fetch_optional(pool).await.map_err(db("reserving a login attempt"))?);
+        Ok(place.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))
     }
 
-    /// Clears the lock and the failure count (after a good login or an unlock).
-    /// Returns whether the account was locked.
+    /// The attempt at `place` had the right password: it and every failure
+    /// before it are forgotten; attempts reserved after it still count.
+    pub async fn login_succeeded(&self, email: &str, place: u32, now_us: i64) -> Result<()> {
+        let sql = "UPDATE login_attempts \
+                   SET failed_logins = CASE WHEN failed_logins > $2 THEN failed_logins - $2 ELSE 0 END, \
+                   updated_at = $3 WHERE email = $1";
+        on_pool!(self, pool => sqlx::query(sql)
+            .bind(email.to_lowercase()).bind(i64::from(place)).bind(now_us)
+            .execute(pool).await.map_err(db("clearing failed logins"))?.rows_affected());
+        Ok(())
+    }
+
+    /// A reserved attempt whose password was never checked (the gateway was
+    /// busy): its unit is given back.
+    pub async fn release_login(&self, email: &str, now_us: i64) -> Result<()> {
+        let sql = "UPDATE login_attempts SET failed_logins = failed_logins - 1, updated_at = $2 \
+                   WHERE email = $1 AND failed_logins > 0 AND locked_until IS NULL";
+        on_pool!(self, pool => sqlx::query(sql)
+            .bind(email.to_lowercase()).bind(now_us)
+            .execute(pool).await.map_err(db("releasing a login attempt"))?.rows_affected());
+        Ok(())
+    }
+
+    /// After a wrong password: locks `email` until `until_us` (`i64::MAX`:
+    /// until an administrator unlocks it) if `threshold` failures are
+    /// counted and it is not locked yet. Returns the count if this call
+    /// locked it (exactly one of several concurrent callers does).
+    pub async fn lock_if_reached(
+        &self,
+        email: &str,
+        threshold: u32,
+        until_us: i64,
+        now_us: i64,
+    ) -> Result<Option<u32>> {
+        let sql = "UPDATE login_attempts SET locked_until = $3, updated_at = $4 \
+                   WHERE email = $1 AND failed_logins >= $2 AND locked_until IS NULL \
+                   RETURNING failed_logins";
+        let count: Option<i64> = on_pool!(self, pool => sqlx::query_scalar(sql)
+            .bind(email.to_lowercase()).bind(i64::from(threshold)).bind(until_us).bind(now_us)
+            .fetch_optional(pool).await.map_err(db("locking an account"))?);
+        Ok(count.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))
+    }
+
+    /// Clears the lock and the failure count of an account (an
+    /// administrator's unlock). Returns whether it was locked.
     pub async fn clear_failures(&self, email: &str) -> Result<bool> {
         let email = email.to_lowercase();
-        let Some(before) = self.technician(&email).await? else {
+        if self.technician(&email).await?.is_none() {
             return Err(Error::NoSuch {
                 what: "account",
                 name: email,
             });
-        };
-        let sql = "UPDATE technicians SET failed_logins = 0, locked_until = NULL, updated_at = $2 \
-                   WHERE email = $1";
-        on_pool!(self, pool => sqlx::query(sql)
-            .bind(&email).bind(time_us::now())
-            .execute(pool).await.map_err(db("clearing failed logins"))?.rows_affected());
-        Ok(before.locked_until_us.is_some())
+        }
+        let sql = "DELETE FROM login_attempts WHERE email = $1 RETURNING locked_until";
+        let lock: Option<Option<i64>> = on_pool!(self, pool => sqlx::query_scalar(sql)
+            .bind(&email)
+            .fetch_optional(pool).await.map_err(db("clearing failed logins"))?);
+        Ok(lock.flatten().is_some())
+    }
+
+    /// Forgets the failure counts of emails that have no account and saw no
+    /// attempt since `before_us`, unless still locked. Returns how many.
+    pub async fn prune_login_attempts(&self, before_us: i64, now_us: i64) -> Result<u64> {
+        let sql = "DELETE FROM login_attempts WHERE updated_at < $1 \
+                   AND (locked_until IS NULL OR locked_until <= $2) \
+                   AND email NOT IN (SELECT email FROM technicians)";
+        Ok(on_pool!(self, pool => sqlx::query(sql)
+            .bind(before_us).bind(now_us)
+            .execute(pool).await.map_err(db("pruning login attempts"))?.rows_affected()))
     }
 
     /// The setting stored under `key`, decoded from JSON.

@@ -186,6 +186,12 @@ event_kinds! {
     SessionJoinRefused = "session.join_refused",
     /// A technician picked a waiting session up from the queue.
     SessionPickedUp = "session.picked_up",
+    /// A technician's pickup was refused.
+    SessionPickupRefused = "session.pickup_refused",
+    /// A console's attach to a picked-up session was refused.
+    SessionAttachRefused = "session.attach_refused",
+    /// A session's PIN was withdrawn before anyone joined with it.
+    SessionPinWithdrawn = "session.pin_withdrawn",
     /// A session ended.
     SessionEnded = "session.ended",
     /// The technician asked for a permission.
@@ -218,6 +224,8 @@ event_kinds! {
     RetentionRun = "retention.run",
     /// A webhook delivery was attempted.
     WebhookDelivery = "webhook.delivery",
+    /// The gateway saw something that looks like an attack.
+    SecurityAlarm = "security.alarm",
 }
 
 /// A technician logged in.
@@ -246,6 +254,10 @@ pub enum LoginFailure {
     IpNotAllowed,
     PasswordExpired,
     Throttled,
+    /// The gateway had too many password checks waiting; this one was not made.
+    Busy,
+    /// The email is not one an account could have (control characters, too long).
+    MalformedEmail,
 }
 
 /// An account was locked.
@@ -342,14 +354,77 @@ pub enum JoinRefusal {
     Unknown,
     /// The PIN or session expired before the applet joined.
     Expired,
-    /// Too many wrong PINs from this address.
+    /// Too many wrong PINs from this address, or from all addresses.
     Throttled,
+    /// The applet's certificate request was not valid (the PIN is not spent).
+    Malformed,
 }
 
 /// A technician picked a waiting session up.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SessionPickedUp {
     pub technician: String,
+}
+
+/// A technician's pickup was refused.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionPickupRefused {
+    pub technician: String,
+    pub reason: PickupRefusal,
+}
+
+/// Why a pickup was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PickupRefusal {
+    /// The session is not waiting in this technician's queue.
+    NotWaiting,
+    /// The console's certificate request was not valid.
+    MalformedCsr,
+}
+
+/// A console's attach was refused.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionAttachRefused {
+    /// The session the console named.
+    pub guid: Uuid,
+    pub ip: IpAddr,
+    pub reason: AttachRefusal,
+}
+
+/// Why an attach was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttachRefusal {
+    /// No picked-up session with this GUID and ticket.
+    UnknownTicket,
+    /// The group's allow-list does not include the console's address.
+    IpNotAllowed,
+}
+
+/// A session's PIN was withdrawn.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionPinWithdrawn {
+    /// Wrong PINs guessed at the gateway since this PIN was issued.
+    pub wrong_pins: u64,
+}
+
+/// The gateway saw something that looks like an attack.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SecurityAlarm {
+    pub alarm: Alarm,
+    /// How many of it were seen...
+    pub count: u64,
+    /// ...within this many seconds.
+    pub window_s: u64,
+}
+
+/// Which alarm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Alarm {
+    /// Wrong PINs from many addresses: PIN joins pause gateway-wide.
+    PinGuessing,
 }
 
 /// A session ended.

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 const POLICY_KEY: &str = "access_policy";
 
 /// OWASP's argon2id recommendation: 19 MiB, 2 passes, 1 lane.
-const ARGON2_MEMORY_KIB: u32 = 19 * 1024;
+pub(crate) const ARGON2_MEMORY_KIB: u32 = 19 * 1024;
 const ARGON2_PASSES: u32 = 2;
 const ARGON2_LANES: u32 = 1;
 
@@ -41,6 +41,13 @@ pub struct Policy {
     pub pin_failure_limit: u32,
     /// ...within this many seconds.
     pub pin_window_s: u64,
+    /// Wrong PINs, from any address, after which a session's PIN is
+    /// withdrawn: at most 99, so a PIN's chance of being guessed stays
+    /// below 1 in 10,000 (docs/protocol.md).
+    pub pin_guess_budget: u32,
+    /// Wrong PINs from all addresses within `pin_window_s` after which PIN
+    /// joins pause gateway-wide and an alarm is audited.
+    pub pin_gateway_limit: u32,
 }
 
 impl Default for Policy {
@@ -56,7 +63,44 @@ impl Default for Policy {
             pin_ttl_s: 10 * 60,
             pin_failure_limit: 5,
             pin_window_s: 10 * 60,
+            pin_guess_budget: MAX_PIN_GUESS_BUDGET,
+            pin_gateway_limit: 200,
         }
+    }
+}
+
+/// The most wrong PINs a session's PIN survives: with 10^6 PINs, 99
+/// guesses find a given one with probability at most 99 / 10^6 < 10^-4.
+pub const MAX_PIN_GUESS_BUDGET: u32 = 99;
+
+const DAY_S: u64 = 86_400;
+
+/// A policy value outside the range it may take.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting} must be {range}, not {value}")]
+pub struct OutOfRange {
+    /// The setting, as `vigil admin policy set` names it.
+    pub setting: &'static str,
+    /// What it may be.
+    pub range: String,
+    /// What it was.
+    pub value: String,
+}
+
+fn within<T: PartialOrd + std::fmt::Display>(
+    setting: &'static str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+    unit: &str,
+) -> Result<(), OutOfRange> {
+    if range.contains(&value) {
+        Ok(())
+    } else {
+        Err(OutOfRange {
+            setting,
+            range: format!("{} to {}{unit}", range.start(), range.end()),
+            value: format!("{value}{unit}"),
+        })
     }
 }
 
@@ -64,6 +108,42 @@ impl Policy {
     /// The stored policy, or the defaults if none was ever set.
     pub async fn load(accounts: &Accounts) -> Result<Self, audit_db::Error> {
         Ok(accounts.setting(POLICY_KEY).await?.unwrap_or_default())
+    }
+
+    /// Checks every value against its range: a policy that could lock
+    /// nobody out, or overflow a clock, is refused rather than stored or run.
+    pub fn check(&self) -> Result<(), OutOfRange> {
+        within(
+            "--min-password-length",
+            self.min_password_length,
+            8..=256,
+            " characters",
+        )?;
+        if let Some(days) = self.password_max_age_days {
+            within("--password-max-age", days, 1..=3650, " days")?;
+        }
+        within("--lockout-threshold", self.lockout_threshold, 1..=100, "")?;
+        if let Some(s) = self.lockout_s {
+            within("--lockout", s, 1..=365 * DAY_S, " s")?;
+        }
+        within("--ip-failure-limit", self.ip_failure_limit, 1..=100_000, "")?;
+        within("--ip-window", self.ip_window_s, 1..=7 * DAY_S, " s")?;
+        within("--idle-timeout", self.idle_timeout_s, 1..=DAY_S, " s")?;
+        within("--pin-ttl", self.pin_ttl_s, 1..=DAY_S, " s")?;
+        within("--pin-failure-limit", self.pin_failure_limit, 1..=1000, "")?;
+        within("--pin-window", self.pin_window_s, 1..=DAY_S, " s")?;
+        within(
+            "--pin-guess-budget",
+            self.pin_guess_budget,
+            1..=MAX_PIN_GUESS_BUDGET,
+            "",
+        )?;
+        within(
+            "--pin-gateway-limit",
+            self.pin_gateway_limit,
+            1..=1_000_000,
+            "",
+        )
     }
 
     /// Stores this policy.
@@ -123,6 +203,21 @@ impl Policy {
         }
         Ok(())
     }
+}
+
+/// Longest account email, in bytes (RFC 5321's limit on a path).
+pub const MAX_EMAIL: usize = 254;
+
+/// `raw` as an account's email: trimmed and lower case, with one `@` and
+/// text on both sides, no whitespace or control characters, at most
+/// [`MAX_EMAIL`] bytes; `None` if it cannot be one.
+pub fn account_email(raw: &str) -> Option<String> {
+    let email = raw.trim().to_lowercase();
+    let valid = email.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+    }) && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && email.len() <= MAX_EMAIL;
+    valid.then_some(email)
 }
 
 fn is_common(candidate: &str) -> bool {
@@ -223,6 +318,71 @@ mod tests {
             Err(PasswordRejected::ContainsEmail)
         );
         assert_eq!(check("violet tractor mango"), Ok(()));
+    }
+
+    #[test]
+    fn account_emails_are_checked() {
+        assert_eq!(
+            account_email(" Ann@Example.com ").as_deref(),
+            Some("ann@example.com")
+        );
+        let long = format!("{}@example.com", "a".repeat(250));
+        for bad in [
+            "ann",
+            "@example.com",
+            "ann@",
+            "a b@example.com",
+            "a@b@c",
+            "a\n@b.c",
+            &long,
+        ] {
+            assert_eq!(account_email(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_value_has_a_range() {
+        assert_eq!(Policy::default().check(), Ok(()));
+        let bad = [
+            Policy {
+                min_password_length: 0,
+                ..Policy::default()
+            },
+            Policy {
+                lockout_threshold: 0,
+                ..Policy::default()
+            },
+            Policy {
+                lockout_s: Some(u64::MAX),
+                ..Policy::default()
+            },
+            Policy {
+                pin_ttl_s: u64::MAX,
+                ..Policy::default()
+            },
+            Policy {
+                ip_window_s: u64::MAX,
+                ..Policy::default()
+            },
+            Policy {
+                pin_guess_budget: 100,
+                ..Policy::default()
+            },
+            Policy {
+                password_max_age_days: Some(0),
+                ..Policy::default()
+            },
+        ];
+        for p in bad {
+            assert!(p.check().is_err(), "{p:?}");
+        }
+        let e = Policy {
+            lockout_threshold: 0,
+            ..Policy::default()
+        }
+        .check()
+        .unwrap_err();
+        assert_eq!(e.to_string(), "--lockout-threshold must be 1 to 100, not 0");
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod auth;
 pub mod client;
 pub mod gateway;
+pub mod hasher;
 pub mod inner;
 pub mod readahead;
 pub mod session;

@@ -1,8 +1,10 @@
-//! Per-address failure counting in a sliding window: after `limit` failures
-//! within `window`, an address is refused until the oldest of them ages out.
-//! Used for logins (across accounts) and for PIN guesses.
+//! Failure counting in a sliding window: after `limit` failures within
+//! `window`, a key (an address, or `()` for the whole gateway) is refused
+//! until the oldest of them ages out. Used for logins per address, and for
+//! PIN guesses per address and gateway-wide.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -12,16 +14,23 @@ use std::time::{Duration, Instant};
 /// without bound.
 const MAX_ADDRESSES: usize = 100_000;
 
-/// Failure counts per address.
-#[derive(Debug)]
-pub struct Throttle {
-    limit: u32,
-    window: Duration,
-    failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+/// An attempt counted by [`Throttle::reserve`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reserved<K = IpAddr> {
+    key: K,
+    at: Instant,
 }
 
-impl Throttle {
-    /// A throttle of `limit` failures per `window` per address.
+/// Failure counts per key (per address by default).
+#[derive(Debug)]
+pub struct Throttle<K = IpAddr> {
+    limit: u32,
+    window: Duration,
+    failures: Mutex<HashMap<K, VecDeque<Instant>>>,
+}
+
+impl<K: Hash + Eq + Copy> Throttle<K> {
+    /// A throttle of `limit` failures per `window` per key.
     pub fn new(limit: u32, window: Duration) -> Self {
         Self {
             limit: limit.max(1),
@@ -30,39 +39,42 @@ impl Throttle {
         }
     }
 
-    /// How long `ip` must wait before its next attempt, if it is throttled now.
-    pub fn retry_after(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
+    /// Counts an attempt from `ip` before it is checked, so that attempts
+    /// arriving at once cannot all pass: `Err` with the time to wait when
+    /// `limit` attempts are already counted in the window. The attempt stays
+    /// counted as a failure unless it is [released](Throttle::release).
+    pub fn reserve(&self, key: K, now: Instant) -> Result<Reserved<K>, Duration> {
         let mut map = self.lock();
-        let times = map.get_mut(&ip)?;
-        prune(times, now, self.window);
-        if times.len() >= self.limit as usize {
-            times
-                .front()
-                .map(|oldest| (*oldest + self.window).saturating_duration_since(now))
-        } else {
-            None
-        }
-    }
-
-    /// Counts a failure from `ip`.
-    pub fn fail(&self, ip: IpAddr, now: Instant) {
-        let mut map = self.lock();
-        if map.len() >= MAX_ADDRESSES && !map.contains_key(&ip) {
+        if map.len() >= MAX_ADDRESSES && !map.contains_key(&key) {
             map.retain(|_, times| {
                 prune(times, now, self.window);
                 !times.is_empty()
             });
         }
-        let times = map.entry(ip).or_default();
+        let times = map.entry(key).or_default();
         prune(times, now, self.window);
+        if times.len() >= self.limit as usize {
+            let oldest = times.front().copied().unwrap_or(now);
+            return Err((oldest + self.window).saturating_duration_since(now));
+        }
         times.push_back(now);
-        // Only the newest `limit` failures matter for the decision.
-        while times.len() > self.limit as usize {
-            times.pop_front();
+        Ok(Reserved { key, at: now })
+    }
+
+    /// The attempt succeeded: it no longer counts against its address.
+    pub fn release(&self, reserved: Reserved<K>) {
+        let mut map = self.lock();
+        if let Some(times) = map.get_mut(&reserved.key) {
+            if let Some(i) = times.iter().rposition(|t| *t == reserved.at) {
+                times.remove(i);
+            }
+            if times.is_empty() {
+                map.remove(&reserved.key);
+            }
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, VecDeque<Instant>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, VecDeque<Instant>>> {
         // A panic while holding the lock cannot leave the map inconsistent
         // (every update is a single push or pop), so a poisoned lock is still usable.
         self.failures.lock().unwrap_or_else(|e| e.into_inner())
@@ -84,21 +96,32 @@ mod tests {
 
     #[test]
     fn throttles_after_the_limit_and_recovers_after_the_window() {
-        let t = Throttle::new(3, Duration::from_secs(60));
+        let t: Throttle = Throttle::new(3, Duration::from_secs(60));
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let other: IpAddr = "192.0.2.2".parse().unwrap();
         let start = Instant::now();
         for i in 0..3 {
-            assert_eq!(t.retry_after(ip, start), None, "attempt {i}");
-            t.fail(ip, start + Duration::from_secs(i));
+            assert!(t.reserve(ip, start + Duration::from_secs(i)).is_ok(), "{i}");
         }
-        let wait = t.retry_after(ip, start + Duration::from_secs(10)).unwrap();
+        let wait = t.reserve(ip, start + Duration::from_secs(10)).unwrap_err();
         assert_eq!(wait, Duration::from_secs(50));
-        assert_eq!(
-            t.retry_after(other, start),
-            None,
+        assert!(
+            t.reserve(other, start).is_ok(),
             "other addresses unaffected"
         );
-        assert_eq!(t.retry_after(ip, start + Duration::from_secs(60)), None);
+        assert!(t.reserve(ip, start + Duration::from_secs(60)).is_ok());
+    }
+
+    #[test]
+    fn a_released_attempt_frees_its_place() {
+        let t: Throttle = Throttle::new(2, Duration::from_secs(60));
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let now = Instant::now();
+        let first = t.reserve(ip, now).unwrap();
+        t.reserve(ip, now).unwrap();
+        assert!(t.reserve(ip, now).is_err());
+        t.release(first);
+        assert!(t.reserve(ip, now).is_ok());
+        assert!(t.reserve(ip, now).is_err());
     }
 }

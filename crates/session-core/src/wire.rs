@@ -264,6 +264,8 @@ pub enum ErrorCode {
     PasswordRejected,
     /// Too many failures from this address; retry later.
     Throttled,
+    /// Too many logins are being checked at once; retry shortly.
+    Busy,
     /// No activity for longer than the idle limit.
     IdleTimeout,
     /// No waiting session with this PIN or GUID (or it was used already).
@@ -437,6 +439,25 @@ fn from_json<T: DeserializeOwned>(kind: Kind, body: &[u8]) -> Result<T, WireErro
     })
 }
 
+/// Text a client sent, made safe for a log line or an audit field: control
+/// characters escaped (a newline becomes `\n`, so it cannot start a forged
+/// line), at most `max` characters kept, then `…`.
+pub fn printable(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max * 2));
+    for (i, c) in text.chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// An `Error` message.
 pub fn error(code: ErrorCode, message: impl Into<String>) -> Message {
     Message::Error {
@@ -514,6 +535,16 @@ mod tests {
         let extra = Frame::build(Kind::Logout, b"{\"x\": 1}");
         assert!(Message::decode(&extra).is_err());
         assert!(decode_all(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn client_text_is_printable_and_bounded() {
+        assert_eq!(
+            printable("a\nINFO x\u{1b}[31m", 100),
+            "a\\nINFO x\\u{1b}[31m"
+        );
+        assert_eq!(printable("abcdef", 3), "abc…");
+        assert_eq!(printable("abc", 3), "abc");
     }
 
     #[tokio::test]

@@ -514,7 +514,20 @@ pub async fn accounts_and_groups_round_trip(db: &TestDb) {
         .set_password("ann@example.com", "$argon2id$new", false)
         .await
         .unwrap();
-    accounts.lock("ann@example.com", 42).await.unwrap();
+    assert_eq!(
+        accounts
+            .reserve_login("ann@example.com", 1, 10)
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        accounts
+            .lock_if_reached("ann@example.com", 1, 42, 10)
+            .await
+            .unwrap(),
+        Some(1)
+    );
     accounts
         .set_disabled("ann@example.com", true)
         .await
@@ -559,7 +572,7 @@ pub async fn accounts_and_groups_round_trip(db: &TestDb) {
     log.close().await;
 }
 
-pub async fn concurrent_failed_logins_are_each_counted(db: &TestDb) {
+pub async fn concurrent_login_attempts_never_check_more_than_the_threshold(db: &TestDb) {
     let log = open(db).await;
     let accounts = audit_db::Accounts::new(log.store().clone());
     accounts.add_group(&group("g")).await.unwrap();
@@ -567,13 +580,75 @@ pub async fn concurrent_failed_logins_are_each_counted(db: &TestDb) {
         .add_technician(&technician("ann@example.com", "g"))
         .await
         .unwrap();
-    let counts =
-        futures::future::join_all((0..16).map(|_| accounts.count_failure("ann@example.com")))
+    // 32 attempts at once, for an account and for an email without one:
+    // exactly 5 get a place each, the rest are refused unchecked.
+    for email in ["ann@example.com", "nobody@example.com"] {
+        let places =
+            futures::future::join_all((0..32).map(|_| accounts.reserve_login(email, 5, 100)))
+                .await
+                .into_iter()
+                .collect::<Result<Vec<Option<u32>>, _>>()
+                .unwrap();
+        let granted: HashSet<u32> = places.iter().flatten().copied().collect();
+        assert_eq!(granted, (1..=5).collect(), "{email}: {places:?}");
+        assert_eq!(places.iter().filter(|p| p.is_none()).count(), 27);
+    }
+    // The right password at place 3 forgets places 1 to 3; 4 and 5 still count.
+    accounts
+        .login_succeeded("ann@example.com", 3, 101)
+        .await
+        .unwrap();
+    let ann = accounts
+        .technician("ann@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ann.failed_logins, 2);
+    // Wrong passwords at places 4 and 5 of the other email lock it, once.
+    let locks = futures::future::join_all(
+        (0..2).map(|_| accounts.lock_if_reached("nobody@example.com", 5, 500, 102)),
+    )
+    .await;
+    let locked: Vec<_> = locks.into_iter().map(Result::unwrap).flatten().collect();
+    assert_eq!(locked, vec![5], "one caller locks it");
+    assert_eq!(
+        accounts
+            .reserve_login("nobody@example.com", 5, 103)
             .await
-            .into_iter()
-            .collect::<Result<HashSet<u32>, _>>()
-            .unwrap();
-    assert_eq!(counts, (1..=16).collect(), "each failure got its own count");
+            .unwrap(),
+        None,
+        "locked"
+    );
+    assert!(!accounts
+        .lift_expired_lock("nobody@example.com", 499)
+        .await
+        .unwrap());
+    assert!(accounts
+        .lift_expired_lock("nobody@example.com", 500)
+        .await
+        .unwrap());
+    assert_eq!(
+        accounts
+            .reserve_login("nobody@example.com", 5, 501)
+            .await
+            .unwrap(),
+        Some(1),
+        "a lifted lock starts from nothing"
+    );
+    // Emails without an account are forgotten once idle; accounts never are.
+    assert_eq!(
+        accounts.prune_login_attempts(10_000, 10_000).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        accounts
+            .technician("ann@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .failed_logins,
+        2
+    );
     log.close().await;
 }
 

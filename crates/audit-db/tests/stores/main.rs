@@ -22,6 +22,6 @@ testkit::both_backends! {
     bad_events_are_refused_and_nothing_is_stored,
     appends_after_close_fail_cleanly,
     accounts_and_groups_round_trip,
-    concurrent_failed_logins_are_each_counted,
+    concurrent_login_attempts_never_check_more_than_the_threshold,
     settings_are_stored_as_json,
 }

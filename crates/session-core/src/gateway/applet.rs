@@ -3,9 +3,12 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use audit_db::event::{JoinMethod, JoinRefusal, SessionJoinRefused, SessionJoined};
+use audit_db::event::{
+    Alarm, JoinMethod, JoinRefusal, SecurityAlarm, SessionJoinRefused, SessionJoined,
+    SessionPinWithdrawn,
+};
 use audit_db::{time_us, Actor, EventKind};
 
 use super::{end_unpaired, refuse, registry, relay, say, wire_failure, ServerLink, Shared};
@@ -19,29 +22,48 @@ pub(super) async fn run(
     code: String,
     csr: String,
 ) {
-    if let Some(wait) = shared.pin_throttle.retry_after(ip, Instant::now()) {
-        let via = if uuid::Uuid::parse_str(&code).is_ok() {
-            JoinMethod::Guid
-        } else {
-            JoinMethod::Pin
-        };
-        audit_refusal(shared, ip, via, JoinRefusal::Throttled).await;
-        say(
-            &mut link,
-            Message::Error {
-                code: ErrorCode::Throttled,
-                message: format!(
-                    "too many wrong PINs from {ip}; retry in {} s",
+    let via = if uuid::Uuid::parse_str(&code).is_ok() {
+        JoinMethod::Guid
+    } else {
+        JoinMethod::Pin
+    };
+    // Counted before the PIN is looked at, so guesses arriving at once
+    // cannot all be tried; only a join that succeeds gives them back.
+    let address = match shared.pin_throttle.reserve(ip, Instant::now()) {
+        Ok(reserved) => reserved,
+        Err(wait) => {
+            let why = format!(
+                "too many wrong PINs from {ip}; retry in {} s",
+                wait.as_secs().max(1)
+            );
+            return throttled(shared, &mut link, ip, via, wait, why).await;
+        }
+    };
+    let gateway_wide = match via {
+        JoinMethod::Guid => None,
+        JoinMethod::Pin => match shared.pin_gateway.reserve((), Instant::now()) {
+            Ok(reserved) => Some(reserved),
+            Err(wait) => {
+                shared.pin_throttle.release(address);
+                alarm(shared).await;
+                let why = format!(
+                    "too many wrong PINs at this gateway; PIN joins resume in {} s (a session link still works)",
                     wait.as_secs().max(1)
-                ),
-                retry_after_s: Some(wait.as_secs().max(1)),
-            },
-        )
-        .await;
-        return;
-    }
+                );
+                return throttled(shared, &mut link, ip, via, wait, why).await;
+            }
+        },
+    };
+    let give_back = || {
+        shared.pin_throttle.release(address);
+        if let Some(reserved) = gateway_wide {
+            shared.pin_gateway.release(reserved);
+        }
+    };
     // Checked before the PIN is spent: a broken applet does not burn its PIN.
     if let Err(e) = crate::session_ca::SessionCa::check_csr(&csr) {
+        give_back();
+        audit_refusal(shared, ip, via, JoinRefusal::Malformed).await;
         refuse(&mut link, ip, ErrorCode::Malformed, &e.to_string()).await;
         return;
     }
@@ -49,14 +71,30 @@ pub(super) async fn run(
         .registry()
         .join(&code, csr, ip, time_us::now(), Instant::now());
     let joined = match joined {
-        Ok(j) => j,
-        Err((via, why, dropped)) => {
-            shared.pin_throttle.fail(ip, Instant::now());
-            audit_refusal(shared, ip, via, why).await;
-            if let Some(dropped) = dropped {
+        Ok(j) => {
+            give_back();
+            j
+        }
+        Err(refused) => {
+            audit_refusal(shared, ip, refused.via, refused.why).await;
+            for guid in refused.withdrawn {
+                shared
+                    .audit_or_log(
+                        Actor::system("gateway"),
+                        Some(guid),
+                        EventKind::SessionPinWithdrawn(SessionPinWithdrawn {
+                            wrong_pins: u64::from(shared.policy.pin_guess_budget),
+                        }),
+                    )
+                    .await;
+                tracing::warn!(
+                    "the PIN of session {guid} was withdrawn: its guess budget is spent"
+                );
+            }
+            if let Some(dropped) = refused.dropped {
                 end_unpaired(shared, dropped, "expired").await;
             }
-            let (code, message) = match why {
+            let (code, message) = match refused.why {
                 JoinRefusal::Expired => (ErrorCode::Expired, "this PIN or session has expired"),
                 _ => (
                     ErrorCode::UnknownSession,
@@ -68,7 +106,6 @@ pub(super) async fn run(
         }
     };
     let guid = joined.guid;
-    let via = joined.via;
     let audited = shared
         .audit(
             Actor::end_user(),
@@ -173,6 +210,59 @@ async fn end(shared: &Shared, guid: uuid::Uuid, technician: &str, reason: &str) 
         reason,
     )
     .await;
+}
+
+/// Refuses a join for too many wrong PINs, and audits it.
+async fn throttled(
+    shared: &Shared,
+    link: &mut ServerLink,
+    ip: IpAddr,
+    via: JoinMethod,
+    wait: Duration,
+    why: String,
+) {
+    audit_refusal(shared, ip, via, JoinRefusal::Throttled).await;
+    say(
+        link,
+        Message::Error {
+            code: ErrorCode::Throttled,
+            message: why,
+            retry_after_s: Some(wait.as_secs().max(1)),
+        },
+    )
+    .await;
+}
+
+/// Audits the PIN-guessing alarm, once per window while it lasts.
+async fn alarm(shared: &Shared) {
+    let window = Duration::from_secs(shared.policy.pin_window_s);
+    let raise = {
+        let mut last = shared.pin_alarm.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let due = last.is_none_or(|at| now.duration_since(at) >= window);
+        if due {
+            *last = Some(now);
+        }
+        due
+    };
+    if raise {
+        tracing::warn!(
+            "PIN guessing: {} wrong PINs within {} s from all addresses; PIN joins paused",
+            shared.policy.pin_gateway_limit,
+            window.as_secs()
+        );
+        shared
+            .audit_or_log(
+                Actor::system("gateway"),
+                None,
+                EventKind::SecurityAlarm(SecurityAlarm {
+                    alarm: Alarm::PinGuessing,
+                    count: u64::from(shared.policy.pin_gateway_limit),
+                    window_s: window.as_secs(),
+                }),
+            )
+            .await;
+    }
 }
 
 async fn audit_refusal(shared: &Shared, ip: IpAddr, via: JoinMethod, reason: JoinRefusal) {

@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::auth::Policy;
+use crate::hasher::Hasher;
 use crate::readahead::ReadAhead;
 use crate::session_ca::SessionCa;
 use crate::throttle::Throttle;
@@ -73,6 +74,10 @@ pub struct GatewayConfig {
     pub session_cert_ttl: Duration,
     /// Connections served at once; more are closed at accept.
     pub max_connections: usize,
+    /// Password checks run at once (each holds 19 MiB while it runs).
+    pub hash_workers: usize,
+    /// Password checks that may wait for a worker; more are refused as busy.
+    pub hash_queue: usize,
     /// Diagnostic: append every relayed `Data` body to
     /// `DIR/<session>.to-applet` / `.to-console`, to show what the relay
     /// sees (the inner TLS records, never plaintext).
@@ -82,6 +87,7 @@ pub struct GatewayConfig {
 impl GatewayConfig {
     /// The defaults, listening on `listen`.
     pub fn new(listen: SocketAddr, name: &str) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
             listen,
             name: name.to_owned(),
@@ -90,6 +96,8 @@ impl GatewayConfig {
             attach_timeout: Duration::from_secs(30),
             session_cert_ttl: Duration::from_secs(12 * 3600),
             max_connections: 100_000,
+            hash_workers: cores,
+            hash_queue: 32 * cores,
             relay_capture: None,
         }
     }
@@ -110,9 +118,12 @@ pub enum GatewayError {
     /// The access policy or accounts could not be read.
     #[error(transparent)]
     Audit(#[from] audit_db::Error),
-    /// Hashing failed at start-up.
-    #[error(transparent)]
-    Hash(#[from] crate::auth::HashError),
+    /// The stored access policy has a value out of its range.
+    #[error("the access policy cannot be used: {0}; fix it with `vigil admin policy set`")]
+    Policy(#[from] crate::auth::OutOfRange),
+    /// The password hashing threads could not be started, or hashing failed at start-up.
+    #[error("password hashing could not start: {0}")]
+    Hash(String),
 }
 
 /// What the gateway shares between its connection tasks.
@@ -126,8 +137,12 @@ pub(crate) struct Shared {
     registry: Mutex<Registry>,
     login_throttle: Throttle,
     pin_throttle: Throttle,
-    /// Bounds concurrent argon2 verifications (19 MiB and ~tens of ms each).
-    hashing: Semaphore,
+    /// Wrong PINs from all addresses.
+    pin_gateway: Throttle<()>,
+    /// When the PIN-guessing alarm was last audited.
+    pin_alarm: Mutex<Option<Instant>>,
+    /// Password checks: a fixed pool of threads and a bounded queue.
+    hasher: Hasher,
     /// Verified when an account does not exist, so the answer takes as long.
     dummy_hash: String,
     /// Cancelled when shutdown begins: control links close, nothing new starts.
@@ -204,11 +219,13 @@ impl Gateway {
                 })?;
         let accounts = Accounts::new(log.store().clone());
         let policy = Policy::load(&accounts).await?;
-        let dummy_hash =
-            tokio::task::spawn_blocking(|| crate::auth::hash_password("vigil-no-such-account"))
-                .await
-                .map_err(|e| crate::auth::HashError::new(format!("hashing task failed: {e}")))??;
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        policy.check()?;
+        let hasher = Hasher::start(config.hash_workers, config.hash_queue)
+            .map_err(|e| GatewayError::Hash(e.to_string()))?;
+        let dummy_hash = hasher
+            .hash("vigil-no-such-account")
+            .await
+            .map_err(|e| GatewayError::Hash(e.to_string()))?;
         let shared = Shared {
             ca: SessionCa::new(&config.name)?,
             login_throttle: Throttle::new(
@@ -219,8 +236,13 @@ impl Gateway {
                 policy.pin_failure_limit,
                 Duration::from_secs(policy.pin_window_s),
             ),
-            hashing: Semaphore::new(cores * 2),
-            registry: Mutex::new(Registry::default()),
+            pin_gateway: Throttle::new(
+                policy.pin_gateway_limit,
+                Duration::from_secs(policy.pin_window_s),
+            ),
+            pin_alarm: Mutex::new(None),
+            hasher,
+            registry: Mutex::new(Registry::new(policy.pin_guess_budget)),
             stopping: CancellationToken::new(),
             dummy_hash,
             policy,
@@ -308,14 +330,35 @@ impl Gateway {
     }
 }
 
-/// Removes sessions whose PIN expired unjoined, once a second.
+/// Removes sessions whose PIN expired unjoined, once a second, and once a
+/// minute forgets failed-login counts of emails without an account that
+/// have been quiet for a lock's length (or the address window, if longer).
 async fn sweep(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
+    let quiet_us = i64::try_from(
+        shared
+            .policy
+            .lockout_s
+            .unwrap_or(0)
+            .max(shared.policy.ip_window_s)
+            .saturating_mul(1_000_000),
+    )
+    .unwrap_or(i64::MAX);
+    for second in 0u64.. {
         tick.tick().await;
         let expired = shared.registry().expire(Instant::now());
         for dropped in expired {
             end_unpaired(&shared, dropped, "expired").await;
+        }
+        if second % 60 == 0 {
+            let now = audit_db::time_us::now();
+            if let Err(e) = shared
+                .accounts
+                .prune_login_attempts(now.saturating_sub(quiet_us), now)
+                .await
+            {
+                tracing::warn!("could not prune failed-login counts: {e}");
+            }
         }
     }
 }

@@ -2,7 +2,7 @@
 //! each session's state from creation to pairing. Every transition happens
 //! under one lock, so a PIN is used once and a session is picked up once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -54,7 +54,6 @@ enum State {
 #[derive(Debug)]
 pub(crate) struct Joined {
     pub guid: Uuid,
-    pub via: JoinMethod,
     pub technician: String,
     pub pickup: oneshot::Receiver<Pickup>,
 }
@@ -84,14 +83,43 @@ pub(crate) struct Dropped {
     pub technician: String,
 }
 
+/// A join that was refused: how it named the session, why, and what it
+/// changed (an expired session dropped, PINs whose guess budget ran out).
+#[derive(Debug)]
+pub(crate) struct JoinRefused {
+    pub via: JoinMethod,
+    pub why: JoinRefusal,
+    pub dropped: Option<Dropped>,
+    pub withdrawn: Vec<Uuid>,
+}
+
 /// All sessions of one gateway.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Registry {
     sessions: HashMap<Uuid, Entry>,
     pins: HashMap<String, Uuid>,
+    /// Wrong PINs guessed at this gateway so far, from any address.
+    wrong_pins: u64,
+    /// Sessions given a PIN, in the order they got it, each with the
+    /// `wrong_pins` count at which its PIN is withdrawn.
+    budgets: VecDeque<(u64, Uuid)>,
+    /// Wrong PINs a PIN survives.
+    pin_guess_budget: u64,
 }
 
 impl Registry {
+    /// No sessions yet; every PIN is withdrawn after `pin_guess_budget`
+    /// wrong PINs guessed after it was issued.
+    pub fn new(pin_guess_budget: u32) -> Self {
+        Self {
+            sessions: HashMap::new(),
+            pins: HashMap::new(),
+            wrong_pins: 0,
+            budgets: VecDeque::new(),
+            pin_guess_budget: u64::from(pin_guess_budget),
+        }
+    }
+
     /// Records a new session with a fresh random GUID and an unused PIN.
     pub fn create(
         &mut self,
@@ -114,6 +142,8 @@ impl Registry {
             .find(|pin| pin.as_ref().map_or(true, |p| !self.pins.contains_key(p)))
             .ok_or(CreateError::NoFreePin)??;
         self.pins.insert(pin.clone(), guid);
+        self.budgets
+            .push_back((self.wrong_pins + self.pin_guess_budget, guid));
         self.sessions.insert(
             guid,
             Entry {
@@ -129,6 +159,8 @@ impl Registry {
 
     /// An applet joins by PIN (six digits) or GUID. The PIN is spent whatever
     /// happens next; an expired session is removed and reported as expired.
+    /// A wrong PIN counts against every PIN issued: those whose guess budget
+    /// it spends are withdrawn (their sessions stay, joinable by GUID).
     pub fn join(
         &mut self,
         code: &str,
@@ -136,22 +168,34 @@ impl Registry {
         ip: IpAddr,
         joined_us: i64,
         now: Instant,
-    ) -> Result<Joined, (JoinMethod, JoinRefusal, Option<Dropped>)> {
+    ) -> Result<Joined, JoinRefused> {
+        let refused = |via, why, dropped| JoinRefused {
+            via,
+            why,
+            dropped,
+            withdrawn: Vec::new(),
+        };
         let (guid, via) = match Uuid::parse_str(code) {
             Ok(guid) => (guid, JoinMethod::Guid),
             Err(_) => match self.pins.remove(code.trim()) {
                 Some(guid) => (guid, JoinMethod::Pin),
-                None => return Err((JoinMethod::Pin, JoinRefusal::Unknown, None)),
+                None => {
+                    return Err(JoinRefused {
+                        withdrawn: self.wrong_pin(),
+                        ..refused(JoinMethod::Pin, JoinRefusal::Unknown, None)
+                    })
+                }
             },
         };
         let Some(entry) = self.sessions.get_mut(&guid) else {
-            return Err((via, JoinRefusal::Unknown, None));
+            return Err(refused(via, JoinRefusal::Unknown, None));
         };
         if !matches!(entry.state, State::Open) {
-            return Err((via, JoinRefusal::Unknown, None));
+            return Err(refused(via, JoinRefusal::Unknown, None));
         }
         if now >= entry.expires {
-            return Err((via, JoinRefusal::Expired, self.remove_open(guid)));
+            let dropped = self.remove_open(guid);
+            return Err(refused(via, JoinRefusal::Expired, dropped));
         }
         if let Some(pin) = entry.pin.take() {
             self.pins.remove(&pin);
@@ -169,10 +213,26 @@ impl Registry {
         };
         Ok(Joined {
             guid,
-            via,
             technician: entry.technician.clone(),
             pickup,
         })
+    }
+
+    /// Counts a wrong PIN and withdraws the PINs whose budget it spent.
+    fn wrong_pin(&mut self) -> Vec<Uuid> {
+        self.wrong_pins += 1;
+        let mut withdrawn = Vec::new();
+        while let Some(&(end, guid)) = self.budgets.front() {
+            if end > self.wrong_pins {
+                break;
+            }
+            self.budgets.pop_front();
+            if let Some(pin) = self.sessions.get_mut(&guid).and_then(|e| e.pin.take()) {
+                self.pins.remove(&pin);
+                withdrawn.push(guid);
+            }
+        }
+        withdrawn
     }
 
     /// The applets waiting for `technician`, oldest first.
@@ -341,7 +401,7 @@ mod tests {
 
     #[test]
     fn a_pin_joins_once() {
-        let mut r = Registry::default();
+        let mut r = Registry::new(99);
         let now = Instant::now();
         let (guid, pin) = r
             .create("ann", group(), now + Duration::from_secs(60))
@@ -350,12 +410,12 @@ mod tests {
         let joined = r.join(&pin, "csr".into(), IP, 1, now).unwrap();
         assert_eq!(joined.guid, guid);
         let again = r.join(&pin, "csr".into(), IP, 2, now).unwrap_err();
-        assert_eq!(again.1, JoinRefusal::Unknown);
+        assert_eq!(again.why, JoinRefusal::Unknown);
         let by_guid = r
             .join(&guid.to_string(), "csr".into(), IP, 2, now)
             .unwrap_err();
         assert_eq!(
-            by_guid.1,
+            by_guid.why,
             JoinRefusal::Unknown,
             "a joined session cannot be joined again"
         );
@@ -365,18 +425,21 @@ mod tests {
 
     #[test]
     fn an_expired_pin_is_refused_and_the_session_dropped() {
-        let mut r = Registry::default();
+        let mut r = Registry::new(99);
         let now = Instant::now();
         let (guid, pin) = r.create("ann", group(), now).unwrap();
-        let (via, why, dropped) = r.join(&pin, "csr".into(), IP, 1, now).unwrap_err();
-        assert_eq!((via, why), (JoinMethod::Pin, JoinRefusal::Expired));
-        assert_eq!(dropped.unwrap().guid, guid);
+        let refused = r.join(&pin, "csr".into(), IP, 1, now).unwrap_err();
+        assert_eq!(
+            (refused.via, refused.why),
+            (JoinMethod::Pin, JoinRefusal::Expired)
+        );
+        assert_eq!(refused.dropped.unwrap().guid, guid);
         assert!(r.expire(now).is_empty());
     }
 
     #[test]
     fn pickup_needs_the_owner_and_attach_needs_the_ticket() {
-        let mut r = Registry::default();
+        let mut r = Registry::new(99);
         let now = Instant::now();
         let (guid, pin) = r
             .create("ann", group(), now + Duration::from_secs(60))
@@ -390,6 +453,33 @@ mod tests {
         assert!(r.attach(guid, &p.ticket).is_some());
         assert!(r.has_live("ann"));
         assert!(r.attach(guid, &p.ticket).is_none(), "attached once");
+    }
+
+    #[test]
+    fn a_pin_is_withdrawn_once_its_guess_budget_is_spent() {
+        let mut r = Registry::new(3);
+        let now = Instant::now();
+        let later = now + Duration::from_secs(600);
+        let (first, first_pin) = r.create("ann", group(), later).unwrap();
+        let wrong = |r: &mut Registry, pins: &[&str]| {
+            let pin = (0..1_000_000)
+                .map(|n| format!("{n:06}"))
+                .find(|p| !pins.contains(&p.as_str()))
+                .unwrap();
+            r.join(&pin, "csr".into(), IP, 1, now).unwrap_err()
+        };
+        assert!(wrong(&mut r, &[&first_pin]).withdrawn.is_empty());
+        let (second, second_pin) = r.create("ann", group(), later).unwrap();
+        let pins = [first_pin.as_str(), second_pin.as_str()];
+        assert!(wrong(&mut r, &pins).withdrawn.is_empty());
+        // The third wrong PIN since the first was issued spends its budget.
+        assert_eq!(wrong(&mut r, &pins).withdrawn, vec![first]);
+        let gone = r.join(&first_pin, "csr".into(), IP, 1, now).unwrap_err();
+        assert_eq!(gone.why, JoinRefusal::Unknown);
+        // That refusal was a wrong PIN too: the second PIN's third.
+        assert_eq!(gone.withdrawn, vec![second]);
+        // The session itself stays, joinable by its GUID.
+        assert!(r.join(&first.to_string(), "csr".into(), IP, 1, now).is_ok());
     }
 
     #[test]

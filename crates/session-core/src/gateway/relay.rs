@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use audit_db::event::SessionEnded;
+use audit_db::event::{AttachRefusal, SessionAttachRefused, SessionEnded};
 use audit_db::{Actor, EventKind};
 use futures::StreamExt;
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
@@ -30,7 +30,15 @@ pub(super) async fn attach(
     ticket: String,
 ) {
     let attached = shared.registry().attach(guid, &ticket);
+    let refused = |reason| {
+        shared.audit_or_log(
+            Actor::system("gateway"),
+            None,
+            EventKind::SessionAttachRefused(SessionAttachRefused { guid, ip, reason }),
+        )
+    };
     let Some((handoff, end, group)) = attached else {
+        refused(AttachRefusal::UnknownTicket).await;
         refuse(
             &mut link,
             ip,
@@ -42,6 +50,7 @@ pub(super) async fn attach(
     };
     if !super::ip_allowed(&group, ip) {
         shared.registry().remove(guid);
+        refused(AttachRefusal::IpNotAllowed).await;
         refuse(
             &mut link,
             ip,

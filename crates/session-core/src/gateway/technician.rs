@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use audit_db::accounts::{Group, Technician};
 use audit_db::event::{
     AccountLocked, AccountUnlocked, LoginFailed, LoginFailure, LoginSucceeded, Logout,
-    LogoutReason, PasswordChanged, SessionCreated, SessionPickedUp, UnlockCause,
+    LogoutReason, PasswordChanged, PickupRefusal, SessionCreated, SessionPickedUp,
+    SessionPickupRefused, UnlockCause,
 };
 use audit_db::{time_us, Actor, EventKind};
 use uuid::Uuid;
@@ -18,6 +19,7 @@ use super::events::{self, Reported, Reporter};
 use super::registry::Pickup;
 use super::{refuse, say, ServerLink, Shared};
 use crate::auth;
+use crate::hasher::{Busy, HashFailed};
 use crate::session_ca::{Role, SessionIdentity};
 use crate::wire::{self, ErrorCode, Message};
 
@@ -58,7 +60,11 @@ pub(super) async fn run(
     let (tech, group) = match login(shared, ip, &email, &password, new_password).await {
         Ok(t) => t,
         Err(r) => {
-            tracing::info!("login of {email:?} from {ip} refused: {:?}", r.code);
+            tracing::info!(
+                "login of {} from {ip} refused: {:?}",
+                wire::printable(&email, auth::MAX_EMAIL),
+                r.code
+            );
             say(
                 &mut link,
                 Message::Error {
@@ -217,7 +223,18 @@ async fn pick_up(
             format!("no session {guid} is waiting in your queue"),
         )
     };
+    let refused = |reason| {
+        shared.audit_or_log(
+            Actor::technician(&tech.email),
+            None,
+            EventKind::SessionPickupRefused(SessionPickupRefused {
+                technician: tech.email.clone(),
+                reason,
+            }),
+        )
+    };
     if !shared.registry().is_waiting_for(&tech.email, guid) {
+        refused(PickupRefusal::NotWaiting).await;
         return Err(unknown());
     }
     // The console's certificate first: a bad CSR is refused while the
@@ -229,14 +246,17 @@ async fn pick_up(
         grant: group.permissions.clone(),
         single_prompt: group.single_prompt,
     };
-    let console_cert = shared
-        .ca
-        .issue(console_csr, &console_id, ttl)
-        .map_err(|e| Refusal::new(ErrorCode::Malformed, e.to_string()))?;
-    let picking = shared
-        .registry()
-        .pick_up(&tech.email, guid)
-        .ok_or_else(unknown)?;
+    let console_cert = match shared.ca.issue(console_csr, &console_id, ttl) {
+        Ok(cert) => cert,
+        Err(e) => {
+            refused(PickupRefusal::MalformedCsr).await;
+            return Err(Refusal::new(ErrorCode::Malformed, e.to_string()));
+        }
+    };
+    let Some(picking) = shared.registry().pick_up(&tech.email, guid) else {
+        refused(PickupRefusal::NotWaiting).await;
+        return Err(unknown());
+    };
     let applet_id = SessionIdentity {
         guid,
         role: Role::Applet,
@@ -276,18 +296,32 @@ async fn pick_up(
 }
 
 /// Checks everything a login must pass, auditing each refusal.
+///
+/// Every attempt is counted before its password is checked, against its
+/// address (in memory) and its email (in the database, whether or not an
+/// account has it), so attempts that arrive at once cannot all be checked:
+/// at most `lockout_threshold` wrong passwords per email between successes,
+/// and `ip_failure_limit` attempts per address in its window. Only a right
+/// password gives its units back. Known and unknown emails run the same
+/// statements and the same argon2 work, and both lock, so neither the
+/// answer nor its timing tells which accounts exist (docs/protocol.md).
 async fn login(
     shared: &Shared,
     ip: IpAddr,
-    email: &str,
+    claimed: &str,
     password: &str,
     new_password: Option<String>,
 ) -> Result<(Technician, Group), Refusal> {
-    let email = email.trim().to_lowercase();
-    let actor = Actor::technician(&email);
+    let policy = &shared.policy;
+    let email = auth::account_email(claimed);
+    // What the log says was tried: the email, or an escaped, shortened copy of the claim.
+    let named = email
+        .clone()
+        .unwrap_or_else(|| wire::printable(claimed.trim(), auth::MAX_EMAIL));
+    let actor = Actor::technician(&named);
     let fail = |reason: LoginFailure| {
         let actor = actor.clone();
-        let email = email.clone();
+        let email = named.clone();
         async move {
             shared
                 .audit(
@@ -299,53 +333,42 @@ async fn login(
                 .map_err(Refusal::internal)
         }
     };
-    let policy = &shared.policy;
-
-    if let Some(wait) = shared.login_throttle.retry_after(ip, Instant::now()) {
-        fail(LoginFailure::Throttled).await?;
-        return Err(Refusal {
-            retry_after: Some(wait),
-            ..Refusal::new(
-                ErrorCode::Throttled,
-                format!(
-                    "too many failed logins from {ip}; retry in {} s",
-                    wait.as_secs().max(1)
-                ),
-            )
-        });
-    }
     let bad_credentials = || Refusal::new(ErrorCode::BadCredentials, "wrong email or password");
+
+    let address = match shared.login_throttle.reserve(ip, Instant::now()) {
+        Ok(reserved) => reserved,
+        Err(wait) => {
+            fail(LoginFailure::Throttled).await?;
+            return Err(Refusal {
+                retry_after: Some(wait),
+                ..Refusal::new(
+                    ErrorCode::Throttled,
+                    format!(
+                        "too many failed logins from {ip}; retry in {} s",
+                        wait.as_secs().max(1)
+                    ),
+                )
+            });
+        }
+    };
+    let Some(email) = email else {
+        fail(LoginFailure::MalformedEmail).await?;
+        return Err(bad_credentials());
+    };
 
     let account = shared
         .accounts
         .technician(&email)
         .await
         .map_err(Refusal::internal)?;
-    let Some(mut tech) = account else {
-        // Same work as a real check, so timing does not reveal which accounts exist.
-        verify(shared, &shared.dummy_hash, password).await?;
-        shared.login_throttle.fail(ip, Instant::now());
-        fail(LoginFailure::UnknownAccount).await?;
-        return Err(bad_credentials());
-    };
-
+    let known = account.is_some();
     let now = time_us::now();
-    if let Some(until) = tech.locked_until_us {
-        if now < until {
-            // The password is not even checked: the answer reveals nothing about it.
-            shared.login_throttle.fail(ip, Instant::now());
-            fail(LoginFailure::AccountLocked).await?;
-            return Err(Refusal::new(
-                ErrorCode::AccountLocked,
-                "the account is locked after too many failed logins; an administrator can unlock it",
-            ));
-        }
-        shared
-            .accounts
-            .clear_failures(&email)
-            .await
-            .map_err(Refusal::internal)?;
-        tech.failed_logins = 0;
+    let lifted = shared
+        .accounts
+        .lift_expired_lock(&email, now)
+        .await
+        .map_err(Refusal::internal)?;
+    if lifted && account.is_some() {
         shared
             .audit(
                 Actor::system("gateway"),
@@ -358,33 +381,61 @@ async fn login(
             .await
             .map_err(Refusal::internal)?;
     }
-
-    if tech.disabled {
-        shared.login_throttle.fail(ip, Instant::now());
-        fail(LoginFailure::AccountDisabled).await?;
+    let reserved = shared
+        .accounts
+        .reserve_login(&email, policy.lockout_threshold, now)
+        .await
+        .map_err(Refusal::internal)?;
+    let Some(place) = reserved else {
+        // Locked (or about to be): the password is not checked, so the
+        // answer reveals nothing about it.
+        fail(if known {
+            LoginFailure::AccountLocked
+        } else {
+            LoginFailure::UnknownAccount
+        })
+        .await?;
         return Err(Refusal::new(
-            ErrorCode::AccountDisabled,
-            "the account is disabled",
+            ErrorCode::AccountLocked,
+            "the account is locked after too many failed logins; an administrator can unlock it",
         ));
-    }
+    };
 
-    if !verify(shared, &tech.password_hash, password).await? {
-        shared.login_throttle.fail(ip, Instant::now());
-        let failures = shared
-            .accounts
-            .count_failure(&email)
-            .await
-            .map_err(Refusal::internal)?;
-        fail(LoginFailure::BadPassword).await?;
-        if failures >= policy.lockout_threshold {
-            let until = policy
-                .lockout()
-                .map_or(i64::MAX, |d| now.saturating_add(d.as_micros() as i64));
+    let hash = account
+        .as_ref()
+        .map_or(shared.dummy_hash.as_str(), |t| t.password_hash.as_str());
+    let right = match shared.hasher.verify(hash, password).await {
+        Ok(right) => right && account.is_some(),
+        Err(Busy) => {
+            // Not checked: the email's unit is given back (the address's is not).
             shared
                 .accounts
-                .lock(&email, until)
+                .release_login(&email, time_us::now())
                 .await
                 .map_err(Refusal::internal)?;
+            fail(LoginFailure::Busy).await?;
+            return Err(Refusal {
+                retry_after: Some(Duration::from_secs(1)),
+                ..Refusal::new(ErrorCode::Busy, Busy.to_string())
+            });
+        }
+    };
+    let Some(mut tech) = account.filter(|_| right) else {
+        let until = policy
+            .lockout()
+            .map_or(i64::MAX, |d| now.saturating_add(d.as_micros() as i64));
+        let locked = shared
+            .accounts
+            .lock_if_reached(&email, policy.lockout_threshold, until, time_us::now())
+            .await
+            .map_err(Refusal::internal)?;
+        fail(if known {
+            LoginFailure::BadPassword
+        } else {
+            LoginFailure::UnknownAccount
+        })
+        .await?;
+        if let (Some(failures), true) = (locked, known) {
             shared
                 .audit(
                     Actor::system("gateway"),
@@ -401,6 +452,23 @@ async fn login(
             tracing::warn!("{email} locked after {failures} failed logins (last from {ip})");
         }
         return Err(bad_credentials());
+    };
+    // The right password: this attempt and the failures before it are forgiven.
+    shared
+        .accounts
+        .login_succeeded(&email, place, time_us::now())
+        .await
+        .map_err(Refusal::internal)?;
+    shared.login_throttle.release(address);
+    tech.failed_logins = 0;
+
+    // Only someone who knows the password learns that the account is disabled.
+    if tech.disabled {
+        fail(LoginFailure::AccountDisabled).await?;
+        return Err(Refusal::new(
+            ErrorCode::AccountDisabled,
+            "the account is disabled",
+        ));
     }
 
     let group = shared
@@ -433,13 +501,6 @@ async fn login(
         change_password(shared, ip, &email, password, &new_password).await?;
     }
 
-    if tech.failed_logins > 0 {
-        shared
-            .accounts
-            .clear_failures(&email)
-            .await
-            .map_err(Refusal::internal)?;
-    }
     shared
         .audit(
             actor.clone(),
@@ -471,14 +532,10 @@ async fn change_password(
         .policy
         .check_password(email, new)
         .map_err(|e| Refusal::new(ErrorCode::PasswordRejected, e.to_string()))?;
-    let new = new.to_owned();
-    let hash = {
-        let _permit = shared.hashing.acquire().await.map_err(Refusal::internal)?;
-        tokio::task::spawn_blocking(move || auth::hash_password(&new))
-            .await
-            .map_err(Refusal::internal)?
-            .map_err(Refusal::internal)?
-    };
+    let hash = shared.hasher.hash(new).await.map_err(|e| match e {
+        HashFailed::Busy(busy) => Refusal::new(ErrorCode::Busy, busy.to_string()),
+        other => Refusal::internal(other),
+    })?;
     shared
         .accounts
         .set_password(email, &hash, false)
@@ -493,15 +550,6 @@ async fn change_password(
                 ip,
             }),
         )
-        .await
-        .map_err(Refusal::internal)
-}
-
-/// Verifies a password on the blocking pool, a bounded number at a time.
-async fn verify(shared: &Shared, hash: &str, password: &str) -> Result<bool, Refusal> {
-    let _permit = shared.hashing.acquire().await.map_err(Refusal::internal)?;
-    let (hash, password) = (hash.to_owned(), password.to_owned());
-    tokio::task::spawn_blocking(move || auth::verify_password(&hash, &password))
         .await
         .map_err(Refusal::internal)
 }

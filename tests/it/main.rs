@@ -9,4 +9,5 @@ mod desk;
 mod gateway;
 mod helpers;
 mod recording;
+mod security;
 mod session;

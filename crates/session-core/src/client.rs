@@ -99,6 +99,8 @@ pub struct Connector {
     name: ServerName<'static>,
     config: Arc<ClientConfig>,
     client: String,
+    /// The local address connections come from (the system's choice if none).
+    source: Option<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -119,13 +121,43 @@ impl Connector {
             name: tls::server_name(host)?,
             config: tls::client_config(trust)?,
             client: client.to_owned(),
+            source: None,
         })
+    }
+
+    /// The same connector, connecting from local address `ip` (a host with
+    /// several addresses; tests use 127.0.0.0/8).
+    pub fn from_source(mut self, ip: std::net::IpAddr) -> Self {
+        self.source = Some(ip);
+        self
+    }
+
+    async fn connect_tcp(&self) -> std::io::Result<TcpStream> {
+        let Some(source) = self.source else {
+            return TcpStream::connect(&self.addr).await;
+        };
+        let remote = tokio::net::lookup_host(&self.addr)
+            .await?
+            .find(|a| a.is_ipv4() == source.is_ipv4())
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("no address of {} matches the source {source}", self.addr),
+                )
+            })?;
+        let socket = if source.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.bind(std::net::SocketAddr::new(source, 0))?;
+        socket.connect(remote).await
     }
 
     /// Connects, verifies the gateway, and exchanges `Hello`/`Welcome`.
     async fn open(&self) -> Result<ClientLink, ClientError> {
         let timeout = |_| ClientError::Timeout(self.addr.clone());
-        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, self.connect_tcp())
             .await
             .map_err(timeout)?
             .map_err(|source| ClientError::Connect {

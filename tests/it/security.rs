@@ -1,0 +1,341 @@
+//! The gateway under attack, as a separate process on loopback: concurrent
+//! password guesses, bursts of logins, PIN guessing from many addresses,
+//! out-of-range settings, and answers that could tell which accounts exist.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use session_core::client::ClientError;
+use session_core::wire::ErrorCode;
+
+use crate::helpers::{
+    add_technician, assert_verifies, connector, events, run_in, start_gateway, GatewayProcess,
+    PASSWORD,
+};
+
+const ANN: &str = "ann@example.com";
+
+fn gateway_with(policy: &[&str]) -> (tempfile::TempDir, GatewayProcess) {
+    let dir = tempfile::tempdir().unwrap();
+    add_technician(dir.path());
+    if !policy.is_empty() {
+        let mut set = vec!["admin", "policy", "set"];
+        set.extend_from_slice(policy);
+        run_in(dir.path(), &set, "").ok();
+    }
+    let gw = start_gateway(dir.path(), &[]);
+    (dir, gw)
+}
+
+fn reason(event: &serde_json::Value) -> &str {
+    event["payload"]["reason"].as_str().unwrap_or_default()
+}
+
+/// `attempts` logins at once, each with its own connection.
+async fn at_once(
+    connector: &session_core::client::Connector,
+    attempts: &[(String, String)],
+) -> Vec<Result<(), ClientError>> {
+    let logins = attempts.iter().map(|(email, password)| async move {
+        connector.login(email, password, None).await.map(drop)
+    });
+    futures::future::join_all(logins).await
+}
+
+#[tokio::test]
+async fn a_hundred_guesses_at_once_check_at_most_the_lockout_threshold() {
+    let (dir, gw) = gateway_with(&[]);
+    let connector = connector(&gw);
+    // 99 wrong passwords, then the right one, all in flight together.
+    let mut attempts: Vec<_> = (0..99)
+        .map(|i| (ANN.to_owned(), format!("wrong guess number {i}")))
+        .collect();
+    attempts.push((ANN.to_owned(), PASSWORD.to_owned()));
+    let results = at_once(&connector, &attempts).await;
+    let right = results.last().unwrap();
+    assert_eq!(gw.stop().0, 0);
+
+    // Walk ann's login events in log order: between successes, at most 5
+    // passwords are checked and found wrong, and none once the account is locked.
+    let events = events(dir.path());
+    let mut checked_wrong = 0;
+    let mut locked = false;
+    let mut successes = 0;
+    for e in events.iter().filter(|e| e["payload"]["email"] == ANN) {
+        match e["type"].as_str().unwrap() {
+            "login.failed" if reason(e) == "bad_password" => {
+                assert!(!locked, "a password was checked after the lock: {e}");
+                checked_wrong += 1;
+                assert!(
+                    checked_wrong <= 5,
+                    "{checked_wrong} wrong passwords checked"
+                );
+            }
+            "account.locked" => locked = true,
+            "login.succeeded" => {
+                assert!(!locked, "a login succeeded on a locked account: {e}");
+                successes += 1;
+                checked_wrong = 0;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        successes,
+        usize::from(right.is_ok()),
+        "the right password succeeded only if it came before the lock"
+    );
+    if let Err(e) = right {
+        assert!(
+            matches!(
+                e.code(),
+                Some(ErrorCode::AccountLocked | ErrorCode::Throttled)
+            ),
+            "{e}"
+        );
+    }
+    let checked = events
+        .iter()
+        .filter(|e| e["type"] == "login.failed" && reason(e) == "bad_password")
+        .count();
+    assert!(checked <= 5 + 5 * successes, "{checked} passwords checked");
+    assert_verifies(dir.path());
+}
+
+#[tokio::test]
+async fn a_hundred_logins_at_once_from_one_address_check_at_most_its_limit() {
+    let (dir, gw) = gateway_with(&[]);
+    let connector = connector(&gw);
+    let attempts: Vec<_> = (0..100)
+        .map(|i| (format!("nobody{i}@example.com"), "some password".to_owned()))
+        .collect();
+    let results = at_once(&connector, &attempts).await;
+    assert_eq!(gw.stop().0, 0);
+    let throttled = results
+        .iter()
+        .filter(|r| matches!(r, Err(e) if e.code() == Some(ErrorCode::Throttled)))
+        .count();
+    assert!(throttled >= 80, "{throttled} throttled");
+    let failures: Vec<_> = events(dir.path())
+        .into_iter()
+        .filter(|e| e["type"] == "login.failed")
+        .collect();
+    let checked = failures
+        .iter()
+        .filter(|e| reason(e) == "unknown_account")
+        .count();
+    assert!(
+        checked <= 20,
+        "{checked} passwords checked from one address"
+    );
+    assert_eq!(failures.len(), 100, "every refusal is audited");
+}
+
+/// Resident and peak memory of process `pid`, in KiB.
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Memory the gateway may grow by under a burst of logins: its password
+/// workers' working areas (19 MiB each, one per core) and the burst's
+/// connections, with room to spare; unbounded checks grew it by 1.1 GB.
+const BURST_GROWTH_KIB: u64 = 160 * 1024;
+
+#[tokio::test]
+async fn a_burst_of_failed_logins_stays_within_its_memory_bound() {
+    let (dir, gw) = gateway_with(&["--ip-failure-limit", "100000"]);
+    let connector = connector(&gw);
+    let (before, _) = memory_kib(gw.pid());
+    let mut busy = 0;
+    for round in 0..3 {
+        let attempts: Vec<_> = (0..300)
+            .map(|i| (format!("n{round}x{i}@example.com"), "guess".to_owned()))
+            .collect();
+        busy += at_once(&connector, &attempts)
+            .await
+            .iter()
+            .filter(|r| matches!(r, Err(e) if e.code() == Some(ErrorCode::Busy)))
+            .count();
+    }
+    let (_, peak) = memory_kib(gw.pid());
+    assert_eq!(gw.stop().0, 0);
+    assert!(
+        peak.saturating_sub(before) <= BURST_GROWTH_KIB,
+        "the gateway grew from {before} KiB to a peak of {peak} KiB"
+    );
+    assert!(busy > 0, "900 checks at once never filled the queue");
+    let refused_busy = events(dir.path())
+        .iter()
+        .filter(|e| e["type"] == "login.failed" && reason(e) == "busy")
+        .count();
+    assert_eq!(refused_busy, busy, "every busy refusal is audited");
+}
+
+#[tokio::test]
+async fn unknown_accounts_lock_like_real_ones_and_only_the_password_holder_learns_disabled() {
+    let (dir, gw) = gateway_with(&["--lockout-threshold", "3", "--ip-failure-limit", "1000"]);
+    let connector = connector(&gw);
+    for email in [ANN, "nobody@example.com"] {
+        for _ in 0..3 {
+            let r = connector.login(email, "a wrong password", None).await;
+            assert_eq!(r.unwrap_err().code(), Some(ErrorCode::BadCredentials));
+        }
+        let r = connector.login(email, "a wrong password", None).await;
+        assert_eq!(
+            r.unwrap_err().code(),
+            Some(ErrorCode::AccountLocked),
+            "{email} answers as locked"
+        );
+    }
+    run_in(dir.path(), &["admin", "user", "unlock", ANN], "").ok();
+    run_in(dir.path(), &["admin", "user", "disable", ANN], "").ok();
+    let wrong = connector.login(ANN, "a wrong password", None).await;
+    assert_eq!(wrong.unwrap_err().code(), Some(ErrorCode::BadCredentials));
+    let right = connector.login(ANN, PASSWORD, None).await;
+    assert_eq!(right.unwrap_err().code(), Some(ErrorCode::AccountDisabled));
+    assert_eq!(gw.stop().0, 0);
+    let events = events(dir.path());
+    let locks: Vec<_> = events
+        .iter()
+        .filter(|e| e["type"] == "account.locked")
+        .collect();
+    assert_eq!(locks.len(), 1, "only the real account's lock is an event");
+    assert_eq!(locks[0]["payload"]["email"], ANN);
+    assert_verifies(dir.path());
+}
+
+#[tokio::test]
+async fn pins_guessed_from_many_addresses_are_withdrawn_and_raise_an_alarm() {
+    let (dir, gw) = gateway_with(&["--pin-guess-budget", "6", "--pin-gateway-limit", "12"]);
+    let connector = connector(&gw);
+    let mut tech = connector.login(ANN, PASSWORD, None).await.unwrap();
+    let session = tech.create_session().await.unwrap();
+    // Three wrong PINs from each of four addresses: under the per-address
+    // limit of 5, over the session's budget of 6 and the gateway's 12.
+    let wrong: Vec<String> = (0..1_000_000)
+        .map(|n| format!("{n:06}"))
+        .filter(|p| *p != session.pin)
+        .take(12)
+        .collect();
+    for (i, pin) in wrong.iter().enumerate() {
+        let from = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (i / 3) as u8));
+        let r = connector.clone().from_source(from).join(pin).await;
+        assert_eq!(
+            r.unwrap_err().code(),
+            Some(ErrorCode::UnknownSession),
+            "{i}"
+        );
+    }
+    // The budget is spent: the right PIN no longer joins, from a fresh address.
+    let fresh = connector
+        .clone()
+        .from_source(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 40)));
+    let late = fresh.join(&session.pin).await;
+    assert_eq!(late.unwrap_err().code(), Some(ErrorCode::Throttled));
+    // A session link (its GUID) still joins.
+    let by_guid = fresh.join(&session.guid.to_string()).await;
+    assert!(by_guid.is_ok(), "{by_guid:?}");
+    drop(by_guid);
+    drop(tech);
+    assert_eq!(gw.stop().0, 0);
+    let events = events(dir.path());
+    let withdrawn: Vec<_> = events
+        .iter()
+        .filter(|e| e["type"] == "session.pin_withdrawn")
+        .collect();
+    assert_eq!(withdrawn.len(), 1);
+    assert_eq!(withdrawn[0]["session"], session.guid.to_string());
+    let alarms: Vec<_> = events
+        .iter()
+        .filter(|e| e["type"] == "security.alarm")
+        .collect();
+    assert_eq!(alarms.len(), 1, "one alarm per window");
+    assert_eq!(alarms[0]["payload"]["alarm"], "pin_guessing");
+    assert_verifies(dir.path());
+}
+
+#[test]
+fn every_policy_flag_is_stored_and_values_out_of_range_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = |args: &[&str]| {
+        let mut all = vec!["admin", "policy", "set"];
+        all.extend_from_slice(args);
+        run_in(dir.path(), &all, "")
+    };
+    let all = [
+        "--min-password-length",
+        "14",
+        "--password-max-age",
+        "90",
+        "--lockout-threshold",
+        "4",
+        "--lockout",
+        "20m",
+        "--ip-failure-limit",
+        "30",
+        "--ip-window",
+        "5m",
+        "--idle-timeout",
+        "10m",
+        "--pin-ttl",
+        "5m",
+        "--pin-failure-limit",
+        "6",
+        "--pin-window",
+        "7m",
+        "--pin-guess-budget",
+        "50",
+        "--pin-gateway-limit",
+        "300",
+    ];
+    let shown: serde_json::Value = serde_json::from_str(set(&all).ok()).unwrap();
+    let expected = serde_json::json!({
+        "min_password_length": 14, "password_max_age_days": 90, "lockout_threshold": 4,
+        "lockout_s": 1200, "ip_failure_limit": 30, "ip_window_s": 300, "idle_timeout_s": 600,
+        "pin_ttl_s": 300, "pin_failure_limit": 6, "pin_window_s": 420,
+        "pin_guess_budget": 50, "pin_gateway_limit": 300,
+    });
+    assert_eq!(shown, expected);
+    let nevers: serde_json::Value =
+        serde_json::from_str(set(&["--lockout", "never", "--password-max-age", "never"]).ok())
+            .unwrap();
+    assert_eq!(nevers["lockout_s"], serde_json::Value::Null);
+    assert_eq!(nevers["password_max_age_days"], serde_json::Value::Null);
+
+    for bad in [
+        &["--min-password-length", "0"][..],
+        &["--lockout-threshold", "0"],
+        &["--lockout", "18446744073709551615s"],
+        &["--pin-ttl", "18446744073709551615s"],
+        &["--ip-window", "18446744073709551615s"],
+        &["--pin-guess-budget", "100"],
+        &["--idle-timeout", "0s"],
+    ] {
+        let line = set(bad).error_line().to_owned();
+        assert!(line.contains(bad[0]) && line.contains("must be"), "{line}");
+    }
+    let after: serde_json::Value =
+        serde_json::from_str(run_in(dir.path(), &["admin", "policy", "show"], "").ok()).unwrap();
+    assert_eq!(after, nevers, "a refused change stores nothing");
+}
+
+#[test]
+fn gateway_durations_out_of_range_are_refused_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, value) in [
+        ("--handshake-timeout", "18446744073709551615s"),
+        ("--handshake-timeout", "0s"),
+        ("--drain-timeout", "2h"),
+    ] {
+        let r = run_in(dir.path(), &["gateway", flag, value], "");
+        assert_eq!(r.code, 2, "{r:#?}");
+        assert!(r.stderr.contains("out of range"), "{}", r.stderr);
+    }
+}

@@ -60,7 +60,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             .await
         }
         Command::Audit(command) => {
-            with_log(&url, OpenMode::Existing, |log| async move {
+            with_log(&url, OpenMode::ReadOnly, |log| async move {
                 match command {
                     AuditCommand::Verify { anchor, json } => {
                         audit::verify(&log, anchor, json).await
@@ -86,7 +86,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             RecordingCommand::Verify { file, json } => {
                 // The audit log is consulted when one is named or the data directory has one.
                 if cli.db.is_some() || data_dir.join("audit.db").exists() {
-                    with_log(&url, OpenMode::Existing, |log| async move {
+                    with_log(&url, OpenMode::ReadOnly, |log| async move {
                         recording::verify(&file, Some(&log), json).await
                     })
                     .await

@@ -113,3 +113,65 @@ async fn a_newer_postgres_schema_is_named_and_left_alone() {
     assert_eq!(db.query_i64("SELECT COUNT(*) FROM audit_events").await, 1);
     db.cleanup().await;
 }
+
+#[test]
+fn an_emptied_log_is_an_error_and_reading_it_creates_nothing() {
+    let db = TestDb::sqlite();
+    run(&db.url, &["admin", "note", "before"]).ok();
+    // `: > audit.db`, as an attacker would.
+    std::fs::File::create(db.dir().join("audit.db")).unwrap();
+    for args in &COMMANDS[..2] {
+        let line = run(&db.url, args).error_line().to_owned();
+        assert!(line.contains("is empty: it holds no audit log"), "{line}");
+    }
+    let left = snapshot(db.dir());
+    assert_eq!(
+        left.get(&db.dir().join("audit.db")).map(Vec::len),
+        Some(0),
+        "no schema was written into the emptied file: {:?}",
+        left.keys().collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn reading_a_log_changes_nothing_on_disk() {
+    let db = TestDb::sqlite();
+    run(&db.url, &["admin", "note", "a note"]).ok();
+    let before = snapshot(db.dir());
+    run(&db.url, &["audit", "verify"]).ok();
+    run(&db.url, &["audit", "query", "--json"]).ok();
+    assert!(before == snapshot(db.dir()), "a read changed the files");
+}
+
+/// A log written before encoding format 2 (tests/data: four admin changes,
+/// a note, five failed logins that locked bob): read-only commands may not
+/// upgrade it and say so; the first command that writes does, and every old
+/// row still verifies beside the new ones.
+#[test]
+fn a_log_from_before_format_2_is_upgraded_by_a_writer_and_still_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/audit-before-format-2.db"
+        ),
+        &path,
+    )
+    .unwrap();
+    let url = format!("sqlite://{}", path.display());
+    let line = run(&url, &["audit", "verify"]).error_line().to_owned();
+    assert!(line.contains("older than this vigil's"), "{line}");
+    run(&url, &["admin", "note", "after the upgrade"]).ok();
+    let verified = run(&url, &["audit", "verify"]).ok().to_owned();
+    assert!(verified.contains("intact: 12 events"), "{verified}");
+    let users = crate::helpers::json_lines(run(&url, &["admin", "user", "list", "--json"]).ok());
+    let bob = users
+        .iter()
+        .find(|u| u["email"] == "bob@example.com")
+        .unwrap();
+    assert_eq!(
+        bob["failed_logins"], 5,
+        "failure counts move to login_attempts"
+    );
+}

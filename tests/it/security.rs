@@ -165,6 +165,7 @@ async fn a_burst_of_failed_logins_stays_within_its_memory_bound() {
             .count();
     }
     let (_, peak) = memory_kib(gw.pid());
+    eprintln!("gateway RSS {before} KiB before 900 logins, peak {peak} KiB; {busy} busy");
     assert_eq!(gw.stop().0, 0);
     assert!(
         peak.saturating_sub(before) <= BURST_GROWTH_KIB,

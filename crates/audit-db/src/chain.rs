@@ -43,6 +43,7 @@ pub struct Pending {
     pub id: Uuid,
     pub session: Option<Uuid>,
     pub occurred_at_us: i64,
+    pub reported_at_us: Option<i64>,
     pub source: String,
     pub actor: String,
     pub kind: &'static str,
@@ -57,6 +58,7 @@ impl Pending {
             session: self.session.as_ref(),
             occurred_at_us: self.occurred_at_us,
             recorded_at_us,
+            reported_at_us: self.reported_at_us,
             source: &self.source,
             actor: &self.actor,
             kind: self.kind,
@@ -174,6 +176,7 @@ impl Plan {
                     session: ev.session,
                     occurred_at_us: ev.occurred_at_us,
                     recorded_at_us: self.recorded_at_us,
+                    reported_at_us: ev.reported_at_us,
                     source: ev.source.clone(),
                     actor: ev.actor.clone(),
                     kind: ev.kind.to_owned(),
@@ -299,7 +302,7 @@ impl Walker {
         let row = packed
             .and_then(Packed::parse)
             .ok_or(at(BreakKind::Altered))?;
-        if row.format != CURRENT_FORMAT {
+        if !encoding::FORMATS.contains(&row.format) {
             return Err(at(BreakKind::UnknownFormat(row.format)));
         }
         let hash = Hash(*row.hash);
@@ -347,6 +350,7 @@ mod tests {
             id: Uuid::from_u128(n),
             session: None,
             occurred_at_us: n as i64,
+            reported_at_us: None,
             source: "cli@test".into(),
             actor: "admin:test".into(),
             kind: "admin.note",

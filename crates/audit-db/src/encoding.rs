@@ -1,16 +1,22 @@
 //! The canonical, versioned byte encoding of an event: what the hash chain hashes.
 //!
-//! Format 1, all integers big-endian:
+//! Format 2, all integers big-endian:
 //!
 //! ```text
 //! "vigil.audit\0"  12 bytes, domain separation
-//! format           u8 = 1
+//! format           u8 = 2
 //! event id         16 bytes
 //! session          u8 0, or u8 1 + 16 bytes
 //! occurred_at_us   i64
 //! recorded_at_us   i64
+//! reported_at_us   u8 0, or u8 1 + i64 (the time a console or applet claimed)
 //! source, actor, type, payload: each u32 length + UTF-8 bytes
 //! ```
+//!
+//! Format 1 (events written before reported times were kept) is the same
+//! without `reported_at_us`. A format 1 row that has one anyway gets its
+//! bytes appended all the same, so its hash no longer matches: a reported
+//! time cannot be added to an old row unnoticed.
 //!
 //! Length prefixes make the encoding injective: no two different events
 //! share an encoding, so no edit can keep the hash.
@@ -18,7 +24,10 @@
 use uuid::Uuid;
 
 /// The encoding version new events are written with.
-pub const CURRENT_FORMAT: i16 = 1;
+pub const CURRENT_FORMAT: i16 = 2;
+
+/// Every format this version can re-encode, so verify.
+pub const FORMATS: [i16; 2] = [1, 2];
 
 const DOMAIN: &[u8; 12] = b"vigil.audit\0";
 
@@ -29,6 +38,9 @@ pub struct Fields<'a> {
     pub session: Option<&'a Uuid>,
     pub occurred_at_us: i64,
     pub recorded_at_us: i64,
+    /// The time the reporting console or applet claimed, where it differs
+    /// from `occurred_at_us` or was checked (format 2).
+    pub reported_at_us: Option<i64>,
     pub source: &'a str,
     pub actor: &'a str,
     pub kind: &'a str,
@@ -42,7 +54,7 @@ pub struct UnknownFormat(pub i16);
 
 /// Appends the canonical encoding of `fields` in `format` to `out`.
 pub fn encode(format: i16, fields: &Fields<'_>, out: &mut Vec<u8>) -> Result<(), UnknownFormat> {
-    if format != 1 {
+    if !FORMATS.contains(&format) {
         return Err(UnknownFormat(format));
     }
     out.reserve(
@@ -51,6 +63,7 @@ pub fn encode(format: i16, fields: &Fields<'_>, out: &mut Vec<u8>) -> Result<(),
             + 16
             + 17
             + 16
+            + 9
             + 16
             + fields.source.len()
             + fields.actor.len()
@@ -58,7 +71,7 @@ pub fn encode(format: i16, fields: &Fields<'_>, out: &mut Vec<u8>) -> Result<(),
             + fields.payload.len(),
     );
     out.extend_from_slice(DOMAIN);
-    out.push(1);
+    out.push(format as u8);
     out.extend_from_slice(fields.id.as_bytes());
     match fields.session {
         None => out.push(0),
@@ -69,6 +82,14 @@ pub fn encode(format: i16, fields: &Fields<'_>, out: &mut Vec<u8>) -> Result<(),
     }
     out.extend_from_slice(&fields.occurred_at_us.to_be_bytes());
     out.extend_from_slice(&fields.recorded_at_us.to_be_bytes());
+    match (format, fields.reported_at_us) {
+        (1, None) => {}
+        (_, None) => out.push(0),
+        (_, Some(t)) => {
+            out.push(1);
+            out.extend_from_slice(&t.to_be_bytes());
+        }
+    }
     for text in [fields.source, fields.actor, fields.kind, fields.payload] {
         // Texts over 4 GiB cannot reach here: payloads are bounded far below by the stores.
         out.extend_from_slice(&(text.len() as u32).to_be_bytes());
@@ -130,6 +151,7 @@ mod tests {
             session: None,
             occurred_at_us: 1,
             recorded_at_us: 2,
+            reported_at_us: None,
             source,
             actor,
             kind: "admin.note",
@@ -168,6 +190,61 @@ mod tests {
         let mut with = sample(&id, "s", "a");
         with.session = Some(&nil);
         assert_ne!(bytes(&with), bytes(&sample(&id, "s", "a")));
+    }
+
+    #[test]
+    fn a_reported_time_is_encoded_and_changes_a_format_1_row() {
+        let id = Uuid::from_u128(7);
+        let mut with = sample(&id, "s", "a");
+        with.reported_at_us = Some(5);
+        assert_ne!(bytes(&with), bytes(&sample(&id, "s", "a")));
+        let v1 = |f: &Fields<'_>| {
+            let mut out = Vec::new();
+            encode(1, f, &mut out).unwrap();
+            out
+        };
+        assert_ne!(v1(&with), v1(&sample(&id, "s", "a")));
+    }
+
+    /// The encoding is what every stored hash was computed over: a change
+    /// to it would make every existing log fail verification. Pinned here
+    /// byte for byte, for both formats.
+    #[test]
+    fn known_answers() {
+        let id = Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        let session = Uuid::from_u128(1);
+        let f = Fields {
+            id: &id,
+            session: Some(&session),
+            occurred_at_us: 1_700_000_000_000_000,
+            recorded_at_us: 1_700_000_000_000_123,
+            reported_at_us: None,
+            source: "gateway",
+            actor: "technician:ann@example.com",
+            kind: "chat.message",
+            payload: r#"{"from":"technician","text":"hi","chars":2}"#,
+        };
+        let mut v1 = Vec::new();
+        encode(1, &f, &mut v1).unwrap();
+        assert_eq!(hex::encode(&v1), "766967696c2e617564697400010123456789abcdef0123456789abcdef01000000000000000000000000000000010006\
+             0a24181e400000060a24181e407b00000007676174657761790000001a746563686e696369616e3a616e6e40\
+             6578616d706c652e636f6d0000000c636861742e6d6573736167650000002b7b2266726f6d223a22746563686e\
+             696369616e222c2274657874223a226869222c226368617273223a327d");
+        let reported = Fields {
+            reported_at_us: Some(1_699_999_999_000_000),
+            ..f
+        };
+        let mut v2 = Vec::new();
+        encode(2, &reported, &mut v2).unwrap();
+        assert_eq!(
+            sha256_hex(&v2),
+            "2e9acbae5e0b556f86210e68bbe6eb99f41c84073dacea827a0b24230d0af4e5"
+        );
+    }
+
+    fn sha256_hex(bytes: &[u8]) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(bytes))
     }
 
     #[test]

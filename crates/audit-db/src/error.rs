@@ -45,6 +45,18 @@ pub enum Error {
     #[error("event {id} refused: {reason}")]
     BadEvent { id: uuid::Uuid, reason: String },
 
+    /// A read-only command was pointed at an empty file: an emptied log is not an intact one.
+    #[error("{} is empty: it holds no audit log (was it emptied?)", path.display())]
+    Empty { path: PathBuf },
+
+    /// A read-only command was pointed at a log an older Vigil wrote, whose
+    /// schema it may not change.
+    #[error(
+        "the audit log's schema (version {found}) is older than this vigil's ({supported}); \
+             run a command that writes (vigil gateway, vigil admin ...) once to upgrade it"
+    )]
+    SchemaTooOld { found: i64, supported: i64 },
+
     /// The database was written by a newer Vigil than this one.
     #[error("database schema version {found} is newer than this vigil supports ({supported}); upgrade vigil")]
     SchemaTooNew { found: i64, supported: i64 },

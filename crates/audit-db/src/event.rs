@@ -24,6 +24,9 @@ pub struct NewEvent {
     pub source: Source,
     /// When it happened, in microseconds since the Unix epoch.
     pub occurred_at_us: i64,
+    /// The time the reporting console or applet claimed, kept beside
+    /// `occurred_at_us` (which the gateway bounds by the session's life).
+    pub reported_at_us: Option<i64>,
     /// What happened.
     pub kind: EventKind,
 }
@@ -38,6 +41,7 @@ impl NewEvent {
             actor,
             source,
             occurred_at_us: time_us::from_datetime(OffsetDateTime::now_utc()),
+            reported_at_us: None,
             kind,
         }
     }

@@ -157,6 +157,7 @@ fn prepare(e: NewEvent) -> Result<Pending> {
         id: e.id,
         session: e.session,
         occurred_at_us: e.occurred_at_us,
+        reported_at_us: e.reported_at_us,
         source: e.source.into_string(),
         actor: e.actor.into_string(),
         kind,

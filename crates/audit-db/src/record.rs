@@ -58,6 +58,9 @@ pub struct StoredEvent {
     pub occurred_at_us: i64,
     /// When the log made the event durable.
     pub recorded_at_us: i64,
+    /// The time the reporting console or applet claimed (format 2; `None`
+    /// for events the gateway or a local command saw itself).
+    pub reported_at_us: Option<i64>,
     pub source: String,
     pub actor: String,
     /// The type name, e.g. `admin.note`.
@@ -78,6 +81,7 @@ impl StoredEvent {
             session: self.session.as_ref(),
             occurred_at_us: self.occurred_at_us,
             recorded_at_us: self.recorded_at_us,
+            reported_at_us: self.reported_at_us,
             source: &self.source,
             actor: &self.actor,
             kind: &self.kind,
@@ -99,7 +103,7 @@ impl StoredEvent {
     pub fn to_json(&self) -> serde_json::Value {
         let payload = serde_json::from_str(&self.payload)
             .unwrap_or_else(|_| serde_json::Value::String(self.payload.clone()));
-        serde_json::json!({
+        let mut json = serde_json::json!({
             "seq": self.seq,
             "id": self.id,
             "session": self.session,
@@ -110,7 +114,11 @@ impl StoredEvent {
             "type": self.kind,
             "payload": payload,
             "hash": self.hash,
-        })
+        });
+        if let Some(t) = self.reported_at_us {
+            json["reported_at"] = time_us::format(t).into();
+        }
+        json
     }
 }
 

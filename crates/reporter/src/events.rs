@@ -84,6 +84,7 @@ mod tests {
             session: None,
             occurred_at_us: 0,
             recorded_at_us: 0,
+            reported_at_us: None,
             source: "cli@host".into(),
             actor: "admin:ann".into(),
             kind: "admin.note".into(),

@@ -17,13 +17,16 @@ use crate::record::{Receipt, StoredEvent};
 use postgres::PgStore;
 use sqlite::SqliteStore;
 
-/// Whether opening may create a new, empty log.
+/// Whether opening may create or change the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OpenMode {
-    /// Create the database and schema if missing (writers: gateway, `admin note`).
+    /// Create the database and schema if missing, and bring an older schema
+    /// up to date (writers: gateway, `admin`).
     Create,
-    /// The log must already exist (readers: `audit verify`, `audit query`).
-    Existing,
+    /// Read only: the log must exist, hold this version's schema, and is
+    /// neither created, migrated nor written (`audit verify`, `audit query`,
+    /// reports). Appends fail.
+    ReadOnly,
 }
 
 /// An open audit database of either kind. Cheap to clone (pools inside).
@@ -136,11 +139,19 @@ impl Store {
     }
 }
 
-/// Refuses a database whose schema is newer than the migrations compiled in.
-pub(crate) fn check_schema_version(found: Option<i64>, migrator: &Migrator) -> Result<()> {
+/// Refuses a database whose schema is newer than the migrations compiled
+/// in, or (read only, where it may not be migrated) older.
+pub(crate) fn check_schema_version(
+    found: Option<i64>,
+    migrator: &Migrator,
+    mode: OpenMode,
+) -> Result<()> {
     let supported = migrator.iter().map(|m| m.version).max().unwrap_or(0);
     match found {
         Some(found) if found > supported => Err(Error::SchemaTooNew { found, supported }),
+        Some(found) if found < supported && mode == OpenMode::ReadOnly => {
+            Err(Error::SchemaTooOld { found, supported })
+        }
         _ => Ok(()),
     }
 }

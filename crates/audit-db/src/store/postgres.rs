@@ -54,7 +54,7 @@ impl PgStore {
             .fetch_one(&mut probe)
             .await
             .map_err(db("looking for the audit log"))?;
-        if !has_log && mode == OpenMode::Existing {
+        if !has_log && mode == OpenMode::ReadOnly {
             return Err(Error::NoLog {
                 target: shown.to_owned(),
             });
@@ -70,22 +70,38 @@ impl PgStore {
                     .fetch_one(&mut probe)
                     .await
                     .map_err(db("reading the schema version"))?;
-            check_schema_version(version, &MIGRATOR)?;
+            check_schema_version(version, &MIGRATOR, mode)?;
+        } else if mode == OpenMode::ReadOnly {
+            return Err(Error::NoLog {
+                target: shown.to_owned(),
+            });
         }
         probe
             .close()
             .await
             .map_err(db("closing the probe connection"))?;
 
+        // Read only: every transaction of every connection is read-only, so
+        // nothing can be created, migrated or written, whatever runs.
+        let options = match mode {
+            OpenMode::ReadOnly => options.options([("default_transaction_read_only", "on")]),
+            OpenMode::Create => options,
+        };
         let pool = |n| {
             PgPoolOptions::new()
                 .max_connections(n)
                 .acquire_timeout(CONNECT_TIMEOUT)
                 .connect_with(options.clone())
         };
-        let writer = pool(1).await.map_err(connect_err)?;
-        MIGRATOR.run(&writer).await?;
         let readers = pool(4).await.map_err(connect_err)?;
+        let writer = match mode {
+            OpenMode::ReadOnly => readers.clone(),
+            OpenMode::Create => {
+                let writer = pool(1).await.map_err(connect_err)?;
+                MIGRATOR.run(&writer).await?;
+                writer
+            }
+        };
         Ok(Self { writer, readers })
     }
 
@@ -216,7 +232,8 @@ async fn write_once(
         "INSERT INTO audit_events (",
         columns!(),
         ") SELECT * FROM UNNEST($1::int8[], $2::uuid[], $3::uuid[], $4::int8[], $5::int8[], \
-         $6::text[], $7::text[], $8::text[], $9::text[], $10::int2[], $11::bytea[], $12::bytea[])"
+         $6::text[], $7::text[], $8::text[], $9::text[], $10::int2[], $11::bytea[], $12::bytea[], \
+         $13::int8[])"
     ))
     .bind(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.id).collect::<Vec<_>>())
@@ -234,7 +251,8 @@ async fn write_once(
     )
     .bind(vec![CURRENT_FORMAT; rows.len()])
     .bind(rows.iter().map(|r| &r.prev_hash.0[..]).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| &r.hash.0[..]).collect::<Vec<_>>());
+    .bind(rows.iter().map(|r| &r.hash.0[..]).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.reported_at_us).collect::<Vec<_>>());
     match insert.execute(&mut *tx).await {
         Ok(_) => {}
         Err(e) if !look_up_duplicates && is_unique_violation(&e) => {

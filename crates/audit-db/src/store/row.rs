@@ -13,7 +13,7 @@ use crate::record::{Hash, StoredEvent};
 macro_rules! columns {
     () => {
         "seq, event_id, session_id, occurred_at, recorded_at, \
-         source, actor, kind, payload, format, prev_hash, hash"
+         source, actor, kind, payload, format, prev_hash, hash, reported_at"
     };
 }
 pub(crate) use columns;
@@ -33,6 +33,7 @@ pub(crate) struct RawRow {
     format: i16,
     prev_hash: Vec<u8>,
     hash: Vec<u8>,
+    reported_at: Option<i64>,
 }
 
 impl TryFrom<RawRow> for StoredEvent {
@@ -53,6 +54,7 @@ impl TryFrom<RawRow> for StoredEvent {
             session: r.session_id,
             occurred_at_us: r.occurred_at,
             recorded_at_us: r.recorded_at,
+            reported_at_us: r.reported_at,
             source: r.source,
             actor: r.actor,
             kind: r.kind,

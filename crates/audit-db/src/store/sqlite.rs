@@ -55,13 +55,16 @@ impl SqliteStore {
         })?;
         if exists {
             let owned = path.to_owned();
-            tokio::task::spawn_blocking(move || probe(&owned))
+            tokio::task::spawn_blocking(move || probe(&owned, mode))
                 .await
                 .map_err(|e| Error::Task(format!("probing the database: {e}")))??;
-        } else if mode == OpenMode::Existing {
+        } else if mode == OpenMode::ReadOnly {
             return Err(Error::NotFound {
                 path: path.to_owned(),
             });
+        }
+        if mode == OpenMode::ReadOnly {
+            return Self::open_read_only(path).await;
         } else if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| Error::Create {
                 path: dir.to_owned(),
@@ -105,6 +108,34 @@ impl SqliteStore {
         Ok(Self {
             path: path.to_owned(),
             writer,
+            readers,
+        })
+    }
+
+    /// Connections that cannot write (`PRAGMA query_only`): no schema,
+    /// journal mode or page size is set, nothing migrated, and any statement
+    /// that would change the file fails. Not `SQLITE_OPEN_READONLY`: such a
+    /// connection cannot remove the `-wal` and `-shm` files SQLite makes to
+    /// read a WAL log, so every read would leave them behind; a read-write
+    /// handle in query-only mode removes them on close (and SQLite opens it
+    /// read-only anyway where the file is not writable).
+    async fn open_read_only(path: &Path) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .pragma("query_only", "ON")
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(false);
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| Error::Connect {
+                target: format!("sqlite://{}", path.display()),
+                cause: e.to_string(),
+            })?;
+        Ok(Self {
+            path: path.to_owned(),
+            writer: readers.clone(),
             readers,
         })
     }
@@ -207,16 +238,19 @@ const RANGE_SQL: &str = concat!(
     " FROM audit_events WHERE seq BETWEEN ? AND ? ORDER BY seq LIMIT ?"
 );
 
-/// A rusqlite connection to an existing file, for reading. Not read-only: a
-/// read-only connection cannot remove the -wal and -shm files it needs, so it
-/// could leave them behind; one that only reads changes nothing and, if it is
-/// the last user, removes them when it closes.
+/// A rusqlite connection to an existing file that cannot write (`PRAGMA
+/// query_only`), for reading. Not `SQLITE_OPEN_READONLY`, for the reason
+/// [`SqliteStore::open_read_only`] gives: it could not remove the -wal and
+/// -shm files it needs; this one, if it is the last user, removes them when
+/// it closes.
 fn open_existing(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
     use rusqlite::OpenFlags;
-    rusqlite::Connection::open_with_flags(
+    let conn = rusqlite::Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
+    )?;
+    conn.pragma_update(None, "query_only", true)?;
+    Ok(conn)
 }
 
 fn read_packed(path: &Path, from: i64, to: i64, limit: i64) -> Result<Vec<(i64, Option<Vec<u8>>)>> {
@@ -263,6 +297,11 @@ fn pack_row(row: &rusqlite::Row<'_>) -> Option<Vec<u8>> {
         session: session.as_ref(),
         occurred_at_us: int(3)?,
         recorded_at_us: int(4)?,
+        reported_at_us: match row.get_ref(12).ok()? {
+            ValueRef::Null => None,
+            ValueRef::Integer(n) => Some(n),
+            _ => return None,
+        },
         source: text(5)?,
         actor: text(6)?,
         kind: text(7)?,
@@ -296,19 +335,39 @@ async fn migrate(writer: &SqlitePool) -> Result<()> {
 /// rusqlite, whose close is synchronous: the -wal and -shm files this
 /// connection may create are gone again when it returns, so a refused file
 /// is left exactly as it was.
-fn probe(path: &Path) -> Result<()> {
+fn probe(path: &Path, mode: OpenMode) -> Result<()> {
     let corrupt = |e: rusqlite::Error| Error::Corrupt {
         path: path.to_owned(),
         cause: e.to_string(),
     };
+    let read_only = mode == OpenMode::ReadOnly;
+    if read_only {
+        let len = std::fs::metadata(path)
+            .map_err(|e| Error::Corrupt {
+                path: path.to_owned(),
+                cause: e.to_string(),
+            })?
+            .len();
+        if len == 0 {
+            return Err(Error::Empty {
+                path: path.to_owned(),
+            });
+        }
+    }
     let conn = open_existing(path).map_err(corrupt)?;
     let tables: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
         .and_then(|mut st| st.query_map([], |row| row.get(0))?.collect())
         .map_err(corrupt)?;
-    if !tables.is_empty() && !tables.iter().any(|t| t == "_sqlx_migrations") {
-        return Err(Error::Foreign {
-            path: path.to_owned(),
+    if (read_only || !tables.is_empty()) && !tables.iter().any(|t| t == "_sqlx_migrations") {
+        return Err(if tables.is_empty() {
+            Error::Empty {
+                path: path.to_owned(),
+            }
+        } else {
+            Error::Foreign {
+                path: path.to_owned(),
+            }
         });
     }
     if !tables.is_empty() {
@@ -317,7 +376,7 @@ fn probe(path: &Path) -> Result<()> {
                 row.get(0)
             })
             .map_err(corrupt)?;
-        check_schema_version(version, &MIGRATOR)?;
+        check_schema_version(version, &MIGRATOR, mode)?;
     }
     conn.close().map_err(|(_, e)| corrupt(e))
 }
@@ -402,7 +461,8 @@ fn insert_statement<'a>(
             .push_bind(e.payload.as_str())
             .push_bind(CURRENT_FORMAT)
             .push_bind(&r.prev_hash.0[..])
-            .push_bind(&r.hash.0[..]);
+            .push_bind(&r.hash.0[..])
+            .push_bind(e.reported_at_us);
     });
     q
 }

@@ -400,7 +400,7 @@ pub async fn a_newer_schema_is_refused(db: &TestDb) {
     log_of(db, 1).await.close().await;
     db.stamp_newer_schema().await;
     let url: DbUrl = db.url.parse().unwrap();
-    for mode in [OpenMode::Create, OpenMode::Existing] {
+    for mode in [OpenMode::Create, OpenMode::ReadOnly] {
         let err = AuditLog::open(&url, mode).await.unwrap_err();
         assert!(
             matches!(

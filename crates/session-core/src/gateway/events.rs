@@ -1,12 +1,14 @@
 //! Audit events reported by consoles and applets. The gateway decides what
 //! the reporter may say: the event's actor, source and (on a session link)
 //! session come from the authenticated link, never from the message; only
-//! the kinds a console or applet witnesses are accepted; and chat text is
-//! dropped when the group does not store it.
+//! the kinds a console or applet witnesses are accepted, about the
+//! reporter's own side; times are bounded by the session's life (the
+//! claimed time is kept beside); counts are taken from the content; and
+//! chat text is dropped when the group does not store it.
 
 use std::net::IpAddr;
 
-use audit_db::event::ChatMessage;
+use audit_db::event::{ChatMessage, Party};
 use audit_db::query::Filter;
 use audit_db::{time_us, Actor, EventKind, NewEvent, Source};
 use futures::TryStreamExt;
@@ -14,9 +16,6 @@ use uuid::Uuid;
 
 use super::Shared;
 use crate::wire::Message;
-
-/// How far ahead of the gateway's clock a reported time may be (clock skew).
-const MAX_FUTURE_US: i64 = 5 * 60 * 1_000_000;
 
 /// Who reports, as the gateway authenticated them.
 #[derive(Clone, Debug)]
@@ -62,6 +61,13 @@ impl Reporter {
         match self {
             Reporter::Console { .. } => Source::console(&ip.to_string()),
             Reporter::Applet { .. } => Source::applet(&ip.to_string()),
+        }
+    }
+
+    fn party(&self) -> Party {
+        match self {
+            Reporter::Console { .. } => Party::Technician,
+            Reporter::Applet { .. } => Party::EndUser,
         }
     }
 
@@ -137,6 +143,14 @@ pub(crate) async fn record(
     }
 }
 
+/// How far outside the session's life a reported time may lie (clock skew
+/// between the reporter and the gateway).
+const SKEW_US: i64 = 2 * 60 * 1_000_000;
+
+/// Checks a reported event against what the gateway knows, and derives
+/// what it can itself: the actor, source and session from the link; the
+/// time bounded by the session's life (the claimed time kept beside it);
+/// chat's author from the reporter's side and its length from its text.
 async fn check(
     shared: &Shared,
     reporter: &Reporter,
@@ -155,41 +169,90 @@ async fn check(
             event.kind
         ));
     }
-    if event.occurred_us > time_us::now() + MAX_FUTURE_US {
-        return Err("the event's time is in the future".to_owned());
-    }
-    let session = match (link_session, event.session) {
+    let (session, life) = match (link_session, event.session) {
         (Some(link), Some(named)) if link != named => {
             return Err(format!("this link belongs to session {link}, not {named}"))
         }
-        (Some(link), _) => Some(link),
+        (Some(link), _) => {
+            // Live on this link: it began when it was created, and has not ended.
+            let created = shared
+                .registry()
+                .created_us(link)
+                .ok_or_else(|| format!("session {link} is no longer open at this gateway"))?;
+            (
+                link,
+                Life {
+                    created,
+                    ended: None,
+                },
+            )
+        }
         (None, Some(named)) => {
-            // On a control link: only a session this technician created
-            // (it may have ended: spooled events arrive late).
+            // On a control link: a session this technician created (it may
+            // have ended: spooled events arrive late).
             let Reporter::Console { email, .. } = reporter else {
                 return Err("an applet reports only on its session link".to_owned());
             };
-            if !created_by(shared, named, email).await? {
-                return Err(format!("session {named} is not one of yours"));
-            }
-            Some(named)
+            let life = life_of(shared, named, email)
+                .await?
+                .ok_or_else(|| format!("session {named} is not one of yours"))?;
+            (named, life)
         }
-        (None, None) => None,
+        (None, None) => return Err("a reported event must name its session".to_owned()),
     };
-    let kind = match kind {
-        EventKind::ChatMessage(chat) if !reporter.store_chat() => {
-            EventKind::ChatMessage(ChatMessage { text: None, ..chat })
+    let now = time_us::now();
+    if let Some(ended) = life.ended {
+        if event.occurred_us > ended.saturating_add(SKEW_US) {
+            return Err(format!(
+                "session {session} ended at {}; nothing can happen in it after that",
+                time_us::format(ended)
+            ));
         }
-        other => other,
-    };
+    }
+    let latest = life.ended.unwrap_or(now).min(now).saturating_add(SKEW_US);
+    let earliest = life.created.saturating_sub(SKEW_US).min(latest);
+    let occurred_at_us = event.occurred_us.clamp(earliest, latest);
     Ok(NewEvent {
         id: event.id,
-        session,
+        session: Some(session),
         actor: reporter.actor(),
         source: reporter.source(ip),
-        occurred_at_us: event.occurred_us,
-        kind,
+        occurred_at_us,
+        reported_at_us: Some(event.occurred_us),
+        kind: derive(reporter, kind)?,
     })
+}
+
+/// What the gateway derives itself rather than believe: chat's author is
+/// the reporter's own side, its length is counted from its text, and the
+/// text is dropped where the group does not store it.
+fn derive(reporter: &Reporter, kind: EventKind) -> Result<EventKind, String> {
+    let EventKind::ChatMessage(chat) = kind else {
+        return Ok(kind);
+    };
+    if chat.from != reporter.party() {
+        return Err(format!(
+            "a {} reports only its own side's chat",
+            reporter_name(reporter)
+        ));
+    }
+    let chars = chat
+        .text
+        .as_ref()
+        .map_or(chat.chars, |t| t.chars().count() as u64);
+    let text = chat.text.filter(|_| reporter.store_chat());
+    Ok(EventKind::ChatMessage(ChatMessage {
+        text,
+        chars,
+        ..chat
+    }))
+}
+
+/// When a session began and (if it did) ended, as the log says.
+#[derive(Clone, Copy, Debug)]
+struct Life {
+    created: i64,
+    ended: Option<i64>,
 }
 
 fn reporter_name(r: &Reporter) -> &'static str {
@@ -199,16 +262,33 @@ fn reporter_name(r: &Reporter) -> &'static str {
     }
 }
 
-async fn created_by(shared: &Shared, session: Uuid, email: &str) -> Result<bool, String> {
-    let filter = Filter {
-        session: Some(session),
-        kind: Some("session.created".to_owned()),
-        actor: Some(Actor::technician(email).into_string()),
-        ..Filter::default()
+/// The life of `session` if `email` created it.
+async fn life_of(shared: &Shared, session: Uuid, email: &str) -> Result<Option<Life>, String> {
+    let first = |kind: &str, actor: Option<String>| {
+        let filter = Filter {
+            session: Some(session),
+            kind: Some(kind.to_owned()),
+            actor,
+            ..Filter::default()
+        };
+        async move {
+            std::pin::pin!(shared.log.query(filter))
+                .try_next()
+                .await
+                .map_err(|e| format!("looking the session up failed: {e}"))
+        }
     };
-    let found = std::pin::pin!(shared.log.query(filter))
-        .try_next()
-        .await
-        .map_err(|e| format!("looking the session up failed: {e}"))?;
-    Ok(found.is_some())
+    let created = first(
+        "session.created",
+        Some(Actor::technician(email).into_string()),
+    )
+    .await?;
+    let Some(created) = created else {
+        return Ok(None);
+    };
+    let ended = first("session.ended", None).await?;
+    Ok(Some(Life {
+        created: created.occurred_at_us,
+        ended: ended.map(|e| e.occurred_at_us),
+    }))
 }

@@ -25,6 +25,8 @@ pub(crate) struct Pickup {
 #[derive(Debug)]
 struct Entry {
     technician: String,
+    /// When it was created (microseconds since the epoch).
+    created_us: i64,
     group: Group,
     expires: Instant,
     pin: Option<String>,
@@ -148,6 +150,7 @@ impl Registry {
             guid,
             Entry {
                 technician: technician.to_owned(),
+                created_us: audit_db::time_us::now(),
                 group,
                 expires,
                 pin: Some(pin.clone()),
@@ -248,6 +251,11 @@ impl Registry {
             .collect();
         waiting.sort_by_key(|w| w.joined_us);
         waiting
+    }
+
+    /// When `guid` was created, if this gateway still holds it.
+    pub fn created_us(&self, guid: Uuid) -> Option<i64> {
+        self.sessions.get(&guid).map(|e| e.created_us)
     }
 
     /// Whether `guid` waits in `technician`'s queue.

@@ -107,6 +107,7 @@ async fn direct() -> (Console, Applet) {
             role,
             grant: vec![],
             single_prompt: false,
+            store_chat: false,
         };
         let cert = ca
             .issue(

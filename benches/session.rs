@@ -71,6 +71,7 @@ async fn engines(
     tokio::task::JoinHandle<()>,
 ) {
     let l = live(&setup.connector).await;
+    let identity = l.console_identity.clone();
     let (_commands, commands_rx) = mpsc::channel(1);
     let (events_tx, mut events) = mpsc::channel(64);
     let config = AppletConfig {
@@ -95,7 +96,7 @@ async fn engines(
     });
     let (console, _events) = Console::start(
         l.console,
-        l.guid,
+        &identity,
         l.console_reporter,
         None,
         downloads.join("console"),

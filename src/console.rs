@@ -216,7 +216,7 @@ async fn execute(
             );
             let (mut console, events) = Console::start(
                 inner.stream,
-                guid,
+                &session.credentials.identity,
                 session.reporter,
                 Some(ctx.spool.clone()),
                 ctx.args.download_dir.clone(),

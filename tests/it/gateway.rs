@@ -742,7 +742,7 @@ async fn reported_events_are_stamped_by_the_gateway_and_acknowledged_once_durabl
     live.console.shutdown().await.unwrap();
     let _ = live.applet_end.await;
     let late = Report::now(&EventKind::ChatMessage(ChatMessage {
-        from: Party::EndUser,
+        from: Party::Technician,
         text: Some("late".into()),
         chars: 4,
     }))

@@ -40,31 +40,30 @@ impl Running {
 }
 
 async fn running(data: &Path, permissions: &str, consent: ConsentMode) -> Running {
-    running_with(data, permissions, consent, &[], None, None).await
+    running_with(
+        data,
+        &["--permissions", permissions],
+        consent,
+        &[],
+        None,
+        None,
+    )
+    .await
 }
 
+/// Like [`running`], with `group` as `vigil admin group set tier1` options.
 async fn running_with(
     data: &Path,
-    permissions: &str,
+    group: &[&str],
     consent: ConsentMode,
     gateway_args: &[&str],
     screen: Option<OpenScreen>,
     input: Option<OpenInput>,
 ) -> Running {
     add_technician(data);
-    run_in(
-        data,
-        &[
-            "admin",
-            "group",
-            "set",
-            "tier1",
-            "--permissions",
-            permissions,
-        ],
-        "",
-    )
-    .ok();
+    let mut set = vec!["admin", "group", "set", "tier1"];
+    set.extend_from_slice(group);
+    run_in(data, &set, "").ok();
     let gw = start_gateway(data, gateway_args);
     let connector = connector(&gw);
     let mut tech = connector
@@ -83,7 +82,7 @@ async fn running_with(
     };
     let applet = tokio::spawn(applet::run(
         live.applet,
-        live.console_identity,
+        live.console_identity.clone(),
         config,
         live.applet_reporter,
         commands,
@@ -94,7 +93,7 @@ async fn running_with(
     )));
     let (console, console_events) = Console::start(
         live.console,
-        live.guid,
+        &live.console_identity,
         live.console_reporter,
         spool,
         data.join("console-downloads"),
@@ -477,7 +476,7 @@ async fn a_canary_chat_line_and_file_never_cross_the_gateway_in_clear() {
     std::fs::create_dir(&capture).unwrap();
     let mut s = running_with(
         dir.path(),
-        "send_files",
+        &["--permissions", "send_files"],
         ConsentMode::GrantAll,
         &["--relay-capture", capture.to_str().unwrap()],
         None,
@@ -510,6 +509,81 @@ async fn a_canary_chat_line_and_file_never_cross_the_gateway_in_clear() {
         !contains(b"CANARY-FILE"),
         "the file crossed the relay in clear"
     );
+}
+
+/// With chat storage off, the text stays inside the end-to-end session: a
+/// core dump of the gateway, taken after both sides' chat events were
+/// acknowledged, holds neither line (and does hold the session's GUID, so
+/// the dump is the gateway's memory). The log keeps each line's length.
+#[tokio::test]
+async fn with_chat_storage_off_the_text_never_reaches_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = running_with(
+        dir.path(),
+        &["--permissions", "none", "--store-chat", "false"],
+        ConsentMode::GrantAll,
+        &[],
+        None,
+        None,
+    )
+    .await;
+    // Made at run time, so no binary can contain them.
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let (technician_line, end_user_line) = (format!("TECH-{tag}"), format!("USER-{tag}"));
+    let warning = s.console.chat(&technician_line).await.unwrap();
+    assert_eq!(warning, None, "acknowledged by the gateway");
+    s.applet_commands
+        .send(AppletCommand::Chat(end_user_line.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.console_events.recv().await,
+        Some(ConsoleEvent::Chat(end_user_line.clone()))
+    );
+    // The applet reports after sending; wait until its event is in the log.
+    let reported = || {
+        events(dir.path())
+            .iter()
+            .filter(|e| e["type"] == "chat.message")
+            .count()
+    };
+    for _ in 0..200 {
+        if reported() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(reported(), 2);
+
+    let core = dir.path().join("gateway.core");
+    let dumped = std::process::Command::new("gcore")
+        .arg("-o")
+        .arg(&core)
+        .arg(s.gw.pid().to_string())
+        .output()
+        .expect("running gcore (the test scripts install gdb)");
+    assert!(
+        dumped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dumped.stderr)
+    );
+    let core = std::fs::read(dir.path().join(format!("gateway.core.{}", s.gw.pid()))).unwrap();
+    let holds = |needle: &str| memchr::memmem::find(&core, needle.as_bytes()).is_some();
+    assert!(
+        holds(&s.guid.to_string()),
+        "the dump is not the gateway's memory"
+    );
+    assert!(!holds(&tag), "a chat line reached the gateway");
+    s.close().await;
+
+    let chats: Vec<_> = events(dir.path())
+        .into_iter()
+        .filter(|e| e["type"] == "chat.message")
+        .collect();
+    for (chat, line) in chats.iter().zip([&technician_line, &end_user_line]) {
+        assert_eq!(chat["payload"]["text"], serde_json::Value::Null);
+        assert_eq!(chat["payload"]["chars"], line.chars().count());
+    }
 }
 
 #[tokio::test]
@@ -684,7 +758,15 @@ impl recorder::Source for Still {
 async fn showing_a_still(data: &Path, consent: ConsentMode) -> Running {
     let screen: OpenScreen =
         std::sync::Arc::new(|| Ok(Box::new(Still(still_picture())) as ScreenSource));
-    running_with(data, "desktop_view", consent, &[], Some(screen), None).await
+    running_with(
+        data,
+        &["--permissions", "desktop_view"],
+        consent,
+        &[],
+        Some(screen),
+        None,
+    )
+    .await
 }
 
 fn still_picture() -> recorder::Frame {
@@ -874,7 +956,7 @@ async fn remote_control_moves_the_end_users_pointer_only_with_consent() {
         let (screen, input) = x11_applet(&display.display);
         let mut s = running_with(
             dir.path(),
-            "desktop_view,remote_control",
+            &["--permissions", "desktop_view,remote_control"],
             consent,
             &[],
             Some(screen),
@@ -932,7 +1014,7 @@ async fn ending_a_session_under_view_and_control_still_audits_their_ends() {
     let (screen, input) = x11_applet(&display.display);
     let s = running_with(
         dir.path(),
-        "desktop_view,remote_control",
+        &["--permissions", "desktop_view,remote_control"],
         ConsentMode::GrantAll,
         &[],
         Some(screen),

@@ -240,6 +240,7 @@ mod tests {
             role,
             grant,
             single_prompt: false,
+            store_chat: false,
         };
         let cert = ca
             .issue(&key.csr_pem().unwrap(), &id, Duration::from_secs(600))
@@ -326,6 +327,7 @@ mod tests {
             role: Role::Applet,
             grant: vec![],
             single_prompt: false,
+            store_chat: false,
         };
         let cert = ca
             .issue(&key.csr_pem().unwrap(), &id, Duration::from_secs(60))

@@ -5,8 +5,9 @@
 //!
 //! The binding is carried in subjectAltName entries:
 //! `urn:vigil:session:<guid>`, `urn:vigil:role:<console|applet>`,
-//! `urn:vigil:grant:<permission,...>` and
-//! `urn:vigil:consent:<single-prompt|per-action>` (console only), and the DNS name
+//! `urn:vigil:grant:<permission,...>`,
+//! `urn:vigil:consent:<single-prompt|per-action>` and
+//! `urn:vigil:chat:<stored|private>` (console only), and the DNS name
 //! `<role>.<guid>.session.vigil` that the console verifies the applet by.
 
 use std::time::Duration;
@@ -59,6 +60,10 @@ pub struct SessionIdentity {
     /// One consent for the whole session instead of one per action (the
     /// console's certificate only; the group's setting).
     pub single_prompt: bool,
+    /// Chat text may go to the audit log (the console's certificate only;
+    /// the group's setting). Otherwise neither side sends it outside the
+    /// inner session: the log gets only each line's length.
+    pub store_chat: bool,
 }
 
 impl SessionIdentity {
@@ -81,6 +86,8 @@ impl SessionIdentity {
                 "per-action"
             };
             uris.push(format!("urn:vigil:consent:{consent}"));
+            let chat = if self.store_chat { "stored" } else { "private" };
+            uris.push(format!("urn:vigil:chat:{chat}"));
         }
         let mut sans = vec![SanType::DnsName(
             Self::dns_name(self.guid, self.role).try_into()?,
@@ -101,6 +108,8 @@ impl SessionIdentity {
             .map_err(|e| CaError::NotSession(e.to_string()))?
             .ok_or_else(|| bad("no subjectAltName"))?;
         let (mut guid, mut role, mut grant, mut single_prompt) = (None, None, None, false);
+        // Without the entry, chat is private: text never leaves by mistake.
+        let mut store_chat = false;
         for name in &san.value.general_names {
             let x509_parser::extensions::GeneralName::URI(uri) = name else {
                 continue;
@@ -115,6 +124,8 @@ impl SessionIdentity {
                 });
             } else if let Some(mode) = uri.strip_prefix("urn:vigil:consent:") {
                 single_prompt = mode == "single-prompt";
+            } else if let Some(chat) = uri.strip_prefix("urn:vigil:chat:") {
+                store_chat = chat == "stored";
             } else if let Some(list) = uri.strip_prefix("urn:vigil:grant:") {
                 grant = Some(
                     list.split(',')
@@ -129,6 +140,7 @@ impl SessionIdentity {
             role: role.ok_or_else(|| bad("no role"))?,
             grant: grant.unwrap_or_default(),
             single_prompt,
+            store_chat,
         })
     }
 }
@@ -232,6 +244,7 @@ mod tests {
             role: Role::Console,
             grant: vec![Permission::DesktopView, Permission::SendFiles],
             single_prompt: true,
+            store_chat: true,
         };
         let pem = ca.issue(&csr(), &id, Duration::from_secs(60)).unwrap();
         let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
@@ -246,6 +259,7 @@ mod tests {
             role: Role::Applet,
             grant: vec![],
             single_prompt: false,
+            store_chat: false,
         };
         assert!(matches!(
             ca.issue(

@@ -245,6 +245,7 @@ async fn pick_up(
         role: Role::Console,
         grant: group.permissions.clone(),
         single_prompt: group.single_prompt,
+        store_chat: group.store_chat,
     };
     let console_cert = match shared.ca.issue(console_csr, &console_id, ttl) {
         Ok(cert) => cert,
@@ -262,6 +263,7 @@ async fn pick_up(
         role: Role::Applet,
         grant: Vec::new(),
         single_prompt: false,
+        store_chat: false,
     };
     // The applet's CSR was checked when it joined. Should signing fail
     // anyway, dropping `picking` tells the applet's task, which ends the session.

@@ -149,6 +149,7 @@ where
             spool: None,
             session: console.guid,
             tape: None,
+            store_chat: console.store_chat,
         },
         grant: console.grant,
         single_prompt: console.single_prompt,

@@ -26,6 +26,7 @@ use super::sysinfo::SystemInfo;
 use super::tape::Tape;
 use super::view::{Screen, Viewer};
 use crate::client::SessionReporter;
+use crate::session_ca::SessionIdentity;
 use crate::spool::Spool;
 use crate::wire::Codec;
 
@@ -126,12 +127,13 @@ impl<S> std::fmt::Debug for Console<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
-    /// Starts the console of session `session` over `stream`; files the
-    /// technician asks for are saved in `download_dir`; events the gateway
-    /// does not acknowledge go to `spool`. Unasked-for news arrives on the receiver.
+    /// Starts the console of the session its certificate binds (`identity`)
+    /// over `stream`; files the technician asks for are saved in
+    /// `download_dir`; events the gateway does not acknowledge go to
+    /// `spool`. Unasked-for news arrives on the receiver.
     pub fn start(
         stream: S,
-        session: Uuid,
+        identity: &SessionIdentity,
         reporter: SessionReporter,
         spool: Option<Arc<Spool>>,
         download_dir: PathBuf,
@@ -140,8 +142,9 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
         let reporting = Reporting {
             reporter,
             spool,
-            session,
+            session: identity.guid,
             tape: Some(tape.clone()),
+            store_chat: identity.store_chat,
         };
         let (read, write) = tokio::io::split(stream);
         let send = Sender::new(write);

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use audit_db::event::{Direction, FileTransferred};
+use audit_db::event::{ChatMessage, Direction, FileTransferred};
 use audit_db::EventKind;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::sync::Mutex;
@@ -129,12 +129,22 @@ pub(crate) struct Reporting {
     pub session: Uuid,
     /// The console's recording, which gets a marker for every event reported.
     pub tape: Option<Arc<std::sync::Mutex<Tape>>>,
+    /// Chat text may leave the inner session (the group stores it).
+    pub store_chat: bool,
 }
 
 /// Reports an audit event. A failure never stops the session: the event is
 /// spooled for later delivery if there is a spool, and the user is told.
 pub(crate) async fn report(to: &Reporting, kind: EventKind) -> Option<String> {
     let name = kind.type_name();
+    // Where the group does not store chat, its text stays inside the
+    // session: the gateway gets (and the recording marks) only the length.
+    let kind = match kind {
+        EventKind::ChatMessage(chat) if !to.store_chat => {
+            EventKind::ChatMessage(ChatMessage { text: None, ..chat })
+        }
+        other => other,
+    };
     if let Some(tape) = &to.tape {
         let marked = tape.lock().unwrap_or_else(|e| e.into_inner()).mark(&kind);
         if let Err(e) = marked {

@@ -340,3 +340,105 @@ fn gateway_durations_out_of_range_are_refused_in_one_line() {
         assert!(r.stderr.contains("out of range"), "{}", r.stderr);
     }
 }
+
+/// What a console reports is believed only as far as the gateway can check
+/// it: not the end user's words, not a time outside the session, not its
+/// own count of a text it sends, and nothing after the session ended.
+#[tokio::test]
+async fn a_console_cannot_forge_backdate_or_miscount_what_it_reports() {
+    use audit_db::event::{ChatMessage, Party};
+    use audit_db::EventKind;
+    use session_core::client::Report;
+
+    let (dir, gw) = gateway_with(&[]);
+    let connector = connector(&gw);
+    let mut tech = connector.login(ANN, PASSWORD, None).await.unwrap();
+    let mut live = crate::helpers::live_session(&connector, &mut tech).await;
+    let chat = |from, text: &str, chars| {
+        Report::now(&EventKind::ChatMessage(ChatMessage {
+            from,
+            text: Some(text.to_owned()),
+            chars,
+        }))
+    };
+    let forged = live
+        .console_reporter
+        .report(&chat(Party::EndUser, "I agree to everything", 21))
+        .await;
+    assert!(
+        matches!(&forged, Err(ClientError::EventRefused(why)) if why.contains("own side")),
+        "{forged:?}"
+    );
+    let long = "x".repeat(60_000);
+    let miscounted = chat(Party::Technician, &long, 1);
+    live.console_reporter.report(&miscounted).await.unwrap();
+    let backdated = Report {
+        occurred_us: i64::MIN,
+        ..chat(Party::Technician, "from the dawn of time", 21)
+    };
+    live.console_reporter.report(&backdated).await.unwrap();
+    live.ping().await;
+
+    tokio::io::AsyncWriteExt::shutdown(&mut live.console)
+        .await
+        .unwrap();
+    let _ = live.applet_end.await;
+    // After the end: something that happened later is refused; a spooled
+    // event from before the end is still taken on the control link.
+    let later = Report {
+        occurred_us: audit_db::time_us::now() + 10 * 60 * 1_000_000,
+        ..chat(Party::Technician, "after the end", 13)
+    }
+    .in_session(live.guid);
+    // The end is audited once the relay stops; wait until it is durable.
+    for _ in 0..200 {
+        if events(dir.path())
+            .iter()
+            .any(|e| e["type"] == "session.ended")
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let ended = tech.report(&later).await;
+    assert!(
+        matches!(&ended, Err(ClientError::EventRefused(why)) if why.contains("ended at")),
+        "{ended:?}"
+    );
+    let spooled = chat(Party::Technician, "spooled during the session", 26).in_session(live.guid);
+    tech.report(&spooled).await.unwrap();
+    tech.logout().await.unwrap();
+    assert_eq!(gw.stop().0, 0);
+
+    let events = events(dir.path());
+    let created = events
+        .iter()
+        .find(|e| e["type"] == "session.created")
+        .unwrap();
+    let stored = |id: uuid::Uuid| {
+        events
+            .iter()
+            .find(|e| e["id"] == id.to_string())
+            .unwrap_or_else(|| panic!("event {id} was not stored"))
+    };
+    assert_eq!(stored(miscounted.id)["payload"]["chars"], 60_000);
+    let old = stored(backdated.id);
+    let at = |e: &serde_json::Value, field: &str| {
+        audit_db::time_us::parse(e[field].as_str().unwrap()).unwrap()
+    };
+    // Bounded by the session's start, less the 2 minutes allowed for clock
+    // skew (the gateway notes the start a moment before it audits it).
+    let earliest = at(created, "occurred_at") - 2 * 60 * 1_000_000 - 1_000_000;
+    assert!(at(old, "occurred_at") >= earliest, "{old}");
+    assert_eq!(
+        old["reported_at"],
+        audit_db::time_us::format(i64::MIN),
+        "the claimed time is kept"
+    );
+    assert!(events
+        .iter()
+        .all(|e| e["payload"]["text"] != "I agree to everything"));
+    assert!(events.iter().all(|e| e["id"] != later.id.to_string()));
+    assert_eq!(stored(spooled.id)["session"], live.guid.to_string());
+    assert_verifies(dir.path());
+}

@@ -160,6 +160,15 @@ fn a_log_from_before_format_2_is_upgraded_by_a_writer_and_still_verifies() {
     )
     .unwrap();
     let url = format!("sqlite://{}", path.display());
+    // Readable by others (as a checkout usually leaves it): refused until it is not.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let line = run(&url, &["admin", "note", "x"]).error_line().to_owned();
+    assert!(
+        line.contains("readable by other users (mode 0644)"),
+        "{line}"
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     let line = run(&url, &["audit", "verify"]).error_line().to_owned();
     assert!(line.contains("older than this vigil's"), "{line}");
     run(&url, &["admin", "note", "after the upgrade"]).ok();

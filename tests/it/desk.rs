@@ -162,6 +162,13 @@ fn a_console_killed_while_recording_leaves_a_readable_repairable_recording() {
     wait_until("the first screen in the file", || {
         Recording::open(&path).is_ok_and(|r| r.index.frames > 0)
     });
+    // Its start is reported once the first screen is in; killed before the
+    // gateway has it, a recording is rightly unknown to the log.
+    wait_until("recording.started in the log", || {
+        crate::helpers::events(data)
+            .iter()
+            .any(|e| e["type"] == "recording.started")
+    });
     desk.console.kill().unwrap();
     desk.console.wait().unwrap();
     let _ = desk.applet.kill();

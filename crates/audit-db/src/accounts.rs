@@ -347,71 +347,84 @@ impl Accounts {
         Ok(lifted.is_some())
     }
 
-    /// Reserves one password check for `email` (an account or not): counts
-    /// it as a failure before it runs, unless `threshold` failures are
-    /// already counted or the email is locked. Returns the attempt's place
-    /// (1 for the first since the last success), or `None`: refuse unchecked.
-    /// One statement, so concurrent attempts can never check more than
-    /// `threshold` passwords between successes.
-    pub async fn reserve_login(
-        &self,
-        email: &str,
-        threshold: u32,
-        now_us: i64,
-    ) -> Result<Option<u32>> {
-        let sql = "INSERT INTO login_attempts (email, failed_logins, locked_until, updated_at) \
-                   VALUES ($1, 1, NULL, $3) \
+    /// Counts one password check for `email` (an account or not) as under
+    /// way before it runs, unless the failures and checks under way already
+    /// reach `threshold` or the email is locked: then `false`, refuse it
+    /// unchecked. One statement, so checks that arrive at once can never
+    /// outnumber the threshold.
+    pub async fn reserve_login(&self, email: &str, threshold: u32, now_us: i64) -> Result<bool> {
+        let sql = "INSERT INTO login_attempts \
+                   (email, failed_logins, pending_logins, locked_until, updated_at) \
+                   VALUES ($1, 0, 1, NULL, $3) \
                    ON CONFLICT (email) DO UPDATE \
-                   SET failed_logins = login_attempts.failed_logins + 1, updated_at = $3 \
-                   WHERE login_attempts.failed_logins < $2 AND login_attempts.locked_until IS NULL \
-                   RETURNING failed_logins";
-        let place: Option<i64> = on_pool!(self, pool => sqlx::query_scalar(sql)
+                   SET pending_logins = login_attempts.pending_logins + 1, updated_at = $3 \
+                   WHERE login_attempts.failed_logins + login_attempts.pending_logins < $2 \
+                   AND login_attempts.locked_until IS NULL \
+                   RETURNING email";
+        let reserved: Option<String> = on_pool!(self, pool => sqlx::query_scalar(sql)
             .bind(email.to_lowercase()).bind(i64::from(threshold)).bind(now_us)
             .fetch_optional(pool).await.map_err(db("reserving a login attempt"))?);
-        Ok(place.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))
+        Ok(reserved.is_some())
     }
 
-    /// The attempt at `place` had the right password: it and every failure
-    /// before it are forgotten; attempts reserved after it still count.
-    pub async fn login_succeeded(&self, email: &str, place: u32, now_us: i64) -> Result<()> {
-        let sql = "UPDATE login_attempts \
-                   SET failed_logins = CASE WHEN failed_logins > $2 THEN failed_logins - $2 ELSE 0 END, \
-                   updated_at = $3 WHERE email = $1";
-        on_pool!(self, pool => sqlx::query(sql)
-            .bind(email.to_lowercase()).bind(i64::from(place)).bind(now_us)
-            .execute(pool).await.map_err(db("clearing failed logins"))?.rows_affected());
-        Ok(())
-    }
-
-    /// A reserved attempt whose password was never checked (the gateway was
-    /// busy): its unit is given back.
-    pub async fn release_login(&self, email: &str, now_us: i64) -> Result<()> {
-        let sql = "UPDATE login_attempts SET failed_logins = failed_logins - 1, updated_at = $2 \
-                   WHERE email = $1 AND failed_logins > 0 AND locked_until IS NULL";
-        on_pool!(self, pool => sqlx::query(sql)
-            .bind(email.to_lowercase()).bind(now_us)
-            .execute(pool).await.map_err(db("releasing a login attempt"))?.rows_affected());
-        Ok(())
-    }
-
-    /// After a wrong password: locks `email` until `until_us` (`i64::MAX`:
-    /// until an administrator unlocks it) if `threshold` failures are
-    /// counted and it is not locked yet. Returns the count if this call
+    /// A reserved check found the password wrong: one more failure, and a
+    /// lock until `until_us` (`i64::MAX`: until an administrator unlocks
+    /// it) once `threshold` are counted. Returns the count if this call
     /// locked it (exactly one of several concurrent callers does).
-    pub async fn lock_if_reached(
+    pub async fn login_failed(
         &self,
         email: &str,
         threshold: u32,
         until_us: i64,
         now_us: i64,
     ) -> Result<Option<u32>> {
-        let sql = "UPDATE login_attempts SET locked_until = $3, updated_at = $4 \
-                   WHERE email = $1 AND failed_logins >= $2 AND locked_until IS NULL \
-                   RETURNING failed_logins";
+        let sql = "UPDATE login_attempts SET \
+                   pending_logins = CASE WHEN pending_logins > 0 THEN pending_logins - 1 ELSE 0 END, \
+                   failed_logins = failed_logins + 1, \
+                   locked_until = CASE WHEN failed_logins + 1 >= $2 AND locked_until IS NULL \
+                                  THEN $3 ELSE locked_until END, \
+                   updated_at = $4 \
+                   WHERE email = $1 RETURNING failed_logins";
         let count: Option<i64> = on_pool!(self, pool => sqlx::query_scalar(sql)
             .bind(email.to_lowercase()).bind(i64::from(threshold)).bind(until_us).bind(now_us)
-            .fetch_optional(pool).await.map_err(db("locking an account"))?);
-        Ok(count.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))
+            .fetch_optional(pool).await.map_err(db("counting a failed login"))?);
+        Ok(count
+            .filter(|n| *n == i64::from(threshold))
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX)))
+    }
+
+    /// A reserved check found the password right: the failures are
+    /// forgotten, unless checks under way meanwhile locked the email, which
+    /// the lock wins. Returns whether it is locked.
+    pub async fn login_succeeded(&self, email: &str, now_us: i64) -> Result<bool> {
+        let sql = "UPDATE login_attempts SET \
+                   pending_logins = CASE WHEN pending_logins > 0 THEN pending_logins - 1 ELSE 0 END, \
+                   failed_logins = CASE WHEN locked_until IS NULL THEN 0 ELSE failed_logins END, \
+                   updated_at = $2 \
+                   WHERE email = $1 RETURNING locked_until";
+        let lock: Option<Option<i64>> = on_pool!(self, pool => sqlx::query_scalar(sql)
+            .bind(email.to_lowercase()).bind(now_us)
+            .fetch_optional(pool).await.map_err(db("clearing failed logins"))?);
+        Ok(lock.flatten().is_some())
+    }
+
+    /// A reserved check that never ran (the gateway was busy): it no longer counts.
+    pub async fn release_login(&self, email: &str, now_us: i64) -> Result<()> {
+        let sql = "UPDATE login_attempts SET pending_logins = pending_logins - 1, updated_at = $2 \
+                   WHERE email = $1 AND pending_logins > 0";
+        on_pool!(self, pool => sqlx::query(sql)
+            .bind(email.to_lowercase()).bind(now_us)
+            .execute(pool).await.map_err(db("releasing a login attempt"))?.rows_affected());
+        Ok(())
+    }
+
+    /// Forgets every check counted as under way: at a gateway's start, those
+    /// of a gateway that stopped mid-check would otherwise count for ever.
+    pub async fn forget_pending_logins(&self) -> Result<()> {
+        let sql = "UPDATE login_attempts SET pending_logins = 0 WHERE pending_logins > 0";
+        on_pool!(self, pool => sqlx::query(sql)
+            .execute(pool).await.map_err(db("forgetting pending logins"))?.rows_affected());
+        Ok(())
     }
 
     /// Clears the lock and the failure count of an account (an

@@ -45,6 +45,13 @@ pub enum Error {
     #[error("event {id} refused: {reason}")]
     BadEvent { id: uuid::Uuid, reason: String },
 
+    /// The database holds password hashes, chat and addresses, and other
+    /// users could read it.
+    #[error("{} is readable by other users (mode {mode:04o}): it holds password hashes, \
+             chat text and client addresses; run chmod 600 on it (and its -wal and -shm \
+             files) and chmod 700 on its directory", path.display())]
+    Exposed { path: PathBuf, mode: u32 },
+
     /// A read-only command was pointed at an empty file: an emptied log is not an intact one.
     #[error("{} is empty: it holds no audit log (was it emptied?)", path.display())]
     Empty { path: PathBuf },

@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 use std::io::{BufRead, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -53,9 +54,11 @@ impl Spool {
     pub fn add(&self, report: &Report) -> Result<(), SpoolError> {
         let _g = self.guard();
         let line = serde_json::to_string(report).map_err(|e| (self.err())(e.into()))?;
+        // Spooled events hold chat text: the file is the technician's alone.
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&self.path)
             .map_err(self.err())?;
         writeln!(file, "{line}").map_err(self.err())?;
@@ -100,7 +103,13 @@ impl Spool {
             };
         }
         let tmp = self.path.with_extension("tmp");
-        let mut file = std::fs::File::create(&tmp).map_err(self.err())?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(self.err())?;
         for r in &left {
             let line = serde_json::to_string(r).map_err(|e| (self.err())(e.into()))?;
             writeln!(file, "{line}").map_err(self.err())?;

@@ -165,10 +165,18 @@ fn create_dev_certificates(
     names: &[String],
 ) -> Result<(), TlsError> {
     let generate = |what| move |source| TlsError::Generate { what, source };
-    std::fs::create_dir_all(dir).map_err(|source| TlsError::Write {
-        path: dir.to_owned(),
-        source,
-    })?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        // Only the gateway's user may enter: the key is in it.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| TlsError::Write {
+                path: dir.to_owned(),
+                source,
+            })?;
+    }
     let ca_key = KeyPair::generate().map_err(generate("the development CA key"))?;
     let mut ca_params = CertificateParams::default();
     ca_params

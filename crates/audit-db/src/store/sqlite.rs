@@ -53,23 +53,27 @@ impl SqliteStore {
             path: path.to_owned(),
             source,
         })?;
-        if exists {
+        // Held while this process makes a new file into a log, so that
+        // another one never takes the empty file for an emptied log.
+        let mut creating = None;
+        if !exists && mode == OpenMode::ReadOnly {
+            return Err(Error::NotFound {
+                path: path.to_owned(),
+            });
+        } else if !exists {
+            let owned = path.to_owned();
+            creating = tokio::task::spawn_blocking(move || create_private(&owned))
+                .await
+                .map_err(|e| Error::Task(format!("creating the database: {e}")))??;
+        }
+        if creating.is_none() {
             let owned = path.to_owned();
             tokio::task::spawn_blocking(move || probe(&owned, mode))
                 .await
                 .map_err(|e| Error::Task(format!("probing the database: {e}")))??;
-        } else if mode == OpenMode::ReadOnly {
-            return Err(Error::NotFound {
-                path: path.to_owned(),
-            });
         }
         if mode == OpenMode::ReadOnly {
             return Self::open_read_only(path).await;
-        } else if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| Error::Create {
-                path: dir.to_owned(),
-                source,
-            })?;
         }
 
         let options = SqliteConnectOptions::new()
@@ -100,6 +104,7 @@ impl SqliteStore {
             .await
             .map_err(connect_err)?;
         migrate(&writer).await?;
+        drop(creating);
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -340,26 +345,28 @@ fn probe(path: &Path, mode: OpenMode) -> Result<()> {
         path: path.to_owned(),
         cause: e.to_string(),
     };
-    let read_only = mode == OpenMode::ReadOnly;
-    if read_only {
-        let len = std::fs::metadata(path)
-            .map_err(|e| Error::Corrupt {
-                path: path.to_owned(),
-                cause: e.to_string(),
-            })?
-            .len();
-        if len == 0 {
-            return Err(Error::Empty {
-                path: path.to_owned(),
-            });
-        }
+    let tables = |conn: &rusqlite::Connection| -> Result<Vec<String>> {
+        conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .and_then(|mut st| st.query_map([], |row| row.get(0))?.collect())
+            .map_err(corrupt)
+    };
+    let mut conn = open_existing(path).map_err(corrupt)?;
+    let mut names = tables(&conn)?;
+    if names.is_empty() {
+        // A process making the log right now holds its directory's lock
+        // until the schema is in: look again once it is done.
+        conn.close().map_err(|(_, e)| corrupt(e))?;
+        let _held = lock_dir(path, false).map_err(|e| Error::Corrupt {
+            path: path.to_owned(),
+            cause: e.to_string(),
+        })?;
+        conn = open_existing(path).map_err(corrupt)?;
+        names = tables(&conn)?;
     }
-    let conn = open_existing(path).map_err(corrupt)?;
-    let tables: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
-        .and_then(|mut st| st.query_map([], |row| row.get(0))?.collect())
-        .map_err(corrupt)?;
-    if (read_only || !tables.is_empty()) && !tables.iter().any(|t| t == "_sqlx_migrations") {
+    let tables = names;
+    // An emptied log is not a new one: starting a fresh chain in it would
+    // hide what was removed.
+    if !tables.iter().any(|t| t == "_sqlx_migrations") {
         return Err(if tables.is_empty() {
             Error::Empty {
                 path: path.to_owned(),
@@ -370,15 +377,82 @@ fn probe(path: &Path, mode: OpenMode) -> Result<()> {
             }
         });
     }
-    if !tables.is_empty() {
-        let version: Option<i64> = conn
-            .query_row("SELECT MAX(version) FROM _sqlx_migrations", [], |row| {
-                row.get(0)
-            })
-            .map_err(corrupt)?;
-        check_schema_version(version, &MIGRATOR, mode)?;
+    let version: Option<i64> = conn
+        .query_row("SELECT MAX(version) FROM _sqlx_migrations", [], |row| {
+            row.get(0)
+        })
+        .map_err(corrupt)?;
+    check_schema_version(version, &MIGRATOR, mode)?;
+    conn.close().map_err(|(_, e)| corrupt(e))?;
+    check_private(path)
+}
+
+/// The database and its `-wal` and `-shm` files (which SQLite creates with
+/// the database's own mode) must not be open to other users.
+fn check_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = PathBuf::from(name);
+        if let Ok(meta) = std::fs::metadata(&file) {
+            let mode = meta.permissions().mode() & 0o7777;
+            if mode & 0o077 != 0 {
+                return Err(Error::Exposed { path: file, mode });
+            }
+        }
     }
-    conn.close().map_err(|(_, e)| corrupt(e))
+    Ok(())
+}
+
+/// A new, empty database file readable by its owner only, in a directory
+/// (made if missing) that only its owner may enter. SQLite then gives the
+/// `-wal` and `-shm` files the same mode. Returns the directory's lock,
+/// held until it is dropped (once the schema is in), or `None` if another
+/// process made the file first.
+fn create_private(path: &Path) -> Result<Option<std::fs::File>> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let failed = |path: &Path, source| Error::Create {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| failed(dir, e))?;
+    }
+    let held = lock_dir(path, true).map_err(|e| failed(path, e))?;
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match created {
+        Ok(_) => Ok(Some(held)),
+        // Another process made it first: it is probed like any existing file.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
+        Err(e) => Err(failed(path, e)),
+    }
+}
+
+/// Locks the directory of `path` (`flock`), shared or exclusive, until the
+/// returned handle is dropped. The directory, not the database: closing
+/// any other descriptor of the database file would drop the `fcntl` locks
+/// SQLite holds on it in this process.
+fn lock_dir(path: &Path, exclusive: bool) -> std::io::Result<std::fs::File> {
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => dir,
+        None => Path::new("."),
+    };
+    let handle = std::fs::File::open(dir)?;
+    if exclusive {
+        handle.lock()?;
+    } else {
+        handle.lock_shared()?;
+    }
+    Ok(handle)
 }
 
 async fn read_head(conn: &mut SqliteConnection) -> Result<Head> {

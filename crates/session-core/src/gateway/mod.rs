@@ -220,6 +220,7 @@ impl Gateway {
         let accounts = Accounts::new(log.store().clone());
         let policy = Policy::load(&accounts).await?;
         policy.check()?;
+        accounts.forget_pending_logins().await?;
         let hasher = Hasher::start(config.hash_workers, config.hash_queue)
             .map_err(|e| GatewayError::Hash(e.to_string()))?;
         let dummy_hash = hasher

@@ -336,6 +336,12 @@ async fn login(
         }
     };
     let bad_credentials = || Refusal::new(ErrorCode::BadCredentials, "wrong email or password");
+    let locked = || {
+        Refusal::new(
+            ErrorCode::AccountLocked,
+            "the account is locked after too many failed logins; an administrator can unlock it",
+        )
+    };
 
     let address = match shared.login_throttle.reserve(ip, Instant::now()) {
         Ok(reserved) => reserved,
@@ -388,7 +394,7 @@ async fn login(
         .reserve_login(&email, policy.lockout_threshold, now)
         .await
         .map_err(Refusal::internal)?;
-    let Some(place) = reserved else {
+    if !reserved {
         // Locked (or about to be): the password is not checked, so the
         // answer reveals nothing about it.
         fail(if known {
@@ -397,11 +403,8 @@ async fn login(
             LoginFailure::UnknownAccount
         })
         .await?;
-        return Err(Refusal::new(
-            ErrorCode::AccountLocked,
-            "the account is locked after too many failed logins; an administrator can unlock it",
-        ));
-    };
+        return Err(locked());
+    }
 
     let hash = account
         .as_ref()
@@ -428,7 +431,7 @@ async fn login(
             .map_or(i64::MAX, |d| now.saturating_add(d.as_micros() as i64));
         let locked = shared
             .accounts
-            .lock_if_reached(&email, policy.lockout_threshold, until, time_us::now())
+            .login_failed(&email, policy.lockout_threshold, until, time_us::now())
             .await
             .map_err(Refusal::internal)?;
         fail(if known {
@@ -455,12 +458,17 @@ async fn login(
         }
         return Err(bad_credentials());
     };
-    // The right password: this attempt and the failures before it are forgiven.
-    shared
+    // The right password forgives the failures, unless checks under way
+    // meanwhile locked the account: the lock wins.
+    let still_locked = shared
         .accounts
-        .login_succeeded(&email, place, time_us::now())
+        .login_succeeded(&email, time_us::now())
         .await
         .map_err(Refusal::internal)?;
+    if still_locked {
+        fail(LoginFailure::AccountLocked).await?;
+        return Err(locked());
+    }
     shared.login_throttle.release(address);
     tech.failed_logins = 0;
 

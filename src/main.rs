@@ -9,6 +9,7 @@ mod console;
 mod convert;
 mod demo;
 mod gateway;
+mod logging;
 mod login;
 mod output;
 mod progress;
@@ -21,14 +22,13 @@ use anyhow::Result;
 use audit_db::{AuditLog, OpenMode};
 use clap::Parser;
 use cli::{AdminCommand, AuditCommand, Cli, Command, RecordingCommand};
-use tracing_subscriber::EnvFilter;
 
 /// Exit status for an operational failure (as opposed to 1, a broken chain).
 const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    logging::init(cli.verbose);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => return fail(&anyhow::Error::from(e)),
@@ -128,17 +128,4 @@ fn fail(e: &anyhow::Error) -> ExitCode {
     let message = format!("{e:#}").replace('\n', " ");
     eprintln!("vigil: error: {message}");
     ExitCode::from(EXIT_ERROR)
-}
-
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }

@@ -488,3 +488,94 @@ fn start_gateway_refused(data: &std::path::Path) -> String {
     let r = run_in(data, &["gateway", "--listen", "127.0.0.1:0"], "");
     r.error_line().to_owned()
 }
+
+/// Refusals that used to leave no trace are audited with their reason, and
+/// nothing a client sends can forge a line of the gateway's log.
+#[tokio::test]
+async fn every_refusal_is_audited_and_no_client_text_forges_a_log_line() {
+    use session_core::wire::{Frame, Kind, Message};
+
+    let dir = tempfile::tempdir().unwrap();
+    add_technician(dir.path());
+    let log = dir.path().join("gateway.log");
+    let gw = GatewayProcess::start_logging(
+        std::path::Path::new(env!("CARGO_BIN_EXE_vigil")),
+        dir.path(),
+        &[],
+        &[],
+        std::fs::File::create(&log).unwrap().into(),
+    );
+    let connector = connector(&gw);
+    let long = format!("{}@example.com", "a".repeat(600));
+    for email in ["ann\n@example.com", long.as_str()] {
+        let r = connector.login(email, "whatever it is", None).await;
+        assert_eq!(r.unwrap_err().code(), Some(ErrorCode::BadCredentials));
+    }
+    let mut tech = connector.login(ANN, PASSWORD, None).await.unwrap();
+    let stranger = uuid::Uuid::new_v4();
+    let picked = tech.pick_up(stranger).await;
+    assert_eq!(picked.unwrap_err().code(), Some(ErrorCode::UnknownSession));
+    let mut raw = connector.raw().await.unwrap();
+    raw.send(&Message::Attach {
+        guid: stranger,
+        ticket: "00".repeat(16),
+    })
+    .await
+    .unwrap();
+    assert!(matches!(
+        raw.recv().await.unwrap(),
+        Some(Message::Error { .. })
+    ));
+    // An unknown key in the first message, carrying a line of its own.
+    let forged = br#"{"email":"x@example.com","password":"y","new_password":null,"k\nINFO session_core::gateway::technician: admin@x.test logged in from 10.0.0.1":1}"#;
+    let mut raw = connector.raw().await.unwrap();
+    raw.write_frame(&Frame::with_type(Kind::Login as u8, forged))
+        .await
+        .unwrap();
+    assert!(matches!(
+        raw.recv().await.unwrap(),
+        Some(Message::Error {
+            code: ErrorCode::Malformed,
+            ..
+        })
+    ));
+    drop(tech);
+    assert_eq!(gw.stop().0, 0);
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let quoting: Vec<_> = text
+        .lines()
+        .filter(|l| l.contains("admin@x.test"))
+        .collect();
+    assert_eq!(quoting.len(), 1, "{text}");
+    assert!(
+        quoting[0].contains("closing connection from 127.0.0.1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains('\u{1b}'),
+        "no colour codes off a terminal: {text:?}"
+    );
+
+    let events = events(dir.path());
+    let reasons: Vec<_> = events
+        .iter()
+        .filter(|e| e["type"] == "login.failed")
+        .map(|e| (reason(e).to_owned(), e["payload"]["email"].clone()))
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(reasons.iter().all(|(r, _)| r == "malformed_email"));
+    assert_eq!(reasons[0].1, "ann\\n@example.com", "escaped, not raw");
+    assert!(reasons[1].1.as_str().unwrap().ends_with('…'), "shortened");
+    let pickup = events
+        .iter()
+        .find(|e| e["type"] == "session.pickup_refused")
+        .expect("the failed pickup is audited");
+    assert_eq!(pickup["payload"]["reason"], "not_waiting");
+    let attach = events
+        .iter()
+        .find(|e| e["type"] == "session.attach_refused")
+        .expect("the failed attach is audited");
+    assert_eq!(attach["payload"]["guid"], stranger.to_string());
+    assert_verifies(dir.path());
+}

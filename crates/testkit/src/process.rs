@@ -20,6 +20,17 @@ impl GatewayProcess {
     /// Starts `BIN --data DIR GLOBAL... gateway --listen 127.0.0.1:0 ARGS...`
     /// and waits until it listens.
     pub fn start(bin: &Path, data: &Path, global: &[&str], args: &[&str]) -> Self {
+        Self::start_logging(bin, data, global, args, Stdio::inherit())
+    }
+
+    /// Like [`GatewayProcess::start`], with the gateway's log (stderr) sent to `log`.
+    pub fn start_logging(
+        bin: &Path,
+        data: &Path,
+        global: &[&str],
+        args: &[&str],
+        log: Stdio,
+    ) -> Self {
         use std::io::BufRead;
         let mut child = Command::new(bin)
             .env_remove("RUST_LOG")
@@ -30,7 +41,7 @@ impl GatewayProcess {
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("starting vigil gateway");
         let mut lines =

@@ -137,7 +137,10 @@ pub(crate) async fn record(
             }
         },
         Err(message) => {
-            tracing::warn!("event {id} from {ip} refused: {message}");
+            tracing::warn!(
+                "event {id} from {ip} refused: {}",
+                crate::wire::printable(&message, 500)
+            );
             Message::EventRefused { id, message }
         }
     }

@@ -504,7 +504,11 @@ async fn wire_failure(link: &mut ServerLink, ip: IpAddr, e: &wire::WireError) {
 /// Tells the client why, logs it, and closes. Bounded: a client that does
 /// not read cannot hold the task.
 async fn refuse(link: &mut ServerLink, ip: IpAddr, code: ErrorCode, why: &str) {
-    tracing::warn!("closing connection from {ip}: {code:?}: {why}");
+    // `why` may quote what the client sent.
+    tracing::warn!(
+        "closing connection from {ip}: {code:?}: {}",
+        wire::printable(why, 500)
+    );
     say(link, wire::error(code, why)).await;
 }
 

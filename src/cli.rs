@@ -229,6 +229,11 @@ pub struct GatewayArgs {
     /// PEM private key of --cert
     #[arg(long, value_name = "FILE", requires = "cert")]
     pub key: Option<PathBuf>,
+    /// This gateway's name, recorded with the sessions it creates; at start
+    /// it ends, in the log, those of its sessions an earlier run left open.
+    /// Give each gateway sharing a database its own [default: the host name]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
     /// Extra DNS name or address for the development certificate (repeatable)
     #[arg(long = "dev-name", value_name = "NAME")]
     pub dev_names: Vec<String>,

@@ -26,7 +26,8 @@ pub async fn run(log: &AuditLog, data_dir: &Path, args: GatewayArgs) -> Result<E
             dev.identity
         }
     };
-    let mut config = GatewayConfig::new(args.listen, &host);
+    let name = args.name.as_deref().unwrap_or(&host);
+    let mut config = GatewayConfig::new(args.listen, name);
     config.handshake_timeout = args.handshake_timeout;
     config.drain_timeout = args.drain_timeout;
     config.relay_capture = args.relay_capture;

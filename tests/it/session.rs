@@ -739,6 +739,13 @@ async fn a_gateway_restarted_mid_session_loses_no_audit_event() {
         assert_eq!(stored.len(), 1, "event {} stored exactly once", report.id);
         assert_eq!(stored[0]["session"], live.guid.to_string());
     }
+    // The killed gateway's live session is ended by its next start.
+    let ends: Vec<_> = events
+        .iter()
+        .filter(|e| e["type"] == "session.ended" && e["session"] == live.guid.to_string())
+        .collect();
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    assert_eq!(ends[0]["payload"]["reason"], "gateway_restarted");
     assert_verifies(dir.path());
 }
 

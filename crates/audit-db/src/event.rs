@@ -325,6 +325,10 @@ pub struct SessionCreated {
     pub technician: String,
     /// Whether a PIN was issued for the end user to join with.
     pub pin_issued: bool,
+    /// The gateway that holds it (its `--name`); absent in events written
+    /// before gateways were named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
 }
 
 /// An end user's applet joined a session.

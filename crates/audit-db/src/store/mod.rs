@@ -103,6 +103,24 @@ impl Store {
         dispatch!(self, s => s.page(filter, after, limit).await)
     }
 
+    /// Every `session.created` event whose session has no `session.ended`,
+    /// in log order.
+    pub async fn unended_sessions(&self) -> Result<Vec<StoredEvent>> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            crate::store::row::columns!(),
+            " FROM audit_events c WHERE c.kind = 'session.created' AND NOT EXISTS \
+             (SELECT 1 FROM audit_events e WHERE e.kind = 'session.ended' \
+             AND e.session_id = c.session_id) ORDER BY c.seq"
+        );
+        let rows: Vec<row::RawRow> = match self.pools() {
+            Pools::Sqlite(pool) => sqlx::query_as(SQL).fetch_all(pool).await,
+            Pools::Postgres(pool) => sqlx::query_as(SQL).fetch_all(pool).await,
+        }
+        .map_err(crate::error::db("looking for sessions without an end"))?;
+        rows.into_iter().map(StoredEvent::try_from).collect()
+    }
+
     /// Up to `limit` stored rows with `from <= seq <= to`, in seq order.
     pub async fn range_page(&self, from: i64, to: i64, limit: i64) -> Result<Vec<StoredEvent>> {
         dispatch!(self, s => s.range_page(from, to, limit).await)

@@ -221,6 +221,7 @@ impl Gateway {
         let policy = Policy::load(&accounts).await?;
         policy.check()?;
         accounts.forget_pending_logins().await?;
+        close_orphans(&log, &config.name).await?;
         let hasher = Hasher::start(config.hash_workers, config.hash_queue)
             .map_err(|e| GatewayError::Hash(e.to_string()))?;
         let dummy_hash = hasher
@@ -329,6 +330,47 @@ impl Gateway {
         }
         report
     }
+}
+
+/// Ends, in the log, every session this gateway created that has no end: a
+/// gateway killed (or a machine lost) leaves its live sessions open there,
+/// and they cannot still be running once it starts again. Sessions created
+/// before gateways were named count as this gateway's.
+async fn close_orphans(log: &AuditLog, name: &str) -> Result<(), audit_db::Error> {
+    let orphans: Vec<NewEvent> = log
+        .store()
+        .unended_sessions()
+        .await?
+        .into_iter()
+        .filter(|created| match created.decode() {
+            Ok(Some(EventKind::SessionCreated(c))) => {
+                c.gateway.as_deref().is_none_or(|g| g == name)
+            }
+            _ => false,
+        })
+        .filter_map(|created| created.session)
+        .map(|guid| {
+            NewEvent::now(
+                Actor::system("gateway"),
+                Source::gateway(),
+                EventKind::SessionEnded(audit_db::event::SessionEnded {
+                    reason: "gateway_restarted".to_owned(),
+                    duration_ms: 0,
+                    bytes_to_applet: 0,
+                    bytes_to_console: 0,
+                }),
+            )
+            .in_session(guid)
+        })
+        .collect();
+    if !orphans.is_empty() {
+        tracing::warn!(
+            "{} sessions left open by an earlier run of this gateway are ended (gateway_restarted)",
+            orphans.len()
+        );
+        log.append(orphans).await?;
+    }
+    Ok(())
 }
 
 /// Removes sessions whose PIN expired unjoined, once a second, and once a

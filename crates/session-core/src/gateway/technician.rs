@@ -195,6 +195,7 @@ async fn create(shared: &Shared, tech: &Technician, group: &Group) -> Result<Mes
             EventKind::SessionCreated(SessionCreated {
                 technician: tech.email.clone(),
                 pin_issued: true,
+                gateway: Some(shared.config.name.clone()),
             }),
         )
         .await;

@@ -11,14 +11,15 @@ use uuid::Uuid;
 #[derive(Debug, Parser)]
 #[command(name = "vigil", version, propagate_version = true)]
 pub struct Cli {
-    /// Data directory (development certificates; the audit log is DIR/audit.db
-    /// unless --db names another database) [default: ./vigil-data]
-    #[arg(long, global = true, value_name = "DIR")]
+    /// Data directory of the commands that keep data (gateway, demo, audit,
+    /// admin, recording verify): development certificates, and the audit log
+    /// DIR/audit.db unless --db names another database [default: ./vigil-data]
+    #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
 
-    /// Audit database: sqlite://PATH or postgres://USER@HOST[:PORT]/DB
-    /// [default: sqlite://./vigil-data/audit.db]
-    #[arg(long, global = true, value_name = "URL")]
+    /// Audit database of the same commands: sqlite://PATH or
+    /// postgres://USER@HOST[:PORT]/DB [default: sqlite://./vigil-data/audit.db]
+    #[arg(long, value_name = "URL")]
     pub db: Option<String>,
 
     /// Log more to stderr (-v: info, -vv: debug); RUST_LOG overrides
@@ -73,6 +74,23 @@ pub enum Command {
     /// Convert a recording, or every recording under a directory, to MP4
     /// (H.264) or AVI (MJPEG) for ordinary video players
     Convert(ConvertArgs),
+}
+
+impl Command {
+    /// The command's name if it keeps no data of its own (a client of the
+    /// gateway, or a tool on recording files), so `--data` and `--db`
+    /// would mean nothing to it.
+    pub fn keeps_no_data(&self) -> Option<&'static str> {
+        match self {
+            Command::Login(_) => Some("login"),
+            Command::Console(_) => Some("console"),
+            Command::Applet(_) => Some("applet"),
+            Command::Convert(_) => Some("convert"),
+            Command::Recording(RecordingCommand::Verify { .. }) => None,
+            Command::Recording(_) => Some("recording"),
+            Command::Gateway(_) | Command::Demo | Command::Audit(_) | Command::Admin(_) => None,
+        }
+    }
 }
 
 /// `vigil convert`.
@@ -352,14 +370,14 @@ pub struct AppletArgs {
     /// How consent prompts are answered
     #[arg(long, value_enum, default_value = "ask")]
     pub consent: ConsentArg,
-    /// Where files from the technician are saved
     /// The X display the technician may view, e.g. :0 (without it, desktop
     /// view is refused as unavailable)
     #[arg(long, value_name = ":N")]
     pub display: Option<String>,
-    /// Screen updates per second at most
+    /// Screen updates per second at most (1 to 60)
     #[arg(long, value_name = "N", default_value = "10", value_parser = clap::value_parser!(u32).range(1..=60))]
     pub fps: u32,
+    /// Where files from the technician are saved
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub download_dir: PathBuf,
     /// One JSON object per line instead of text

@@ -27,7 +27,7 @@ pub async fn run(log: &AuditLog, data: &Path) -> Result<ExitCode> {
     println!("== starting the gateway (child process)");
     let mut gateway = spawn(
         &exe,
-        data,
+        Some(data),
         &[
             "gateway",
             "--listen",
@@ -107,10 +107,13 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
-fn spawn(exe: &Path, data: &Path, args: &[&str]) -> Result<Child> {
-    Command::new(exe)
-        .arg("--data")
-        .arg(data)
+/// `vigil [--data DATA] ARGS` (clients keep no data directory).
+fn spawn(exe: &Path, data: Option<&Path>, args: &[&str]) -> Result<Child> {
+    let mut command = Command::new(exe);
+    if let Some(data) = data {
+        command.arg("--data").arg(data);
+    }
+    command
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -149,9 +152,10 @@ async fn session(
     let applet_dl = work.join("applet-downloads");
 
     println!("== technician console (child process): logging in, creating a session");
+    let spool = work.join("console-spool.jsonl");
     let mut console = spawn(
         exe,
-        data,
+        None,
         &[
             "console",
             "--gateway",
@@ -167,6 +171,8 @@ async fn session(
             "--json",
             "--download-dir",
             path_str(&console_dl)?,
+            "--spool",
+            path_str(&spool)?,
         ],
     )?;
     drop(console.stdin.take());
@@ -195,7 +201,7 @@ async fn session(
     );
     let mut applet = spawn(
         exe,
-        data,
+        None,
         &[
             "applet",
             "--gateway",

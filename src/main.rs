@@ -40,6 +40,13 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
+    if let Some(client) = cli.command.keeps_no_data() {
+        if cli.data.is_some() || cli.db.is_some() {
+            anyhow::bail!(
+                "--data and --db mean nothing to `vigil {client}`: it keeps no audit log"
+            );
+        }
+    }
     let url = cli.db_url()?;
     let data_dir = cli.data_dir();
     match cli.command {

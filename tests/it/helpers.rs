@@ -87,13 +87,28 @@ pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
 /// The password every test account gets.
 pub const PASSWORD: &str = "violet tractor mango";
 
-/// Runs `vigil --data DIR args...` with `stdin` as its standard input.
+/// Whether `vigil ARGS` keeps data (takes `--data`); clients and the
+/// recording tools refuse it.
+fn keeps_data(args: &[&str]) -> bool {
+    match args.first().copied() {
+        Some("login" | "console" | "applet" | "convert") => false,
+        Some("recording") => args.get(1) == Some(&"verify"),
+        _ => true,
+    }
+}
+
+/// Runs `vigil --data DIR args...` (or, for a command that keeps no data,
+/// `vigil args...` in DIR) with `stdin` as its standard input.
 pub fn run_in(data: &Path, args: &[&str], stdin: &str) -> Run {
     use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_vigil"));
+    if keeps_data(args) {
+        command.arg("--data").arg(data);
+    } else {
+        command.current_dir(data);
+    }
+    let mut child = command
         .env_remove("RUST_LOG")
-        .arg("--data")
-        .arg(data)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

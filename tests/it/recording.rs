@@ -33,8 +33,7 @@ pub fn encode(data: &Path, name: &str, out: &Path) -> Run {
     let frames = ffmpeg.stdout.take().expect("piped");
     let run: Run = Command::new(env!("CARGO_BIN_EXE_vigil"))
         .env_remove("RUST_LOG")
-        .arg("--data")
-        .arg(data)
+        .current_dir(data)
         .args([
             "recording",
             "encode",

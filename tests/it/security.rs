@@ -579,3 +579,50 @@ async fn every_refusal_is_audited_and_no_client_text_forges_a_log_line() {
     assert_eq!(attach["payload"]["guid"], stranger.to_string());
     assert_verifies(dir.path());
 }
+
+/// Options a command has no use for are refused rather than ignored, and
+/// every option of the end user's applet says what it is for.
+#[test]
+fn options_mean_something_to_every_command_that_takes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = crate::helpers::vigil(
+        "sqlite:///nowhere/audit.db",
+        &[
+            "applet",
+            "--gateway",
+            "127.0.0.1:1",
+            "--fingerprint",
+            "00",
+            "--pin",
+            "1",
+        ],
+    )
+    .output()
+    .unwrap();
+    let r: crate::helpers::Run = r.into();
+    let line = r.error_line();
+    assert!(
+        line.contains("--data and --db mean nothing to `vigil applet`"),
+        "{line}"
+    );
+    let help = run_in(dir.path(), &["applet", "--help"], "")
+        .ok()
+        .to_owned();
+    assert!(!help.contains("--db"), "{help}");
+    let described = |option: &str| {
+        let at = help
+            .find(option)
+            .unwrap_or_else(|| panic!("{option} missing: {help}"));
+        help[at..]
+            .lines()
+            .nth(1)
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(
+        described("--download-dir <DIR>"),
+        "Where files from the technician are saved"
+    );
+    assert!(described("--display <:N>").starts_with("The X display the technician may view"));
+}

@@ -403,6 +403,8 @@ fn the_console_and_applet_programs_run_a_scripted_session() {
             .cloned()
             .collect()
     };
+    let ended = &find(&console_out, "ended")[0]["reason"];
+    assert_eq!(ended, "the session ended", "a normal /end is not a failure");
     let sas_c = &find(&console_out, "paired")[0]["sas"];
     let sas_a = &find(&applet_out, "paired")[0]["sas"];
     assert_eq!(sas_c, sas_a, "both sides show the same verification code");

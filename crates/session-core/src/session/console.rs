@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use recorder::input::InputEvent;
@@ -97,6 +98,9 @@ pub struct Console<S> {
     recording_required: bool,
     /// Whether the screen stream and remote control are on, as the applet last said.
     streams: Arc<watch::Sender<Streams>>,
+    /// Set once the technician ends the session: the applet's side closing
+    /// after that is the end asked for, not a failure.
+    closing: Arc<AtomicBool>,
 }
 
 /// The read loop's side of the screen: the stream's decoder, and what is on.
@@ -152,6 +156,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
         let (events_tx, events) = mpsc::channel(256);
         let (viewer, screen) = Viewer::new();
         let streams = Arc::new(watch::Sender::new(Streams::default()));
+        let closing = Arc::new(AtomicBool::new(false));
         let reader = tokio::spawn(read_loop(
             FramedRead::new(read, Codec),
             send.clone(),
@@ -163,6 +168,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
                 viewer,
                 streams: streams.clone(),
             },
+            closing.clone(),
         ));
         let console = Self {
             send,
@@ -173,6 +179,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
             tape,
             recording_required: false,
             streams,
+            closing,
         };
         (console, events)
     }
@@ -486,6 +493,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
             let ended = streams.wait_for(|s| *s == Streams::default());
             let _ = tokio::time::timeout(std::time::Duration::from_secs(10), ended).await;
         }
+        self.closing.store(true, Ordering::Release);
         self.send.shutdown().await;
         if let Some(reader) = self.reader.take() {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(10), reader).await;
@@ -535,6 +543,7 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Send + 'static>(
     download_dir: PathBuf,
     events: mpsc::Sender<ConsoleEvent>,
     screens: Screens,
+    closing: Arc<AtomicBool>,
 ) {
     let Screens {
         mut viewer,
@@ -557,7 +566,13 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Send + 'static>(
     };
     let ended = loop {
         let message = match frames.next().await {
+            None if closing.load(Ordering::Acquire) => break "the session ended".to_owned(),
             None => break "the end user's applet closed the session".to_owned(),
+            // Once the technician has ended it, the relay may close the link
+            // before the applet's own close reaches us: that is the end asked for.
+            Some(Err(_)) if closing.load(Ordering::Acquire) => {
+                break "the session ended".to_owned()
+            }
             Some(Err(e)) => break format!("the session failed: {e}"),
             Some(Ok(frame)) => match Inner::decode(&frame) {
                 Ok(m) => m,

@@ -95,7 +95,7 @@ fn main() {
 /// Alternating chat messages and file transfers in one session, as a busy
 /// gateway would record them.
 fn realistic_event(i: usize, session: Uuid) -> NewEvent {
-    let kind = if i % 2 == 0 {
+    let kind = if i.is_multiple_of(2) {
         EventKind::ChatMessage(ChatMessage {
             from: Party::Technician,
             text: Some(format!(

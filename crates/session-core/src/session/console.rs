@@ -103,10 +103,12 @@ pub struct Console<S> {
     closing: Arc<AtomicBool>,
 }
 
-/// The read loop's side of the screen: the stream's decoder, and what is on.
+/// The read loop's side of the screen: the stream's decoder, what is on,
+/// and whether the technician is ending the session.
 struct Screens {
     viewer: Viewer,
     streams: Arc<watch::Sender<Streams>>,
+    closing: Arc<AtomicBool>,
 }
 
 /// What runs on the applet that must end, audited, before the session closes.
@@ -167,8 +169,8 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
             Screens {
                 viewer,
                 streams: streams.clone(),
+                closing: closing.clone(),
             },
-            closing.clone(),
         ));
         let console = Self {
             send,
@@ -543,11 +545,11 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Send + 'static>(
     download_dir: PathBuf,
     events: mpsc::Sender<ConsoleEvent>,
     screens: Screens,
-    closing: Arc<AtomicBool>,
 ) {
     let Screens {
         mut viewer,
         streams,
+        closing,
     } = screens;
     let tape = reporting.tape.clone().unwrap_or_default();
     let mut incoming: HashMap<Uuid, Incoming> = HashMap::new();

@@ -27,6 +27,11 @@ pub struct Setup {
 impl Setup {
     /// Group `bench` with `permissions`, its technician, and a gateway.
     pub fn start(permissions: &str) -> Self {
+        Self::with_policy(permissions, &[])
+    }
+
+    /// Like [`Setup::start`], with `vigil admin policy set POLICY...` first.
+    pub fn with_policy(permissions: &str, policy: &[&str]) -> Self {
         let bin = Path::new(env!("CARGO_BIN_EXE_vigil"));
         let dir = tempfile::tempdir().expect("a temporary directory");
         vigil(
@@ -48,6 +53,11 @@ impl Setup {
             &["admin", "user", "add", USER, "--group", "bench"],
             PASSWORD,
         );
+        if !policy.is_empty() {
+            let mut set = vec!["admin", "policy", "set"];
+            set.extend_from_slice(policy);
+            vigil(bin, dir.path(), &set, "");
+        }
         let gw = GatewayProcess::start(bin, dir.path(), &[], &[]);
         let trust = Trust::ca_file(&gw.ca).expect("the gateway's CA");
         let connector = Connector::new(&gw.addr, &trust, "vigil bench").expect("a connector");

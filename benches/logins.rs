@@ -32,7 +32,9 @@ fn main() {
         let connector = &setup.connector;
         let timed = |email: String| async move {
             let start = Instant::now();
-            let refused = connector.login(&email, "not the password at all", None).await;
+            let refused = connector
+                .login(&email, "not the password at all", None)
+                .await;
             let took = start.elapsed();
             assert_eq!(
                 refused.err().and_then(|e| e.code()),
@@ -54,8 +56,14 @@ fn main() {
     setup.stop();
     let (k, u) = (median(known), median(unknown));
     let ratio = u.as_secs_f64() / k.as_secs_f64();
-    println!("ours: wrong password of an account, median {:.2} ms over {ROUNDS}", ms(k));
-    println!("reference: unknown email, median {:.2} ms over {ROUNDS}", ms(u));
+    println!(
+        "ours: wrong password of an account, median {:.2} ms over {ROUNDS}",
+        ms(k)
+    );
+    println!(
+        "reference: unknown email, median {:.2} ms over {ROUNDS}",
+        ms(u)
+    );
     println!(
         "ratio unknown/known {ratio:.3} (difference {:+.2} ms; target: no measurable difference)",
         ms(u) - ms(k)

@@ -45,7 +45,7 @@ pub async fn run(args: ConsoleArgs) -> Result<ExitCode> {
     let mut tech = connector
         .login(&args.user, &password, None)
         .await
-        .with_context(|| format!("cannot log in to {}", args.connect.gateway))?;
+        .context("cannot log in")?;
     let spool = Arc::new(Spool::new(&args.spool));
     let permissions: Vec<_> = tech.info.permissions.iter().map(|p| p.as_str()).collect();
     out.emit(

@@ -31,7 +31,7 @@ pub async fn run(args: LoginArgs) -> Result<ExitCode> {
     let tech = connector
         .login(&args.user, &password, new_password.as_deref())
         .await
-        .with_context(|| format!("cannot log in to {}", args.connect.gateway))?;
+        .context("cannot log in")?;
     let info = &tech.info;
     let permissions: Vec<_> = info.permissions.iter().map(|p| p.as_str()).collect();
     println!("logged in as {} ({})", info.email, info.role);

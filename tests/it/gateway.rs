@@ -157,7 +157,12 @@ fn an_untrusted_ca_or_a_wrong_fingerprint_is_refused_by_the_client() {
         ],
         &format!("{PASSWORD}\n"),
     );
-    assert!(r.error_line().contains("not trusted"), "{}", r.stderr);
+    let line = r.error_line();
+    assert!(
+        line.contains("does not match the --fingerprint given"),
+        "{line}"
+    );
+    assert_eq!(line.matches(&gw.addr).count(), 1, "said once: {line}");
     assert_eq!(gw.stop().0, 0);
     assert!(of_type(&events(dir.path()), "login.succeeded").is_empty());
 }

@@ -322,7 +322,10 @@ struct PinMismatch;
 
 impl fmt::Display for PinMismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("no certificate presented by the gateway has the pinned fingerprint")
+        f.write_str(
+            "its certificate does not match the --fingerprint given (neither it nor its CA \
+             has that SHA-256): this is another gateway, or its certificate changed",
+        )
     }
 }
 

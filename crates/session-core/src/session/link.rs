@@ -156,7 +156,8 @@ pub(crate) async fn report(to: &Reporting, kind: EventKind) -> Option<String> {
         Ok(_) => return None,
         Err(e) => e,
     };
-    tracing::warn!("could not report {name}: {error}");
+    // The caller shows the returned warning; logging it too would say it twice.
+    tracing::debug!("could not report {name}: {error}");
     match &to.spool {
         Some(spool) => match spool.add(&report) {
             Ok(()) => Some(format!(

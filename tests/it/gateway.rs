@@ -10,24 +10,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{
     add_technician, assert_verifies, connector, events, live_session, run_in, start_gateway,
-    start_gateway_with_db, GatewayProcess, PASSWORD,
+    start_gateway_with_db, technician_and_gateway, GatewayProcess, PASSWORD,
 };
 
 const ANN: &str = "ann@example.com";
-
-/// A data directory with ann's account, the access policy changed by
-/// `policy` (`vigil admin policy set` options), and a gateway started with `args`.
-fn technician_and_gateway(policy: &[&str], args: &[&str]) -> (tempfile::TempDir, GatewayProcess) {
-    let dir = tempfile::tempdir().unwrap();
-    add_technician(dir.path());
-    if !policy.is_empty() {
-        let mut set = vec!["admin", "policy", "set"];
-        set.extend_from_slice(policy);
-        run_in(dir.path(), &set, "").ok();
-    }
-    let gw = start_gateway(dir.path(), args);
-    (dir, gw)
-}
 
 fn login_cmd(data: &Path, gw: &GatewayProcess, password: &str) -> crate::helpers::Run {
     let ca = gw.ca.to_str().expect("a UTF-8 path");

@@ -152,6 +152,23 @@ pub fn add_technician(data: &Path) {
     .ok();
 }
 
+/// A data directory with ann's account, the access policy changed by
+/// `policy` (`vigil admin policy set` options), and a gateway started with `args`.
+pub fn technician_and_gateway(
+    policy: &[&str],
+    args: &[&str],
+) -> (tempfile::TempDir, GatewayProcess) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    add_technician(dir.path());
+    if !policy.is_empty() {
+        let mut set = vec!["admin", "policy", "set"];
+        set.extend_from_slice(policy);
+        run_in(dir.path(), &set, "").ok();
+    }
+    let gw = start_gateway(dir.path(), args);
+    (dir, gw)
+}
+
 /// A `vigil gateway` child process on a loopback port of its own.
 pub type GatewayProcess = testkit::GatewayProcess;
 

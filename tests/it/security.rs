@@ -8,23 +8,11 @@ use session_core::client::ClientError;
 use session_core::wire::ErrorCode;
 
 use crate::helpers::{
-    add_technician, assert_verifies, connector, events, run_in, start_gateway, GatewayProcess,
-    PASSWORD,
+    add_technician, assert_verifies, connector, events, run_in, start_gateway,
+    technician_and_gateway, GatewayProcess, PASSWORD,
 };
 
 const ANN: &str = "ann@example.com";
-
-fn gateway_with(policy: &[&str]) -> (tempfile::TempDir, GatewayProcess) {
-    let dir = tempfile::tempdir().unwrap();
-    add_technician(dir.path());
-    if !policy.is_empty() {
-        let mut set = vec!["admin", "policy", "set"];
-        set.extend_from_slice(policy);
-        run_in(dir.path(), &set, "").ok();
-    }
-    let gw = start_gateway(dir.path(), &[]);
-    (dir, gw)
-}
 
 fn reason(event: &serde_json::Value) -> &str {
     event["payload"]["reason"].as_str().unwrap_or_default()
@@ -43,7 +31,7 @@ async fn at_once(
 
 #[tokio::test]
 async fn a_hundred_guesses_at_once_check_at_most_the_lockout_threshold() {
-    let (dir, gw) = gateway_with(&[]);
+    let (dir, gw) = technician_and_gateway(&[], &[]);
     let connector = connector(&gw);
     // 99 wrong passwords, then the right one, all in flight together.
     let mut attempts: Vec<_> = (0..99)
@@ -104,7 +92,7 @@ async fn a_hundred_guesses_at_once_check_at_most_the_lockout_threshold() {
 
 #[tokio::test]
 async fn a_hundred_logins_at_once_from_one_address_check_at_most_its_limit() {
-    let (dir, gw) = gateway_with(&[]);
+    let (dir, gw) = technician_and_gateway(&[], &[]);
     let connector = connector(&gw);
     let attempts: Vec<_> = (0..100)
         .map(|i| (format!("nobody{i}@example.com"), "some password".to_owned()))
@@ -151,7 +139,7 @@ const BURST_GROWTH_KIB: u64 = 160 * 1024;
 
 #[tokio::test]
 async fn a_burst_of_failed_logins_stays_within_its_memory_bound() {
-    let (dir, gw) = gateway_with(&["--ip-failure-limit", "100000"]);
+    let (dir, gw) = technician_and_gateway(&["--ip-failure-limit", "100000"], &[]);
     let connector = connector(&gw);
     let (before, _) = memory_kib(gw.pid());
     let mut busy = 0;
@@ -182,7 +170,10 @@ async fn a_burst_of_failed_logins_stays_within_its_memory_bound() {
 
 #[tokio::test]
 async fn unknown_accounts_lock_like_real_ones_and_only_the_password_holder_learns_disabled() {
-    let (dir, gw) = gateway_with(&["--lockout-threshold", "3", "--ip-failure-limit", "1000"]);
+    let (dir, gw) = technician_and_gateway(
+        &["--lockout-threshold", "3", "--ip-failure-limit", "1000"],
+        &[],
+    );
     let connector = connector(&gw);
     for email in [ANN, "nobody@example.com"] {
         for _ in 0..3 {
@@ -215,7 +206,10 @@ async fn unknown_accounts_lock_like_real_ones_and_only_the_password_holder_learn
 
 #[tokio::test]
 async fn pins_guessed_from_many_addresses_are_withdrawn_and_raise_an_alarm() {
-    let (dir, gw) = gateway_with(&["--pin-guess-budget", "6", "--pin-gateway-limit", "12"]);
+    let (dir, gw) = technician_and_gateway(
+        &["--pin-guess-budget", "6", "--pin-gateway-limit", "12"],
+        &[],
+    );
     let connector = connector(&gw);
     let mut tech = connector.login(ANN, PASSWORD, None).await.unwrap();
     let session = tech.create_session().await.unwrap();
@@ -351,7 +345,7 @@ async fn a_console_cannot_forge_backdate_or_miscount_what_it_reports() {
     use audit_db::EventKind;
     use session_core::client::Report;
 
-    let (dir, gw) = gateway_with(&[]);
+    let (dir, gw) = technician_and_gateway(&[], &[]);
     let connector = connector(&gw);
     let mut tech = connector.login(ANN, PASSWORD, None).await.unwrap();
     let mut live = crate::helpers::live_session(&connector, &mut tech).await;

@@ -377,7 +377,7 @@ async fn login(
         .lift_expired_lock(&email, now)
         .await
         .map_err(Refusal::internal)?;
-    if lifted && account.is_some() {
+    if lifted && known {
         shared
             .audit(
                 Actor::system("gateway"),
@@ -411,7 +411,7 @@ async fn login(
         .as_ref()
         .map_or(shared.dummy_hash.as_str(), |t| t.password_hash.as_str());
     let right = match shared.hasher.verify(hash, password).await {
-        Ok(right) => right && account.is_some(),
+        Ok(right) => right && known,
         Err(Busy) => {
             // Not checked: the email's unit is given back (the address's is not).
             shared
@@ -430,7 +430,7 @@ async fn login(
         let until = policy
             .lockout()
             .map_or(i64::MAX, |d| now.saturating_add(d.as_micros() as i64));
-        let locked = shared
+        let locked_now = shared
             .accounts
             .login_failed(&email, policy.lockout_threshold, until, time_us::now())
             .await
@@ -441,7 +441,7 @@ async fn login(
             LoginFailure::UnknownAccount
         })
         .await?;
-        if let (Some(failures), true) = (locked, known) {
+        if let (Some(failures), true) = (locked_now, known) {
             shared
                 .audit(
                     Actor::system("gateway"),

@@ -1,4 +1,4 @@
-//! Vigil's audit log: the typed event model, its canonical encoding, the
+//! Vigil's audit log: the canonical encoding of `audit-event`'s events, the
 //! SHA-256 hash chain that makes the log tamper-evident, and the SQLite and
 //! PostgreSQL stores behind one interface.
 //!
@@ -11,13 +11,15 @@ pub mod accounts;
 pub mod chain;
 pub mod encoding;
 mod error;
-pub mod event;
 mod log;
 pub mod query;
 pub mod record;
 pub mod store;
-pub mod time_us;
 pub mod verify;
+
+// The event model lives in `audit-event`, which clients link without SQL;
+// the log's API speaks it, so it is re-exported here under the same paths.
+pub use audit_event::{event, time_us};
 
 pub use accounts::Accounts;
 pub use chain::{Anchor, BreakKind, ChainBreak, Head};

@@ -20,11 +20,12 @@ use std::time::{Duration, Instant};
 
 use common::{pair, through_gateway, throughput, Applet, Console, Setup, PASSWORD, USER};
 use futures::StreamExt;
+use gateway::session_ca::SessionCa;
+use protocol::identity::{Role, SessionIdentity};
+use protocol::tls::{self, Trust};
+use protocol::wire::{self, Link, Message};
 use session_core::client::Connector;
 use session_core::inner::{self, Credentials, SessionKey};
-use session_core::session_ca::{Role, SessionCa, SessionIdentity};
-use session_core::tls::{self, Trust};
-use session_core::wire::{self, Link, Message};
 use testkit::GatewayProcess;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

@@ -12,7 +12,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Setup, USER};
-use session_core::wire::ErrorCode;
+use protocol::wire::ErrorCode;
 
 /// Logins timed on each side.
 const ROUNDS: usize = 90;

@@ -7,8 +7,8 @@ use anyhow::{Context, Result};
 use audit_db::accounts::Group;
 use audit_db::event::AdminNote;
 use audit_db::{Accounts, Actor, AuditLog, EventKind, NewEvent, Source};
-use session_core::admin::Admin;
-use session_core::auth::Policy;
+use gateway::admin::Admin;
+use gateway::auth::Policy;
 
 use crate::cli::{
     AsAdmin, GroupCommand, GroupSettings, PasswordSource, PolicyCommand, PolicySettings,

@@ -11,8 +11,8 @@ use anyhow::{bail, Context, Result};
 use audit_db::accounts::{Group, Role};
 use audit_db::{Accounts, AuditLog, Filter, Permission, Source};
 use futures::TryStreamExt;
+use gateway::admin::Admin;
 use serde_json::Value;
-use session_core::admin::Admin;
 
 const GROUP: &str = "demo";
 const TECHNICIAN: &str = "demo.technician@example.com";

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use audit_db::AuditLog;
-use session_core::gateway::{Gateway, GatewayConfig};
-use session_core::tls::{self, DevCertificates, Identity};
+use gateway::{Gateway, GatewayConfig};
+use protocol::tls::{self, DevCertificates, Identity};
 
 use crate::cli::GatewayArgs;
 

@@ -4,8 +4,8 @@
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use protocol::tls::Trust;
 use session_core::client::Connector;
-use session_core::tls::Trust;
 
 use crate::cli::{ConnectArgs, LoginArgs};
 

@@ -6,10 +6,10 @@
 use std::path::Path;
 use std::time::Instant;
 
+use protocol::identity::SessionIdentity;
+use protocol::tls::Trust;
 use session_core::client::{Connector, SessionLink, SessionReporter, Technician};
 use session_core::inner;
-use session_core::session_ca::SessionIdentity;
-use session_core::tls::Trust;
 use testkit::GatewayProcess;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 

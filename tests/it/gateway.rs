@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use protocol::wire::{ErrorCode, Message};
 use session_core::client::ClientError;
-use session_core::wire::{ErrorCode, Message};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{
@@ -113,7 +113,7 @@ fn an_untrusted_ca_or_a_wrong_fingerprint_is_refused_by_the_client() {
     let (dir, gw) = technician_and_gateway(&[], &[]);
     // Another gateway's development CA.
     let other = tempfile::tempdir().unwrap();
-    session_core::tls::DevCertificates::load_or_create(other.path(), &[]).unwrap();
+    protocol::tls::DevCertificates::load_or_create(other.path(), &[]).unwrap();
     let other_ca = other.path().join("tls/ca.pem");
     let r = run_in(
         dir.path(),
@@ -421,8 +421,7 @@ async fn bad_input_closes_only_its_own_connection() {
 
     // A real TLS ClientHello, then silence: dropped by the handshake deadline (10 s).
     let config =
-        session_core::tls::client_config(&session_core::tls::Trust::ca_file(&gw.ca).unwrap())
-            .unwrap();
+        protocol::tls::client_config(&protocol::tls::Trust::ca_file(&gw.ca).unwrap()).unwrap();
     let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let mut hello = Vec::new();
     rustls::ClientConnection::new(config, name)

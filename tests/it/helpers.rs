@@ -189,7 +189,7 @@ pub fn start_gateway_with_db(data: &Path, db: &str) -> GatewayProcess {
 
 /// A client connector trusting `gw`'s CA file.
 pub fn connector(gw: &GatewayProcess) -> session_core::client::Connector {
-    let trust = session_core::tls::Trust::ca_file(&gw.ca).expect("reading the CA file");
+    let trust = protocol::tls::Trust::ca_file(&gw.ca).expect("reading the CA file");
     session_core::client::Connector::new(&gw.addr, &trust, "vigil tests").expect("a connector")
 }
 
@@ -215,7 +215,7 @@ pub struct Live {
     pub applet_reporter: session_core::client::SessionReporter,
     pub guid: uuid::Uuid,
     /// The console as the applet verified it (with the signed grant).
-    pub console_identity: session_core::session_ca::SessionIdentity,
+    pub console_identity: protocol::identity::SessionIdentity,
 }
 
 pub async fn live_session(

@@ -4,8 +4,8 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use protocol::wire::ErrorCode;
 use session_core::client::ClientError;
-use session_core::wire::ErrorCode;
 
 use crate::helpers::{
     add_technician, assert_verifies, connector, events, run_in, start_gateway,
@@ -487,7 +487,7 @@ fn start_gateway_refused(data: &std::path::Path) -> String {
 /// nothing a client sends can forge a line of the gateway's log.
 #[tokio::test]
 async fn every_refusal_is_audited_and_no_client_text_forges_a_log_line() {
-    use session_core::wire::{Frame, Kind, Message};
+    use protocol::wire::{Frame, Kind, Message};
 
     let dir = tempfile::tempdir().unwrap();
     add_technician(dir.path());
@@ -521,7 +521,7 @@ async fn every_refusal_is_audited_and_no_client_text_forges_a_log_line() {
         Some(Message::Error { .. })
     ));
     // An unknown key in the first message, carrying a line of its own.
-    let forged = br#"{"email":"x@example.com","password":"y","new_password":null,"k\nINFO session_core::gateway::technician: admin@x.test logged in from 10.0.0.1":1}"#;
+    let forged = br#"{"email":"x@example.com","password":"y","new_password":null,"k\nINFO gateway::technician: admin@x.test logged in from 10.0.0.1":1}"#;
     let mut raw = connector.raw().await.unwrap();
     raw.write_frame(&Frame::with_type(Kind::Login as u8, forged))
         .await

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use audit_db::Permission;
+use audit_event::Permission;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
@@ -18,10 +18,10 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::inner::{Credentials, InnerError, SessionKey};
-use crate::readahead::ReadAhead;
-use crate::session_ca::Role;
-use crate::tls::{self, TlsError, Trust};
-use crate::wire::{self, ErrorCode, Frame, Link, Message, Waiting, WireError};
+use protocol::identity::Role;
+use protocol::readahead::ReadAhead;
+use protocol::tls::{self, TlsError, Trust};
+use protocol::wire::{self, ErrorCode, Frame, Link, Message, Waiting, WireError};
 
 /// How long connecting (TCP and TLS) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -324,7 +324,7 @@ pub struct Report {
 
 impl Report {
     /// An event that happens now.
-    pub fn now(kind: &audit_db::EventKind) -> Self {
+    pub fn now(kind: &audit_event::EventKind) -> Self {
         let payload = kind
             .payload_json()
             .ok()
@@ -332,7 +332,7 @@ impl Report {
             .unwrap_or(serde_json::Value::Null);
         Self {
             id: Uuid::now_v7(),
-            occurred_us: audit_db::time_us::now(),
+            occurred_us: audit_event::time_us::now(),
             session: None,
             kind: kind.type_name().to_owned(),
             payload,

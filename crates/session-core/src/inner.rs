@@ -14,8 +14,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
 use uuid::Uuid;
 
-use crate::session_ca::{Role, SessionIdentity};
-use crate::tls::provider;
+use protocol::identity::{Role, SessionIdentity};
+use protocol::tls::provider;
 
 /// The inner session could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -228,8 +228,8 @@ fn peer_identity(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session_ca::SessionCa;
-    use audit_db::Permission;
+    use audit_event::Permission;
+    use gateway::session_ca::SessionCa;
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -1,17 +1,11 @@
-//! Vigil's session engine: the wire protocol, TLS and the session CA, and
-//! the gateway, console and applet ends of a support session.
+//! The client side of a support session: connecting to the gateway and
+//! logging in (`client`), the end-to-end inner TLS between console and
+//! applet (`inner`), the console's spool of unacknowledged events, and the
+//! console and applet engines (`session`). Links no database driver and no
+//! password hashing: the applet is built from it.
 #![forbid(unsafe_code)]
 
-pub mod admin;
-pub mod auth;
 pub mod client;
-pub mod gateway;
-pub mod hasher;
 pub mod inner;
-pub mod readahead;
 pub mod session;
-pub mod session_ca;
 pub mod spool;
-pub mod throttle;
-pub mod tls;
-pub mod wire;

@@ -157,8 +157,8 @@ pub enum DeliverError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use audit_db::event::{ChatMessage, Party};
-    use audit_db::EventKind;
+    use audit_event::event::{ChatMessage, Party};
+    use audit_event::EventKind;
 
     fn chat(n: u64) -> Report {
         Report::now(&EventKind::ChatMessage(ChatMessage {

@@ -7,11 +7,11 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
-use audit_db::event::{
+use audit_event::event::{
     ChatMessage, Consent, Denial, Direction, Party, PermissionDenied, PermissionGranted,
     RemoteControlEnded, RemoteControlStarted,
 };
-use audit_db::{EventKind, Permission};
+use audit_event::{EventKind, Permission};
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
@@ -24,8 +24,8 @@ use super::proto::{Control, Inner};
 use super::sysinfo::SystemInfo;
 use super::view::{InputSink, OpenInput, OpenScreen, Streaming};
 use crate::client::SessionReporter;
-use crate::session_ca::SessionIdentity;
-use crate::wire::Codec;
+use protocol::identity::SessionIdentity;
+use protocol::wire::Codec;
 
 /// Permissions this build can always act on; desktop view needs a screen
 /// ([`AppletConfig::screen`]); every other one is refused as unavailable.

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use audit_db::Permission;
+use audit_event::Permission;
 use uuid::Uuid;
 
 /// One line of console input.
@@ -93,7 +93,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
             }
         })),
         "ask" => Command::Ask(need("a permission")?.parse().map_err(
-            |e: audit_db::event::UnknownPermission| format!("unknown permission {:?}", e.0),
+            |e: audit_event::event::UnknownPermission| format!("unknown permission {:?}", e.0),
         )?),
         "send" => Command::Send(PathBuf::from(need("a file")?)),
         "get" => Command::Get(need("a path")?.to_owned()),

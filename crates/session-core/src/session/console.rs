@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use recorder::input::InputEvent;
 use recorder::vrec::Finished;
 
-use audit_db::event::{ChatMessage, Denial, Direction, Party, PermissionRequested};
-use audit_db::{EventKind, Permission};
+use audit_event::event::{ChatMessage, Denial, Direction, Party, PermissionRequested};
+use audit_event::{EventKind, Permission};
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf};
 use tokio::sync::{mpsc, watch};
@@ -27,9 +27,9 @@ use super::sysinfo::SystemInfo;
 use super::tape::Tape;
 use super::view::{Screen, Viewer};
 use crate::client::SessionReporter;
-use crate::session_ca::SessionIdentity;
 use crate::spool::Spool;
-use crate::wire::Codec;
+use protocol::identity::SessionIdentity;
+use protocol::wire::Codec;
 
 /// What the console tells the technician without being asked.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use audit_db::event::{ChatMessage, Direction, FileTransferred};
-use audit_db::EventKind;
+use audit_event::event::{ChatMessage, Direction, FileTransferred};
+use audit_event::EventKind;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::sync::Mutex;
 use uuid::Uuid;
@@ -16,7 +16,7 @@ use super::proto::{self, Control, CHUNK_DATA};
 use super::tape::Tape;
 use crate::client::{Report, SessionReporter};
 use crate::spool::Spool;
-use crate::wire::{Frame, WireError};
+use protocol::wire::{Frame, WireError};
 
 /// Bytes read from a file per call while sending it.
 const READ_BLOCK: usize = 1 << 20;

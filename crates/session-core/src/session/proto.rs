@@ -5,8 +5,8 @@
 //! 0x03 a fragment of a screen update (`recorder::stream`), type 0x04 a
 //! cursor update (`recorder::cursor`).
 
-use audit_db::event::Denial;
-use audit_db::Permission;
+use audit_event::event::Denial;
+use audit_event::Permission;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -14,7 +14,7 @@ use recorder::input::InputEvent;
 
 use super::files::Digests;
 use super::sysinfo::SystemInfo;
-use crate::wire::{Frame, WireError, MAX_BODY};
+use protocol::wire::{Frame, WireError, MAX_BODY};
 
 /// Type byte of a control message.
 pub const CONTROL: u8 = 0x01;

@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
-use audit_db::event::{RecordingStarted, RecordingStopped};
-use audit_db::EventKind;
+use audit_event::event::{RecordingStarted, RecordingStopped};
+use audit_event::EventKind;
 use recorder::codec;
 use recorder::cursor::Cursor;
 use recorder::vrec::{Finished, Header, Marker, VrecError, Writer};
@@ -63,7 +63,7 @@ impl Tape {
             } => match codec::info(update) {
                 Ok(head) if head.key => {
                     let recording = Uuid::new_v4().to_string();
-                    let origin_us = audit_db::time_us::now() - head.timestamp_us as i64;
+                    let origin_us = audit_event::time_us::now() - head.timestamp_us as i64;
                     let header = Header {
                         session: session.to_string(),
                         technician,
@@ -129,7 +129,7 @@ impl Tape {
             return Ok(());
         };
         let marker = Marker {
-            timestamp_us: (audit_db::time_us::now() - *origin_us).max(0) as u64,
+            timestamp_us: (audit_event::time_us::now() - *origin_us).max(0) as u64,
             kind: kind.to_owned(),
             text,
         };
@@ -147,7 +147,7 @@ impl Tape {
         else {
             return Ok(None);
         };
-        let ended = (audit_db::time_us::now() - origin_us).max(0) as u64;
+        let ended = (audit_event::time_us::now() - origin_us).max(0) as u64;
         let finished = writer.finish(ended)?;
         let event = EventKind::RecordingStopped(RecordingStopped {
             recording,

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use audit_db::event::{DesktopViewEnded, DesktopViewStarted};
-use audit_db::EventKind;
+use audit_event::event::{DesktopViewEnded, DesktopViewStarted};
+use audit_event::EventKind;
 use recorder::codec::{self, Decoder};
 use recorder::cursor::Cursor;
 use recorder::stream::{fragments, Reassembler, ScreenStream};
@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::link::{report, Reporting, Sender};
 use super::proto::{Control, POINTER, SCREEN};
-use crate::wire::{Frame as WireFrame, MAX_BODY};
+use protocol::wire::{Frame as WireFrame, MAX_BODY};
 
 /// A screen to stream, as the applet opens it when a view starts.
 pub type ScreenSource = Box<dyn Source + Send>;

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::wire::Waiting;
+use protocol::wire::Waiting;
 
 /// What the applet's task receives when its session is picked up.
 #[derive(Debug)]

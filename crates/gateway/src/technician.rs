@@ -20,8 +20,8 @@ use super::registry::Pickup;
 use super::{refuse, say, ServerLink, Shared};
 use crate::auth;
 use crate::hasher::{Busy, HashFailed};
-use crate::session_ca::{Role, SessionIdentity};
-use crate::wire::{self, ErrorCode, Message};
+use protocol::identity::{Role, SessionIdentity};
+use protocol::wire::{self, ErrorCode, Message};
 
 /// A refusal: what the client is told.
 struct Refusal {
@@ -154,7 +154,7 @@ async fn control_loop(
                 }
                 continue;
             }
-            Err(other) => other,
+            Err(other) => *other,
         };
         let answer = match message {
             Message::CreateSession {} => create(shared, tech, group).await,

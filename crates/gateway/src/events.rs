@@ -15,7 +15,7 @@ use futures::TryStreamExt;
 use uuid::Uuid;
 
 use super::Shared;
-use crate::wire::Message;
+use protocol::wire::Message;
 
 /// Who reports, as the gateway authenticated them.
 #[derive(Clone, Debug)]
@@ -90,7 +90,7 @@ pub(crate) struct Reported {
 
 impl Reported {
     /// The fields of `message` if it is an `Event`; any other message back.
-    pub fn from_message(message: Message) -> Result<Self, Message> {
+    pub fn from_message(message: Message) -> Result<Self, Box<Message>> {
         match message {
             Message::Event {
                 id,
@@ -105,7 +105,7 @@ impl Reported {
                 kind,
                 payload,
             }),
-            other => Err(other),
+            other => Err(Box::new(other)),
         }
     }
 }
@@ -139,7 +139,7 @@ pub(crate) async fn record(
         Err(message) => {
             tracing::warn!(
                 "event {id} from {ip} refused: {}",
-                crate::wire::printable(&message, 500)
+                protocol::wire::printable(&message, 500)
             );
             Message::EventRefused { id, message }
         }

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::events::{self, Reported, Reporter};
 use super::{refuse, say, ServerLink, ServerTls as Tls, Shared};
-use crate::wire::{Codec, ErrorCode, Frame, Kind, Message};
+use protocol::wire::{Codec, ErrorCode, Frame, Kind, Message};
 
 /// Serves a link whose first request was `Attach`: hands it to the
 /// applet's task, which runs the relay.

@@ -12,7 +12,7 @@ use audit_db::event::{
 use audit_db::{time_us, Actor, EventKind};
 
 use super::{end_unpaired, refuse, registry, relay, say, wire_failure, ServerLink, Shared};
-use crate::wire::{self, ErrorCode, Message};
+use protocol::wire::{self, ErrorCode, Message};
 
 /// Serves a link whose first request was `Join`.
 pub(super) async fn run(

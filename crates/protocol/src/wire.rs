@@ -7,8 +7,8 @@
 
 use std::net::IpAddr;
 
-use audit_db::event::JoinMethod;
-use audit_db::Permission;
+use audit_event::event::JoinMethod;
+use audit_event::Permission;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};

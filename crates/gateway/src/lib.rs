@@ -1,10 +1,20 @@
 //! The gateway: accepts TLS connections from consoles and applets,
 //! authenticates technicians, brokers sessions (GUID, PIN, queue, pickup),
 //! issues session certificates, and relays the paired links' inner bytes.
+//! Beside the engine: the access policy and password rules (`auth`), the
+//! password-checking pool (`hasher`), attempt counting (`throttle`), the
+//! session CA (`session_ca`) and account administration (`admin`).
 //!
 //! Every connection is one task. Its first frames say what it is: `Hello`,
 //! then `Login` (a technician's control link), `Join` (an applet) or
 //! `Attach` (a console's session link). Anything else closes it.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod auth;
+pub mod hasher;
+pub mod session_ca;
+pub mod throttle;
 
 mod applet;
 mod events;
@@ -27,10 +37,10 @@ use uuid::Uuid;
 
 use crate::auth::Policy;
 use crate::hasher::Hasher;
-use crate::readahead::ReadAhead;
 use crate::session_ca::SessionCa;
 use crate::throttle::Throttle;
-use crate::wire::{self, ErrorCode, Link, Message};
+use protocol::readahead::ReadAhead;
+use protocol::wire::{self, ErrorCode, Link, Message};
 use registry::Registry;
 
 /// A client link as the gateway holds it.

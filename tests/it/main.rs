@@ -5,6 +5,7 @@ mod audit;
 mod bad_input;
 mod convert;
 mod crash;
+mod dependencies;
 mod desk;
 mod gateway;
 mod helpers;

@@ -129,10 +129,18 @@ fn dependencies_point_one_way() {
     );
     forbidden("protocol", "a database driver", &DATABASES);
     forbidden("audit-event", "a database driver", &DATABASES);
-    forbidden("gateway", "X11 or the recorder", &["x11rb", "recorder", "zstd"]);
+    forbidden(
+        "gateway",
+        "X11 or the recorder",
+        &["x11rb", "recorder", "zstd"],
+    );
     forbidden(
         "recorder",
         "a network or database crate",
-        &[&DATABASES[..], &["tokio", "rustls", "hyper", "axum", "reqwest"]].concat(),
+        &[
+            &DATABASES[..],
+            &["tokio", "rustls", "hyper", "axum", "reqwest"],
+        ]
+        .concat(),
     );
 }

@@ -1,5 +1,7 @@
 //! End-to-end tests: the real `vigil` binary, run as separate processes
 //! against real SQLite files and a real PostgreSQL server.
+// A test crate: unwrap() says "this must hold" as well as expect() here.
+#![allow(clippy::unwrap_used)]
 
 mod audit;
 mod bad_input;

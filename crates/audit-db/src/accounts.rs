@@ -13,6 +13,7 @@ use crate::time_us;
 /// A technician group: what its members may do and from where.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Group {
+    /// The group's name (letters, digits, `-`, `_`, `.`).
     pub name: String,
     /// Permissions granted to every session its members run.
     pub permissions: Vec<Permission>,
@@ -30,7 +31,9 @@ pub struct Group {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    /// Runs support sessions.
     Technician,
+    /// Also administers accounts, groups and the policy.
     Admin,
 }
 
@@ -60,14 +63,18 @@ impl std::str::FromStr for Role {
 pub struct Technician {
     /// Lower case; the account's key.
     pub email: String,
+    /// The group it belongs to.
     pub group: String,
+    /// What it may administer.
     pub role: Role,
     /// PHC string of the password hash.
     #[serde(skip)]
     pub password_hash: String,
+    /// When the password was set (microseconds since the epoch).
     pub password_set_us: i64,
     /// The password must be changed at the next login.
     pub must_change: bool,
+    /// A disabled account cannot log in.
     pub disabled: bool,
     /// Consecutive failed logins since the last success or unlock (kept in
     /// `login_attempts`; not written by [`Accounts::add_technician`]).

@@ -40,13 +40,21 @@ pub fn link_encoded(prev: &[u8; 32], encoding: &[u8]) -> Hash {
 /// An event ready to be given a place: validated, payload serialised.
 #[derive(Clone, Debug)]
 pub struct Pending {
+    /// Client-generated; appending it twice stores it once.
     pub id: Uuid,
+    /// The support session, if any.
     pub session: Option<Uuid>,
+    /// When it happened.
     pub occurred_at_us: i64,
+    /// The time a console or applet claimed, if one reported it.
     pub reported_at_us: Option<i64>,
+    /// Who reported it.
     pub source: String,
+    /// Who did it.
     pub actor: String,
+    /// The stored type name.
     pub kind: &'static str,
+    /// The payload's JSON text, exactly as it is hashed.
     pub payload: String,
 }
 
@@ -70,7 +78,9 @@ impl Pending {
 /// The last event of the log: its seq (0 for an empty log) and hash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Head {
+    /// The last event's seq (0 for an empty log).
     pub seq: i64,
+    /// The last event's hash (zeros for an empty log).
     pub hash: Hash,
 }
 
@@ -88,8 +98,11 @@ impl Head {
 pub struct Placed {
     /// Index of the event in the batch.
     pub event: usize,
+    /// Its place in the log.
     pub seq: i64,
+    /// The hash of the row before it.
     pub prev_hash: Hash,
+    /// Its own hash.
     pub hash: Hash,
 }
 
@@ -101,7 +114,9 @@ pub struct Plan {
     pub head: Head,
     /// The `recorded_at` of every row of the batch.
     pub recorded_at_us: i64,
+    /// The new rows, in order.
     pub rows: Vec<Placed>,
+    /// A receipt per event of the batch, duplicates included.
     pub receipts: Vec<Receipt>,
 }
 
@@ -195,6 +210,7 @@ impl Plan {
 pub struct ChainBreak {
     /// The first sequence number at which the log is not what was written.
     pub seq: i64,
+    /// What is wrong there.
     pub kind: BreakKind,
 }
 
@@ -211,11 +227,20 @@ pub enum BreakKind {
     /// The row claims an encoding format this version does not know.
     UnknownFormat(i16),
     /// The chain head recorded at the last append names a different last event.
-    HeadMismatch { head_seq: i64 },
+    HeadMismatch {
+        /// The head's seq.
+        head_seq: i64,
+    },
     /// Rows exist past the chain head: they were appended outside Vigil.
-    BeyondHead { head_seq: i64 },
+    BeyondHead {
+        /// The head's seq.
+        head_seq: i64,
+    },
     /// The row's hash differs from the one the verifier was told to expect.
-    AnchorMismatch { expected: Hash },
+    AnchorMismatch {
+        /// The hash the anchor gave.
+        expected: Hash,
+    },
 }
 
 impl fmt::Display for ChainBreak {
@@ -255,7 +280,9 @@ impl fmt::Display for ChainBreak {
 /// A hash the verifier must find at a given seq (e.g. a head published earlier).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Anchor {
+    /// The seq of the event published.
     pub seq: i64,
+    /// Its hash, as published.
     pub hash: Hash,
 }
 
@@ -270,6 +297,7 @@ pub struct Walker {
     pub first: Option<(i64, Hash)>,
     /// The last row's (seq, hash).
     pub last: Option<(i64, Hash)>,
+    /// Rows checked so far.
     pub rows: u64,
 }
 

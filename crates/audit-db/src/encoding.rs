@@ -34,16 +34,24 @@ const DOMAIN: &[u8; 12] = b"vigil.audit\0";
 /// The fields of an event that the hash covers (everything but its place in the log).
 #[derive(Clone, Copy, Debug)]
 pub struct Fields<'a> {
+    /// The event's id.
     pub id: &'a Uuid,
+    /// Its session, if any.
     pub session: Option<&'a Uuid>,
+    /// When it happened (microseconds since the epoch).
     pub occurred_at_us: i64,
+    /// When the log stored it.
     pub recorded_at_us: i64,
     /// The time the reporting console or applet claimed, where it differs
     /// from `occurred_at_us` or was checked (format 2).
     pub reported_at_us: Option<i64>,
+    /// Who reported it.
     pub source: &'a str,
+    /// Who did it.
     pub actor: &'a str,
+    /// The stored type name.
     pub kind: &'a str,
+    /// The payload's JSON text.
     pub payload: &'a str,
 }
 
@@ -104,8 +112,11 @@ pub fn encode(format: i16, fields: &Fields<'_>, out: &mut Vec<u8>) -> Result<(),
 /// read, so the walker needs nothing else.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Packed<'a> {
+    /// The stored encoding format.
     pub format: i16,
+    /// The stored hash of the row before.
     pub prev_hash: &'a [u8; 32],
+    /// The row's stored hash.
     pub hash: &'a [u8; 32],
     /// The canonical encoding of the row's fields.
     pub encoding: &'a [u8],

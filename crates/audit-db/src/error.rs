@@ -7,35 +7,61 @@ use std::path::PathBuf;
 pub enum Error {
     /// The `--db` value is not a database URL Vigil understands.
     #[error("invalid database URL {url:?}: {reason}")]
-    BadUrl { url: String, reason: String },
+    BadUrl {
+        /// The URL as given (passwords masked).
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// A read-only command was pointed at a SQLite file that does not exist.
     #[error("no audit database at {}", path.display())]
-    NotFound { path: PathBuf },
+    NotFound {
+        /// The file.
+        path: PathBuf,
+    },
 
     /// The data directory or database file could not be created.
     #[error("cannot create {}: {source}", path.display())]
     Create {
+        /// The directory or file.
         path: PathBuf,
         #[source]
+        /// What the system said.
         source: std::io::Error,
     },
 
     /// The database server could not be reached or refused the connection.
     #[error("cannot connect to {target}: {cause}")]
-    Connect { target: String, cause: String },
+    Connect {
+        /// The database (passwords masked).
+        target: String,
+        /// Why.
+        cause: String,
+    },
 
     /// The SQLite file is not a database or is damaged.
     #[error("{} is not a readable SQLite database: {cause}", path.display())]
-    Corrupt { path: PathBuf, cause: String },
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What SQLite said.
+        cause: String,
+    },
 
     /// The SQLite file is a database, but not a Vigil audit log.
     #[error("{} is a SQLite database but not a Vigil audit log", path.display())]
-    Foreign { path: PathBuf },
+    Foreign {
+        /// The file.
+        path: PathBuf,
+    },
 
     /// A read-only command was pointed at a PostgreSQL database with no audit log in it.
     #[error("no audit log in {target}")]
-    NoLog { target: String },
+    NoLog {
+        /// The database (passwords masked).
+        target: String,
+    },
 
     /// The chain head row is missing or malformed: the database was edited by hand.
     #[error("the chain head (table audit_head) is missing or malformed")]
@@ -43,18 +69,31 @@ pub enum Error {
 
     /// An event was refused before it reached the log.
     #[error("event {id} refused: {reason}")]
-    BadEvent { id: uuid::Uuid, reason: String },
+    BadEvent {
+        /// The event's id.
+        id: uuid::Uuid,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// The database holds password hashes, chat and addresses, and other
     /// users could read it.
     #[error("{} is readable by other users (mode {mode:04o}): it holds password hashes, \
              chat text and client addresses; run chmod 600 on it (and its -wal and -shm \
              files) and chmod 700 on its directory", path.display())]
-    Exposed { path: PathBuf, mode: u32 },
+    Exposed {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
 
     /// A read-only command was pointed at an empty file: an emptied log is not an intact one.
     #[error("{} is empty: it holds no audit log (was it emptied?)", path.display())]
-    Empty { path: PathBuf },
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
 
     /// A read-only command was pointed at a log an older Vigil wrote, whose
     /// schema it may not change.
@@ -62,11 +101,21 @@ pub enum Error {
         "the audit log's schema (version {found}) is older than this vigil's ({supported}); \
              run a command that writes (vigil gateway, vigil admin ...) once to upgrade it"
     )]
-    SchemaTooOld { found: i64, supported: i64 },
+    SchemaTooOld {
+        /// The log's schema version.
+        found: i64,
+        /// This build's.
+        supported: i64,
+    },
 
     /// The database was written by a newer Vigil than this one.
     #[error("database schema version {found} is newer than this vigil supports ({supported}); upgrade vigil")]
-    SchemaTooNew { found: i64, supported: i64 },
+    SchemaTooNew {
+        /// The log's schema version.
+        found: i64,
+        /// This build's.
+        supported: i64,
+    },
 
     /// Applying the schema migrations failed.
     #[error("migrating the audit schema failed: {0}")]
@@ -75,24 +124,38 @@ pub enum Error {
     /// A database statement failed.
     #[error("audit database error while {doing}: {source}")]
     Db {
+        /// What was being done.
         doing: &'static str,
         #[source]
+        /// What the database said.
         source: sqlx::Error,
     },
 
     /// Reading the SQLite log for verification failed.
     #[error("reading {} for verification failed: {cause}", path.display())]
-    Verify { path: PathBuf, cause: String },
+    Verify {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        cause: String,
+    },
 
     /// A stored row holds a value that cannot be a valid event.
     #[error("row seq {seq} is malformed: {reason}")]
-    BadRow { seq: i64, reason: String },
+    BadRow {
+        /// The row.
+        seq: i64,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// An event's payload could not be encoded or decoded.
     #[error("event payload of type {kind:?} is invalid: {source}")]
     Payload {
+        /// The event type.
         kind: String,
         #[source]
+        /// Why it could not be serialised.
         source: serde_json::Error,
     },
 
@@ -106,15 +169,30 @@ pub enum Error {
 
     /// An account, group or setting with this name already exists.
     #[error("{what} {name:?} already exists")]
-    Exists { what: &'static str, name: String },
+    Exists {
+        /// What kind of thing.
+        what: &'static str,
+        /// Its name.
+        name: String,
+    },
 
     /// No account, group or setting has this name.
     #[error("no {what} {name:?}")]
-    NoSuch { what: &'static str, name: String },
+    NoSuch {
+        /// What kind of thing.
+        what: &'static str,
+        /// Its name.
+        name: String,
+    },
 
     /// A stored account, group or setting cannot be read as what Vigil writes.
     #[error("stored {key} is malformed: {reason}")]
-    BadSetting { key: String, reason: String },
+    BadSetting {
+        /// The setting.
+        key: String,
+        /// Why it cannot be read.
+        reason: String,
+    },
 
     /// A batch could not be committed; the writer reports the cause to every waiting caller.
     #[error("appending to the audit log failed: {0}")]

@@ -16,7 +16,9 @@ pub const PAGE_SIZE: i64 = 1_000;
 /// Which events a query returns; every field set narrows it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Filter {
+    /// Only this session's events.
     pub session: Option<Uuid>,
+    /// Only this actor's, as stored (e.g. `technician:ann@example.com`).
     pub actor: Option<String>,
     /// A stored type name such as `login.failed`.
     pub kind: Option<String>,

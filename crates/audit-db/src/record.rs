@@ -53,15 +53,20 @@ impl Serialize for Hash {
 pub struct StoredEvent {
     /// Position in the log, from 1, without gaps.
     pub seq: i64,
+    /// Client-generated, unique in the log.
     pub id: Uuid,
+    /// The support session, if any.
     pub session: Option<Uuid>,
+    /// When it happened (microseconds since the epoch).
     pub occurred_at_us: i64,
     /// When the log made the event durable.
     pub recorded_at_us: i64,
     /// The time the reporting console or applet claimed (format 2; `None`
     /// for events the gateway or a local command saw itself).
     pub reported_at_us: Option<i64>,
+    /// Who reported it.
     pub source: String,
+    /// Who did it.
     pub actor: String,
     /// The type name, e.g. `admin.note`.
     pub kind: String,
@@ -69,7 +74,9 @@ pub struct StoredEvent {
     pub payload: String,
     /// Version of the canonical encoding the hash was computed over.
     pub format: i16,
+    /// The hash of the row before it.
     pub prev_hash: Hash,
+    /// Its own hash: SHA-256 of `prev_hash` and its canonical encoding.
     pub hash: Hash,
 }
 
@@ -125,8 +132,11 @@ impl StoredEvent {
 /// What the log answers for each appended event once it is durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Receipt {
+    /// The event's id.
     pub id: Uuid,
+    /// Its place in the log.
     pub seq: i64,
+    /// Its hash.
     pub hash: Hash,
     /// True when the id was already in the log and nothing new was stored.
     pub duplicate: bool,

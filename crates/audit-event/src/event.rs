@@ -235,15 +235,20 @@ event_kinds! {
 /// A technician logged in.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LoginSucceeded {
+    /// The account's email.
     pub email: String,
+    /// The address the login came from.
     pub ip: IpAddr,
 }
 
 /// A login attempt was refused, and why.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LoginFailed {
+    /// The email tried (escaped and shortened if no account could have it).
     pub email: String,
+    /// The address the attempt came from.
     pub ip: IpAddr,
+    /// Why it was refused.
     pub reason: LoginFailure,
 }
 
@@ -251,12 +256,19 @@ pub struct LoginFailed {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LoginFailure {
+    /// The password was checked and is wrong.
     BadPassword,
+    /// No account has the email (the password was checked against a dummy hash).
     UnknownAccount,
+    /// The email is locked; the password was not checked.
     AccountLocked,
+    /// The account is disabled (the password was right).
     AccountDisabled,
+    /// The group's allow-list does not include the address.
     IpNotAllowed,
+    /// The password expired or must be changed, and no new one came.
     PasswordExpired,
+    /// Too many failures from the address; not checked.
     Throttled,
     /// The gateway had too many password checks waiting; this one was not made.
     Busy,
@@ -267,9 +279,11 @@ pub enum LoginFailure {
 /// An account was locked.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AccountLocked {
+    /// The account's email.
     pub email: String,
     /// The address of the attempt that tripped the lock.
     pub ip: Option<IpAddr>,
+    /// Failed logins counted when it locked.
     pub failed_attempts: u32,
     /// When the lock lifts by itself (microseconds since the epoch), if it does.
     pub until_us: Option<i64>,
@@ -278,7 +292,9 @@ pub struct AccountLocked {
 /// A locked account was unlocked.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AccountUnlocked {
+    /// The account's email.
     pub email: String,
+    /// Who or what unlocked it.
     pub by: UnlockCause,
 }
 
@@ -295,8 +311,11 @@ pub enum UnlockCause {
 /// A technician's connection ended.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Logout {
+    /// The technician's email.
     pub email: String,
+    /// The address of the connection that ended.
     pub ip: IpAddr,
+    /// Why it ended.
     pub reason: LogoutReason,
 }
 
@@ -315,13 +334,16 @@ pub enum LogoutReason {
 /// A technician changed their own password (at login, when it had to be changed).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PasswordChanged {
+    /// The technician's email.
     pub email: String,
+    /// The address the change came from.
     pub ip: IpAddr,
 }
 
 /// A technician created a support session.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SessionCreated {
+    /// The technician who created it.
     pub technician: String,
     /// Whether a PIN was issued for the end user to join with.
     pub pin_issued: bool,
@@ -334,7 +356,9 @@ pub struct SessionCreated {
 /// An end user's applet joined a session.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SessionJoined {
+    /// Whether the applet named the session by PIN or GUID.
     pub via: JoinMethod,
+    /// The applet's address.
     pub ip: Option<IpAddr>,
 }
 
@@ -342,15 +366,20 @@ pub struct SessionJoined {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JoinMethod {
+    /// By the six-digit PIN.
     Pin,
+    /// By the session's GUID (a session link).
     Guid,
 }
 
 /// An applet's attempt to join was refused.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SessionJoinRefused {
+    /// The applet's address.
     pub ip: IpAddr,
+    /// Whether it tried a PIN or a GUID.
     pub via: JoinMethod,
+    /// Why it was refused.
     pub reason: JoinRefusal,
 }
 
@@ -371,13 +400,16 @@ pub enum JoinRefusal {
 /// A technician picked a waiting session up.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SessionPickedUp {
+    /// The technician who picked it up.
     pub technician: String,
 }
 
 /// A technician's pickup was refused.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SessionPickupRefused {
+    /// The technician who tried.
     pub technician: String,
+    /// Why it was refused.
     pub reason: PickupRefusal,
 }
 
@@ -396,7 +428,9 @@ pub enum PickupRefusal {
 pub struct SessionAttachRefused {
     /// The session the console named.
     pub guid: Uuid,
+    /// The console's address.
     pub ip: IpAddr,
+    /// Why it was refused.
     pub reason: AttachRefusal,
 }
 
@@ -420,6 +454,7 @@ pub struct SessionPinWithdrawn {
 /// The gateway saw something that looks like an attack.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SecurityAlarm {
+    /// Which alarm.
     pub alarm: Alarm,
     /// How many of it were seen...
     pub count: u64,
@@ -438,9 +473,13 @@ pub enum Alarm {
 /// A session ended.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SessionEnded {
+    /// Why it ended (see the reasons in docs/protocol.md).
     pub reason: String,
+    /// How long it lasted, in milliseconds (0 where the gateway cannot know).
     pub duration_ms: u64,
+    /// Bytes relayed towards the applet.
     pub bytes_to_applet: u64,
+    /// Bytes relayed towards the console.
     pub bytes_to_console: u64,
 }
 
@@ -448,18 +487,31 @@ pub struct SessionEnded {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Permission {
+    /// Move and click the end user's mouse and type on their keyboard.
     RemoteControl,
+    /// See the end user's screen.
     DesktopView,
+    /// Send files to the end user.
     SendFiles,
+    /// Receive files from the end user.
     ReceiveFiles,
+    /// Browse the end user's files.
     FileManager,
+    /// Open web addresses on the end user's machine.
     SendUrls,
+    /// Read the end user's system information.
     SystemInformation,
+    /// Restart the end user's machine.
     Reboot,
+    /// Record the session.
     RecordSessions,
+    /// Run sessions hidden from other technicians.
     PrivateSessions,
+    /// Ask the end user for credentials.
     RequestCredentials,
+    /// Share the clipboard both ways.
     ClipboardSync,
+    /// Run scripts on the end user's machine.
     DeployScripts,
 }
 
@@ -525,13 +577,16 @@ impl FromStr for Permission {
 /// The technician asked for a permission.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PermissionRequested {
+    /// The permission asked for.
     pub permission: Permission,
 }
 
 /// A permission was granted.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PermissionGranted {
+    /// The permission granted.
     pub permission: Permission,
+    /// The ground it was granted on.
     pub consent: Consent,
 }
 
@@ -548,7 +603,9 @@ pub enum Consent {
 /// A permission was denied.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PermissionDenied {
+    /// The permission denied.
     pub permission: Permission,
+    /// Why.
     pub reason: Denial,
 }
 
@@ -568,13 +625,16 @@ pub enum Denial {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Party {
+    /// The technician's side.
     Technician,
+    /// The end user's side.
     EndUser,
 }
 
 /// A chat message was sent.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChatMessage {
+    /// Whose words they are (the reporting side's own).
     pub from: Party,
     /// The text, or `None` where the group does not store chat text.
     pub text: Option<String>,
@@ -586,15 +646,20 @@ pub struct ChatMessage {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
+    /// From the technician to the end user.
     ToEndUser,
+    /// From the end user to the technician.
     FromEndUser,
 }
 
 /// A file crossed the session, as one end saw it (the event's source says which).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FileTransferred {
+    /// Which way it went.
     pub direction: Direction,
+    /// The file's name as the sender gave it.
     pub name: String,
+    /// Its size in bytes, as this end counted them.
     pub size: u64,
     /// Lower-case hex.
     pub md5: String,
@@ -605,13 +670,16 @@ pub struct FileTransferred {
 /// The technician began seeing the end user's screen.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DesktopViewStarted {
+    /// Screen width in pixels.
     pub width: u32,
+    /// Screen height in pixels.
     pub height: u32,
 }
 
 /// The technician stopped seeing the end user's screen, and why.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DesktopViewEnded {
+    /// Why it stopped.
     pub reason: String,
     /// Screen updates sent while it lasted.
     pub updates: u64,
@@ -631,6 +699,7 @@ pub struct RecordingStarted {
     /// The recording's id, as its `.vrec` header names it.
     #[serde(default)]
     pub recording: String,
+    /// Where the console writes it.
     pub path: String,
 }
 
@@ -640,7 +709,9 @@ pub struct RecordingStopped {
     /// The recording's id, as its `.vrec` header names it.
     #[serde(default)]
     pub recording: String,
+    /// Where the console wrote it.
     pub path: String,
+    /// Its size in bytes.
     pub size: u64,
     /// Lower-case hex SHA-256 of the finished file.
     pub sha256: String,
@@ -649,34 +720,44 @@ pub struct RecordingStopped {
 /// An administrator changed something (`target` is e.g. `user:ann@example.com`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AdminChange {
+    /// What changed, e.g. `user:ann@example.com` or `group:tier1`.
     pub target: String,
+    /// The change, in words.
     pub change: String,
 }
 
 /// An administrator's annotation, e.g. "investigation opened".
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AdminNote {
+    /// The note.
     pub text: String,
 }
 
 /// A retention run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RetentionRun {
+    /// Events moved to archives.
     pub archived: u64,
+    /// Events whose bodies were purged.
     pub purged: u64,
+    /// Events kept for a legal hold.
     pub held: u64,
 }
 
 /// A webhook delivery attempt.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WebhookDelivery {
+    /// The endpoint's id.
     pub endpoint: String,
     /// The webhook message id (the Standard Webhooks `webhook-id`).
     pub message: Uuid,
+    /// The attempt's number, from 1.
     pub attempt: u32,
     /// The HTTP status, when an answer came.
     pub status: Option<u16>,
+    /// Whether the endpoint accepted it.
     pub delivered: bool,
+    /// What went wrong, when something did.
     pub error: Option<String>,
 }
 

@@ -17,25 +17,31 @@ use crate::{convert_from, Container, ConvertError, Converted, Options, Provenanc
 /// One recording and the video it becomes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Job {
+    /// The recording.
     pub input: PathBuf,
+    /// The video it becomes.
     pub output: PathBuf,
 }
 
 /// What became of a [`Job`].
 #[derive(Debug)]
 pub enum Outcome {
+    /// Converted now.
     Converted(Converted),
     /// The output was already made from this input with these options.
     Skipped,
+    /// Failed; the others go on.
     Failed(ConvertError),
 }
 
 /// A step of a job, as a batch reports it.
 #[derive(Debug)]
 pub enum Step<'a> {
+    /// The conversion began.
     Started,
     /// Converted this far (µs) of this many.
     Progress(u64, u64),
+    /// The conversion ended so.
     Done(&'a Outcome),
 }
 

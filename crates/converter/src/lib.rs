@@ -53,41 +53,64 @@ pub const DEFAULT_MJPEG_Q: u32 = 4;
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertError {
     #[error(transparent)]
+    /// The recording could not be read.
     Recording(#[from] VrecError),
     #[error("{0}: already exists (--force replaces it)")]
+    /// The output exists and replacing it was not asked for.
     Exists(PathBuf),
     #[error(
         "{0}: already exists, and was not converted from this recording with these options \
          (--force replaces it)"
     )]
+    /// The output exists, made from another recording or with other options.
     Different(PathBuf),
     #[error("{0}: the output must end in .mp4 or .avi")]
+    /// The output's name says neither MP4 nor AVI.
     Container(PathBuf),
     #[error("{path}: {what}")]
+    /// A file could not be read or written.
     Io {
+        /// The file.
         path: PathBuf,
+        /// What was being done.
         what: &'static str,
+        /// What the system said.
         source: std::io::Error,
     },
     #[error("encoding {path}: {source}")]
+    /// FFmpeg failed.
     Encode {
+        /// The output.
         path: PathBuf,
+        /// What FFmpeg said.
         source: ffmpeg_next::Error,
     },
     #[error("--from {from_us} µs is not before the end of the excerpt ({to_us} µs)")]
-    EmptyRange { from_us: u64, to_us: u64 },
+    /// The excerpt asked for is empty.
+    EmptyRange {
+        /// Where the excerpt starts (µs into the recording).
+        from_us: u64,
+        /// Where it ends.
+        to_us: u64,
+    },
     #[error("{0}: the recording holds no picture to convert (cut off inside its first screen?)")]
+    /// The recording holds no picture.
     Empty(PathBuf),
     #[error("stopped")]
+    /// Stopped before the end (Ctrl-C).
     Stopped,
 }
 
 /// What a conversion did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Converted {
+    /// The video written.
     pub output: PathBuf,
+    /// Pictures in it.
     pub pictures: u64,
+    /// From its first picture to its end, in microseconds.
     pub duration_us: u64,
+    /// Its size in bytes.
     pub size: u64,
     /// Set when the recording was cut off: converted up to its last whole chunk.
     pub truncated: Option<String>,

@@ -14,7 +14,9 @@ use recorder::Frame;
 /// The kind of file to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Container {
+    /// H.264 in MP4.
     Mp4,
+    /// MJPEG in AVI.
     Avi,
 }
 

@@ -231,12 +231,19 @@ fn is_common(candidate: &str) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PasswordRejected {
     #[error("the password must be at least {min} characters long")]
-    TooShort { min: usize },
+    /// Shorter than the policy allows.
+    TooShort {
+        /// The shortest allowed, in characters.
+        min: usize,
+    },
+    /// One of the most common passwords.
     #[error("the password is one of the most common passwords")]
     Common,
     #[error("the password must not contain the account's name")]
+    /// It contains the account's name.
     ContainsEmail,
     #[error("the password must use at least 4 different characters")]
+    /// Fewer than 4 different characters.
     TooRepetitive,
 }
 

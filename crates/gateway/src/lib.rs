@@ -119,7 +119,9 @@ pub enum GatewayError {
     /// The listening socket could not be opened.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
+        /// The address.
         addr: SocketAddr,
+        /// What the system said.
         source: std::io::Error,
     },
     /// The session CA could not be created.

@@ -23,7 +23,9 @@ pub struct NotSession(pub String);
 /// Which end of a session a certificate is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
+    /// The technician's side (the inner TLS client).
     Console,
+    /// The end user's side (the inner TLS server).
     Applet,
 }
 
@@ -40,7 +42,9 @@ impl Role {
 /// What a session certificate binds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionIdentity {
+    /// The session the certificate is for.
     pub guid: Uuid,
+    /// Which side of it.
     pub role: Role,
     /// The permissions granted for this session (the console's certificate only).
     pub grant: Vec<Permission>,

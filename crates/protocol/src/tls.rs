@@ -23,22 +23,33 @@ pub enum TlsError {
     /// A file could not be read.
     #[error("cannot read {}: {source}", path.display())]
     Read {
+        /// The file.
         path: PathBuf,
+        /// What the system said.
         source: std::io::Error,
     },
     /// A file could not be written.
     #[error("cannot write {}: {source}", path.display())]
     Write {
+        /// The file.
         path: PathBuf,
+        /// What the system said.
         source: std::io::Error,
     },
     /// A file holds no usable PEM certificate or key.
     #[error("{} holds no {what} in PEM form", path.display())]
-    Pem { path: PathBuf, what: &'static str },
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What it should hold.
+        what: &'static str,
+    },
     /// Generating a key or certificate failed.
     #[error("generating {what} failed: {source}")]
     Generate {
+        /// What was being made.
         what: &'static str,
+        /// What rcgen said.
         source: rcgen::Error,
     },
     /// rustls refused the configuration (e.g. a key that does not match the certificate).
@@ -72,7 +83,9 @@ pub fn fingerprint(der: &[u8]) -> String {
 
 /// A certificate chain and its private key.
 pub struct Identity {
+    /// The certificate chain, the gateway's own first.
     pub chain: Vec<CertificateDer<'static>>,
+    /// The chain's private key.
     pub key: PrivateKeyDer<'static>,
 }
 

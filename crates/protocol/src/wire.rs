@@ -43,7 +43,12 @@ pub enum WireError {
     UnknownType(u8),
     /// A body that is not what its type requires.
     #[error("malformed {kind} message: {reason}")]
-    Malformed { kind: &'static str, reason: String },
+    Malformed {
+        /// The message's name.
+        kind: &'static str,
+        /// What is wrong with its body.
+        reason: String,
+    },
 }
 
 impl WireError {
@@ -281,10 +286,13 @@ pub enum ErrorCode {
 /// A waiting session in a technician's queue.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Waiting {
+    /// The session.
     pub guid: Uuid,
     /// When the applet joined (microseconds since the epoch).
     pub joined_us: i64,
+    /// The applet's address.
     pub ip: IpAddr,
+    /// Whether it joined by PIN or GUID.
     pub via: JoinMethod,
 }
 
@@ -292,6 +300,10 @@ pub struct Waiting {
 macro_rules! messages {
     ($( $(#[$doc:meta])* $variant:ident = $code:literal { $($field:ident : $ty:ty),* $(,)? } )*) => {
         /// Every control message, with its body.
+        // The fields of each message are described in docs/protocol.md's
+        // message table, the protocol's reference; the macro has no place
+        // for a line per field.
+        #[allow(missing_docs)]
         #[derive(Clone, Debug, PartialEq)]
         pub enum Message {
             $( $(#[$doc])* $variant { $($field: $ty),* }, )*

@@ -566,9 +566,13 @@ fn column_shift(grid: &Grid, c: usize, changed: &[bool], cur: &[u8], prev: &[u8]
 /// The header of an update.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UpdateInfo {
+    /// A key update: it repaints the whole screen and reads no cache slot.
     pub key: bool,
+    /// Microseconds since the stream began.
     pub timestamp_us: u64,
+    /// Screen width in pixels.
     pub width: u16,
+    /// Screen height in pixels.
     pub height: u16,
 }
 
@@ -803,15 +807,27 @@ pub enum Applied {
     /// Tile `tile` got new pixels, `len` bytes at `offset` of the update's
     /// decompressed [`body`], also stored in cache `slot`.
     Pixels {
+        /// The tile's index.
         tile: usize,
+        /// The cache slot the pixels were also stored in.
         slot: usize,
+        /// Where they start in the decompressed body.
         offset: usize,
+        /// How many bytes they are.
         len: usize,
     },
     /// Tile `tile` got the pixels of cache `slot`.
-    Cached { tile: usize, slot: usize },
+    Cached {
+        /// The tile's index.
+        tile: usize,
+        /// The cache slot read.
+        slot: usize,
+    },
     /// Tile `tile` got pixels of the previous frame, moved.
-    Moved { tile: usize },
+    Moved {
+        /// The tile's index.
+        tile: usize,
+    },
 }
 
 /// The decompressed body of an update (bounded by its screen size).
@@ -842,6 +858,7 @@ fn op_count(body: &[u8], grid: &Grid) -> Result<(usize, usize), CodecError> {
 /// One op of an update, as [`ops`] lists it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Op {
+    /// The tile's index, row by row.
     pub tile: usize,
     /// 0 pixels, 1 cached, 2 moved, 3 parts.
     pub kind: u8,
@@ -869,7 +886,9 @@ pub fn ops(update: &[u8]) -> Result<Vec<Op>, CodecError> {
 /// How an op uses the tile cache, in op order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SlotUse {
+    /// The op reads this slot.
     Read(usize),
+    /// The op writes this slot.
     Write(usize),
 }
 

@@ -28,10 +28,15 @@ pub const MAX_SHAPE: u16 = 256;
 /// A pointer image and its hot spot.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Shape {
+    /// Changes whenever the shape does; a cursor update without a shape keeps the last one.
     pub serial: u64,
+    /// Width in pixels.
     pub width: u16,
+    /// Height in pixels.
     pub height: u16,
+    /// The hot spot's column.
     pub hot_x: u16,
+    /// The hot spot's row.
     pub hot_y: u16,
     /// BGRA, premultiplied alpha, row by row.
     pub pixels: Vec<u8>,
@@ -40,10 +45,15 @@ pub struct Shape {
 /// Where the pointer is, and its shape if that changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cursor {
+    /// Microseconds since the stream began.
     pub timestamp_us: u64,
+    /// Screen column of the hot spot.
     pub x: i32,
+    /// Screen row of the hot spot.
     pub y: i32,
+    /// Whether the pointer is shown.
     pub visible: bool,
+    /// The new shape, only when it changed.
     pub shape: Option<Shape>,
 }
 

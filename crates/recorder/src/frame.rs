@@ -3,7 +3,9 @@
 /// One screen image.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Frame {
+    /// Width in pixels.
     pub width: u32,
+    /// Height in pixels.
     pub height: u32,
     /// `width * height * 4` bytes, B G R A per pixel.
     pub pixels: Vec<u8>,

@@ -11,11 +11,26 @@ use crate::SourceError;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum InputEvent {
     /// The pointer moves to (x, y) on the screen.
-    Move { x: i32, y: i32 },
+    Move {
+        /// Pixels from the left edge.
+        x: i32,
+        /// Pixels from the top edge.
+        y: i32,
+    },
     /// Mouse button 1 (left), 2 (middle), 3 (right), 4/5 (wheel up/down).
-    Button { button: u8, press: bool },
+    Button {
+        /// The button's number.
+        button: u8,
+        /// Pressed (true) or released.
+        press: bool,
+    },
     /// A key, by X keysym (e.g. 0x61 `a`, 0xff0d Return).
-    Key { keysym: u32, press: bool },
+    Key {
+        /// The X keysym.
+        keysym: u32,
+        /// Pressed (true) or released.
+        press: bool,
+    },
 }
 
 impl InputEvent {

@@ -37,10 +37,18 @@ pub trait Source {
 /// A source could not give a frame.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    /// Reading the input failed.
     #[error("reading frames: {0}")]
     Io(#[from] std::io::Error),
-    #[error("the input ends inside a frame ({got} of {want} bytes): is --size right?")]
-    PartialFrame { got: usize, want: usize },
+    /// The input ended inside a frame.
+    #[error("the input ends inside a frame ({got} of {want} bytes): is the frame size right?")]
+    PartialFrame {
+        /// Bytes of the last frame that came.
+        got: usize,
+        /// Bytes a frame has.
+        want: usize,
+    },
+    /// The display could not be captured.
     #[error("screen capture: {0}")]
     Capture(String),
 }

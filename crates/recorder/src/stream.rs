@@ -15,12 +15,21 @@ pub const WINDOW: u32 = 2;
 /// A fragment could not be taken.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StreamError {
+    /// Fewer bytes than a fragment's header.
     #[error("screen fragment shorter than its header")]
     Short,
+    /// A fragment of another update before the current one was whole.
     #[error("screen fragment of update {got} while update {expected} is incomplete")]
-    Interleaved { expected: u32, got: u32 },
+    Interleaved {
+        /// The update being reassembled.
+        expected: u32,
+        /// The update the fragment belongs to.
+        got: u32,
+    },
+    /// A continuation without a first fragment.
     #[error("screen fragment continues an update that never began")]
     NoStart,
+    /// The fragments add up to more than an update may be.
     #[error("screen update larger than {0} bytes")]
     TooLarge(usize),
 }

@@ -1,5 +1,7 @@
 //! X11 capture and input injection against a real Xvfb display showing a
 //! picture drawn by the test.
+// A test crate: unwrap() says "this must hold" as well as expect() here.
+#![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
 

@@ -37,20 +37,30 @@ pub enum ClientError {
     /// The TCP connection could not be made.
     #[error("cannot connect to the gateway at {addr}: {source}")]
     Connect {
+        /// The gateway's address.
         addr: String,
+        /// What the system said.
         source: std::io::Error,
     },
     /// The gateway's certificate was not trusted, or TLS failed otherwise.
     #[error("TLS with the gateway at {addr} failed: {cause}")]
-    Tls { addr: String, cause: String },
+    Tls {
+        /// The gateway's address.
+        addr: String,
+        /// What failed.
+        cause: String,
+    },
     /// The trust settings could not be used.
     #[error(transparent)]
     Trust(#[from] TlsError),
     /// The gateway refused the request.
     #[error("{message}")]
     Refused {
+        /// Why.
         code: ErrorCode,
+        /// The gateway's words, for people.
         message: String,
+        /// When to try again, if the gateway said.
         retry_after_s: Option<u64>,
     },
     /// The gateway sent something this client cannot read.
@@ -59,7 +69,9 @@ pub enum ClientError {
     /// The gateway answered out of turn.
     #[error("the gateway sent {got} where {expected} was expected")]
     Unexpected {
+        /// The message that was due.
         expected: &'static str,
+        /// The message that came.
         got: &'static str,
     },
     /// The gateway closed the connection.
@@ -313,12 +325,15 @@ fn unexpected(expected: &'static str, got: &Message) -> ClientError {
 /// made, so a resent event is recognised and stored once.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Report {
+    /// Chosen by the reporter; a resend is stored once.
     pub id: Uuid,
+    /// When it happened (microseconds since the epoch).
     pub occurred_us: i64,
     /// The session it belongs to (on a session link, the link's own).
     pub session: Option<Uuid>,
     /// The audit event type, e.g. `chat.message`.
     pub kind: String,
+    /// That type's payload.
     pub payload: serde_json::Value,
 }
 
@@ -359,6 +374,7 @@ impl Report {
 /// The gateway's acknowledgement: the event is durable at `seq`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ack {
+    /// Its place in the log.
     pub seq: i64,
     /// It had been recorded before (a resend).
     pub duplicate: bool,
@@ -379,11 +395,17 @@ fn ack_of(id: Uuid, answer: Message) -> Result<Ack, ClientError> {
 /// What the gateway said about a logged-in technician.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoginInfo {
+    /// The technician's email.
     pub email: String,
+    /// Their group.
     pub group: String,
+    /// Their role.
     pub role: String,
+    /// What their group may do in a session.
     pub permissions: Vec<Permission>,
+    /// Idle time after which they are logged off.
     pub idle_timeout_s: u64,
+    /// When their password expires, if it does.
     pub password_expires_us: Option<i64>,
     /// The group records every session: no view or control without a recording.
     pub force_recording: bool,
@@ -400,15 +422,18 @@ pub struct Technician {
 /// A session just created.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewSession {
+    /// The session's GUID.
     pub guid: Uuid,
     /// The six-digit PIN to give the end user.
     pub pin: String,
+    /// When the PIN expires (microseconds since the epoch).
     pub expires_us: i64,
 }
 
 /// A session picked up, ready for [`Connector::attach`].
 #[derive(Debug)]
 pub struct PickedUp {
+    /// The session's GUID.
     pub guid: Uuid,
     ticket: String,
     credentials: Credentials,

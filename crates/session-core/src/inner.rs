@@ -25,7 +25,10 @@ pub enum InnerError {
     Key(rcgen::Error),
     /// A certificate from the gateway could not be parsed.
     #[error("the gateway sent an unusable {what}")]
-    BadCertificate { what: &'static str },
+    BadCertificate {
+        /// Which certificate.
+        what: &'static str,
+    },
     /// The certificate does not bind what this side expected.
     #[error("session certificate mismatch: {0}")]
     Mismatch(String),

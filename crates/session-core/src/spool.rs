@@ -149,8 +149,10 @@ impl Spool {
 #[derive(Debug, thiserror::Error)]
 pub enum DeliverError {
     #[error(transparent)]
+    /// The spool file could not be read or written.
     Spool(#[from] SpoolError),
     #[error("delivering spooled events: {0}")]
+    /// The gateway could not be reached or refused.
     Client(ClientError),
 }
 

@@ -6,7 +6,8 @@
 //!
 //! PostgreSQL tests run when `VIGIL_TEST_POSTGRES_URL` is set, each in a
 //! schema of its own so that runs never collide; when it is set and the
-//! server cannot be reached, they fail rather than skip.
+//! server cannot be reached, or when `CI` is set and it is not, they fail
+//! rather than skip.
 #![forbid(unsafe_code)]
 
 pub mod media;
@@ -30,7 +31,9 @@ const SQLITE_FILE: &str = "audit.db";
 /// Which backend a [`TestDb`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
+    /// A file in a temporary directory.
     Sqlite,
+    /// A schema of its own on a PostgreSQL server.
     Postgres,
 }
 
@@ -39,6 +42,7 @@ pub enum Backend {
 pub struct TestDb {
     /// The `--db` URL Vigil should use.
     pub url: String,
+    /// Which of the two.
     pub backend: Backend,
     dir: TempDir,
     /// For PostgreSQL: the server URL and this test's schema.
@@ -61,6 +65,12 @@ impl TestDb {
     /// when the variable is unset. Panics if the server cannot be reached.
     pub async fn postgres() -> Option<TestDb> {
         let Ok(server) = std::env::var(POSTGRES_ENV) else {
+            // Under CI a test that does nothing must not pass.
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but {POSTGRES_ENV} is not: the PostgreSQL half would not run \
+                 (scripts/test sets it)"
+            );
             eprintln!("{POSTGRES_ENV} is not set: PostgreSQL case not run");
             return None;
         };

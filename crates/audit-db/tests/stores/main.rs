@@ -1,5 +1,7 @@
 //! One suite, run against both stores: every case below runs once on SQLite
 //! and once on PostgreSQL (when `VIGIL_TEST_POSTGRES_URL` is set).
+// A test crate: unwrap() says "this must hold" as well as expect() here.
+#![allow(clippy::unwrap_used)]
 
 mod cases;
 

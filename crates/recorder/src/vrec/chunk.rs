@@ -75,11 +75,17 @@ pub fn encode(kind: Kind, body: &[u8]) -> Vec<u8> {
 #[derive(Debug)]
 pub enum Bad {
     /// The file ends inside the chunk (or exactly before it, if `at_boundary`).
-    Eof { at_boundary: bool },
+    Eof {
+        /// The file ends exactly where the chunk would begin.
+        at_boundary: bool,
+    },
     /// The length is beyond [`MAX_BODY`].
     Length(u32),
     /// The CRC does not match (the chunk claimed `len` body bytes).
-    Checksum { len: u32 },
+    Checksum {
+        /// The body length the chunk claimed.
+        len: u32,
+    },
     /// Reading failed.
     Io(io::Error),
 }
@@ -89,6 +95,7 @@ pub enum Bad {
 pub struct Chunk {
     /// The type byte (known kinds via [`Kind::from_byte`]).
     pub kind: u8,
+    /// The chunk's body, after the CRC was checked.
     pub body: Vec<u8>,
 }
 

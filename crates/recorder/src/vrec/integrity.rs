@@ -16,10 +16,13 @@ use super::{io_error, Header, VrecError};
 /// What a full check of a file found.
 #[derive(Debug)]
 pub struct Check {
+    /// The file's header.
     pub header: Header,
+    /// What reading every chunk found.
     pub scan: Scan,
     /// The whole file's size and lower-case hex SHA-256.
     pub size: u64,
+    /// Lower-case hex SHA-256 of the whole file.
     pub sha256: String,
     /// The first update that does not decode, if any.
     pub undecodable: Option<String>,
@@ -170,7 +173,9 @@ pub struct Repaired {
     pub kept: u64,
     /// Bytes after the last whole chunk, moved to `tail`.
     pub dropped: u64,
+    /// Where the bytes after the last whole chunk were saved, if there were any.
     pub tail: Option<PathBuf>,
+    /// Screen updates kept.
     pub frames: u64,
     /// Why the readable part ends where it does.
     pub reason: Option<String>,

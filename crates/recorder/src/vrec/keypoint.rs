@@ -33,14 +33,18 @@ const VERSION: u8 = 1;
 /// body of the update chunk at file offset `chunk`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stored {
+    /// The update chunk's number.
     pub chunk: u64,
+    /// Where the tile's bytes start in its decompressed body.
     pub offset: u32,
+    /// How many bytes.
     pub len: u32,
 }
 
 /// Where one screen tile of a key point comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TileSource {
+    /// Bytes stored in an earlier update chunk.
     Stored(Stored),
     /// Its pixels are in the key point itself.
     Inline(Vec<u8>),
@@ -49,13 +53,21 @@ pub enum TileSource {
 /// A key point, read back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyPoint {
+    /// Microseconds since the recording began.
     pub timestamp_us: u64,
+    /// Screen updates before it.
     pub frames: u64,
+    /// Screen width in pixels.
     pub width: u16,
+    /// Screen height in pixels.
     pub height: u16,
+    /// The cursor chunk that last moved the pointer, if any.
     pub cursor_position: Option<u64>,
+    /// The cursor chunk that last set its shape, if any.
     pub cursor_shape: Option<u64>,
+    /// Where each tile's pixels are, row by row.
     pub tiles: Vec<TileSource>,
+    /// Where each cache slot's pixels are, for the slots in use.
     pub slots: Vec<(usize, Stored)>,
 }
 

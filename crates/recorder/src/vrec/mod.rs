@@ -29,9 +29,13 @@ pub const CODEC: &str = "vigil-tiles/1";
 /// What a recording is of; the first chunk.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Header {
+    /// The file format's version.
     pub format: u32,
+    /// The screen codec's name and version.
     pub codec: String,
+    /// Screen width in pixels.
     pub width: u32,
+    /// Screen height in pixels.
     pub height: u32,
     /// This recording's own id, named by its audit events.
     pub recording: String,
@@ -75,31 +79,61 @@ pub struct Marker {
 /// A recording could not be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum VrecError {
+    /// Reading or writing the file failed.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: String,
+        /// What the system said.
         source: std::io::Error,
     },
+    /// The file does not start like a recording.
     #[error("{0}: not a .vrec recording (no VREC magic at the start)")]
     NotARecording(String),
+    /// A format version this build cannot read.
     #[error("{path}: format {found} is not supported (this build reads {FORMAT})")]
-    Format { path: String, found: u32 },
+    Format {
+        /// The file.
+        path: String,
+        /// The version it says.
+        found: u32,
+    },
+    /// Bytes that are not what the format allows.
     #[error("{path}: corrupt at byte {offset}: {what}")]
     Corrupt {
+        /// The file.
         path: String,
+        /// Where.
         offset: u64,
+        /// What is wrong.
         what: String,
     },
+    /// A screen update that does not decode.
     #[error("{path}: {what}")]
     Codec {
+        /// The file.
         path: String,
+        /// Which update.
         what: String,
+        /// Why it does not decode.
         source: crate::codec::CodecError,
     },
+    /// A recording is never written over.
     #[error("{path}: already exists")]
-    Exists { path: String },
+    Exists {
+        /// The file.
+        path: String,
+    },
+    /// The frame asked for is not in the recording.
     #[error("{path}: no frame {what}")]
-    NoSuchFrame { path: String, what: String },
+    NoSuchFrame {
+        /// The file.
+        path: String,
+        /// The frame asked for.
+        what: String,
+    },
+    /// An update of another screen size than the recording's
+    /// (recording width and height, update width and height).
     #[error("recording is {0}x{1}, the update is {2}x{3}")]
     SizeMismatch(u32, u32, u16, u16),
 }

@@ -27,9 +27,11 @@ pub struct Index {
     pub duration_us: u64,
     /// The last update's timestamp.
     pub last_update_us: u64,
+    /// Cursor updates.
     pub cursor_updates: u64,
     /// Where decoding can start, in file order.
     pub seek: Vec<SeekPoint>,
+    /// The audit markers, in order.
     pub markers: Vec<Marker>,
 }
 
@@ -50,6 +52,7 @@ pub struct Resumed {
     pub decoder: Decoder,
     /// The pointer's last position, and the last update that set its shape.
     pub cursor: Option<Cursor>,
+    /// The pointer as it was, shape included.
     pub shape: Option<Cursor>,
     /// The timeline from the key point on.
     pub entries: Entries,
@@ -62,8 +65,11 @@ pub enum Ending {
     Complete,
     /// Cut off (a crash, a full disk) or damaged: readable up to `valid_len`.
     Truncated {
+        /// Bytes up to the end of the last whole chunk.
         valid_len: u64,
+        /// Bytes in the file.
         file_len: u64,
+        /// Why reading stopped there.
         reason: String,
     },
 }
@@ -71,10 +77,22 @@ pub enum Ending {
 /// One chunk of the timeline, as [`Recording::entries`] yields them.
 #[derive(Clone, Debug)]
 pub enum Entry {
-    Update { offset: u64, bytes: Vec<u8> },
+    /// A screen update, as encoded.
+    Update {
+        /// Where its chunk starts in the file.
+        offset: u64,
+        /// The encoded update.
+        bytes: Vec<u8>,
+    },
+    /// The pointer moved or changed shape.
     Cursor(Cursor),
+    /// An audit event's marker.
     Marker(Marker),
-    KeyPoint { offset: u64 },
+    /// A key point (a seek target).
+    KeyPoint {
+        /// Where its chunk starts in the file.
+        offset: u64,
+    },
 }
 
 /// Which frame to find.
@@ -89,9 +107,11 @@ pub enum Target {
 /// A frame found by [`Recording::frame`].
 #[derive(Clone, Debug)]
 pub struct Located {
+    /// The screen at that moment.
     pub frame: Frame,
     /// Its number, from 0.
     pub number: u64,
+    /// Microseconds since the recording began.
     pub timestamp_us: u64,
 }
 
@@ -100,8 +120,11 @@ pub struct Located {
 pub struct Recording {
     path: PathBuf,
     file: File,
+    /// The file's header.
     pub header: Header,
+    /// Its index (the one at the end, or rebuilt by scanning).
     pub index: Index,
+    /// Whether it is finished or cut off, and where.
     pub ending: Ending,
     /// Where the first chunk after the header starts.
     first: u64,
@@ -112,6 +135,7 @@ pub struct Recording {
 /// The result of reading every chunk from the start.
 #[derive(Debug)]
 pub struct Scan {
+    /// What the chunks hold.
     pub index: Index,
     /// The end of the last whole timeline chunk.
     pub data_end: u64,
@@ -121,6 +145,7 @@ pub struct Scan {
     pub stopped: Option<String>,
     /// Whether what stopped it looks like damage rather than a cut.
     pub damaged: bool,
+    /// Bytes in the file.
     pub file_len: u64,
 }
 

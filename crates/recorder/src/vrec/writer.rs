@@ -42,11 +42,15 @@ pub struct Writer {
 /// A recording finished cleanly.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finished {
+    /// The file.
     pub path: PathBuf,
+    /// Its size in bytes.
     pub size: u64,
     /// Lower-case hex SHA-256 of the whole file.
     pub sha256: String,
+    /// Screen updates in it.
     pub frames: u64,
+    /// From its first to its last update, in microseconds.
     pub duration_us: u64,
 }
 
@@ -242,8 +246,10 @@ pub(crate) fn write_index(
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
     #[error(transparent)]
+    /// The source failed.
     Source(#[from] crate::SourceError),
     #[error(transparent)]
+    /// The file could not be written.
     Vrec(#[from] VrecError),
 }
 

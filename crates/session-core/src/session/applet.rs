@@ -49,6 +49,7 @@ pub enum ConsentMode {
 /// A consent question for the end user.
 #[derive(Debug)]
 pub struct Prompt {
+    /// The permission asked for.
     pub permission: Permission,
     /// What the technician wants to do, in words.
     pub what: String,
@@ -63,20 +64,38 @@ pub enum AppletEvent {
     Chat(String),
     /// A permission was granted or denied.
     Decided {
+        /// The permission.
         permission: Permission,
+        /// What it was for, in words.
         what: String,
+        /// Whether it was granted.
         granted: bool,
     },
     /// A file from the technician was saved.
     Received {
+        /// Where the file was saved.
         saved_as: PathBuf,
+        /// Its size in bytes.
         size: u64,
+        /// Its SHA-256, lower-case hex.
         sha256: String,
     },
     /// A file went to the technician; `ok` says whether it arrived intact.
-    Sent { path: String, size: u64, ok: bool },
+    Sent {
+        /// The file asked for.
+        path: String,
+        /// Bytes sent.
+        size: u64,
+        /// Whether the technician's end verified them.
+        ok: bool,
+    },
     /// A transfer failed.
-    FileFailed { name: String, error: String },
+    FileFailed {
+        /// The file's name.
+        name: String,
+        /// What went wrong.
+        error: String,
+    },
     /// Something went wrong that does not end the session (e.g. an audit report).
     Warning(String),
 }
@@ -84,6 +103,7 @@ pub enum AppletEvent {
 /// What the end user does.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AppletCommand {
+    /// A line of chat from the end user.
     Chat(String),
     /// End the session now.
     End,
@@ -91,6 +111,7 @@ pub enum AppletCommand {
 
 /// The applet's settings for one session.
 pub struct AppletConfig {
+    /// How consent prompts are answered.
     pub consent: ConsentMode,
     /// Where files from the technician are saved.
     pub download_dir: PathBuf,

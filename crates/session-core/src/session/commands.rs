@@ -40,7 +40,9 @@ pub enum Command {
 /// Which waiting session `/pick` means.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PickTarget {
+    /// The Nth waiting session (from 1).
     Index(usize),
+    /// The session with this GUID.
     Guid(Uuid),
 }
 

@@ -47,7 +47,9 @@ pub enum ConsoleEvent {
 /// The applet's answer to a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
+    /// The end user consented.
     Granted,
+    /// Refused, and why.
     Denied(Denial),
 }
 
@@ -56,9 +58,11 @@ pub enum Decision {
 pub enum Transfer {
     /// Both ends computed the same digests.
     Verified {
+        /// The file's name.
         name: String,
         /// Where it was saved (the applet's file name, or our path).
         saved_as: String,
+        /// Size, MD5 and SHA-256, equal on both ends.
         digests: Digests,
     },
     /// The applet refused or could not take part.

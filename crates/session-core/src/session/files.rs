@@ -25,8 +25,11 @@ pub enum FileError {
     /// Reading or writing failed.
     #[error("{doing} {}: {source}", path.display())]
     Io {
+        /// What was being done.
         doing: &'static str,
+        /// The file.
         path: PathBuf,
+        /// What the system said.
         source: std::io::Error,
     },
     /// What arrived does not match what the sender says it sent.
@@ -77,8 +80,11 @@ pub struct Hashes {
 /// The finished digests, lower-case hex.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Digests {
+    /// Bytes.
     pub size: u64,
+    /// MD5, lower-case hex.
     pub md5: String,
+    /// SHA-256, lower-case hex.
     pub sha256: String,
 }
 

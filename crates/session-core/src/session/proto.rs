@@ -28,6 +28,9 @@ pub const POINTER: u8 = 0x04;
 pub const CHUNK_DATA: usize = MAX_BODY - 16;
 
 /// A control message of the inner session.
+// Each message and its fields are described in docs/protocol.md ("Inside
+// the session"), the reference for this protocol.
+#[allow(missing_docs)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Control {
@@ -124,9 +127,13 @@ impl Control {
 /// One inner-session frame, decoded.
 #[derive(Debug, PartialEq)]
 pub enum Inner {
+    /// A control message.
     Control(Control),
+    /// File bytes of a transfer.
     Chunk {
+        /// The transfer.
         transfer: Uuid,
+        /// The bytes.
         data: Vec<u8>,
     },
     /// A fragment of a screen update.

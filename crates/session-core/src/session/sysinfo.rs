@@ -7,23 +7,36 @@ use sysinfo::{CpuRefreshKind, Disks, MemoryRefreshKind, RefreshKind, System};
 /// What the technician sees of the end user's machine.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SystemInfo {
+    /// Operating system name and version.
     pub os: String,
+    /// Kernel version.
     pub kernel: String,
+    /// Host name.
     pub hostname: String,
+    /// Processor brand.
     pub cpu: String,
+    /// Logical processors.
     pub cpus: usize,
+    /// Memory in all, in bytes.
     pub memory_total_bytes: u64,
+    /// Memory available, in bytes.
     pub memory_available_bytes: u64,
+    /// Time since boot, in seconds.
     pub uptime_s: u64,
+    /// Mounted disks.
     pub disks: Vec<DiskInfo>,
 }
 
 /// One mounted file system.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiskInfo {
+    /// Where it is mounted.
     pub mount_point: String,
+    /// Its file system.
     pub file_system: String,
+    /// Its size in bytes.
     pub total_bytes: u64,
+    /// Bytes free.
     pub available_bytes: u64,
 }
 

@@ -164,7 +164,9 @@ async fn stream<S>(
 /// What the technician sees: the latest screen and pointer.
 #[derive(Clone, Debug, Default)]
 pub struct Screen {
+    /// The latest picture, once one has arrived.
     pub frame: Option<Arc<Frame>>,
+    /// The pointer, once known.
     pub cursor: Option<Cursor>,
     /// Updates received so far.
     pub updates: u64,

@@ -259,9 +259,9 @@ impl HashError {
 }
 
 fn argon2() -> Argon2<'static> {
-    // These constants are within argon2's limits, so `Params::new` cannot fail.
     let params =
-        Params::new(ARGON2_MEMORY_KIB, ARGON2_PASSES, ARGON2_LANES, None).unwrap_or_default();
+        Params::new(ARGON2_MEMORY_KIB, ARGON2_PASSES, ARGON2_LANES, None)
+            .expect("OWASP's argon2id parameters are within argon2's limits");
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 

@@ -434,14 +434,14 @@ messages! {
     EventRefused = 0x62 { id: Uuid, message: String }
 }
 
-// Serialising these plain types cannot fail: no maps with non-string keys,
-// no custom impls.
 fn to_value<T: Serialize>(field: &T) -> serde_json::Value {
-    serde_json::to_value(field).unwrap_or(serde_json::Value::Null)
+    serde_json::to_value(field).expect(
+        "message fields are plain types (no maps with non-string keys, no custom impls)",
+    )
 }
 
 fn to_json(body: &serde_json::Map<String, serde_json::Value>) -> Vec<u8> {
-    serde_json::to_vec(body).unwrap_or_default()
+    serde_json::to_vec(body).expect("a JSON object of JSON values always serialises")
 }
 
 fn from_json<T: DeserializeOwned>(kind: Kind, body: &[u8]) -> Result<T, WireError> {

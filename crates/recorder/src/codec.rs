@@ -346,7 +346,7 @@ impl Encoder {
         update.extend_from_slice(&(frame.height as u16).to_le_bytes());
         // Compressing bytes in memory cannot fail.
         let level = if key { KEY_LEVEL } else { LEVEL };
-        let compressed = zstd::bulk::compress(&body, level).unwrap_or_default();
+        let compressed = zstd::bulk::compress(&body, level).expect("zstd compresses any input at a valid level; only running out of memory fails, which aborts first");
         update.extend_from_slice(&compressed);
         Some(update)
     }

@@ -72,7 +72,7 @@ impl Cursor {
                 out.extend_from_slice(&v.to_le_bytes());
             }
             // Compressing bytes in memory cannot fail.
-            out.extend_from_slice(&zstd::bulk::compress(&shape.pixels, 3).unwrap_or_default());
+            out.extend_from_slice(&zstd::bulk::compress(&shape.pixels, 3).expect("zstd compresses any input at a valid level; only running out of memory fails, which aborts first"));
         }
         out
     }

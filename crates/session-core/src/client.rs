@@ -344,7 +344,7 @@ impl Report {
             .payload_json()
             .ok()
             .and_then(|json| serde_json::from_str(&json).ok())
-            .unwrap_or(serde_json::Value::Null);
+            .expect("an event payload is a plain struct, serialised and read back as JSON");
         Self {
             id: Uuid::now_v7(),
             occurred_us: audit_event::time_us::now(),

@@ -194,7 +194,7 @@ impl Tracker {
         // Level 9, not 3: a key point comes once in 10 s, and its inline
         // tiles (scrolled text) shrink by a quarter (measured on the corpus).
         // Compressing bytes in memory cannot fail.
-        Some(zstd::bulk::compress(&out, 9).unwrap_or_default())
+        Some(zstd::bulk::compress(&out, 9).expect("zstd compresses any input at a valid level; only running out of memory fails, which aborts first"))
     }
 }
 

@@ -82,7 +82,7 @@ impl Writer {
         };
         writer.put(&chunk::MAGIC)?;
         // Serialising a struct of strings and numbers cannot fail.
-        let json = serde_json::to_vec(&header).unwrap_or_default();
+        let json = serde_json::to_vec(&header).expect("the header: serialising this plain struct (no maps with non-string keys, no custom impls) cannot fail");
         writer.put(&chunk::encode(Kind::Header, &json))?;
         Ok(writer)
     }
@@ -162,7 +162,7 @@ impl Writer {
     /// Puts an audit event on the timeline.
     pub fn marker(&mut self, marker: &Marker) -> Result<(), VrecError> {
         // Serialising a struct of strings and numbers cannot fail.
-        let json = serde_json::to_vec(marker).unwrap_or_default();
+        let json = serde_json::to_vec(marker).expect("a marker: serialising this plain struct (no maps with non-string keys, no custom impls) cannot fail");
         self.put(&chunk::encode(Kind::Marker, &json))?;
         self.index.markers.push(marker.clone());
         self.index.duration_us = self.index.duration_us.max(marker.timestamp_us);
@@ -231,8 +231,8 @@ pub(crate) fn write_index(
     sha: &mut Sha256,
 ) -> Result<(), VrecError> {
     // Serialising numbers and strings cannot fail; nor can compressing in memory.
-    let json = serde_json::to_vec(index).unwrap_or_default();
-    let body = zstd::bulk::compress(&json, 3).unwrap_or_default();
+    let json = serde_json::to_vec(index).expect("the index: serialising this plain struct (no maps with non-string keys, no custom impls) cannot fail");
+    let body = zstd::bulk::compress(&json, 3).expect("zstd compresses any input at a valid level; only running out of memory fails, which aborts first");
     let index_chunk = chunk::encode(Kind::Index, &body);
     let end = chunk::encode(Kind::End, &pos.to_le_bytes());
     for bytes in [&index_chunk, &end] {

@@ -177,7 +177,8 @@ impl Inner {
 /// The frame of a control message.
 pub fn control(message: &Control) -> Frame {
     // Serialising these plain types cannot fail.
-    Frame::with_type(CONTROL, &serde_json::to_vec(message).unwrap_or_default())
+    let body = serde_json::to_vec(message).expect("a control message: serialising this plain struct (no maps with non-string keys, no custom impls) cannot fail");
+    Frame::with_type(CONTROL, &body)
 }
 
 /// The frame of a file chunk (`data` at most [`CHUNK_DATA`] bytes).

@@ -117,7 +117,10 @@ impl Tape {
 
     /// Puts an audit event on the timeline.
     pub fn mark(&mut self, kind: &EventKind) -> Result<(), VrecError> {
-        self.note(kind.type_name(), kind.payload_json().unwrap_or_default())
+        let payload = kind
+            .payload_json()
+            .expect("an event payload: serialising this plain struct (no maps with non-string keys, no custom impls) cannot fail");
+        self.note(kind.type_name(), payload)
     }
 
     /// Puts an event another party audits (e.g. the applet's consent) on the timeline.

@@ -724,6 +724,12 @@ fn parse_size(text: &str) -> Result<(u32, u32), String> {
     if !(1..=16384).contains(&w) || !(1..=16384).contains(&h) {
         return Err(format!("{text}: width and height must be 1 to 16384"));
     }
+    if w as usize * h as usize > recorder::codec::MAX_PIXELS {
+        return Err(format!(
+            "{text}: at most {} pixels",
+            recorder::codec::MAX_PIXELS
+        ));
+    }
     Ok((w, h))
 }
 

@@ -177,12 +177,20 @@ mod tests {
     }
 
     #[test]
-    fn encoding_is_deterministic() {
+    fn encoding_is_the_documented_layout() {
         let id = Uuid::from_u128(7);
-        assert_eq!(
-            bytes(&sample(&id, "cli", "x")),
-            bytes(&sample(&id, "cli", "x"))
-        );
+        let mut expected = b"vigil.audit\0".to_vec();
+        expected.push(2);
+        expected.extend_from_slice(&7u128.to_be_bytes());
+        expected.push(0); // no session
+        expected.extend_from_slice(&1i64.to_be_bytes());
+        expected.extend_from_slice(&2i64.to_be_bytes());
+        expected.push(0); // no reported time
+        for text in ["cli", "x", "admin.note", "{}"] {
+            expected.extend_from_slice(&(text.len() as u32).to_be_bytes());
+            expected.extend_from_slice(text.as_bytes());
+        }
+        assert_eq!(bytes(&sample(&id, "cli", "x")), expected);
     }
 
     #[test]

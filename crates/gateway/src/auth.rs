@@ -259,9 +259,8 @@ impl HashError {
 }
 
 fn argon2() -> Argon2<'static> {
-    let params =
-        Params::new(ARGON2_MEMORY_KIB, ARGON2_PASSES, ARGON2_LANES, None)
-            .expect("OWASP's argon2id parameters are within argon2's limits");
+    let params = Params::new(ARGON2_MEMORY_KIB, ARGON2_PASSES, ARGON2_LANES, None)
+        .expect("OWASP's argon2id parameters are within argon2's limits");
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 

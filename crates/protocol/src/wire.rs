@@ -435,9 +435,8 @@ messages! {
 }
 
 fn to_value<T: Serialize>(field: &T) -> serde_json::Value {
-    serde_json::to_value(field).expect(
-        "message fields are plain types (no maps with non-string keys, no custom impls)",
-    )
+    serde_json::to_value(field)
+        .expect("message fields are plain types (no maps with non-string keys, no custom impls)")
 }
 
 fn to_json(body: &serde_json::Map<String, serde_json::Value>) -> Vec<u8> {

@@ -14,15 +14,37 @@ const ID: Uuid = Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001);
 /// Each message with its type byte and its JSON body, exactly as sent.
 fn cases() -> Vec<(Message, u8, &'static str)> {
     vec![
-        (Message::Hello { version: 1, client: "vigil console".into() }, 0x01, r#"{"client":"vigil console","version":1}"#),
-        (Message::Welcome { version: 1, gateway: "gw1".into() }, 0x02, r#"{"gateway":"gw1","version":1}"#),
         (
-            Message::Error { code: ErrorCode::Throttled, message: "slow down".into(), retry_after_s: Some(30) },
+            Message::Hello {
+                version: 1,
+                client: "vigil console".into(),
+            },
+            0x01,
+            r#"{"client":"vigil console","version":1}"#,
+        ),
+        (
+            Message::Welcome {
+                version: 1,
+                gateway: "gw1".into(),
+            },
+            0x02,
+            r#"{"gateway":"gw1","version":1}"#,
+        ),
+        (
+            Message::Error {
+                code: ErrorCode::Throttled,
+                message: "slow down".into(),
+                retry_after_s: Some(30),
+            },
             0x03,
             r#"{"code":"throttled","message":"slow down","retry_after_s":30}"#,
         ),
         (
-            Message::Login { email: "ann@example.com".into(), password: "pw".into(), new_password: None },
+            Message::Login {
+                email: "ann@example.com".into(),
+                password: "pw".into(),
+                new_password: None,
+            },
             0x10,
             r#"{"email":"ann@example.com","new_password":null,"password":"pw"}"#,
         ),
@@ -42,7 +64,11 @@ fn cases() -> Vec<(Message, u8, &'static str)> {
         (Message::Logout {}, 0x12, "{}"),
         (Message::CreateSession {}, 0x20, "{}"),
         (
-            Message::SessionCreated { guid: GUID, pin: "042137".into(), expires_us: 1_700_000_600_000_000 },
+            Message::SessionCreated {
+                guid: GUID,
+                pin: "042137".into(),
+                expires_us: 1_700_000_600_000_000,
+            },
             0x21,
             r#"{"expires_us":1700000600000000,"guid":"01234567-89ab-cdef-0123-456789abcdef","pin":"042137"}"#,
         ),
@@ -59,7 +85,14 @@ fn cases() -> Vec<(Message, u8, &'static str)> {
             0x23,
             r#"{"waiting":[{"guid":"01234567-89ab-cdef-0123-456789abcdef","ip":"192.0.2.7","joined_us":5,"via":"pin"}]}"#,
         ),
-        (Message::PickUp { guid: GUID, csr: "CSR".into() }, 0x24, r#"{"csr":"CSR","guid":"01234567-89ab-cdef-0123-456789abcdef"}"#),
+        (
+            Message::PickUp {
+                guid: GUID,
+                csr: "CSR".into(),
+            },
+            0x24,
+            r#"{"csr":"CSR","guid":"01234567-89ab-cdef-0123-456789abcdef"}"#,
+        ),
         (
             Message::PickedUp {
                 guid: GUID,
@@ -71,20 +104,50 @@ fn cases() -> Vec<(Message, u8, &'static str)> {
             0x25,
             r#"{"certificate":"CERT","grant":["remote_control"],"guid":"01234567-89ab-cdef-0123-456789abcdef","session_ca":"CA","ticket":"abababababababababababababababab"}"#,
         ),
-        (Message::Join { code: "042137".into(), csr: "CSR".into() }, 0x30, r#"{"code":"042137","csr":"CSR"}"#),
         (
-            Message::Joined { guid: GUID, technician: "ann@example.com".into() },
+            Message::Join {
+                code: "042137".into(),
+                csr: "CSR".into(),
+            },
+            0x30,
+            r#"{"code":"042137","csr":"CSR"}"#,
+        ),
+        (
+            Message::Joined {
+                guid: GUID,
+                technician: "ann@example.com".into(),
+            },
             0x31,
             r#"{"guid":"01234567-89ab-cdef-0123-456789abcdef","technician":"ann@example.com"}"#,
         ),
-        (Message::Paired { certificate: "CERT".into(), session_ca: "CA".into() }, 0x32, r#"{"certificate":"CERT","session_ca":"CA"}"#),
         (
-            Message::Attach { guid: GUID, ticket: "ab".repeat(16) },
+            Message::Paired {
+                certificate: "CERT".into(),
+                session_ca: "CA".into(),
+            },
+            0x32,
+            r#"{"certificate":"CERT","session_ca":"CA"}"#,
+        ),
+        (
+            Message::Attach {
+                guid: GUID,
+                ticket: "ab".repeat(16),
+            },
             0x40,
             r#"{"guid":"01234567-89ab-cdef-0123-456789abcdef","ticket":"abababababababababababababababab"}"#,
         ),
-        (Message::Attached { guid: GUID }, 0x41, r#"{"guid":"01234567-89ab-cdef-0123-456789abcdef"}"#),
-        (Message::End { reason: "ended by the end user".into() }, 0x51, r#"{"reason":"ended by the end user"}"#),
+        (
+            Message::Attached { guid: GUID },
+            0x41,
+            r#"{"guid":"01234567-89ab-cdef-0123-456789abcdef"}"#,
+        ),
+        (
+            Message::End {
+                reason: "ended by the end user".into(),
+            },
+            0x51,
+            r#"{"reason":"ended by the end user"}"#,
+        ),
         (
             Message::Event {
                 id: ID,
@@ -97,12 +160,19 @@ fn cases() -> Vec<(Message, u8, &'static str)> {
             r#"{"id":"01900000-0000-7000-8000-000000000001","kind":"chat.message","occurred_us":1700000000000000,"payload":{"chars":5,"from":"technician","text":null},"session":"01234567-89ab-cdef-0123-456789abcdef"}"#,
         ),
         (
-            Message::EventAck { id: ID, seq: 42, duplicate: false },
+            Message::EventAck {
+                id: ID,
+                seq: 42,
+                duplicate: false,
+            },
             0x61,
             r#"{"duplicate":false,"id":"01900000-0000-7000-8000-000000000001","seq":42}"#,
         ),
         (
-            Message::EventRefused { id: ID, message: "no".into() },
+            Message::EventRefused {
+                id: ID,
+                message: "no".into(),
+            },
             0x62,
             r#"{"id":"01900000-0000-7000-8000-000000000001","message":"no"}"#,
         ),
@@ -137,7 +207,8 @@ fn every_message_has_fixed_bytes() {
 #[test]
 fn every_message_type_is_covered() {
     let covered: std::collections::BTreeSet<u8> = cases().iter().map(|(_, k, _)| *k).collect();
-    let defined: std::collections::BTreeSet<u8> =
-        (0..=u8::MAX).filter(|b| protocol::wire::Kind::from_byte(*b).is_some()).collect();
+    let defined: std::collections::BTreeSet<u8> = (0..=u8::MAX)
+        .filter(|b| protocol::wire::Kind::from_byte(*b).is_some())
+        .collect();
     assert_eq!(covered, defined);
 }

@@ -43,6 +43,10 @@ use crate::parts;
 pub const TILE: usize = 64;
 /// Tiles both ends remember (64×64 BGRA is 16 KiB: 32 MiB each).
 pub const CACHE_SLOTS: usize = 2048;
+/// The largest screen an update may describe, in pixels (two 8K screens side
+/// by side fit): what a peer or a file can make a decoder allocate is
+/// bounded by it (256 MiB for the picture).
+pub const MAX_PIXELS: usize = 8192 * 8192;
 /// zstd level of the update bodies. Measured on the corpus: 3 → 8 takes
 /// 15 % off (text above all: terminal 4.98 → 3.76 MB/min) for about 0.2 ms
 /// more per frame; 12 saves 2 % more but costs 0.7 ms.
@@ -587,12 +591,46 @@ pub fn info(update: &[u8]) -> Result<UpdateInfo, CodecError> {
     let u16_at = |i: usize| u16::from_le_bytes([update[i], update[i + 1]]);
     let mut ts = [0u8; 8];
     ts.copy_from_slice(&update[2..10]);
+    let (width, height) = (u16_at(10), u16_at(12));
+    if width == 0 || height == 0 || usize::from(width) * usize::from(height) > MAX_PIXELS {
+        return Err(CodecError::Invalid(format!(
+            "a {width}x{height} screen is empty or larger than {MAX_PIXELS} pixels"
+        )));
+    }
     Ok(UpdateInfo {
         key: update[1] & 1 == 1,
         timestamp_us: u64::from_le_bytes(ts),
-        width: u16_at(10),
-        height: u16_at(12),
+        width,
+        height,
     })
+}
+
+/// Decompresses a zstd frame of at most `limit` bytes, allocating only what
+/// it holds: a frame that declares more, or turns out longer, is refused
+/// without the allocation (the data may come from a peer or a file).
+pub fn decompress(src: &[u8], limit: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let too_large = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("compressed data holds more than {limit} bytes"),
+        )
+    };
+    match zstd::zstd_safe::get_frame_content_size(src) {
+        Ok(Some(n)) if n > limit as u64 => Err(too_large()),
+        Ok(Some(n)) => zstd::bulk::decompress(src, n as usize),
+        // Size not declared: read it, stopping one byte past the limit.
+        _ => {
+            let mut out = Vec::new();
+            zstd::stream::read::Decoder::new(src)?
+                .take(limit as u64 + 1)
+                .read_to_end(&mut out)?;
+            if out.len() > limit {
+                return Err(too_large());
+            }
+            Ok(out)
+        }
+    }
 }
 
 /// Turns updates back into frames, bit-exact.
@@ -836,7 +874,7 @@ pub fn body(update: &[u8]) -> Result<Vec<u8>, CodecError> {
     let grid = Grid::new(head.width as usize, head.height as usize);
     // Per tile at most an op, a vector, a parts record and a full tile of pixels.
     let limit = 4 + 2 + 2 + grid.tiles() * (7 + 4 + parts::RECORD + TILE * TILE * 4);
-    zstd::bulk::decompress(&update[HEADER..], limit).map_err(CodecError::Compression)
+    decompress(&update[HEADER..], limit).map_err(CodecError::Compression)
 }
 
 /// The op count of a body and where its ops end.

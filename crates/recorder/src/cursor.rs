@@ -110,8 +110,8 @@ impl Cursor {
                 )));
             }
             let n = width as usize * height as usize * 4;
-            let pixels =
-                zstd::bulk::decompress(&rest[SHAPE_FIXED..], n).map_err(CodecError::Compression)?;
+            let pixels = crate::codec::decompress(&rest[SHAPE_FIXED..], n)
+                .map_err(CodecError::Compression)?;
             if pixels.len() != n {
                 return Err(CodecError::Truncated(
                     "cursor shape has fewer pixels than its size",

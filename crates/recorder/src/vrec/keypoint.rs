@@ -201,7 +201,7 @@ impl Tracker {
 /// Parses a key point's body.
 pub fn parse(body: &[u8]) -> Result<KeyPoint, String> {
     // Inline pixels are bounded by the screen; 65535² × 4 is the format's ceiling.
-    let raw = zstd::bulk::decompress(body, 1 << 30).map_err(|e| format!("key point: {e}"))?;
+    let raw = crate::codec::decompress(body, 1 << 30).map_err(|e| format!("key point: {e}"))?;
     let mut r = Bytes(&raw);
     if r.u8()? != VERSION {
         return Err("key point version is not 1".into());

@@ -17,6 +17,10 @@ use crate::codec::{self, Decoder};
 use crate::cursor::Cursor;
 use crate::frame::Frame;
 
+/// The most a recording's index may hold once decompressed (an hour's
+/// index is a few MB).
+const INDEX_LIMIT: usize = 1 << 30;
+
 /// What the index at the end of a finished recording holds (and what a
 /// scan rebuilds for a cut-off one).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -567,7 +571,7 @@ fn read_index(file: &mut File, first: u64, file_len: u64) -> Option<(Index, u64)
     if Kind::from_byte(index.kind) != Some(Kind::Index) || at + index.size() != end_at {
         return None;
     }
-    let json = zstd::stream::decode_all(index.body.as_slice()).ok()?;
+    let json = crate::codec::decompress(&index.body, INDEX_LIMIT).ok()?;
     Some((serde_json::from_slice(&json).ok()?, at))
 }
 

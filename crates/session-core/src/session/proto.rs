@@ -176,7 +176,6 @@ impl Inner {
 
 /// The frame of a control message.
 pub fn control(message: &Control) -> Frame {
-    // Serialising these plain types cannot fail.
     let body = serde_json::to_vec(message).expect("a control message: serialising this plain struct (no maps with non-string keys, no custom impls) cannot fail");
     Frame::with_type(CONTROL, &body)
 }

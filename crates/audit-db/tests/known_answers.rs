@@ -3,6 +3,8 @@
 //! the encoding or the chaining would make all of them fail verification,
 //! and fails here first. (The byte-level encoding of both formats is pinned
 //! beside the encoder, in `encoding.rs`.)
+// A test crate: unwrap() says "this must hold" as well as expect() here.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
 

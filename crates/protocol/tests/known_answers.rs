@@ -2,6 +2,8 @@
 //! renamed field, another type byte, another number format) fails here
 //! before it reaches a peer of another version. Each case also decodes the
 //! fixed bytes back to the message.
+// A test crate: unwrap() says "this must hold" as well as expect() here.
+#![allow(clippy::unwrap_used)]
 
 use audit_event::event::JoinMethod;
 use audit_event::Permission;

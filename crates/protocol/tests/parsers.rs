@@ -1,6 +1,8 @@
 //! Arbitrary bytes fed to the parsers of untrusted input: the frame codec
 //! and the message decoder answer with frames or an error, never a panic,
 //! and never buffer more than one frame's declared maximum.
+// A test crate: unwrap() says "this must hold" as well as expect() here.
+#![allow(clippy::unwrap_used)]
 
 use bytes::BytesMut;
 use proptest::prelude::*;

@@ -3,6 +3,8 @@
 //! values: a change to the file format or the codec that old recordings
 //! would not survive fails here. It is also written again from the same
 //! frames and compared byte for byte: the writer's output is pinned too.
+// A test crate: unwrap() says "this must hold" as well as expect() here.
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 

@@ -2,6 +2,8 @@
 //! screen update from a peer, a cursor update, a `.vrec` file from disk):
 //! an error, never a panic, and no allocation beyond the declared limits
 //! (`codec::MAX_PIXELS`; a key update of 65535×65535 used to ask for 16 GiB).
+// A test crate: unwrap() says "this must hold" as well as expect() here.
+#![allow(clippy::unwrap_used)]
 
 use proptest::prelude::*;
 use recorder::codec::Decoder;

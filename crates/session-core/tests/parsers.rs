@@ -1,6 +1,8 @@
 //! Arbitrary bytes as frames of the inner session (what the other end of a
 //! session sends): a message or an error, never a panic; and the stream of
 //! screen fragments they carry is reassembled within its bound or refused.
+// A test crate: unwrap() says "this must hold" as well as expect() here.
+#![allow(clippy::unwrap_used)]
 
 use proptest::prelude::*;
 use protocol::wire::Frame;

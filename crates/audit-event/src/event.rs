@@ -473,14 +473,109 @@ pub enum Alarm {
 /// A session ended.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SessionEnded {
-    /// Why it ended (see the reasons in docs/protocol.md).
-    pub reason: String,
+    /// Why it ended.
+    pub reason: EndReason,
     /// How long it lasted, in milliseconds (0 where the gateway cannot know).
     pub duration_ms: u64,
     /// Bytes relayed towards the applet.
     pub bytes_to_applet: u64,
     /// Bytes relayed towards the console.
     pub bytes_to_console: u64,
+}
+
+/// Why a session ended. Stored as the text the gateway has always written
+/// (`applet_left`, `ended_by_console: done`, `console_protocol_error:
+/// Oversize`, ...), so logs of every version read the same; the text of
+/// each variant is spelled out here, never derived from a Rust name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// The applet's connection closed.
+    AppletLeft,
+    /// The console's connection closed.
+    ConsoleLeft,
+    /// The applet sent `End`, with its reason.
+    EndedByApplet(String),
+    /// The console sent `End`, with its reason.
+    EndedByConsole(String),
+    /// The applet broke the protocol (the error's name).
+    AppletProtocolError(String),
+    /// The console broke the protocol (the error's name).
+    ConsoleProtocolError(String),
+    /// The gateway shut down.
+    GatewayShutdown,
+    /// A later start of the gateway found the session still open.
+    GatewayRestarted,
+    /// Nobody joined before the PIN expired.
+    Expired,
+    /// The console did not attach in time after the pickup.
+    ConsoleDidNotAttach,
+    /// The pickup failed half way (a certificate could not be issued).
+    PickupFailed,
+    /// Ended with no other reason known.
+    Ended,
+    /// A reason this version does not know (written by a later one), kept as written.
+    Other(String),
+}
+
+impl EndReason {
+    /// The stored text.
+    pub fn as_text(&self) -> std::borrow::Cow<'_, str> {
+        use std::borrow::Cow::{Borrowed, Owned};
+        match self {
+            Self::AppletLeft => Borrowed("applet_left"),
+            Self::ConsoleLeft => Borrowed("console_left"),
+            Self::EndedByApplet(why) => Owned(format!("ended_by_applet: {why}")),
+            Self::EndedByConsole(why) => Owned(format!("ended_by_console: {why}")),
+            Self::AppletProtocolError(code) => Owned(format!("applet_protocol_error: {code}")),
+            Self::ConsoleProtocolError(code) => Owned(format!("console_protocol_error: {code}")),
+            Self::GatewayShutdown => Borrowed("gateway_shutdown"),
+            Self::GatewayRestarted => Borrowed("gateway_restarted"),
+            Self::Expired => Borrowed("expired"),
+            Self::ConsoleDidNotAttach => Borrowed("console_did_not_attach"),
+            Self::PickupFailed => Borrowed("pickup_failed"),
+            Self::Ended => Borrowed("ended"),
+            Self::Other(text) => Borrowed(text),
+        }
+    }
+
+    /// The reason a stored text names.
+    pub fn from_text(text: &str) -> Self {
+        let with = |prefix: &str| text.strip_prefix(prefix).map(str::to_owned);
+        match text {
+            "applet_left" => Self::AppletLeft,
+            "console_left" => Self::ConsoleLeft,
+            "gateway_shutdown" => Self::GatewayShutdown,
+            "gateway_restarted" => Self::GatewayRestarted,
+            "expired" => Self::Expired,
+            "console_did_not_attach" => Self::ConsoleDidNotAttach,
+            "pickup_failed" => Self::PickupFailed,
+            "ended" => Self::Ended,
+            _ => with("ended_by_applet: ")
+                .map(Self::EndedByApplet)
+                .or_else(|| with("ended_by_console: ").map(Self::EndedByConsole))
+                .or_else(|| with("applet_protocol_error: ").map(Self::AppletProtocolError))
+                .or_else(|| with("console_protocol_error: ").map(Self::ConsoleProtocolError))
+                .unwrap_or_else(|| Self::Other(text.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.as_text())
+    }
+}
+
+impl Serialize for EndReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.as_text())
+    }
+}
+
+impl<'de> Deserialize<'de> for EndReason {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|text| Self::from_text(&text))
+    }
 }
 
 /// A permission the technician's group can grant for a session.
@@ -785,6 +880,33 @@ mod tests {
         let json = kind.payload_json().unwrap();
         let back = EventKind::from_stored(kind.type_name(), &json).unwrap();
         assert_eq!(back, Some(kind));
+    }
+
+    #[test]
+    fn end_reasons_keep_the_text_old_logs_hold() {
+        for text in [
+            "applet_left",
+            "console_left",
+            "ended_by_applet: ended by the end user",
+            "ended_by_console: done",
+            "applet_protocol_error: Oversize",
+            "console_protocol_error: UnexpectedMessage",
+            "gateway_shutdown",
+            "gateway_restarted",
+            "expired",
+            "console_did_not_attach",
+            "pickup_failed",
+            "ended",
+            "something_a_later_version_writes",
+        ] {
+            let json = format!("\"{text}\"");
+            let reason: EndReason = serde_json::from_str(&json).unwrap();
+            assert_eq!(serde_json::to_string(&reason).unwrap(), json);
+        }
+        assert_eq!(
+            EndReason::from_text("ended_by_console: done"),
+            EndReason::EndedByConsole("done".into())
+        );
     }
 
     #[test]

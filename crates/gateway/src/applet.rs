@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use audit_db::event::{
-    Alarm, JoinMethod, JoinRefusal, SecurityAlarm, SessionJoinRefused, SessionJoined,
+    Alarm, EndReason, JoinMethod, JoinRefusal, SecurityAlarm, SessionJoinRefused, SessionJoined,
     SessionPinWithdrawn,
 };
 use audit_db::{time_us, Actor, EventKind};
@@ -92,7 +92,7 @@ pub(super) async fn run(
                 );
             }
             if let Some(dropped) = refused.dropped {
-                end_unpaired(shared, dropped, "expired").await;
+                end_unpaired(shared, dropped, EndReason::Expired).await;
             }
             let (code, message) = match refused.why {
                 JoinRefusal::Expired => (ErrorCode::Expired, "this PIN or session has expired"),
@@ -132,7 +132,7 @@ pub(super) async fn run(
         }
     };
     if !sent {
-        end(shared, guid, &joined.technician, "applet_left").await;
+        end(shared, guid, &joined.technician, EndReason::AppletLeft).await;
         return;
     }
 
@@ -148,12 +148,12 @@ pub(super) async fn run(
                 }
                 Err(e) => wire_failure(&mut link, ip, &e).await,
             }
-            end(shared, guid, &joined.technician, "applet_left").await;
+            end(shared, guid, &joined.technician, EndReason::AppletLeft).await;
             return;
         }
         _ = shared.stopping.cancelled() => {
             say(&mut link, wire::error(ErrorCode::ShuttingDown, "the gateway is shutting down")).await;
-            end(shared, guid, &joined.technician, "gateway_shutdown").await;
+            end(shared, guid, &joined.technician, EndReason::GatewayShutdown).await;
             return;
         }
     };
@@ -164,7 +164,7 @@ pub(super) async fn run(
             wire::error(ErrorCode::Internal, "the session could not be set up"),
         )
         .await;
-        end(shared, guid, &joined.technician, "pickup_failed").await;
+        end(shared, guid, &joined.technician, EndReason::PickupFailed).await;
         return;
     };
     let paired = Message::Paired {
@@ -172,15 +172,15 @@ pub(super) async fn run(
         session_ca: shared.ca.certificate_pem().to_owned(),
     };
     if link.send(&paired).await.is_err() {
-        end(shared, guid, &joined.technician, "applet_left").await;
+        end(shared, guid, &joined.technician, EndReason::AppletLeft).await;
         return;
     }
     let console = tokio::select! {
         c = tokio::time::timeout(shared.config.attach_timeout, pickup.console) => c,
         // No new connection is accepted once shutdown begins: the console cannot attach.
         _ = shared.stopping.cancelled() => {
-            say(&mut link, Message::End { reason: "gateway_shutdown".into() }).await;
-            end(shared, guid, &joined.technician, "gateway_shutdown").await;
+            say(&mut link, Message::End { reason: EndReason::GatewayShutdown.to_string() }).await;
+            end(shared, guid, &joined.technician, EndReason::GatewayShutdown).await;
             return;
         }
     };
@@ -188,18 +188,24 @@ pub(super) async fn run(
         say(
             &mut link,
             Message::End {
-                reason: "console_did_not_attach".into(),
+                reason: EndReason::ConsoleDidNotAttach.to_string(),
             },
         )
         .await;
-        end(shared, guid, &joined.technician, "console_did_not_attach").await;
+        end(
+            shared,
+            guid,
+            &joined.technician,
+            EndReason::ConsoleDidNotAttach,
+        )
+        .await;
         return;
     };
     relay::run(shared, guid, &joined.technician, (link, ip), console).await;
 }
 
 /// Ends a session that never reached the relay.
-async fn end(shared: &Shared, guid: uuid::Uuid, technician: &str, reason: &str) {
+async fn end(shared: &Shared, guid: uuid::Uuid, technician: &str, reason: EndReason) {
     shared.registry().remove(guid);
     end_unpaired(
         shared,

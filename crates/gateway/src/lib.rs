@@ -39,6 +39,7 @@ use crate::auth::Policy;
 use crate::hasher::Hasher;
 use crate::session_ca::SessionCa;
 use crate::throttle::Throttle;
+use audit_db::event::EndReason;
 use protocol::readahead::ReadAhead;
 use protocol::wire::{self, ErrorCode, Link, Message};
 use registry::Registry;
@@ -338,7 +339,7 @@ impl Gateway {
         }
         let open = shared.registry().drain_open();
         for dropped in open {
-            end_unpaired(&shared, dropped, "gateway_shutdown").await;
+            end_unpaired(&shared, dropped, EndReason::GatewayShutdown).await;
         }
         report
     }
@@ -366,7 +367,7 @@ async fn close_orphans(log: &AuditLog, name: &str) -> Result<(), audit_db::Error
                 Actor::system("gateway"),
                 Source::gateway(),
                 EventKind::SessionEnded(audit_db::event::SessionEnded {
-                    reason: "gateway_restarted".to_owned(),
+                    reason: EndReason::GatewayRestarted,
                     duration_ms: 0,
                     bytes_to_applet: 0,
                     bytes_to_console: 0,
@@ -403,7 +404,7 @@ async fn sweep(shared: Arc<Shared>) {
         tick.tick().await;
         let expired = shared.registry().expire(Instant::now());
         for dropped in expired {
-            end_unpaired(&shared, dropped, "expired").await;
+            end_unpaired(&shared, dropped, EndReason::Expired).await;
         }
         if second % 60 == 0 {
             let now = audit_db::time_us::now();
@@ -419,13 +420,13 @@ async fn sweep(shared: Arc<Shared>) {
 }
 
 /// Audits the end of a session that never got to the relay.
-async fn end_unpaired(shared: &Shared, dropped: registry::Dropped, reason: &str) {
+async fn end_unpaired(shared: &Shared, dropped: registry::Dropped, reason: EndReason) {
     shared
         .audit_or_log(
             Actor::system("gateway"),
             Some(dropped.guid),
             EventKind::SessionEnded(audit_db::event::SessionEnded {
-                reason: reason.to_owned(),
+                reason: reason.clone(),
                 duration_ms: 0,
                 bytes_to_applet: 0,
                 bytes_to_console: 0,

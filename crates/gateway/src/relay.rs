@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use audit_db::event::{AttachRefusal, SessionAttachRefused, SessionEnded};
+use audit_db::event::{AttachRefusal, EndReason, SessionAttachRefused, SessionEnded};
 use audit_db::{Actor, EventKind};
 use futures::StreamExt;
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
@@ -294,7 +294,7 @@ pub(super) async fn run(
             say(
                 link,
                 Message::End {
-                    reason: reason.clone(),
+                    reason: reason.to_string(),
                 },
             )
             .await;
@@ -335,24 +335,27 @@ async fn capture(shared: &Shared, guid: Uuid, direction: &str) -> Option<tokio::
 }
 
 /// The audited reason: what the side that stopped first did.
-fn reason(from_applet: &Stop, from_console: &Stop, shutting_down: bool) -> String {
-    let describe = |stop: &Stop, side: &str| match stop {
-        Stop::Closed => Some(format!("{side}_left")),
-        Stop::Ended(why) => Some(format!("ended_by_{side}: {why}")),
-        Stop::Violation(code, _) => Some(format!("{side}_protocol_error: {code:?}")),
-        Stop::PeerGone => None,
-        Stop::Cancelled => None,
+fn reason(from_applet: &Stop, from_console: &Stop, shutting_down: bool) -> EndReason {
+    let applet = match from_applet {
+        Stop::Closed => Some(EndReason::AppletLeft),
+        Stop::Ended(why) => Some(EndReason::EndedByApplet(why.clone())),
+        Stop::Violation(code, _) => Some(EndReason::AppletProtocolError(code.name().into())),
+        Stop::PeerGone | Stop::Cancelled => None,
     };
-    describe(from_applet, "applet")
-        .or_else(|| describe(from_console, "console"))
-        .or_else(|| matches!(from_applet, Stop::PeerGone).then(|| "console_left".to_owned()))
-        .or_else(|| matches!(from_console, Stop::PeerGone).then(|| "applet_left".to_owned()))
-        .unwrap_or_else(|| {
-            if shutting_down {
-                "gateway_shutdown".to_owned()
-            } else {
-                "ended".to_owned()
-            }
+    let console = || match from_console {
+        Stop::Closed => Some(EndReason::ConsoleLeft),
+        Stop::Ended(why) => Some(EndReason::EndedByConsole(why.clone())),
+        Stop::Violation(code, _) => Some(EndReason::ConsoleProtocolError(code.name().into())),
+        Stop::PeerGone | Stop::Cancelled => None,
+    };
+    applet
+        .or_else(console)
+        .or_else(|| matches!(from_applet, Stop::PeerGone).then_some(EndReason::ConsoleLeft))
+        .or_else(|| matches!(from_console, Stop::PeerGone).then_some(EndReason::AppletLeft))
+        .unwrap_or(if shutting_down {
+            EndReason::GatewayShutdown
+        } else {
+            EndReason::Ended
         })
 }
 
@@ -363,19 +366,19 @@ mod tests {
     #[test]
     fn the_reason_names_the_side_that_stopped() {
         assert_eq!(
-            reason(&Stop::Closed, &Stop::Cancelled, false),
+            reason(&Stop::Closed, &Stop::Cancelled, false).to_string(),
             "applet_left"
         );
         assert_eq!(
-            reason(&Stop::Cancelled, &Stop::Ended("done".into()), false),
+            reason(&Stop::Cancelled, &Stop::Ended("done".into()), false).to_string(),
             "ended_by_console: done"
         );
         assert_eq!(
-            reason(&Stop::PeerGone, &Stop::Cancelled, false),
+            reason(&Stop::PeerGone, &Stop::Cancelled, false).to_string(),
             "console_left"
         );
         assert_eq!(
-            reason(&Stop::Cancelled, &Stop::Cancelled, true),
+            reason(&Stop::Cancelled, &Stop::Cancelled, true).to_string(),
             "gateway_shutdown"
         );
         assert_eq!(
@@ -383,7 +386,8 @@ mod tests {
                 &Stop::Cancelled,
                 &Stop::Violation(ErrorCode::Oversize, "x".into()),
                 false
-            ),
+            )
+            .to_string(),
             "console_protocol_error: Oversize"
         );
     }

@@ -283,6 +283,35 @@ pub enum ErrorCode {
     Internal,
 }
 
+impl ErrorCode {
+    /// The name the audit log records a protocol error under (e.g.
+    /// `console_protocol_error: Oversize`). Spelled out, never taken from
+    /// the Rust name, so renaming a variant cannot change the log's words.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::Malformed => "Malformed",
+            ErrorCode::Oversize => "Oversize",
+            ErrorCode::UnknownType => "UnknownType",
+            ErrorCode::UnexpectedMessage => "UnexpectedMessage",
+            ErrorCode::UnsupportedVersion => "UnsupportedVersion",
+            ErrorCode::HandshakeTimeout => "HandshakeTimeout",
+            ErrorCode::BadCredentials => "BadCredentials",
+            ErrorCode::AccountLocked => "AccountLocked",
+            ErrorCode::AccountDisabled => "AccountDisabled",
+            ErrorCode::IpNotAllowed => "IpNotAllowed",
+            ErrorCode::PasswordExpired => "PasswordExpired",
+            ErrorCode::PasswordRejected => "PasswordRejected",
+            ErrorCode::Throttled => "Throttled",
+            ErrorCode::Busy => "Busy",
+            ErrorCode::IdleTimeout => "IdleTimeout",
+            ErrorCode::UnknownSession => "UnknownSession",
+            ErrorCode::Expired => "Expired",
+            ErrorCode::ShuttingDown => "ShuttingDown",
+            ErrorCode::Internal => "Internal",
+        }
+    }
+}
+
 /// A waiting session in a technician's queue.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Waiting {

@@ -283,7 +283,7 @@ impl Encoder {
             let hash = xxhash_rust::xxh3::xxh3_64(&tile) ^ (tile.len() as u64).rotate_left(32);
             match self.cached(hash, &tile) {
                 Some(slot) => {
-                    out.op(i, 1, slot);
+                    out.op(i, OpKind::Cached, slot);
                     self.shown(i, slot);
                 }
                 None => unexplained.push((i, tile, hash)),
@@ -300,7 +300,7 @@ impl Encoder {
             if let Some(&v) = found.iter().find(|&&v| grid.moved_equal(cur, prev, i, v)) {
                 out.moved(i, v);
             } else if let Some(slot) = self.cached(hash, &tile) {
-                out.op(i, 1, slot);
+                out.op(i, OpKind::Cached, slot);
                 self.shown(i, slot);
             } else if let Some(parts) = (!key)
                 .then(|| self.parts(&grid, cur, prev, i, &found, &mut out))
@@ -308,7 +308,7 @@ impl Encoder {
             {
                 let record = out.records.len() / parts::RECORD;
                 parts::encode(&parts, &mut out.records);
-                out.op(i, 3, record as u16);
+                out.op(i, OpKind::Parts, record as u16);
                 let (_, _, w, _) = grid.rect(i);
                 for (p, from) in parts.iter().enumerate() {
                     let (px, py, pw, ph) = parts::rect(w, grid.rect(i).3, p);
@@ -321,7 +321,7 @@ impl Encoder {
                 }
             } else {
                 let slot = self.store(hash, &tile);
-                out.op(i, 0, slot);
+                out.op(i, OpKind::Pixels, slot);
                 out.pixels.extend_from_slice(&tile);
                 self.shown(i, slot);
             }
@@ -478,16 +478,16 @@ struct Ops {
 }
 
 impl Ops {
-    fn op(&mut self, tile: usize, kind: u8, argument: u16) {
+    fn op(&mut self, tile: usize, kind: OpKind, argument: u16) {
         self.ops.extend_from_slice(&(tile as u32).to_le_bytes());
-        self.ops.push(kind);
+        self.ops.push(kind as u8);
         self.ops.extend_from_slice(&argument.to_le_bytes());
         self.count += 1;
     }
 
     fn moved(&mut self, tile: usize, v: (i16, i16)) {
         let n = self.vector(v);
-        self.op(tile, 2, n);
+        self.op(tile, OpKind::Moved, n);
     }
 
     /// The number of vector `v` in this update's table.
@@ -713,7 +713,8 @@ impl Decoder {
         let (records, mut offset) = record_table(&body, records_at)?;
         let shifts = body[4..ops_end]
             .chunks_exact(7)
-            .any(|op| op[4] == 2 || op[4] == 3);
+            .take(count)
+            .any(|op| OpKind::from_byte(op[4]).is_some_and(OpKind::reads_the_previous_frame));
         let before = if shifts {
             frame.pixels.clone()
         } else {
@@ -722,14 +723,15 @@ impl Decoder {
         for op in body[4..ops_end].chunks_exact(7).take(count) {
             let tile = u32::from_le_bytes([op[0], op[1], op[2], op[3]]) as usize;
             let slot = u16::from_le_bytes([op[5], op[6]]) as usize;
-            if tile >= grid.tiles() || (op[4] < 2 && slot >= CACHE_SLOTS) {
+            let kind = op_kind(op[4])?;
+            if tile >= grid.tiles() || (kind.names_a_slot() && slot >= CACHE_SLOTS) {
                 return Err(CodecError::Invalid(format!(
                     "tile {tile} or slot {slot} out of range"
                 )));
             }
             let (_, _, w, h) = grid.rect(tile);
-            match op[4] {
-                0 => {
+            match kind {
+                OpKind::Pixels => {
                     let len = w * h * 4;
                     let bytes = body
                         .get(offset..offset + len)
@@ -744,7 +746,7 @@ impl Decoder {
                     });
                     offset += len;
                 }
-                1 => {
+                OpKind::Cached => {
                     let cached = self.slots[slot]
                         .as_ref()
                         .filter(|b| b.len() == w * h * 4)
@@ -754,7 +756,7 @@ impl Decoder {
                     grid.put_tile(&mut frame.pixels, tile, cached);
                     seen(Applied::Cached { tile, slot });
                 }
-                2 => {
+                OpKind::Moved => {
                     let v = *vectors.get(slot).ok_or_else(|| {
                         CodecError::Invalid(format!(
                             "tile {tile} names vector {slot} of {}",
@@ -768,7 +770,7 @@ impl Decoder {
                     }
                     seen(Applied::Moved { tile });
                 }
-                3 => {
+                OpKind::Parts => {
                     let record = records.get(slot).ok_or_else(|| {
                         CodecError::Invalid(format!(
                             "tile {tile} names parts record {slot} of {}",
@@ -832,7 +834,6 @@ impl Decoder {
                     }
                     seen(Applied::Moved { tile });
                 }
-                other => return Err(CodecError::Invalid(format!("unknown op kind {other}"))),
             }
         }
         Ok(frame)
@@ -893,14 +894,47 @@ fn op_count(body: &[u8], grid: &Grid) -> Result<(usize, usize), CodecError> {
     Ok((count, ops_end))
 }
 
+/// What an op does to its tile; the byte it is stored as in an update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum OpKind {
+    /// New pixels, stored in a cache slot too (the op's argument).
+    Pixels = 0,
+    /// The pixels of a cache slot (the argument).
+    Cached = 1,
+    /// Pixels of the previous frame, moved by a vector (the argument is its number).
+    Moved = 2,
+    /// Made of 16×16 parts (the argument is the parts record's number).
+    Parts = 3,
+}
+
+impl OpKind {
+    /// The kind stored as `byte`, if it is one.
+    pub fn from_byte(byte: u8) -> Option<Self> {
+        [Self::Pixels, Self::Cached, Self::Moved, Self::Parts]
+            .into_iter()
+            .find(|k| *k as u8 == byte)
+    }
+
+    /// Whether the argument names a cache slot.
+    fn names_a_slot(self) -> bool {
+        matches!(self, Self::Pixels | Self::Cached)
+    }
+
+    /// Whether the op reads the previous frame.
+    fn reads_the_previous_frame(self) -> bool {
+        matches!(self, Self::Moved | Self::Parts)
+    }
+}
+
 /// One op of an update, as [`ops`] lists it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Op {
     /// The tile's index, row by row.
     pub tile: usize,
-    /// 0 pixels, 1 cached, 2 moved, 3 parts.
-    pub kind: u8,
-    /// The slot (kinds 0 and 1), the vector's number (kind 2) or the parts record's (kind 3).
+    /// What it does.
+    pub kind: OpKind,
+    /// The slot (pixels, cached), the vector's number (moved) or the parts record's (parts).
     pub argument: u16,
 }
 
@@ -910,15 +944,22 @@ pub fn ops(update: &[u8]) -> Result<Vec<Op>, CodecError> {
     let grid = Grid::new(head.width as usize, head.height as usize);
     let body = body(update)?;
     let (count, ops_end) = op_count(&body, &grid)?;
-    Ok(body[4..ops_end]
+    body[4..ops_end]
         .chunks_exact(7)
         .take(count)
-        .map(|op| Op {
-            tile: u32::from_le_bytes([op[0], op[1], op[2], op[3]]) as usize,
-            kind: op[4],
-            argument: u16::from_le_bytes([op[5], op[6]]),
+        .map(|op| {
+            Ok(Op {
+                tile: u32::from_le_bytes([op[0], op[1], op[2], op[3]]) as usize,
+                kind: op_kind(op[4])?,
+                argument: u16::from_le_bytes([op[5], op[6]]),
+            })
         })
-        .collect())
+        .collect()
+}
+
+/// The kind of an op's byte, or why not.
+fn op_kind(byte: u8) -> Result<OpKind, CodecError> {
+    OpKind::from_byte(byte).ok_or_else(|| CodecError::Invalid(format!("unknown op kind {byte}")))
 }
 
 /// How an op uses the tile cache, in op order.
@@ -941,20 +982,16 @@ pub fn slot_uses(update: &[u8]) -> Result<Vec<SlotUse>, CodecError> {
     let mut uses = Vec::new();
     for op in body[4..ops_end].chunks_exact(7).take(count) {
         let argument = usize::from(u16::from_le_bytes([op[5], op[6]]));
-        match op[4] {
-            0 => uses.push(SlotUse::Write(argument)),
-            1 => uses.push(SlotUse::Read(argument)),
-            3 => uses.extend(
-                records
-                    .get(argument)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|p| match p {
-                        parts::From::Slot(s) => Some(SlotUse::Read(usize::from(*s))),
-                        _ => None,
-                    }),
-            ),
-            _ => {}
+        match op_kind(op[4])? {
+            OpKind::Pixels => uses.push(SlotUse::Write(argument)),
+            OpKind::Cached => uses.push(SlotUse::Read(argument)),
+            OpKind::Parts => uses.extend(records.get(argument).into_iter().flatten().filter_map(
+                |p| match p {
+                    parts::From::Slot(s) => Some(SlotUse::Read(usize::from(*s))),
+                    _ => None,
+                },
+            )),
+            OpKind::Moved => {}
         }
     }
     Ok(uses)
@@ -1108,7 +1145,7 @@ mod tests {
         let count = u32::from_le_bytes([body[0], body[1], body[2], body[3]]) as usize;
         let shifted = body[4..4 + count * 7]
             .chunks_exact(7)
-            .filter(|op| op[4] == 2)
+            .filter(|op| op[4] == OpKind::Moved as u8)
             .count();
         assert!(
             shifted * 2 > count,
@@ -1132,7 +1169,7 @@ mod tests {
         let moved = enc.encode(&b, 1, false).unwrap();
         assert_eq!(dec.decode(&moved).unwrap(), &b);
         let ops = ops(&moved).unwrap();
-        let n = ops.iter().filter(|o| o.kind == 2).count();
+        let n = ops.iter().filter(|o| o.kind == OpKind::Moved).count();
         assert!(n >= 6, "{n} of {} changed tiles sent as moves", ops.len());
     }
 
@@ -1161,7 +1198,7 @@ mod tests {
             assert_eq!(dec.decode(&update).unwrap(), frame, "frame {t}");
             if t == 2 {
                 let ops = ops(&update).unwrap();
-                let parts = ops.iter().filter(|o| o.kind == 3).count();
+                let parts = ops.iter().filter(|o| o.kind == OpKind::Parts).count();
                 assert!(
                     parts >= 4,
                     "{parts} of {} changed tiles sent as parts",

@@ -395,7 +395,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Applet<S> {
                 if decision.is_ok() {
                     let info = tokio::task::spawn_blocking(SystemInfo::gather)
                         .await
-                        .map_err(|e| SessionError::Unexpected(e.to_string()))?;
+                        .map_err(|e| SessionError::Task(e.to_string()))?;
                     self.send
                         .control(&Control::SysInfo { request, info })
                         .await?;
@@ -471,12 +471,13 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Applet<S> {
                 }
             }
             Inner::Control(other) => {
-                return Err(SessionError::Unexpected(format!(
-                    "the console sent {other:?}"
+                return Err(SessionError::Peer(format!(
+                    "the console sent {}",
+                    other.name()
                 )))
             }
             Inner::Screen(_) | Inner::Pointer(_) => {
-                return Err(SessionError::Unexpected(
+                return Err(SessionError::Peer(
                     "the console sent screen data".to_owned(),
                 ))
             }

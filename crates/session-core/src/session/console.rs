@@ -296,7 +296,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
             Some(Control::Answer {
                 granted, denial, ..
             }) => decision(granted, denial),
-            Some(other) => return Err(SessionError::Unexpected(format!("{other:?}"))),
+            Some(other) => return Err(SessionError::Peer(format!("answered {}", other.name()))),
             None => return Err(SessionError::Ended),
         };
         let (kind, text) = match decided {
@@ -333,11 +333,11 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
     /// session's audit events as markers; starts at the next key update,
     /// which it asks the applet for.
     pub async fn record(&self, path: PathBuf, technician: &str) -> Result<(), SessionError> {
-        self.tape
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .arm(path, technician, self.reporting.session)
-            .map_err(SessionError::Unexpected)?;
+        self.tape.lock().unwrap_or_else(|e| e.into_inner()).arm(
+            path,
+            technician,
+            self.reporting.session,
+        )?;
         Ok(self.send.control(&Control::ViewKey).await?)
     }
 
@@ -389,7 +389,9 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
             match answers.recv().await {
                 Some(Control::FileAccept { .. }) => {}
                 Some(Control::FileRefused { reason, .. }) => return Ok(Transfer::Refused(reason)),
-                Some(other) => return Err(SessionError::Unexpected(format!("{other:?}"))),
+                Some(other) => {
+                    return Err(SessionError::Peer(format!("answered {}", other.name())))
+                }
                 None => return Err(SessionError::Ended),
             }
             let ours = self.send.file(transfer, path).await?;
@@ -416,7 +418,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
                 Some(Control::FileResult { error, .. }) => Ok(Transfer::Failed(
                     error.unwrap_or_else(|| "the digests differ".to_owned()),
                 )),
-                Some(other) => Err(SessionError::Unexpected(format!("{other:?}"))),
+                Some(other) => Err(SessionError::Peer(format!("answered {}", other.name()))),
                 None => Err(SessionError::Ended),
             }
         }
@@ -455,7 +457,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
             Some(Control::FileResult { error, .. }) => {
                 Ok(Transfer::Failed(error.unwrap_or_default()))
             }
-            Some(other) => Err(SessionError::Unexpected(format!("{other:?}"))),
+            Some(other) => Err(SessionError::Peer(format!("answered {}", other.name()))),
             None => Err(SessionError::Ended),
         };
         self.done_with(transfer);
@@ -477,7 +479,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
                 denial,
                 ..
             }) => Ok(Err(denial.unwrap_or(Denial::EndUser))),
-            Some(other) => Err(SessionError::Unexpected(format!("{other:?}"))),
+            Some(other) => Err(SessionError::Peer(format!("answered {}", other.name()))),
             None => Err(SessionError::Ended),
         }
     }
@@ -730,9 +732,7 @@ async fn finish_tape(
             Ok(Some(finished))
         }
         Ok(None) => Ok(None),
-        Err(e) => Err(SessionError::Unexpected(format!(
-            "the recording could not be finished: {e}"
-        ))),
+        Err(e) => Err(SessionError::Recording(e)),
     }
 }
 

@@ -41,9 +41,19 @@ pub enum SessionError {
         "your group records every session: start a recording first (/record on, or --record DIR)"
     )]
     RecordingRequired,
-    /// The peer answered something other than what was asked.
-    #[error("unexpected answer from the peer: {0}")]
-    Unexpected(String),
+    /// The peer sent something the protocol does not allow here (a wrong
+    /// answer, a message only the other side sends).
+    #[error("the other end broke the session protocol: {0}")]
+    Peer(String),
+    /// A recording is already on; one at a time.
+    #[error("a recording is already on")]
+    AlreadyRecording,
+    /// The recording could not be finished (the file is kept as written).
+    #[error("the recording could not be finished: {0}")]
+    Recording(recorder::vrec::VrecError),
+    /// A task of this side failed (a panic in a blocking step).
+    #[error("an internal task failed: {0}")]
+    Task(String),
 }
 
 /// The sending half of the inner link, shared by whoever writes.

@@ -142,6 +142,16 @@ pub enum Inner {
     Pointer(Vec<u8>),
 }
 
+impl Control {
+    /// The message's `type`, as sent (for saying which one came out of turn).
+    pub fn name(&self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.get("type")?.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "a control message".to_owned())
+    }
+}
+
 impl Inner {
     /// Decodes a frame of the inner session.
     pub fn decode(frame: &Frame) -> Result<Self, WireError> {

@@ -33,7 +33,12 @@ pub(crate) enum Tape {
 
 impl Tape {
     /// Records into `path` from the next key update on.
-    pub fn arm(&mut self, path: PathBuf, technician: &str, session: Uuid) -> Result<(), String> {
+    pub fn arm(
+        &mut self,
+        path: PathBuf,
+        technician: &str,
+        session: Uuid,
+    ) -> Result<(), super::SessionError> {
         match self {
             Tape::Off => {
                 *self = Tape::Armed {
@@ -43,7 +48,7 @@ impl Tape {
                 };
                 Ok(())
             }
-            _ => Err("already recording".to_owned()),
+            _ => Err(super::SessionError::AlreadyRecording),
         }
     }
 

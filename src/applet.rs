@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use serde_json::json;
 use session_core::inner;
+use session_core::lines::AppletLine;
 use session_core::session::applet::{
     self, AppletCommand, AppletConfig, AppletEvent, ConsentMode, Prompt,
 };
@@ -30,8 +30,10 @@ pub async fn run(args: AppletArgs) -> Result<ExitCode> {
         .await
         .context("cannot join the session")?;
     out.emit(
-        "joined",
-        json!({"session": waiting.guid, "technician": waiting.technician}),
+        &AppletLine::Joined {
+            session: waiting.guid,
+            technician: waiting.technician.clone(),
+        },
         format!(
             "Joined. Waiting for {} to start the session...",
             waiting.technician
@@ -46,8 +48,10 @@ pub async fn run(args: AppletArgs) -> Result<ExitCode> {
         .await
         .context("the end-to-end connection to the technician failed")?;
     out.emit(
-        "paired",
-        json!({"sas": inner.sas, "grant": inner.peer.grant}),
+        &AppletLine::Paired {
+            sas: inner.sas.clone(),
+            grant: inner.peer.grant.clone(),
+        },
         format!(
             "Connected, end to end encrypted. Verification code: {} (the technician sees the same code)\nType to chat; /end ends the session.",
             inner.sas
@@ -112,8 +116,10 @@ pub async fn run(args: AppletArgs) -> Result<ExitCode> {
             },
             Some(prompt) = prompts.recv() => {
                 if input_open {
-                    out.emit("consent_asked", json!({"permission": prompt.permission, "what": prompt.what}),
-                        format!("The technician wants to {}. Allow? [y/N]", prompt.what));
+                    out.emit(
+                        &AppletLine::ConsentAsked { permission: prompt.permission, what: prompt.what.clone() },
+                        format!("The technician wants to {}. Allow? [y/N]", prompt.what),
+                    );
                     pending = Some(prompt);
                 } else {
                     let _ = prompt.answer.send(false);
@@ -129,8 +135,9 @@ pub async fn run(args: AppletArgs) -> Result<ExitCode> {
         show(&out, event);
     }
     out.emit(
-        "ended",
-        json!({"reason": reason}),
+        &AppletLine::Ended {
+            reason: reason.clone(),
+        },
         format!("Session ended: {reason}"),
     );
     Ok(ExitCode::SUCCESS)
@@ -139,8 +146,10 @@ pub async fn run(args: AppletArgs) -> Result<ExitCode> {
 fn show(out: &Out, event: AppletEvent) {
     match event {
         AppletEvent::Chat(text) => out.emit(
-            "chat",
-            json!({"from": "technician", "text": text}),
+            &AppletLine::Chat {
+                from: "technician".to_owned(),
+                text: text.clone(),
+            },
             format!("technician: {text}"),
         ),
         AppletEvent::Decided {
@@ -148,8 +157,11 @@ fn show(out: &Out, event: AppletEvent) {
             what,
             granted,
         } => out.emit(
-            "consent",
-            json!({"permission": permission, "what": what, "granted": granted}),
+            &AppletLine::Consent {
+                permission,
+                what: what.clone(),
+                granted,
+            },
             format!(
                 "{} the technician to {what}",
                 if granted { "Allowed" } else { "Did not allow" }
@@ -160,25 +172,34 @@ fn show(out: &Out, event: AppletEvent) {
             size,
             sha256,
         } => out.emit(
-            "file_received",
-            json!({"saved_as": saved_as, "size": size, "sha256": sha256}),
+            &AppletLine::FileReceived {
+                saved_as: saved_as.display().to_string(),
+                size,
+                sha256: sha256.clone(),
+            },
             format!(
                 "Received {} ({size} bytes, SHA-256 {sha256})",
                 saved_as.display()
             ),
         ),
         AppletEvent::Sent { path, size, ok } => out.emit(
-            "file_sent",
-            json!({"path": path, "size": size, "ok": ok}),
+            &AppletLine::FileSent {
+                path: path.clone(),
+                size,
+                ok,
+            },
             format!("Sent {path} ({size} bytes)"),
         ),
         AppletEvent::FileFailed { name, error } => out.emit(
-            "file_failed",
-            json!({"name": name, "error": error}),
+            &AppletLine::FileFailed {
+                name: name.clone(),
+                error: error.clone(),
+            },
             format!("File {name} failed: {error}"),
         ),
-        AppletEvent::Warning(w) => {
-            out.emit("warning", json!({"message": w}), format!("warning: {w}"))
-        }
+        AppletEvent::Warning(w) => out.emit(
+            &AppletLine::Warning { message: w.clone() },
+            format!("warning: {w}"),
+        ),
     }
 }

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use serde_json::json;
 use session_core::client::{Connector, Technician};
 use session_core::inner;
+use session_core::lines::{denial_text, ConsoleLine};
 use session_core::session::commands::{self, Command, PickTarget};
 use session_core::session::console::{Console, ConsoleEvent, Decision, Transfer};
 use session_core::spool::Spool;
@@ -47,10 +47,12 @@ pub async fn run(args: ConsoleArgs) -> Result<ExitCode> {
         .await
         .context("cannot log in")?;
     let spool = Arc::new(Spool::new(&args.spool));
-    let permissions: Vec<_> = tech.info.permissions.iter().map(|p| p.as_str()).collect();
     out.emit(
-        "logged_in",
-        json!({"user": tech.info.email, "group": tech.info.group, "permissions": permissions}),
+        &ConsoleLine::LoggedIn {
+            user: tech.info.email.clone(),
+            group: tech.info.group.clone(),
+            permissions: tech.info.permissions.clone(),
+        },
         format!(
             "Logged in as {} (group {}). /help lists the commands.",
             tech.info.email, tech.info.group
@@ -86,14 +88,20 @@ pub async fn run(args: ConsoleArgs) -> Result<ExitCode> {
             Ok(Some(c)) => c,
             Ok(None) => continue,
             Err(e) => {
-                out.emit("error", json!({"message": e}), format!("error: {e}"));
+                out.emit(
+                    &ConsoleLine::Error {
+                        message: e.to_string(),
+                    },
+                    format!("error: {e}"),
+                );
                 continue;
             }
         };
         if let Err(e) = execute(&ctx, &mut tech, &mut active, command).await {
             out.emit(
-                "error",
-                json!({"message": format!("{e:#}")}),
+                &ConsoleLine::Error {
+                    message: format!("{e:#}"),
+                },
                 format!("error: {e:#}"),
             );
         }
@@ -115,8 +123,9 @@ async fn deliver_spool(ctx: &Ctx, tech: &mut Technician) {
         Ok(_) => {}
         Err(e) => {
             ctx.out.emit(
-                "warning",
-                json!({"message": e.to_string()}),
+                &ConsoleLine::Warning {
+                    message: e.to_string(),
+                },
                 format!("warning: {e}"),
             );
             return;
@@ -135,13 +144,13 @@ async fn deliver_spool(ctx: &Ctx, tech: &mut Technician) {
     }
     match delivered {
         Ok(n) => ctx.out.emit(
-            "spool_delivered",
-            json!({"events": n}),
+            &ConsoleLine::SpoolDelivered { events: n },
             format!("{n} spooled audit events delivered"),
         ),
         Err(e) => ctx.out.emit(
-            "warning",
-            json!({"message": e.to_string()}),
+            &ConsoleLine::Warning {
+                message: e.to_string(),
+            },
             format!("warning: spooled events wait for the gateway: {e}"),
         ),
     }
@@ -170,13 +179,21 @@ async fn execute(
         }
     }
     match command {
-        Command::Help => out.emit("help", json!({}), commands::HELP),
+        Command::Help => out.emit(&ConsoleLine::Help {}, commands::HELP),
         Command::New => {
             let s = tech.create_session().await?;
             out.emit(
-                "session_created",
-                json!({"session": s.guid, "pin": s.pin, "expires": audit_db::time_us::format(s.expires_us)}),
-                format!("Session {} created. PIN for the end user: {} (valid until {})", s.guid, s.pin, audit_db::time_us::format(s.expires_us)),
+                &ConsoleLine::SessionCreated {
+                    session: s.guid,
+                    pin: s.pin.clone(),
+                    expires: audit_db::time_us::format(s.expires_us),
+                },
+                format!(
+                    "Session {} created. PIN for the end user: {} (valid until {})",
+                    s.guid,
+                    s.pin,
+                    audit_db::time_us::format(s.expires_us)
+                ),
             );
         }
         Command::Queue => {
@@ -199,7 +216,7 @@ async fn execute(
                     .collect::<Vec<_>>()
                     .join("\n")
             };
-            out.emit("queue", json!({"waiting": waiting}), text);
+            out.emit(&ConsoleLine::Queue { waiting }, text);
         }
         Command::Pick(target) => {
             if active.is_some() {
@@ -210,8 +227,10 @@ async fn execute(
             let session = connector.attach(picked).await?.into_stream();
             let inner = inner::connect(session.stream, &session.credentials).await?;
             out.emit(
-                "paired",
-                json!({"session": guid, "sas": inner.sas}),
+                &ConsoleLine::Paired {
+                    session: guid,
+                    sas: inner.sas.clone(),
+                },
                 format!("Connected to session {guid}, end to end encrypted. Verification code: {} (ask the end user to read theirs)", inner.sas),
             );
             let (mut console, events) = Console::start(
@@ -238,8 +257,9 @@ async fn execute(
         Command::Chat(text) => {
             if let Some(warning) = session(active)?.chat(&text).await? {
                 out.emit(
-                    "warning",
-                    json!({"message": warning}),
+                    &ConsoleLine::Warning {
+                        message: warning.clone(),
+                    },
                     format!("warning: {warning}"),
                 );
             }
@@ -248,8 +268,11 @@ async fn execute(
             let decision = session(active)?.ask(permission).await?;
             let granted = decision == Decision::Granted;
             out.emit(
-                "permission",
-                json!({"permission": permission, "granted": granted, "denial": denial(&decision)}),
+                &ConsoleLine::Permission {
+                    permission,
+                    granted,
+                    denial: denial(&decision).map(str::to_owned),
+                },
                 match decision {
                     Decision::Granted => format!("{permission}: granted"),
                     Decision::Denied(d) => format!(
@@ -274,16 +297,21 @@ async fn execute(
                     info.hostname, info.os, info.kernel, info.cpus, info.cpu,
                     info.memory_available_bytes >> 20, info.memory_total_bytes >> 20, info.uptime_s, info.disks.len()
                 );
-                out.emit("sysinfo", json!({"info": info}), text);
+                out.emit(&ConsoleLine::Sysinfo { info }, text);
             }
             Err(d) => out.emit(
-                "permission",
-                json!({"permission": "system_information", "granted": false, "denial": d}),
-                format!("system_information: denied ({d:?})"),
+                &ConsoleLine::Permission {
+                    permission: audit_db::Permission::SystemInformation,
+                    granted: false,
+                    denial: Some(denial_text(d).to_owned()),
+                },
+                format!("system_information: denied ({})", denial_text(d)),
             ),
         },
         Command::View(true) => {
-            let a = active.as_mut().context("no session is active: /pick one first")?;
+            let a = active
+                .as_mut()
+                .context("no session is active: /pick one first")?;
             let decision = a.console.view().await?;
             if decision == Decision::Granted && a.viewer.is_none() {
                 let viewer = crate::viewer::serve(
@@ -293,15 +321,18 @@ async fn execute(
                 )
                 .await?;
                 out.emit(
-                    "viewer",
-                    json!({"url": viewer.url}),
+                    &ConsoleLine::Viewer {
+                        url: viewer.url.clone(),
+                    },
                     format!("open {} in a browser to see the screen", viewer.url),
                 );
                 a.viewer = Some(viewer);
             }
             out.emit(
-                "view",
-                json!({"granted": decision == Decision::Granted, "denial": denial(&decision)}),
+                &ConsoleLine::View {
+                    granted: decision == Decision::Granted,
+                    denial: denial(&decision).map(str::to_owned),
+                },
                 match decision {
                     Decision::Granted => "viewing the end user's screen".to_owned(),
                     Decision::Denied(_) => format!(
@@ -315,11 +346,14 @@ async fn execute(
         Command::Control(true) => {
             let decision = session(active)?.control().await?;
             out.emit(
-                "control",
-                json!({"granted": decision == Decision::Granted, "denial": denial(&decision)}),
+                &ConsoleLine::Control {
+                    granted: decision == Decision::Granted,
+                    denial: denial(&decision).map(str::to_owned),
+                },
                 match decision {
                     Decision::Granted => {
-                        "you have the end user's mouse and keyboard (use the viewer page)".to_owned()
+                        "you have the end user's mouse and keyboard (use the viewer page)"
+                            .to_owned()
                     }
                     Decision::Denied(_) => format!(
                         "remote_control: denied ({})",
@@ -330,13 +364,19 @@ async fn execute(
         }
         Command::Control(false) => session(active)?.stop_control().await?,
         Command::Record(true) => {
-            let a = active.as_ref().context("no session is active: /pick one first")?;
+            let a = active
+                .as_ref()
+                .context("no session is active: /pick one first")?;
             start_recording(ctx, &a.console, a.guid, &tech.info.email).await?;
         }
         Command::Record(false) => match session(active)?.stop_recording().await? {
             Some(done) => out.emit(
-                "recording_stopped",
-                json!({"path": done.path, "size": done.size, "sha256": done.sha256, "frames": done.frames}),
+                &ConsoleLine::RecordingStopped {
+                    path: done.path.display().to_string(),
+                    size: done.size,
+                    sha256: done.sha256.clone(),
+                    frames: done.frames,
+                },
                 format!(
                     "recording saved: {} ({} bytes, {} frames, SHA-256 {})",
                     done.path.display(),
@@ -372,8 +412,9 @@ async fn start_recording(
     let path = dir.join(format!("{guid}-{stamp}.vrec"));
     console.record(path.clone(), email).await?;
     ctx.out.emit(
-        "recording",
-        json!({"path": path}),
+        &ConsoleLine::Recording {
+            path: path.display().to_string(),
+        },
         format!(
             "recording to {} (starts with the first screen)",
             path.display()
@@ -419,31 +460,59 @@ async fn pick_target(tech: &mut Technician, target: Option<PickTarget>) -> Resul
 fn denial(decision: &Decision) -> Option<&'static str> {
     match decision {
         Decision::Granted => None,
-        Decision::Denied(audit_db::event::Denial::EndUser) => Some("the end user said no"),
-        Decision::Denied(audit_db::event::Denial::NotGranted) => {
-            Some("your group is not granted this")
-        }
-        Decision::Denied(audit_db::event::Denial::Unavailable) => {
-            Some("not available in this version")
-        }
+        Decision::Denied(d) => Some(denial_text(*d)),
     }
 }
 
 fn transfer(out: &Out, action: &str, what: &str, result: Transfer) {
     match result {
-        Transfer::Verified { name, saved_as, digests } => out.emit(
-            "file",
-            json!({"action": action, "name": name, "ok": true, "saved_as": saved_as, "size": digests.size, "md5": digests.md5, "sha256": digests.sha256}),
-            format!("{what}: {} bytes, verified on both ends (MD5 {}, SHA-256 {}), saved as {saved_as}", digests.size, digests.md5, digests.sha256),
+        Transfer::Verified {
+            name,
+            saved_as,
+            digests,
+        } => out.emit(
+            &ConsoleLine::File {
+                action: action.to_owned(),
+                name,
+                ok: true,
+                saved_as: Some(saved_as.clone()),
+                size: Some(digests.size),
+                md5: Some(digests.md5.clone()),
+                sha256: Some(digests.sha256.clone()),
+                refused: None,
+                error: None,
+            },
+            format!(
+                "{what}: {} bytes, verified on both ends (MD5 {}, SHA-256 {}), saved as {saved_as}",
+                digests.size, digests.md5, digests.sha256
+            ),
         ),
         Transfer::Refused(reason) => out.emit(
-            "file",
-            json!({"action": action, "name": what, "ok": false, "refused": reason}),
+            &ConsoleLine::File {
+                action: action.to_owned(),
+                name: what.to_owned(),
+                ok: false,
+                saved_as: None,
+                size: None,
+                md5: None,
+                sha256: None,
+                refused: Some(reason.clone()),
+                error: None,
+            },
             format!("{what}: refused: {reason}"),
         ),
         Transfer::Failed(reason) => out.emit(
-            "file",
-            json!({"action": action, "name": what, "ok": false, "error": reason}),
+            &ConsoleLine::File {
+                action: action.to_owned(),
+                name: what.to_owned(),
+                ok: false,
+                saved_as: None,
+                size: None,
+                md5: None,
+                sha256: None,
+                refused: None,
+                error: Some(reason.clone()),
+            },
             format!("{what}: FAILED: {reason}"),
         ),
     }
@@ -454,16 +523,20 @@ async fn watch(out: Out, mut events: mpsc::Receiver<ConsoleEvent>) -> String {
     while let Some(event) = events.recv().await {
         match event {
             ConsoleEvent::Chat(text) => out.emit(
-                "chat",
-                json!({"from": "end_user", "text": text}),
+                &ConsoleLine::Chat {
+                    from: "end_user".to_owned(),
+                    text: text.clone(),
+                },
                 format!("end user: {text}"),
             ),
-            ConsoleEvent::Warning(w) => {
-                out.emit("warning", json!({"message": w}), format!("warning: {w}"))
-            }
+            ConsoleEvent::Warning(w) => out.emit(
+                &ConsoleLine::Warning { message: w.clone() },
+                format!("warning: {w}"),
+            ),
             ConsoleEvent::ViewEnded(reason) => out.emit(
-                "view_ended",
-                json!({"reason": reason}),
+                &ConsoleLine::ViewEnded {
+                    reason: reason.clone(),
+                },
                 format!("screen view ended: {reason}"),
             ),
             ConsoleEvent::Ended(reason) => return reason,
@@ -488,8 +561,10 @@ async fn finish(out: &Out, session: Active) {
         .and_then(Result::ok)
         .unwrap_or_else(|| "ended".to_owned());
     out.emit(
-        "ended",
-        json!({"session": guid, "reason": reason}),
+        &ConsoleLine::Ended {
+            session: guid,
+            reason: reason.clone(),
+        },
         format!("Session {guid} ended: {reason}"),
     );
 }

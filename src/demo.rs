@@ -12,7 +12,7 @@ use audit_db::accounts::{Group, Role};
 use audit_db::{Accounts, AuditLog, Filter, Permission, Source};
 use futures::TryStreamExt;
 use gateway::admin::Admin;
-use serde_json::Value;
+use session_core::lines::{AppletLine, ConsoleLine};
 
 const GROUP: &str = "demo";
 const TECHNICIAN: &str = "demo.technician@example.com";
@@ -129,7 +129,7 @@ async fn session(
     work: &Path,
     addr: &str,
     password: &Path,
-) -> Result<(Vec<Value>, Vec<Value>)> {
+) -> Result<(Vec<ConsoleLine>, Vec<AppletLine>)> {
     let ca = data.join("tls/ca.pem");
     let to_user = work.join("printer-fix.txt");
     std::fs::write(
@@ -183,14 +183,13 @@ async fn session(
         let line = console_lines
             .next()
             .context("the console exited before creating a session")??;
-        let v: Value =
+        let v: ConsoleLine =
             serde_json::from_str(&line).with_context(|| format!("console said {line:?}"))?;
         console_out.push(v.clone());
-        if v["event"] == "session_created" {
-            break v["pin"].as_str().unwrap_or_default().to_owned();
-        }
-        if v["event"] == "error" {
-            bail!("the console failed: {}", v["message"]);
+        match v {
+            ConsoleLine::SessionCreated { pin, .. } => break pin,
+            ConsoleLine::Error { message } => bail!("the console failed: {message}"),
+            _ => {}
         }
     };
     println!("   session created; PIN {pin}");
@@ -228,7 +227,7 @@ async fn session(
             .iter()
             .filter_map(|l| serde_json::from_str(l).ok()),
     );
-    let applet_out: Vec<Value> = String::from_utf8_lossy(&applet_output.stdout)
+    let applet_out: Vec<AppletLine> = String::from_utf8_lossy(&applet_output.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
@@ -263,53 +262,67 @@ fn stop(gateway: &mut Child) -> Result<()> {
     Ok(())
 }
 
-async fn summary(log: &AuditLog, data: &Path, console: &[Value], applet: &[Value]) -> Result<()> {
-    let first = |out: &[Value], event: &str| {
-        out.iter()
-            .find(|v| v["event"] == event)
-            .cloned()
-            .unwrap_or(Value::Null)
-    };
-    let paired = first(console, "paired");
-    let guid = paired["session"].as_str().unwrap_or_default().to_owned();
+async fn summary(
+    log: &AuditLog,
+    data: &Path,
+    console: &[ConsoleLine],
+    applet: &[AppletLine],
+) -> Result<()> {
+    let (guid, console_sas) = console
+        .iter()
+        .find_map(|l| match l {
+            ConsoleLine::Paired { session, sas } => Some((session.to_string(), sas.as_str())),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let applet_sas = applet
+        .iter()
+        .find_map(|l| match l {
+            AppletLine::Paired { sas, .. } => Some(sas.as_str()),
+            _ => None,
+        })
+        .unwrap_or("?");
     println!("== summary");
     println!("session:            {guid}");
-    println!(
-        "verification code:  technician {}, end user {}",
-        paired["sas"].as_str().unwrap_or("?"),
-        first(applet, "paired")["sas"].as_str().unwrap_or("?")
-    );
-    for v in console
+    println!("verification code:  technician {console_sas}, end user {applet_sas}");
+    let chats = console
         .iter()
-        .chain(applet)
-        .filter(|v| v["event"] == "chat")
-    {
-        println!(
-            "chat ({}):  {}",
-            v["from"].as_str().unwrap_or_default(),
-            v["text"].as_str().unwrap_or_default()
-        );
+        .filter_map(|l| match l {
+            ConsoleLine::Chat { from, text } => Some((from, text)),
+            _ => None,
+        })
+        .chain(applet.iter().filter_map(|l| match l {
+            AppletLine::Chat { from, text } => Some((from, text)),
+            _ => None,
+        }));
+    for (from, text) in chats {
+        println!("chat ({from}):  {text}");
     }
-    for v in console.iter().filter(|v| v["event"] == "permission") {
-        println!(
-            "permission:         {} {}",
-            v["permission"].as_str().unwrap_or_default(),
-            if v["granted"] == true {
-                "granted"
-            } else {
-                "denied"
-            }
-        );
-    }
-    for v in console.iter().filter(|v| v["event"] == "file") {
-        println!(
-            "file ({}):         {} {} bytes, MD5 {}, SHA-256 {}",
-            v["action"].as_str().unwrap_or_default(),
-            v["name"].as_str().unwrap_or_default(),
-            v["size"],
-            v["md5"].as_str().unwrap_or_default(),
-            v["sha256"].as_str().unwrap_or_default()
-        );
+    for line in console {
+        match line {
+            ConsoleLine::Permission {
+                permission,
+                granted,
+                ..
+            } => println!(
+                "permission:         {permission} {}",
+                if *granted { "granted" } else { "denied" }
+            ),
+            ConsoleLine::File {
+                action,
+                name,
+                size,
+                md5,
+                sha256,
+                ..
+            } => println!(
+                "file ({action}):         {name} {} bytes, MD5 {}, SHA-256 {}",
+                size.unwrap_or_default(),
+                md5.as_deref().unwrap_or("-"),
+                sha256.as_deref().unwrap_or("-")
+            ),
+            _ => {}
+        }
     }
     let session = uuid::Uuid::parse_str(&guid).ok();
     let events: Vec<_> = log

@@ -10,16 +10,14 @@ pub struct Out {
 }
 
 impl Out {
-    /// Prints `event`: `{"event": NAME, ...fields}` with `--json`, else `text`.
-    pub fn emit(&self, name: &str, fields: serde_json::Value, text: impl std::fmt::Display) {
+    /// Prints `line` (a `session_core::lines` value, `{"event": NAME, ...}`)
+    /// with `--json`, else `text`.
+    pub fn emit(&self, line: &impl serde::Serialize, text: impl std::fmt::Display) {
         let mut out = std::io::stdout().lock();
         let _ = if self.json {
-            let mut object = serde_json::Map::new();
-            object.insert("event".into(), name.into());
-            if let serde_json::Value::Object(fields) = fields {
-                object.extend(fields);
-            }
-            writeln!(out, "{}", serde_json::Value::Object(object))
+            let json = serde_json::to_string(line)
+                .expect("a line is a plain struct (no maps with non-string keys): it serialises");
+            writeln!(out, "{json}")
         } else {
             writeln!(out, "{text}")
         };

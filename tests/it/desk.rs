@@ -8,6 +8,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use recorder::vrec::Recording;
+use session_core::lines::ConsoleLine;
 use testkit::{GatewayProcess, Xvfb};
 
 use crate::helpers::{add_technician, run_in, start_gateway, PASSWORD};
@@ -55,10 +56,10 @@ impl Desk {
         let mut input = console.stdin.take().unwrap();
         writeln!(input, "{PASSWORD}\n/new").unwrap();
         let mut lines = BufReader::new(console.stdout.take().unwrap()).lines();
-        let pin = wait_line(&mut lines, "session_created")["pin"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let pin = wait_line(&mut lines, |l| match l {
+            ConsoleLine::SessionCreated { pin, .. } => Some(pin),
+            _ => None,
+        });
         let applet = spawn(
             data,
             &[
@@ -93,9 +94,17 @@ impl Desk {
         writeln!(self.input.as_mut().expect("console input open"), "{line}").unwrap();
     }
 
-    /// The console's next output line of `event` (failing on an error line).
-    fn wait(&mut self, event: &str) -> serde_json::Value {
-        wait_line(&mut self.lines, event)
+    /// The first of the console's next lines that `pick` takes (failing on an error line).
+    fn wait<T>(&mut self, pick: impl FnMut(ConsoleLine) -> Option<T>) -> T {
+        wait_line(&mut self.lines, pick)
+    }
+
+    /// Whether the next answer to `/view` granted it.
+    fn view_granted(&mut self) -> bool {
+        self.wait(|l| match l {
+            ConsoleLine::View { granted, .. } => Some(granted),
+            _ => None,
+        })
     }
 
     /// Ends the input; the console finishes and exits 0; the gateway stops cleanly.
@@ -120,20 +129,23 @@ fn spawn(dir: &Path, args: &[&str]) -> Child {
         .expect("starting vigil")
 }
 
-/// Reads JSON lines until one has `"event": event`; an error line fails the test.
-fn wait_line(
+/// Reads the console's lines until `pick` takes one; an error line fails the test.
+fn wait_line<T>(
     lines: &mut impl Iterator<Item = std::io::Result<String>>,
-    event: &str,
-) -> serde_json::Value {
+    mut pick: impl FnMut(ConsoleLine) -> Option<T>,
+) -> T {
     for line in lines {
-        let v: serde_json::Value =
-            serde_json::from_str(&line.expect("reading the console")).unwrap_or_default();
-        if v["event"] == event {
-            return v;
+        let line = line.expect("reading the console");
+        let parsed: ConsoleLine =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if let ConsoleLine::Error { message } = &parsed {
+            panic!("the console failed: {message}");
         }
-        assert_ne!(v["event"], "error", "the console failed: {v}");
+        if let Some(found) = pick(parsed) {
+            return found;
+        }
     }
-    panic!("the console ended before printing {event}");
+    panic!("the console ended before printing what was awaited");
 }
 
 /// Waits (at most 30 s) until `done` holds.
@@ -156,9 +168,12 @@ fn a_console_killed_while_recording_leaves_a_readable_repairable_recording() {
         (640, 400),
         &["--record", recordings.to_str().unwrap()],
     );
-    let path = PathBuf::from(desk.wait("recording")["path"].as_str().unwrap());
+    let path = PathBuf::from(desk.wait(|l| match l {
+        ConsoleLine::Recording { path } => Some(path),
+        _ => None,
+    }));
     desk.send("/view");
-    assert_eq!(desk.wait("view")["granted"], true);
+    assert!(desk.view_granted());
     wait_until("the first screen in the file", || {
         Recording::open(&path).is_ok_and(|r| r.index.frames > 0)
     });
@@ -221,21 +236,15 @@ fn a_group_that_forces_recording_cannot_view_without_it() {
     desk.send("/view");
     let refused = loop {
         let line = desk.lines.next().expect("console output").unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        assert_ne!(v["event"], "view", "viewed without recording: {v}");
-        if v["event"] == "error" {
-            break v;
+        match serde_json::from_str::<ConsoleLine>(&line).unwrap() {
+            ConsoleLine::View { .. } => panic!("viewed without recording"),
+            ConsoleLine::Error { message } => break message,
+            _ => {}
         }
     };
-    assert!(
-        refused["message"]
-            .as_str()
-            .unwrap()
-            .contains("records every session"),
-        "{refused}"
-    );
+    assert!(refused.contains("records every session"), "{refused}");
     desk.send("/record on\n/view\n/end");
-    assert_eq!(desk.wait("view")["granted"], true);
+    assert!(desk.view_granted());
     desk.finish();
 }
 
@@ -281,7 +290,10 @@ fn the_viewer_page_shows_the_screen_and_takes_control_input() {
         &[],
     );
     desk.send("/view");
-    let url = desk.wait("viewer")["url"].as_str().unwrap().to_owned();
+    let url = desk.wait(|l| match l {
+        ConsoleLine::Viewer { url } => Some(url),
+        _ => None,
+    });
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     let (status, page) = http("GET", &url, "");
     assert_eq!(status, 200);
@@ -301,7 +313,10 @@ fn the_viewer_page_shows_the_screen_and_takes_control_input() {
     assert_eq!(http("GET", &bare, "").0, 404);
 
     desk.send("/control");
-    assert_eq!(desk.wait("control")["granted"], true);
+    assert!(desk.wait(|l| match l {
+        ConsoleLine::Control { granted, .. } => Some(granted),
+        _ => None,
+    }));
     let (status, _) = http(
         "POST",
         &format!("{url}input"),

@@ -8,6 +8,7 @@ use std::time::Duration;
 use audit_db::event::Denial;
 use audit_db::Permission;
 use recorder::input::InputEvent;
+use session_core::lines::{AppletLine, ConsoleLine};
 use session_core::session::applet::{self, AppletCommand, AppletConfig, AppletEvent, ConsentMode};
 use session_core::session::console::{Console, ConsoleEvent, Decision, Transfer};
 use session_core::session::view::{InputSink, OpenInput, OpenScreen, ScreenSource};
@@ -295,8 +296,8 @@ fn spawn(args: &[&str]) -> std::process::Child {
         .expect("starting vigil")
 }
 
-/// Waits (at most 60 s) for `child` to exit 0 and returns its JSON lines.
-fn json_output(child: std::process::Child) -> Vec<serde_json::Value> {
+/// Waits (at most 60 s) for `child` to exit 0 and returns its lines, read as `T`.
+fn output_lines<T: serde::de::DeserializeOwned>(child: std::process::Child) -> Vec<T> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
@@ -306,7 +307,10 @@ fn json_output(child: std::process::Child) -> Vec<serde_json::Value> {
         .expect("the program did not finish within 60 s")
         .expect("waiting for the program");
     assert!(output.status.success(), "{output:?}");
-    crate::helpers::json_lines(&String::from_utf8_lossy(&output.stdout))
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
 }
 
 #[test]
@@ -365,10 +369,10 @@ fn the_console_and_applet_programs_run_a_scripted_session() {
             .next()
             .expect("the console ended before creating a session")
             .unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let v: ConsoleLine = serde_json::from_str(&line).unwrap();
         seen.push(v.clone());
-        if v["event"] == "session_created" {
-            break v["pin"].as_str().unwrap().to_owned();
+        if let ConsoleLine::SessionCreated { pin, .. } = v {
+            break pin;
         }
     };
     let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
@@ -387,7 +391,7 @@ fn the_console_and_applet_programs_run_a_scripted_session() {
         data.join("applet-dl").to_str().unwrap(),
     ]);
     writeln!(applet.stdin.take().unwrap(), "my printer is on fire").unwrap();
-    let applet_out = json_output(applet);
+    let applet_out: Vec<AppletLine> = output_lines(applet);
     assert!(console.wait().unwrap().success());
     seen.extend(
         rest.join()
@@ -397,23 +401,44 @@ fn the_console_and_applet_programs_run_a_scripted_session() {
     );
     let console_out = seen;
 
-    let find = |out: &[serde_json::Value], event: &str| -> Vec<serde_json::Value> {
-        out.iter()
-            .filter(|v| v["event"] == event)
-            .cloned()
-            .collect()
-    };
-    let ended = &find(&console_out, "ended")[0]["reason"];
-    assert_eq!(ended, "the session ended", "a normal /end is not a failure");
-    let sas_c = &find(&console_out, "paired")[0]["sas"];
-    let sas_a = &find(&applet_out, "paired")[0]["sas"];
+    let console_out: Vec<ConsoleLine> = console_out;
+    let ended = console_out.iter().find_map(|l| match l {
+        ConsoleLine::Ended { reason, .. } => Some(reason.as_str()),
+        _ => None,
+    });
+    assert_eq!(
+        ended,
+        Some("the session ended"),
+        "a normal /end is not a failure"
+    );
+    let sas_c = console_out.iter().find_map(|l| match l {
+        ConsoleLine::Paired { sas, .. } => Some(sas),
+        _ => None,
+    });
+    let sas_a = applet_out.iter().find_map(|l| match l {
+        AppletLine::Paired { sas, .. } => Some(sas),
+        _ => None,
+    });
+    assert!(sas_c.is_some());
     assert_eq!(sas_c, sas_a, "both sides show the same verification code");
-    assert_eq!(find(&applet_out, "chat")[0]["text"], "hello from support");
-    let denied = &find(&console_out, "permission")[0];
-    assert_eq!(denied["granted"], false);
-    let files = find(&console_out, "file");
-    assert_eq!(files.len(), 2, "{console_out:?}");
-    assert!(files.iter().all(|f| f["ok"] == true), "{files:?}");
+    let chat = applet_out.iter().find_map(|l| match l {
+        AppletLine::Chat { text, .. } => Some(text.as_str()),
+        _ => None,
+    });
+    assert_eq!(chat, Some("hello from support"));
+    let denied = console_out.iter().find_map(|l| match l {
+        ConsoleLine::Permission { granted, .. } => Some(*granted),
+        _ => None,
+    });
+    assert_eq!(denied, Some(false));
+    let files: Vec<bool> = console_out
+        .iter()
+        .filter_map(|l| match l {
+            ConsoleLine::File { ok, .. } => Some(*ok),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(files, [true, true], "{console_out:?}");
     assert_eq!(
         std::fs::read_to_string(data.join("applet-dl/to-user.txt")).unwrap(),
         "canary file for the end user"

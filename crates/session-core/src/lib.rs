@@ -7,5 +7,6 @@
 
 pub mod client;
 pub mod inner;
+pub mod lines;
 pub mod session;
 pub mod spool;

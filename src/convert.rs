@@ -80,7 +80,23 @@ fn one(input: &Path, output: &Path, options: &Options, stop: &AtomicBool) -> Res
             eprintln!("vigil: stopped; {} was not written", output.display());
             Ok(ExitCode::from(130))
         }
+        Err(
+            e @ (ConvertError::Exists(_)
+            | ConvertError::Different(_)
+            | ConvertError::EmptyRange { .. }),
+        ) => Err(anyhow::anyhow!("{}", with_hint(&e))),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// A conversion error, with the option that would change the outcome.
+fn with_hint(e: &ConvertError) -> String {
+    match e {
+        ConvertError::Exists(_) | ConvertError::Different(_) => {
+            format!("{e} (--force replaces it)")
+        }
+        ConvertError::EmptyRange { .. } => format!("{e}: --from must be before --to and the end"),
+        other => other.to_string(),
     }
 }
 
@@ -139,7 +155,7 @@ fn many(jobs: &[Job], options: &Options, workers: usize, stop: &AtomicBool) -> R
                     )),
                     Outcome::Failed(ConvertError::Stopped) => {}
                     Outcome::Failed(e) => {
-                        multi.suspend(|| eprintln!("vigil: {input}: {e}"));
+                        multi.suspend(|| eprintln!("vigil: {input}: {}", with_hint(e)));
                     }
                 }
             }

@@ -141,8 +141,9 @@ fn bad_input_is_refused_and_leaves_nothing_behind() {
     // An existing output is kept unless --force.
     std::fs::write(&out, "keep me").unwrap();
     let refused: Run = run_in(d, &["convert", r, o], "");
+    let line = refused.error_line();
     assert!(
-        refused.error_line().contains("already exists"),
+        line.contains("already exists (--force replaces it)"),
         "{refused:?}"
     );
     assert_eq!(std::fs::read(&out).unwrap(), b"keep me");

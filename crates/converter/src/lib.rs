@@ -55,13 +55,10 @@ pub enum ConvertError {
     #[error(transparent)]
     /// The recording could not be read.
     Recording(#[from] VrecError),
-    #[error("{0}: already exists (--force replaces it)")]
+    #[error("{0}: already exists")]
     /// The output exists and replacing it was not asked for.
     Exists(PathBuf),
-    #[error(
-        "{0}: already exists, and was not converted from this recording with these options \
-         (--force replaces it)"
-    )]
+    #[error("{0}: already exists, and was not converted from this recording with these options")]
     /// The output exists, made from another recording or with other options.
     Different(PathBuf),
     #[error("{0}: the output must end in .mp4 or .avi")]
@@ -85,7 +82,7 @@ pub enum ConvertError {
         /// What FFmpeg said.
         source: ffmpeg_next::Error,
     },
-    #[error("--from {from_us} µs is not before the end of the excerpt ({to_us} µs)")]
+    #[error("the excerpt would start at {from_us} µs, not before its end ({to_us} µs)")]
     /// The excerpt asked for is empty.
     EmptyRange {
         /// Where the excerpt starts (µs into the recording).

@@ -131,17 +131,10 @@ async fn deliver_spool(ctx: &Ctx, tech: &mut Technician) {
             return;
         }
     }
-    let mut delivered = ctx.spool.deliver(tech).await;
-    if delivered.is_err() {
-        if let Ok(fresh) = ctx
-            .connector
-            .login(&ctx.args.user, &ctx.password, None)
-            .await
-        {
-            *tech = fresh;
-            delivered = ctx.spool.deliver(tech).await;
-        }
-    }
+    let delivered = ctx
+        .spool
+        .deliver_again(tech, &ctx.connector, &ctx.args.user, &ctx.password)
+        .await;
     match delivered {
         Ok(n) => ctx.out.emit(
             &ConsoleLine::SpoolDelivered { events: n },
@@ -244,7 +237,7 @@ async fn execute(
                 console.require_recording();
             }
             if ctx.args.record.is_some() {
-                start_recording(ctx, &console, guid, &tech.info.email).await?;
+                start_recording(ctx, &console, &tech.info.email).await?;
             }
             let watcher = tokio::spawn(watch(*out, events));
             *active = Some(Active {
@@ -367,7 +360,7 @@ async fn execute(
             let a = active
                 .as_ref()
                 .context("no session is active: /pick one first")?;
-            start_recording(ctx, &a.console, a.guid, &tech.info.email).await?;
+            start_recording(ctx, &a.console, &tech.info.email).await?;
         }
         Command::Record(false) => match session(active)?.stop_recording().await? {
             Some(done) => out.emit(
@@ -396,21 +389,13 @@ async fn execute(
 }
 
 /// Starts recording session `guid` into a new file of the recordings directory.
-async fn start_recording(
-    ctx: &Ctx,
-    console: &Console<Inner>,
-    guid: Uuid,
-    email: &str,
-) -> Result<()> {
+async fn start_recording(ctx: &Ctx, console: &Console<Inner>, email: &str) -> Result<()> {
     let dir = ctx
         .args
         .record
         .clone()
         .unwrap_or_else(|| std::path::PathBuf::from("./vigil-recordings"));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let stamp = audit_db::time_us::format(audit_db::time_us::now()).replace([':', '.'], "-");
-    let path = dir.join(format!("{guid}-{stamp}.vrec"));
-    console.record(path.clone(), email).await?;
+    let path = console.record_in(&dir, email).await?;
     ctx.out.emit(
         &ConsoleLine::Recording {
             path: path.display().to_string(),

@@ -6,10 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use audit_db::{AuditLog, EventKind, Filter};
-use futures::TryStreamExt;
+use audit_db::AuditLog;
 use recorder::raw::RawFrames;
-use recorder::vrec::integrity::{self, Logged, Verdict};
+use recorder::vrec::integrity::{self, Verdict};
 use recorder::vrec::reader::Target;
 use recorder::vrec::{Header, Recording, Writer};
 
@@ -225,22 +224,7 @@ pub fn repair(file: &Path) -> Result<ExitCode> {
 
 /// Checks a recording through, and against the audit log if there is one.
 pub async fn verify(file: &Path, log: Option<&AuditLog>, json: bool) -> Result<ExitCode> {
-    let path = file.to_owned();
-    let check = tokio::task::spawn_blocking(move || integrity::check(&path)).await?;
-    let check = match check {
-        Ok(c) => c,
-        // Not even the header reads: nothing to compare, the file is not what was recorded.
-        Err(e @ recorder::vrec::VrecError::Corrupt { .. }) => {
-            report(file, &Verdict::Altered(e.to_string()), json)?;
-            return Ok(ExitCode::FAILURE);
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let logged = match log {
-        Some(log) => Some(logged(log, &check.header).await?),
-        None => None,
-    };
-    let verdict = integrity::judge(&check, logged.as_ref());
+    let verdict = reporter::recordings::verify(file, log).await?;
     report(file, &verdict, json)?;
     Ok(match verdict {
         Verdict::Complete | Verdict::Intact => ExitCode::SUCCESS,
@@ -264,30 +248,4 @@ fn report(file: &Path, verdict: &Verdict, json: bool) -> Result<()> {
         writeln!(out, "{}: {}: {detail}", file.display(), verdict.word())?;
     }
     Ok(())
-}
-
-/// What the audit log holds about the recording `header` names.
-async fn logged(log: &AuditLog, header: &Header) -> Result<Logged> {
-    let session = header.session.parse::<uuid::Uuid>().ok();
-    let mut found = Logged::default();
-    for kind in ["recording.started", "recording.stopped"] {
-        let filter = Filter {
-            session,
-            kind: Some(kind.into()),
-            ..Filter::default()
-        };
-        let mut events = std::pin::pin!(log.query(filter));
-        while let Some(event) = events.try_next().await? {
-            match event.decode() {
-                Ok(Some(EventKind::RecordingStarted(p))) if p.recording == header.recording => {
-                    found.started = true
-                }
-                Ok(Some(EventKind::RecordingStopped(p))) if p.recording == header.recording => {
-                    found.stopped = Some((p.size, p.sha256))
-                }
-                _ => {}
-            }
-        }
-    }
-    Ok(found)
 }

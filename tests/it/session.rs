@@ -747,12 +747,12 @@ async fn a_gateway_restarted_mid_session_loses_no_audit_event() {
     // ...and so is one whose ack was lost although it had been stored.
     spool.add(&acked).unwrap();
 
+    // The console's control link died with the gateway: delivering logs in again.
     let gw = start_gateway(dir.path(), &[]);
-    let mut tech = connector(&gw)
-        .login("ann@example.com", PASSWORD, None)
-        .await
-        .unwrap();
-    assert_eq!(spool.deliver(&mut tech).await.unwrap(), 2);
+    let delivered = spool
+        .deliver_again(&mut tech, &connector(&gw), "ann@example.com", PASSWORD)
+        .await;
+    assert_eq!(delivered.unwrap(), 2);
     assert!(spool.pending().unwrap().is_empty());
     tech.logout().await.unwrap();
     assert_eq!(gw.stop().0, 0);

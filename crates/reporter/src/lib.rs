@@ -1,6 +1,8 @@
-//! Vigil's output for compliance staff: today the audit event listing
-//! (`vigil audit query`) as a table or JSON lines; the session, chat, file,
-//! login and permission reports join it here.
+//! Vigil's output for compliance staff: the audit event listing (`vigil
+//! audit query`) as a table or JSON lines, and a recording checked against
+//! what the log recorded of it; the session, chat, file, login and
+//! permission reports join them here.
 #![forbid(unsafe_code)]
 
 pub mod events;
+pub mod recordings;

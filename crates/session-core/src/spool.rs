@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use uuid::Uuid;
 
-use crate::client::{ClientError, Report, Technician};
+use crate::client::{ClientError, Connector, Report, Technician};
 
 /// Events waiting for the gateway, in a file.
 #[derive(Debug)]
@@ -142,6 +142,28 @@ impl Spool {
         }
         self.forget(&delivered)?;
         result.map(|()| delivered.len())
+    }
+
+    /// Like [`Spool::deliver`]; if the control link is gone (the gateway
+    /// restarted), logs in again once through `connector` as `email` and
+    /// retries, leaving `tech` on the new link.
+    pub async fn deliver_again(
+        &self,
+        tech: &mut Technician,
+        connector: &Connector,
+        email: &str,
+        password: &str,
+    ) -> Result<usize, DeliverError> {
+        match self.deliver(tech).await {
+            Err(DeliverError::Client(_)) => {
+                *tech = connector
+                    .login(email, password, None)
+                    .await
+                    .map_err(DeliverError::Client)?;
+                self.deliver(tech).await
+            }
+            done => done,
+        }
     }
 }
 

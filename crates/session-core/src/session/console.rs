@@ -341,6 +341,22 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
         Ok(self.send.control(&Control::ViewKey).await?)
     }
 
+    /// Like [`Console::record`], into a new file in `dir` (made if missing)
+    /// named by the session and the time: `GUID-YYYY-MM-DDTHH-MM-SS-ffffffZ.vrec`.
+    /// Returns its path.
+    pub async fn record_in(&self, dir: &Path, technician: &str) -> Result<PathBuf, SessionError> {
+        std::fs::create_dir_all(dir).map_err(|source| super::files::FileError::Io {
+            doing: "creating",
+            path: dir.to_owned(),
+            source,
+        })?;
+        let stamp =
+            audit_event::time_us::format(audit_event::time_us::now()).replace([':', '.'], "-");
+        let path = dir.join(format!("{}-{stamp}.vrec", self.reporting.session));
+        self.record(path.clone(), technician).await?;
+        Ok(path)
+    }
+
     /// Whether a recording is on (or waiting for its first screen).
     pub fn recording(&self) -> bool {
         self.tape.lock().unwrap_or_else(|e| e.into_inner()).active()

@@ -1,6 +1,6 @@
 //! Technician accounts, technician groups and typed settings, stored beside
 //! the audit log in the same database. This module only stores and reads
-//! them; the rules (password policy, lockout, hashing) live in `session-core`.
+//! them; the rules (password policy, lockout, hashing) live in `gateway`.
 
 use serde::{de::DeserializeOwned, Serialize};
 use sqlx::Row;

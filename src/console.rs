@@ -450,6 +450,7 @@ fn denial(decision: &Decision) -> Option<&'static str> {
 }
 
 fn transfer(out: &Out, action: &str, what: &str, result: Transfer) {
+    let refused = matches!(result, Transfer::Refused(_));
     match result {
         Transfer::Verified {
             name,
@@ -472,34 +473,27 @@ fn transfer(out: &Out, action: &str, what: &str, result: Transfer) {
                 digests.size, digests.md5, digests.sha256
             ),
         ),
-        Transfer::Refused(reason) => out.emit(
-            &ConsoleLine::File {
-                action: action.to_owned(),
-                name: what.to_owned(),
-                ok: false,
-                saved_as: None,
-                size: None,
-                md5: None,
-                sha256: None,
-                refused: Some(reason.clone()),
-                error: None,
-            },
-            format!("{what}: refused: {reason}"),
-        ),
-        Transfer::Failed(reason) => out.emit(
-            &ConsoleLine::File {
-                action: action.to_owned(),
-                name: what.to_owned(),
-                ok: false,
-                saved_as: None,
-                size: None,
-                md5: None,
-                sha256: None,
-                refused: None,
-                error: Some(reason.clone()),
-            },
-            format!("{what}: FAILED: {reason}"),
-        ),
+        Transfer::Refused(reason) | Transfer::Failed(reason) => {
+            let text = if refused {
+                format!("{what}: refused: {reason}")
+            } else {
+                format!("{what}: FAILED: {reason}")
+            };
+            out.emit(
+                &ConsoleLine::File {
+                    action: action.to_owned(),
+                    name: what.to_owned(),
+                    ok: false,
+                    saved_as: None,
+                    size: None,
+                    md5: None,
+                    sha256: None,
+                    refused: refused.then(|| reason.clone()),
+                    error: (!refused).then_some(reason),
+                },
+                text,
+            );
+        }
     }
 }
 

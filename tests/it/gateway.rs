@@ -9,8 +9,8 @@ use session_core::client::ClientError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{
-    add_technician, assert_verifies, connector, events, live_session, run_in, start_gateway,
-    start_gateway_with_db, technician_and_gateway, GatewayProcess, PASSWORD,
+    add_technician, assert_verifies, connector, events, live_session, refused_with, run_in,
+    start_gateway, start_gateway_with_db, technician_and_gateway, GatewayProcess, PASSWORD,
 };
 
 const ANN: &str = "ann@example.com";
@@ -460,13 +460,7 @@ async fn bad_input_closes_only_its_own_connection() {
     raw.send(&Message::Attached { guid: live.guid })
         .await
         .unwrap();
-    assert!(matches!(
-        raw.recv().await.unwrap(),
-        Some(Message::Error {
-            code: ErrorCode::UnexpectedMessage,
-            ..
-        })
-    ));
+    refused_with(&mut raw, ErrorCode::UnexpectedMessage).await;
     // A forged attach to the live session with a wrong ticket.
     let mut raw = connector.raw().await.unwrap();
     let forged = Message::Attach {
@@ -474,13 +468,7 @@ async fn bad_input_closes_only_its_own_connection() {
         ticket: "00".repeat(16),
     };
     raw.send(&forged).await.unwrap();
-    assert!(matches!(
-        raw.recv().await.unwrap(),
-        Some(Message::Error {
-            code: ErrorCode::UnknownSession,
-            ..
-        })
-    ));
+    refused_with(&mut raw, ErrorCode::UnknownSession).await;
     live.ping().await;
 
     live.console.shutdown().await.unwrap();
@@ -627,13 +615,7 @@ async fn a_malformed_csr_is_refused_without_losing_the_pin_or_the_session() {
     })
     .await
     .unwrap();
-    assert!(matches!(
-        raw.recv().await.unwrap(),
-        Some(Message::Error {
-            code: ErrorCode::Malformed,
-            ..
-        })
-    ));
+    refused_with(&mut raw, ErrorCode::Malformed).await;
     // The PIN still works for the real applet.
     let waiting = connector.join(&session.pin).await.unwrap();
 
@@ -658,13 +640,7 @@ async fn a_malformed_csr_is_refused_without_losing_the_pin_or_the_session() {
         })
         .await
         .unwrap();
-    assert!(matches!(
-        raw_tech.recv().await.unwrap(),
-        Some(Message::Error {
-            code: ErrorCode::Malformed,
-            ..
-        })
-    ));
+    refused_with(&mut raw_tech, ErrorCode::Malformed).await;
     assert_eq!(tech.queue().await.unwrap().len(), 1, "still waiting");
     let picked = tech.pick_up(session.guid).await.unwrap();
     let _console = connector.attach(picked).await.unwrap();

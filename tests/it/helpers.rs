@@ -187,6 +187,21 @@ pub fn start_gateway_with_db(data: &Path, db: &str) -> GatewayProcess {
     )
 }
 
+/// Reads the next message on `raw`, which must be an `Error` with `code`.
+pub async fn refused_with(
+    raw: &mut session_core::client::ClientLink,
+    code: protocol::wire::ErrorCode,
+) {
+    match raw.recv().await.expect("reading the gateway's answer") {
+        Some(protocol::wire::Message::Error {
+            code: got, message, ..
+        }) => {
+            assert_eq!(got, code, "{message}")
+        }
+        other => panic!("expected the error {code:?}, got {other:?}"),
+    }
+}
+
 /// A client connector trusting `gw`'s CA file.
 pub fn connector(gw: &GatewayProcess) -> session_core::client::Connector {
     let trust = protocol::tls::Trust::ca_file(&gw.ca).expect("reading the CA file");

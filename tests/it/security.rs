@@ -8,7 +8,7 @@ use protocol::wire::ErrorCode;
 use session_core::client::ClientError;
 
 use crate::helpers::{
-    add_technician, assert_verifies, connector, events, run_in, start_gateway,
+    add_technician, assert_verifies, connector, events, refused_with, run_in, start_gateway,
     technician_and_gateway, GatewayProcess, PASSWORD,
 };
 
@@ -526,13 +526,7 @@ async fn every_refusal_is_audited_and_no_client_text_forges_a_log_line() {
     raw.write_frame(&Frame::with_type(Kind::Login as u8, forged))
         .await
         .unwrap();
-    assert!(matches!(
-        raw.recv().await.unwrap(),
-        Some(Message::Error {
-            code: ErrorCode::Malformed,
-            ..
-        })
-    ));
+    refused_with(&mut raw, ErrorCode::Malformed).await;
     drop(tech);
     assert_eq!(gw.stop().0, 0);
 

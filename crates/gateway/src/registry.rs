@@ -144,6 +144,15 @@ impl Registry {
             .find(|pin| pin.as_ref().map_or(true, |p| !self.pins.contains_key(p)))
             .ok_or(CreateError::NoFreePin)??;
         self.pins.insert(pin.clone(), guid);
+        // Budgets of PINs already used, expired or withdrawn are dropped from
+        // the front (PINs end in about the order they began), so the queue
+        // holds about one PIN lifetime's sessions, not every session ever.
+        while let Some(&(_, oldest)) = self.budgets.front() {
+            if self.sessions.get(&oldest).is_some_and(|e| e.pin.is_some()) {
+                break;
+            }
+            self.budgets.pop_front();
+        }
         self.budgets
             .push_back((self.wrong_pins + self.pin_guess_budget, guid));
         self.sessions.insert(
@@ -488,6 +497,21 @@ mod tests {
         assert_eq!(gone.withdrawn, vec![second]);
         // The session itself stays, joinable by its GUID.
         assert!(r.join(&first.to_string(), "csr".into(), IP, 1, now).is_ok());
+    }
+
+    #[test]
+    fn budgets_of_pins_that_ended_are_forgotten() {
+        let mut r = Registry::new(99);
+        let now = Instant::now();
+        for _ in 0..100 {
+            let (_, pin) = r
+                .create("ann", group(), now + Duration::from_secs(60))
+                .unwrap();
+            r.join(&pin, "csr".into(), IP, 1, now).unwrap();
+        }
+        r.create("ann", group(), now + Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(r.budgets.len(), 1, "only the PIN still waiting");
     }
 
     #[test]

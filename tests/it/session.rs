@@ -958,6 +958,68 @@ async fn a_viewed_session_is_recorded_with_markers_and_verified_against_the_audi
     assert!(altered.stdout.contains("altered"), "{altered:?}");
 }
 
+/// A recording started 10 s into a view has its own timeline: it starts at
+/// 0 at its own start time, not at the view's.
+#[tokio::test]
+async fn a_recording_started_part_way_has_its_own_timeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = showing_a_still(dir.path(), ConsentMode::GrantAll).await;
+    assert_eq!(s.console.view().await.unwrap(), Decision::Granted);
+    let mut screen = s.console.screen();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        screen.wait_for(|s| s.frame.is_some()),
+    )
+    .await
+    .expect("a screen within 20 s")
+    .unwrap();
+    // The scenario: the technician starts recording 10 s into the view.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let asked = audit_db::time_us::now();
+    let path = dir.path().join("late.vrec");
+    s.console
+        .record(path.clone(), "ann@example.com")
+        .await
+        .unwrap();
+    let written = async {
+        while !recorder::vrec::Recording::open(&path).is_ok_and(|r| r.index.frames > 0) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), written)
+        .await
+        .expect("the first screen recorded within 20 s");
+    s.console.stop_recording().await.unwrap();
+    s.close().await;
+
+    let rec = recorder::vrec::Recording::open(&path).unwrap();
+    let started = rec.header.started_us;
+    assert!(
+        started >= asked && started - asked < 5_000_000,
+        "the recording started at {}, asked for at {}",
+        audit_db::time_us::format(started),
+        audit_db::time_us::format(asked)
+    );
+    let first = rec.frame(recorder::vrec::reader::Target::Index(0)).unwrap();
+    assert_eq!(first.timestamp_us, 0, "its first screen is at 0");
+    assert!(
+        rec.index.duration_us < 5_000_000,
+        "it lasted {} µs, not the view's 10 s",
+        rec.index.duration_us
+    );
+    let info: serde_json::Value = serde_json::from_str(
+        run_in(
+            dir.path(),
+            &["recording", "info", path.to_str().unwrap(), "--json"],
+            "",
+        )
+        .ok(),
+    )
+    .unwrap();
+    assert_eq!(info["started_us"], started);
+    assert!(info["duration_us"].as_u64().unwrap() < 5_000_000, "{info}");
+}
+
 /// The applet's screen and input both on the real display `display`.
 fn x11_applet(display: &str) -> (OpenScreen, OpenInput) {
     let (a, b) = (display.to_owned(), display.to_owned());

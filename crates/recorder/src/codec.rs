@@ -605,6 +605,21 @@ pub fn info(update: &[u8]) -> Result<UpdateInfo, CodecError> {
     })
 }
 
+/// `update` with its timestamp counted from `base_us` of its stream
+/// instead of the stream's start (never below 0): the same update, on a
+/// recording's own timeline. Bytes too short to be an update are returned
+/// as they are (the writer refuses them).
+pub fn retimed(update: &[u8], base_us: u64) -> std::borrow::Cow<'_, [u8]> {
+    match info(update) {
+        Ok(head) if base_us > 0 => {
+            let mut copy = update.to_vec();
+            copy[2..10].copy_from_slice(&head.timestamp_us.saturating_sub(base_us).to_le_bytes());
+            std::borrow::Cow::Owned(copy)
+        }
+        _ => std::borrow::Cow::Borrowed(update),
+    }
+}
+
 /// Decompresses a zstd frame of at most `limit` bytes, allocating only what
 /// it holds: a frame that declares more, or turns out longer, is refused
 /// without the allocation (the data may come from a peer or a file).

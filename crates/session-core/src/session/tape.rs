@@ -1,6 +1,9 @@
 //! The console's recording of a session: the screen updates exactly as
 //! received, the pointer, and a marker for every audit event the console
-//! witnesses, written into a `.vrec` file as they come.
+//! witnesses, written into a `.vrec` file as they come. A recording has its
+//! own timeline: it starts at 0 at its first screen, whenever in the
+//! session that is (the updates keep every byte but their timestamp, which
+//! is counted from the recording's start instead of the stream's).
 
 use std::path::PathBuf;
 
@@ -26,8 +29,11 @@ pub(crate) enum Tape {
         writer: Box<Writer>,
         recording: String,
         path: PathBuf,
-        /// Wall-clock µs at which the applet's update timestamps are 0.
+        /// Wall-clock µs at which the recording began (its time 0).
         origin_us: i64,
+        /// The stream's timestamp of the recording's first update: stream
+        /// timestamps are recorded less this.
+        base_us: u64,
     },
 }
 
@@ -68,7 +74,7 @@ impl Tape {
             } => match codec::info(update) {
                 Ok(head) if head.key => {
                     let recording = Uuid::new_v4().to_string();
-                    let origin_us = audit_event::time_us::now() - head.timestamp_us as i64;
+                    let origin_us = audit_event::time_us::now();
                     let header = Header {
                         session: session.to_string(),
                         technician,
@@ -89,6 +95,7 @@ impl Tape {
                         recording,
                         path,
                         origin_us,
+                        base_us: head.timestamp_us,
                     };
                     Some(event)
                 }
@@ -106,8 +113,11 @@ impl Tape {
                 None
             }
         };
-        if let Tape::On { writer, .. } = self {
-            writer.update(update)?;
+        if let Tape::On {
+            writer, base_us, ..
+        } = self
+        {
+            writer.update(&codec::retimed(update, *base_us))?;
         }
         Ok(started)
     }
@@ -115,7 +125,12 @@ impl Tape {
     /// Writes a cursor update as received.
     pub fn cursor(&mut self, cursor: &Cursor) -> Result<(), VrecError> {
         match self {
-            Tape::On { writer, .. } => writer.cursor(cursor),
+            Tape::On {
+                writer, base_us, ..
+            } => writer.cursor(&Cursor {
+                timestamp_us: cursor.timestamp_us.saturating_sub(*base_us),
+                ..cursor.clone()
+            }),
             _ => Ok(()),
         }
     }
@@ -151,6 +166,7 @@ impl Tape {
             recording,
             path,
             origin_us,
+            ..
         } = std::mem::take(self)
         else {
             return Ok(None);

@@ -963,7 +963,7 @@ async fn a_viewed_session_is_recorded_with_markers_and_verified_against_the_audi
 #[tokio::test]
 async fn a_recording_started_part_way_has_its_own_timeline() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = showing_a_still(dir.path(), ConsentMode::GrantAll).await;
+    let s = showing_a_still(dir.path(), ConsentMode::GrantAll).await;
     assert_eq!(s.console.view().await.unwrap(), Decision::Granted);
     let mut screen = s.console.screen();
     tokio::time::timeout(

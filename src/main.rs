@@ -33,7 +33,12 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&anyhow::Error::from(e)),
     };
-    match runtime.block_on(run(cli)) {
+    let outcome = runtime.block_on(run(cli));
+    // A blocking read of stdin (the applet's, the console's) never returns
+    // while the terminal stays open; dropping the runtime would wait for it
+    // for ever. The command's work is done: what is left is let go.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match outcome {
         Ok(code) => code,
         Err(e) => fail(&e),
     }

@@ -471,6 +471,70 @@ fn the_console_and_applet_programs_run_a_scripted_session() {
     assert_verifies(data);
 }
 
+/// The end user's applet exits when the session ends, though its input (a
+/// terminal nobody types into) stays open.
+#[test]
+fn the_applet_exits_when_the_session_ends_with_its_input_still_open() {
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    add_technician(data);
+    let gw = start_gateway(data, &[]);
+    let ca = gw.ca.to_str().unwrap().to_owned();
+    let mut console = spawn(&[
+        "console",
+        "--gateway",
+        &gw.addr,
+        "--ca",
+        &ca,
+        "--user",
+        "ann@example.com",
+        "--json",
+        "--spool",
+        data.join("spool.jsonl").to_str().unwrap(),
+    ]);
+    let mut to_console = console.stdin.take().unwrap();
+    writeln!(to_console, "{PASSWORD}\n/new").unwrap();
+    let mut lines = std::io::BufReader::new(console.stdout.take().unwrap()).lines();
+    let pin = loop {
+        let line = lines.next().expect("the console's output").unwrap();
+        if let ConsoleLine::SessionCreated { pin, .. } = serde_json::from_str(&line).unwrap() {
+            break pin;
+        }
+    };
+    let mut applet = spawn(&[
+        "applet",
+        "--gateway",
+        &gw.addr,
+        "--ca",
+        &ca,
+        "--pin",
+        &pin,
+        "--consent",
+        "grant-all",
+        "--json",
+        "--download-dir",
+        data.to_str().unwrap(),
+    ]);
+    let _input_open = applet.stdin.take().unwrap();
+    writeln!(to_console, "/pick\n/end").unwrap();
+    drop(to_console);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = applet.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the applet did not exit within 30 s of the session's end"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(console.wait().unwrap().success());
+    assert_eq!(gw.stop().0, 0);
+}
+
 #[test]
 fn the_demo_runs_a_whole_session_and_leaves_a_verifiable_trail() {
     let dir = tempfile::tempdir().unwrap();

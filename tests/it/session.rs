@@ -135,11 +135,11 @@ async fn a_full_session_chats_moves_files_both_ways_and_audits_every_step() {
         Some(ConsoleEvent::Chat("hi, it broke".into()))
     );
 
-    // Not granted, and (no screen given to this applet) unavailable: refused, never silently allowed.
+    // Not granted, and (no display given to this applet) none shared: refused, never silently allowed.
     let remote = s.console.ask(Permission::RemoteControl).await.unwrap();
     assert_eq!(remote, Decision::Denied(Denial::NotGranted));
     let view = s.console.ask(Permission::DesktopView).await.unwrap();
-    assert_eq!(view, Decision::Denied(Denial::Unavailable));
+    assert_eq!(view, Decision::Denied(Denial::NoDisplay));
 
     // A file to the end user, 1 MiB and a bit.
     let outgoing = dir.path().join("patch.bin");
@@ -207,6 +207,21 @@ async fn a_full_session_chats_moves_files_both_ways_and_audits_every_step() {
     assert_eq!(count("chat.message"), 2, "{kinds:?}");
     assert_eq!(count("permission.requested"), 5, "{kinds:?}");
     assert_eq!(count("permission.denied"), 2, "{kinds:?}");
+    let reasons: Vec<_> = events
+        .iter()
+        .filter(|e| e["type"] == "permission.denied")
+        .map(|e| {
+            e["payload"]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        ["not_granted", "no_display"],
+        "said truly in the log"
+    );
     assert_eq!(count("permission.granted"), 3, "{kinds:?}");
     assert_eq!(
         count("file.transferred"),

@@ -714,6 +714,9 @@ pub enum Denial {
     NotGranted,
     /// This build of Vigil does not offer it yet.
     Unavailable,
+    /// The end user's applet was started without a display to share
+    /// (desktop view and remote control need one).
+    NoDisplay,
 }
 
 /// Which side of a session.

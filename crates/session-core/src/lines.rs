@@ -243,6 +243,7 @@ pub fn denial_text(denial: Denial) -> &'static str {
         Denial::EndUser => "the end user said no",
         Denial::NotGranted => "your group is not granted this",
         Denial::Unavailable => "not available in this version",
+        Denial::NoDisplay => "the end user shared no display",
     }
 }
 

@@ -243,8 +243,8 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Applet<S> {
     async fn authorize(&mut self, permission: Permission, what: &str) -> Result<Consent, Denial> {
         let decision = if !self.grant.contains(&permission) {
             Err(Denial::NotGranted)
-        } else if !self.available(permission) {
-            Err(Denial::Unavailable)
+        } else if let Err(why) = self.available(permission) {
+            Err(why)
         } else if self.single_prompt && self.consented.contains(&permission) {
             Ok(Consent::SinglePrompt)
         } else if self.ask(permission, what).await {
@@ -274,10 +274,21 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Applet<S> {
         decision
     }
 
-    fn available(&self, permission: Permission) -> bool {
-        AVAILABLE.contains(&permission)
-            || (permission == Permission::DesktopView && self.config.screen.is_some())
-            || (permission == Permission::RemoteControl && self.config.input.is_some())
+    /// Whether this applet can do `permission`: `Unavailable` for what this
+    /// build does not offer, `NoDisplay` for the screen and input when the
+    /// end user shared no display.
+    fn available(&self, permission: Permission) -> Result<(), Denial> {
+        let shared = match permission {
+            Permission::DesktopView => self.config.screen.is_some(),
+            Permission::RemoteControl => self.config.input.is_some(),
+            other if AVAILABLE.contains(&other) => return Ok(()),
+            _ => return Err(Denial::Unavailable),
+        };
+        if shared {
+            Ok(())
+        } else {
+            Err(Denial::NoDisplay)
+        }
     }
 
     /// Shows the screen to the technician, with the end user's consent.
@@ -604,5 +615,6 @@ fn denial_text(denial: Denial) -> &'static str {
         Denial::EndUser => "the end user said no",
         Denial::NotGranted => "the technician's group is not granted this",
         Denial::Unavailable => "this version of Vigil cannot do this yet",
+        Denial::NoDisplay => "no display of yours is shared in this session",
     }
 }

@@ -987,6 +987,15 @@ async fn a_viewed_session_is_recorded_with_markers_and_verified_against_the_audi
         s.console.ask(Permission::DesktopView).await.unwrap(),
         Decision::Granted
     );
+    // The view ends while recording: its end is on the timeline too.
+    s.console.stop_view().await.unwrap();
+    loop {
+        match s.console_events.recv().await {
+            Some(ConsoleEvent::ViewEnded(_)) => break,
+            Some(_) => continue,
+            None => panic!("the session ended first"),
+        }
+    }
     let finished = s
         .console
         .stop_recording()
@@ -1014,6 +1023,15 @@ async fn a_viewed_session_is_recorded_with_markers_and_verified_against_the_audi
         "{:?}",
         rec.index.markers
     );
+    // The applet's own events are on the timeline as the console saw them.
+    let kinds: Vec<&str> = rec.index.markers.iter().map(|m| m.kind.as_str()).collect();
+    for kind in [
+        "desktop_view.started",
+        "desktop_view.ended",
+        "permission.granted",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
     let stopped: Vec<serde_json::Value> = events(dir.path())
         .into_iter()
         .filter(|e| e["type"] == "recording.stopped")

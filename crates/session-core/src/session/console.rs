@@ -275,6 +275,13 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
         let decision = self.request(permission, message).await?;
         if decision == Decision::Granted {
             self.streams.send_modify(mark);
+            // The applet audits the start; the recording marks it as the
+            // console learns it, like every event of the session.
+            let started = match permission {
+                Permission::DesktopView => "desktop_view.started",
+                _ => "remote_control.started",
+            };
+            note(&self.tape, started, format!("{permission} started"));
         }
         Ok(decision)
     }
@@ -303,9 +310,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
             Decision::Granted => ("permission.granted", format!("{permission} granted")),
             Decision::Denied(why) => ("permission.denied", format!("{permission} denied: {why:?}")),
         };
-        if let Err(e) = lock(&self.tape).note(kind, text) {
-            tracing::warn!("could not mark {kind} in the recording: {e}");
-        }
+        note(&self.tape, kind, text);
         Ok(decided)
     }
 
@@ -669,10 +674,20 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Send + 'static>(
             }
             Inner::Control(Control::ViewEnded { reason }) => {
                 streams.send_modify(|s| s.viewing = false);
+                note(
+                    &tape,
+                    "desktop_view.ended",
+                    format!("desktop view ended: {reason}"),
+                );
                 let _ = events.send(ConsoleEvent::ViewEnded(reason)).await;
             }
             Inner::Control(Control::ControlEnded) => {
                 streams.send_modify(|s| s.controlling = false);
+                note(
+                    &tape,
+                    "remote_control.ended",
+                    "remote control ended".to_owned(),
+                );
             }
             Inner::Screen(fragment) => {
                 let reply = match viewer.fragment(&fragment) {
@@ -730,6 +745,13 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Send + 'static>(
     waiters.lock().unwrap_or_else(|e| e.into_inner()).clear();
     streams.send_replace(Streams::default());
     let _ = events.send(ConsoleEvent::Ended(ended)).await;
+}
+
+/// Marks an event another party audits (the applet's) on the recording.
+fn note(tape: &Mutex<Tape>, kind: &str, text: String) {
+    if let Err(e) = lock(tape).note(kind, text) {
+        tracing::warn!("could not mark {kind} in the recording: {e}");
+    }
 }
 
 fn lock(tape: &Mutex<Tape>) -> std::sync::MutexGuard<'_, Tape> {

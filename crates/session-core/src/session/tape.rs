@@ -24,6 +24,8 @@ pub(crate) enum Tape {
         path: PathBuf,
         technician: String,
         session: Uuid,
+        /// Events noted before the first screen: marked at the recording's start.
+        early: Vec<(String, String)>,
     },
     On {
         writer: Box<Writer>,
@@ -51,6 +53,7 @@ impl Tape {
                     path,
                     technician: technician.to_owned(),
                     session,
+                    early: Vec::new(),
                 };
                 Ok(())
             }
@@ -71,6 +74,7 @@ impl Tape {
                 path,
                 technician,
                 session,
+                early,
             } => match codec::info(update) {
                 Ok(head) if head.key => {
                     let recording = Uuid::new_v4().to_string();
@@ -85,7 +89,14 @@ impl Tape {
                             origin_us,
                         )
                     };
-                    let writer = Writer::create(&path, header)?;
+                    let mut writer = Writer::create(&path, header)?;
+                    for (kind, text) in early {
+                        writer.marker(&Marker {
+                            timestamp_us: 0,
+                            kind,
+                            text,
+                        })?;
+                    }
                     let event = EventKind::RecordingStarted(RecordingStarted {
                         recording: recording.clone(),
                         path: path.display().to_string(),
@@ -104,6 +115,7 @@ impl Tape {
                         path,
                         technician,
                         session,
+                        early,
                     };
                     return Ok(None);
                 }
@@ -145,6 +157,10 @@ impl Tape {
 
     /// Puts an event another party audits (e.g. the applet's consent) on the timeline.
     pub fn note(&mut self, kind: &str, text: String) -> Result<(), VrecError> {
+        if let Tape::Armed { early, .. } = self {
+            early.push((kind.to_owned(), text));
+            return Ok(());
+        }
         let Tape::On {
             writer, origin_us, ..
         } = self

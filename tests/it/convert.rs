@@ -365,3 +365,63 @@ fn a_directory_converts_once_and_again_only_what_changed() {
     );
     assert!(one.error_line().contains("--out DIR"), "{one:?}");
 }
+
+/// The presentation times of `file`'s decoded pictures, in order.
+fn picture_times(file: &Path) -> Vec<f64> {
+    let out = stdout_of(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0"])
+            .args(["-show_entries", "frame=pts_time", "-of", "csv=p=0"])
+            .arg(file),
+    );
+    String::from_utf8_lossy(&out)
+        .lines()
+        .filter_map(|l| l.split(',').next()?.trim().parse().ok())
+        .collect()
+}
+
+/// What `vigil convert` says it wrote is what a player decodes: as many
+/// pictures (there used to be one more), at times that only increase, the
+/// video as long as the recording, with or without burn-in, MP4 or AVI.
+#[test]
+fn the_pictures_reported_are_the_pictures_decoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec_path = dir.path().join("b.vrec");
+    encode(dir.path(), "browser", &rec_path).ok();
+    let r = rec_path.to_str().unwrap();
+    for (name, extra) in [
+        ("plain.mp4", &[][..]),
+        ("stamped.mp4", &["--burn-in"][..]),
+        (
+            "excerpt.mp4",
+            &["--burn-in", "--from", "0.55", "--to", "2.5"][..],
+        ),
+        ("plain.avi", &[][..]),
+    ] {
+        let out = dir.path().join(name);
+        let mut args = vec!["convert", r, out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let said = run_in(dir.path(), &args, "").ok().to_owned();
+        let pictures: usize = said
+            .split(": ")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{said}"));
+        let times = picture_times(&out);
+        if name.ends_with(".mp4") {
+            assert_eq!(times.len(), pictures, "{name}: {said}");
+        } else {
+            // AVI runs at a fixed rate: slots without a new picture repeat the last.
+            assert!(times.len() >= pictures, "{name}: {said}");
+        }
+        assert!(times.windows(2).all(|w| w[0] < w[1]), "{name}: {times:?}");
+        let expected = if name.starts_with("excerpt") {
+            1.95
+        } else {
+            3.0
+        };
+        let duration = probe(&out).4;
+        assert!((duration - expected).abs() < 0.11, "{name}: {duration} s");
+    }
+}

@@ -58,6 +58,8 @@ pub struct Output {
     time_base: Rational,
     stream_time_base: Rational,
     last_pts: Option<i64>,
+    /// Once finishing: the last picture's pts and how long it lasts (encoder time base).
+    last_lasts: Option<(i64, i64)>,
     /// The picture in `source` waits here until a later slot comes.
     pending: Option<i64>,
     pictures: u64,
@@ -155,6 +157,7 @@ impl Output {
             time_base,
             stream_time_base,
             last_pts: None,
+            last_lasts: None,
             pending: None,
             pictures: 0,
         })
@@ -204,14 +207,27 @@ impl Output {
         if let Some(waiting) = self.pending.take() {
             self.encode(waiting)?;
         }
+        // The last picture's packet says how long it lasts, so the file
+        // lasts as long as the recording without a picture more (a repeated
+        // last picture just before the end was dropped by players' edit
+        // lists, so the count said one more than the file showed).
         let end = self.pts(end_us);
-        if self.last_pts.is_some_and(|last| end > last + 1) {
-            // The last picture again just before the end, so the file lasts
-            // as long as the recording.
-            self.scaled.set_pts(Some(end - 1));
-            self.encoder.send_frame(&self.scaled)?;
-            self.pictures += 1;
-            self.drain()?;
+        match self.container {
+            Container::Mp4 => {
+                self.last_lasts = self
+                    .last_pts
+                    .filter(|last| end > *last)
+                    .map(|last| (last, end - last));
+            }
+            // AVI has a fixed frame rate and no durations: the last picture
+            // again in the last slot makes it last.
+            Container::Avi if self.last_pts.is_some_and(|last| end > last + 1) => {
+                self.scaled.set_pts(Some(end - 1));
+                self.encoder.send_frame(&self.scaled)?;
+                self.pictures += 1;
+                self.drain()?;
+            }
+            Container::Avi => {}
         }
         self.encoder.send_eof()?;
         self.drain()?;
@@ -237,6 +253,11 @@ impl Output {
     fn drain(&mut self) -> Result<(), ffmpeg::Error> {
         let mut packet = Packet::empty();
         while self.encoder.receive_packet(&mut packet).is_ok() {
+            if let Some((last, lasts)) = self.last_lasts {
+                if packet.pts() == Some(last) {
+                    packet.set_duration(lasts);
+                }
+            }
             packet.set_stream(0);
             packet.rescale_ts(self.time_base, self.stream_time_base);
             packet.write_interleaved(&mut self.octx)?;

@@ -73,7 +73,9 @@ pub async fn run(args: AppletArgs) -> Result<ExitCode> {
     });
     // Input goes to the same display, over a connection of its own.
     let input = args.display.clone().map(|display| -> OpenInput {
-        Arc::new(move || recorder::x11::X11::open(Some(&display)).map(|x| Box::new(x) as InputSink))
+        Arc::new(move || {
+            recorder::x11::X11Input::open(Some(&display)).map(|x| Box::new(x) as InputSink)
+        })
     });
     let config = AppletConfig {
         consent,

@@ -518,6 +518,12 @@ async fn watch(out: Out, mut events: mpsc::Receiver<ConsoleEvent>) -> String {
                 },
                 format!("screen view ended: {reason}"),
             ),
+            ConsoleEvent::InputFailed(message) => out.emit(
+                &ConsoleLine::InputFailed {
+                    message: message.clone(),
+                },
+                format!("remote input: {message}"),
+            ),
             ConsoleEvent::Ended(reason) => return reason,
         }
     }

@@ -1125,7 +1125,7 @@ fn x11_applet(display: &str) -> (OpenScreen, OpenInput) {
             recorder::x11::X11::open(Some(&a)).map(|x| Box::new(x) as ScreenSource)
         }),
         std::sync::Arc::new(move || {
-            recorder::x11::X11::open(Some(&b)).map(|x| Box::new(x) as InputSink)
+            recorder::x11::X11Input::open(Some(&b)).map(|x| Box::new(x) as InputSink)
         }),
     )
 }
@@ -1198,6 +1198,69 @@ async fn remote_control_moves_the_end_users_pointer_only_with_consent() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn an_input_event_that_fails_is_skipped_alone_lets_go_of_everything_and_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let display = testkit::Xvfb::start(640, 200);
+    let terminal = display.terminal(&dir.path().join("line"));
+    let (screen, input) = x11_applet(&display.display);
+    let mut s = running_with(
+        dir.path(),
+        &["--permissions", "desktop_view,remote_control"],
+        ConsentMode::GrantAll,
+        &[],
+        Some(screen),
+        Some(input),
+    )
+    .await;
+    assert_eq!(s.console.control().await.unwrap(), Decision::Granted);
+    let key = |keysym: u32| [true, false].map(|press| InputEvent::Key { keysym, press });
+    let mut batch = vec![InputEvent::Move { x: 100, y: 30 }];
+    batch.extend(key(0x61));
+    // Shift held, then an event no device makes: it fails alone, and Shift is let go.
+    batch.push(InputEvent::Key {
+        keysym: 0xffe1,
+        press: true,
+    });
+    batch.push(InputEvent::Button {
+        button: 0,
+        press: true,
+    });
+    batch.extend(key(0x62));
+    batch.extend(key(0xff0d));
+    s.console.input(batch).await.unwrap();
+    let failure = loop {
+        match s.console_events.recv().await {
+            Some(ConsoleEvent::InputFailed(why)) => break why,
+            Some(_) => continue,
+            None => panic!("the session ended without the failure reported"),
+        }
+    };
+    assert!(failure.contains("button 0"), "{failure}");
+    assert_eq!(
+        terminal.line(),
+        "ab",
+        "the rest of the batch, without Shift"
+    );
+    assert_eq!(display.keys_down(), Vec::<u8>::new());
+    // Control ends with a key held: it is let go.
+    s.console
+        .input(vec![InputEvent::Key {
+            keysym: 0xffe3,
+            press: true,
+        }])
+        .await
+        .unwrap();
+    s.console.chat("held?").await.unwrap();
+    while !matches!(s.applet_events.recv().await, Some(AppletEvent::Chat(_))) {}
+    assert_eq!(display.keys_down().len(), 1, "Control held");
+    s.console.stop_control().await.unwrap();
+    s.console.chat("released?").await.unwrap();
+    while !matches!(s.applet_events.recv().await, Some(AppletEvent::Chat(_))) {}
+    assert_eq!(display.keys_down(), Vec::<u8>::new(), "let go with control");
+    s.close().await;
 }
 
 #[tokio::test]

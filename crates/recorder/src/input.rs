@@ -1,10 +1,10 @@
 //! Mouse and keyboard input from the technician, to be injected into the
 //! end user's display. Keys travel as X keysyms (what a key means, not where
-//! it is on a keyboard), so the receiving side maps them to its own keymap.
+//! it is on a keyboard), so the receiving side types them on its own layout:
+//! a character key types its character whatever the two layouts are, and a
+//! function key (Shift, Control, arrows, F1...) is held until released.
 
 use serde::{Deserialize, Serialize};
-
-use crate::SourceError;
 
 /// One input event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,13 +24,18 @@ pub enum InputEvent {
         /// Pressed (true) or released.
         press: bool,
     },
-    /// A key, by X keysym (e.g. 0x61 `a`, 0xff0d Return).
+    /// A key, by X keysym (e.g. 0x61 `a`, 0xff0d Return). A character is
+    /// typed when pressed (its release does nothing); a function key is
+    /// held from its press to its release.
     Key {
         /// The X keysym.
         keysym: u32,
         /// Pressed (true) or released.
         press: bool,
     },
+    /// Lets go of every key and button still held (the technician's page
+    /// lost the focus, so the releases would never come).
+    ReleaseAll,
 }
 
 impl InputEvent {
@@ -48,10 +53,31 @@ impl InputEvent {
     }
 }
 
-/// Something input can be injected into (a display).
+/// Why an input event could not be injected.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// The event is not one a real device makes.
+    #[error("{0}")]
+    Invalid(String),
+    /// No key types the keysym, and no free keycode is left to bind it to.
+    #[error("no key on the end user's keyboard types {0}, and no free key is left to bind it to")]
+    Untypable(String),
+    /// The display cannot take input.
+    #[error("the display {display} has no XTEST extension: input cannot be injected")]
+    NoXtest {
+        /// The display's name.
+        display: String,
+    },
+    /// Talking to the display failed.
+    #[error("the X display: {0}")]
+    Display(String),
+}
+
+/// Something input can be injected into (a display). Whatever fails, no
+/// key or button is left held.
 pub trait Inject {
     /// Injects one event.
-    fn inject(&mut self, event: &InputEvent) -> Result<(), SourceError>;
+    fn inject(&mut self, event: &InputEvent) -> Result<(), InputError>;
 }
 
 #[cfg(test)]

@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use recorder::x11::X11;
+use recorder::input::{Inject, InputEvent};
+use recorder::x11::keymap::char_keysym;
+use recorder::x11::{X11Input, X11};
 use recorder::Source;
 use testkit::Xvfb;
 use x11rb::connection::Connection;
@@ -80,8 +82,8 @@ fn captures_a_known_picture_and_injects_input() {
         "just left of the window"
     );
 
-    assert!(x11.can_inject());
-    x11.move_pointer(120, 60).unwrap();
+    let mut input = X11Input::open(Some(&xvfb.display)).unwrap();
+    input.inject(&InputEvent::Move { x: 120, y: 60 }).unwrap();
     let cursor = x11.pointer(1).unwrap().expect("XFixes is there");
     assert_eq!((cursor.x, cursor.y), (120, 60));
     assert!(cursor.shape.is_some(), "the first report carries the shape");
@@ -90,8 +92,7 @@ fn captures_a_known_picture_and_injects_input() {
         "an unchanged shape is not resent"
     );
 
-    x11.button(1, true).unwrap();
-    x11.button(1, false).unwrap();
+    click(&mut input, 1);
     let press = wait_event(&conn, |e| matches!(e, Event::ButtonPress(_)));
     let Event::ButtonPress(press) = press else {
         unreachable!()
@@ -102,13 +103,103 @@ fn captures_a_known_picture_and_injects_input() {
         .unwrap();
     conn.flush().unwrap();
     conn.get_input_focus().unwrap().reply().unwrap();
-    x11.key(38, true).unwrap();
-    x11.key(38, false).unwrap();
+    key(&mut input, 0x61);
     let key = wait_event(&conn, |e| matches!(e, Event::KeyPress(_)));
     let Event::KeyPress(key) = key else {
         unreachable!()
     };
-    assert_eq!(key.detail, 38);
+    assert_eq!(key.detail, 38, "a is keycode 38 on a US keyboard");
+}
+
+fn click(input: &mut X11Input, button: u8) {
+    for press in [true, false] {
+        input.inject(&InputEvent::Button { button, press }).unwrap();
+    }
+}
+
+fn key(input: &mut X11Input, keysym: u32) {
+    for press in [true, false] {
+        input.inject(&InputEvent::Key { keysym, press }).unwrap();
+    }
+}
+
+fn hold(input: &mut X11Input, keysym: u32, press: bool) {
+    input.inject(&InputEvent::Key { keysym, press }).unwrap();
+}
+
+/// What the layout test types: Shift and AltGr levels on every layout,
+/// and letters no US or French key carries.
+pub const TYPED: &str = "Hello World: a+b=c @x #1 (ok)! ü € ß";
+
+const SHIFT_L: u32 = 0xffe1;
+const CAPS_LOCK: u32 = 0xffe5;
+const RETURN: u32 = 0xff0d;
+
+#[test]
+fn text_arrives_as_typed_whatever_the_end_users_layout() {
+    for layout in ["us", "de", "fr"] {
+        let xvfb = Xvfb::start(640, 200);
+        xvfb.layout(layout);
+        let dir = tempfile::tempdir().unwrap();
+        let terminal = xvfb.terminal(&dir.path().join("line"));
+        let mut input = X11Input::open(Some(&xvfb.display)).unwrap();
+        // No window manager: keys go to the window under the pointer.
+        input.inject(&InputEvent::Move { x: 100, y: 30 }).unwrap();
+        for c in TYPED.chars() {
+            key(&mut input, char_keysym(c));
+        }
+        // The technician holds Shift: characters still come out as sent.
+        hold(&mut input, SHIFT_L, true);
+        for c in "xY1".chars() {
+            key(&mut input, char_keysym(c));
+        }
+        hold(&mut input, SHIFT_L, false);
+        // Caps Lock on the end user's side changes nothing either.
+        key(&mut input, CAPS_LOCK);
+        for c in "zZ".chars() {
+            key(&mut input, char_keysym(c));
+        }
+        key(&mut input, CAPS_LOCK);
+        key(&mut input, RETURN);
+        assert_eq!(
+            terminal.line(),
+            format!("{TYPED}xY1zZ"),
+            "on layout {layout}"
+        );
+        assert_eq!(xvfb.keys_down(), Vec::<u8>::new(), "nothing held");
+    }
+}
+
+#[test]
+fn everything_held_is_let_go_on_release_all_on_failure_and_when_dropped() {
+    let xvfb = Xvfb::start(320, 200);
+    let mut input = X11Input::open(Some(&xvfb.display)).unwrap();
+    let held = |input: &mut X11Input| {
+        hold(input, SHIFT_L, true);
+        hold(input, 0xffe3, true);
+        input
+            .inject(&InputEvent::Button {
+                button: 1,
+                press: true,
+            })
+            .unwrap();
+        assert_eq!(xvfb.keys_down().len(), 2, "Shift and Control down");
+    };
+    held(&mut input);
+    input.inject(&InputEvent::ReleaseAll).unwrap();
+    assert_eq!(xvfb.keys_down(), Vec::<u8>::new());
+
+    held(&mut input);
+    let refused = input.inject(&InputEvent::Button {
+        button: 0,
+        press: true,
+    });
+    assert!(refused.unwrap_err().to_string().contains("button 0"));
+    assert_eq!(xvfb.keys_down(), Vec::<u8>::new(), "let go on a failure");
+
+    held(&mut input);
+    drop(input);
+    assert_eq!(xvfb.keys_down(), Vec::<u8>::new(), "let go when dropped");
 }
 
 #[test]
@@ -142,5 +233,7 @@ fn a_still_screen_is_not_captured_again_until_something_draws() {
 #[test]
 fn a_missing_display_is_a_clear_error() {
     let err = X11::open(Some(":987")).unwrap_err().to_string();
+    assert!(err.contains("cannot connect to X display :987"), "{err}");
+    let err = X11Input::open(Some(":987")).unwrap_err().to_string();
     assert!(err.contains("cannot connect to X display :987"), "{err}");
 }

@@ -150,6 +150,11 @@ pub enum ConsoleLine {
         /// Why.
         reason: String,
     },
+    /// A key or mouse event could not be injected on the end user's display.
+    InputFailed {
+        /// Why, for people.
+        message: String,
+    },
     /// The session ended.
     Ended {
         /// Its GUID.

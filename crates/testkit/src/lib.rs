@@ -17,7 +17,7 @@ mod xvfb;
 use std::path::Path;
 
 pub use process::GatewayProcess;
-pub use xvfb::Xvfb;
+pub use xvfb::{Terminal, Xvfb};
 
 use sqlx::{Connection, Executor};
 use tempfile::TempDir;

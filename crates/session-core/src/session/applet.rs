@@ -332,10 +332,10 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Applet<S> {
 
     /// Opens the display for view or control on a blocking thread (X11
     /// connects synchronously); a failure is shown to the end user.
-    async fn open<T: Send + 'static>(
+    async fn open<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
         &self,
         failed: &str,
-        open: std::sync::Arc<dyn Fn() -> Result<T, recorder::SourceError> + Send + Sync>,
+        open: std::sync::Arc<dyn Fn() -> Result<T, E> + Send + Sync>,
     ) -> Option<T> {
         let why = match tokio::task::spawn_blocking(move || open()).await {
             Ok(Ok(opened)) => return Some(opened),
@@ -431,13 +431,30 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Applet<S> {
             Inner::Control(Control::ControlStop) => self.release_control().await,
             Inner::Control(Control::Input { events }) => {
                 // Input without consent is dropped: the grant alone is not enough.
-                let Some(sink) = self.control.as_mut() else {
+                let Some(mut sink) = self.control.take() else {
                     return Ok(());
                 };
-                let failed = events.iter().find_map(|e| sink.inject(e).err());
-                if let Some(e) = failed {
-                    self.tell(AppletEvent::Warning(format!("remote input: {e}")))
+                // X requests wait on the server: off the async threads. Each
+                // event stands alone: one that fails does not drop the rest.
+                let injected = tokio::task::spawn_blocking(move || {
+                    let mut failures: Vec<String> = Vec::new();
+                    for event in &events {
+                        if let Err(e) = sink.inject(event) {
+                            let why = e.to_string();
+                            if failures.last() != Some(&why) {
+                                failures.push(why);
+                            }
+                        }
+                    }
+                    (sink, failures)
+                })
+                .await;
+                let (sink, failures) = injected.map_err(|e| SessionError::Task(e.to_string()))?;
+                self.control = Some(sink);
+                for reason in failures {
+                    self.tell(AppletEvent::Warning(format!("remote input: {reason}")))
                         .await;
+                    self.send.control(&Control::InputFailed { reason }).await?;
                 }
             }
             Inner::Chunk { transfer, data } => {

@@ -40,6 +40,8 @@ pub enum ConsoleEvent {
     Warning(String),
     /// The end user's screen stream stopped, and why.
     ViewEnded(String),
+    /// A key or mouse event could not be injected on the end user's display, and why.
+    InputFailed(String),
     /// The session is over.
     Ended(String),
 }
@@ -559,6 +561,7 @@ fn answer_id(message: &Control) -> Option<Uuid> {
         | Control::ViewKey
         | Control::ViewEnded { .. }
         | Control::Input { .. }
+        | Control::InputFailed { .. }
         | Control::ControlStop
         | Control::ControlEnded => None,
     }
@@ -680,6 +683,9 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Send + 'static>(
                     format!("desktop view ended: {reason}"),
                 );
                 let _ = events.send(ConsoleEvent::ViewEnded(reason)).await;
+            }
+            Inner::Control(Control::InputFailed { reason }) => {
+                let _ = events.send(ConsoleEvent::InputFailed(reason)).await;
             }
             Inner::Control(Control::ControlEnded) => {
                 streams.send_modify(|s| s.controlling = false);

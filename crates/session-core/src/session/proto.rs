@@ -98,6 +98,8 @@ pub enum Control {
     ControlStart { request: Uuid },
     /// Console → applet: mouse and keyboard input, to be injected in order.
     Input { events: Vec<InputEvent> },
+    /// Applet → console: an input event could not be injected (the others were).
+    InputFailed { reason: String },
     /// Console → applet: remote control is over.
     ControlStop,
     /// Applet → console: remote control is over, and that is in the audit log.

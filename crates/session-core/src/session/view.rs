@@ -27,7 +27,7 @@ pub type OpenScreen = Arc<dyn Fn() -> Result<ScreenSource, SourceError> + Send +
 /// Where remote input goes, as the applet opens it when control starts.
 pub type InputSink = Box<dyn recorder::input::Inject + Send + Sync>;
 /// Opens the input sink (e.g. connects to the X display for XTEST).
-pub type OpenInput = Arc<dyn Fn() -> Result<InputSink, SourceError> + Send + Sync>;
+pub type OpenInput = Arc<dyn Fn() -> Result<InputSink, recorder::input::InputError> + Send + Sync>;
 
 /// The largest screen update the console accepts (a 4K key update is far smaller).
 pub const MAX_UPDATE: usize = 64 << 20;

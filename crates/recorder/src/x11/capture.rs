@@ -1,13 +1,4 @@
-//! Capture from an X11 display, and input injected into it (XTEST), over
-//! x11rb's pure-Rust connection. Frames are read from the root window
-//! through MIT-SHM where the server offers it (a local display): the server
-//! writes the screen into a memfd it shares with us, and we read it back
-//! with `pread`, so no `unsafe` mapping is needed and 8 MB a frame do not
-//! cross the socket. Elsewhere (a remote display, no MIT-SHM 1.2) frames
-//! come with a plain `GetImage`. Where the DAMAGE extension is there, a
-//! screen nothing drew on since the last frame is not captured at all, so
-//! a still desktop costs next to no CPU. The pointer comes from XFixes,
-//! apart from the screen, so cursor moves cost no tiles.
+//! Frames and the pointer, read from an X display.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -17,7 +8,6 @@ use x11rb::protocol::damage::{self, ConnectionExt as _};
 use x11rb::protocol::shm::{self, ConnectionExt as _};
 use x11rb::protocol::xfixes::ConnectionExt as _;
 use x11rb::protocol::xproto::{ConnectionExt as _, ImageFormat, ImageOrder, Window};
-use x11rb::protocol::xtest::ConnectionExt as _;
 use x11rb::protocol::Event;
 use x11rb::rust_connection::RustConnection;
 
@@ -31,10 +21,7 @@ pub struct X11 {
     width: u16,
     height: u16,
     xfixes: bool,
-    xtest: bool,
     last_serial: Option<u32>,
-    /// Keysym → keycode, read from the server's keymap when first needed.
-    keymap: Option<std::collections::HashMap<u32, u8>>,
     /// The segment frames are read through, when MIT-SHM works.
     shared: Option<Shared>,
     /// The root window's damage object, when the DAMAGE extension is there.
@@ -120,7 +107,6 @@ impl X11 {
                 .ok()
                 .and_then(|c| c.reply().ok())
                 .is_some();
-        let xtest = has(x11rb::protocol::xtest::X11_EXTENSION_NAME);
         let screen_bytes = u64::from(width) * u64::from(height) * 4;
         let shared = if has(shm::X11_EXTENSION_NAME) {
             Shared::attach(&conn, screen_bytes)
@@ -145,9 +131,7 @@ impl X11 {
             width,
             height,
             xfixes,
-            xtest,
             last_serial: None,
-            keymap: None,
         })
     }
 
@@ -201,99 +185,6 @@ impl X11 {
             visible: true,
             shape,
         }))
-    }
-
-    /// Whether input can be injected (the XTEST extension is there).
-    pub fn can_inject(&self) -> bool {
-        self.xtest
-    }
-
-    /// Moves the pointer to (x, y), clamped to the screen.
-    pub fn move_pointer(&self, x: i32, y: i32) -> Result<(), SourceError> {
-        let x = x.clamp(0, i32::from(self.width) - 1) as i16;
-        let y = y.clamp(0, i32::from(self.height) - 1) as i16;
-        self.fake(x11rb::protocol::xproto::MOTION_NOTIFY_EVENT, 0, x, y)
-    }
-
-    /// Presses or releases mouse button `button` (1 left, 2 middle, 3 right, 4/5 wheel).
-    pub fn button(&self, button: u8, press: bool) -> Result<(), SourceError> {
-        use x11rb::protocol::xproto::{BUTTON_PRESS_EVENT, BUTTON_RELEASE_EVENT};
-        let kind = if press {
-            BUTTON_PRESS_EVENT
-        } else {
-            BUTTON_RELEASE_EVENT
-        };
-        self.fake(kind, button, 0, 0)
-    }
-
-    /// Presses or releases the key with X keycode `keycode`.
-    pub fn key(&self, keycode: u8, press: bool) -> Result<(), SourceError> {
-        use x11rb::protocol::xproto::{KEY_PRESS_EVENT, KEY_RELEASE_EVENT};
-        let kind = if press {
-            KEY_PRESS_EVENT
-        } else {
-            KEY_RELEASE_EVENT
-        };
-        self.fake(kind, keycode, 0, 0)
-    }
-
-    fn fake(&self, kind: u8, detail: u8, x: i16, y: i16) -> Result<(), SourceError> {
-        if !self.xtest {
-            return Err(capture_error(
-                "the display has no XTEST extension: input cannot be injected",
-            ));
-        }
-        self.conn
-            .xtest_fake_input(kind, detail, 0, self.root, x, y, 0)
-            .map_err(capture_error)?;
-        self.conn.flush().map_err(capture_error)?;
-        Ok(())
-    }
-}
-
-impl X11 {
-    /// The keycode that types `keysym` on this display.
-    fn keycode(&mut self, keysym: u32) -> Result<u8, SourceError> {
-        if self.keymap.is_none() {
-            let setup = self.conn.setup();
-            let (min, max) = (setup.min_keycode, setup.max_keycode);
-            let reply = self
-                .conn
-                .get_keyboard_mapping(min, max - min + 1)
-                .map_err(capture_error)?
-                .reply()
-                .map_err(capture_error)?;
-            let per = usize::from(reply.keysyms_per_keycode.max(1));
-            let mut map = std::collections::HashMap::new();
-            for (i, syms) in reply.keysyms.chunks(per).enumerate() {
-                for &sym in syms.iter().filter(|&&s| s != 0) {
-                    // The first keycode found for a keysym wins (unshifted before shifted).
-                    map.entry(sym).or_insert(min + i as u8);
-                }
-            }
-            self.keymap = Some(map);
-        }
-        self.keymap
-            .as_ref()
-            .and_then(|m| m.get(&keysym).copied())
-            .ok_or_else(|| {
-                capture_error(format!("no key on this display types keysym {keysym:#x}"))
-            })
-    }
-}
-
-impl crate::input::Inject for X11 {
-    fn inject(&mut self, event: &crate::input::InputEvent) -> Result<(), SourceError> {
-        use crate::input::InputEvent;
-        event.check().map_err(capture_error)?;
-        match *event {
-            InputEvent::Move { x, y } => self.move_pointer(x, y),
-            InputEvent::Button { button, press } => self.button(button, press),
-            InputEvent::Key { keysym, press } => {
-                let code = self.keycode(keysym)?;
-                self.key(code, press)
-            }
-        }
     }
 }
 

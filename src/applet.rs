@@ -18,7 +18,10 @@ use crate::output::{stdin_lines, Out};
 
 /// Runs one session as the end user.
 pub async fn run(args: AppletArgs) -> Result<ExitCode> {
-    let out = Out { json: args.json };
+    let out = Out {
+        json: args.json,
+        tee: None,
+    };
     let connector = crate::login::connector(&args.connect, "vigil applet")?;
     let code = match (&args.pin, args.session) {
         (Some(pin), _) => pin.clone(),

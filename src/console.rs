@@ -1,6 +1,7 @@
 //! `vigil console`: the technician's side. Reads line commands (typed, from
 //! stdin, or from a script) and drives the gateway and the inner session.
 
+use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -17,8 +18,10 @@ use uuid::Uuid;
 
 use crate::cli::ConsoleArgs;
 use crate::output::{stdin_lines, Out};
+use crate::page::{self, Link, Page, Request};
 
-type Inner = tokio_rustls::client::TlsStream<tokio::io::DuplexStream>;
+/// The inner session's stream, as the console holds it.
+pub(crate) type Inner = tokio_rustls::client::TlsStream<tokio::io::DuplexStream>;
 
 /// How long `/pick` without an argument waits for an end user to join.
 const PICK_WAIT: Duration = Duration::from_secs(600);
@@ -29,13 +32,14 @@ struct Active {
     console: Console<Inner>,
     /// Prints what the end user says; ends with the session's end reason.
     watcher: tokio::task::JoinHandle<String>,
-    /// The page showing the end user's screen, once a view was granted.
-    viewer: Option<crate::viewer::Viewer>,
 }
 
 /// Logs in and runs commands until the input ends.
 pub async fn run(args: ConsoleArgs) -> Result<ExitCode> {
-    let out = Out { json: args.json };
+    let mut out = Out {
+        json: args.json,
+        tee: None,
+    };
     let connector = crate::login::connector(&args.connect, "vigil console")?;
     let mut stdin = stdin_lines();
     let password = match &args.password_file {
@@ -47,6 +51,12 @@ pub async fn run(args: ConsoleArgs) -> Result<ExitCode> {
         .await
         .context("cannot log in")?;
     let spool = Arc::new(Spool::new(&args.spool));
+    let technician = page::Technician {
+        email: tech.info.email.clone(),
+        group: tech.info.group.clone(),
+    };
+    let (page, mut requests) = page::serve(args.viewer_port, technician).await?;
+    out.tee = Some(page.lines());
     out.emit(
         &ConsoleLine::LoggedIn {
             user: tech.info.email.clone(),
@@ -69,22 +79,41 @@ pub async fn run(args: ConsoleArgs) -> Result<ExitCode> {
         ),
         None => None,
     };
+    out.emit(
+        &ConsoleLine::Viewer {
+            url: page.url.clone(),
+        },
+        format!("The console page (screen, chat, files) is at {}", page.url),
+    );
     let ctx = Ctx {
         out,
         connector,
         args,
         password,
         spool,
+        page,
     };
+    let out = &ctx.out;
     deliver_spool(&ctx, &mut tech).await;
     let mut active: Option<Active> = None;
     loop {
-        let line = match &mut script {
-            Some(lines) => lines.next(),
-            None => stdin.recv().await,
+        // Typed (or scripted) lines and the page's requests, as they come.
+        let request = match &mut script {
+            Some(lines) => match requests.try_recv() {
+                Ok(request) => Some(request),
+                Err(_) => lines.next().map(Request::Line),
+            },
+            None => tokio::select! {
+                line = stdin.recv() => line.map(Request::Line),
+                Some(request) = requests.recv() => Some(request),
+            },
         };
-        let Some(line) = line else { break };
-        let command = match commands::parse(&line) {
+        let Some(request) = request else { break };
+        let parsed = match request {
+            Request::Line(line) => commands::parse(&line),
+            Request::Chat(text) => Ok(Some(Command::Chat(text))),
+        };
+        let command = match parsed {
             Ok(Some(c)) => c,
             Ok(None) => continue,
             Err(e) => {
@@ -108,7 +137,7 @@ pub async fn run(args: ConsoleArgs) -> Result<ExitCode> {
         deliver_spool(&ctx, &mut tech).await;
     }
     if let Some(session) = active.take() {
-        finish(&out, session).await;
+        finish(&ctx, session).await;
     }
     deliver_spool(&ctx, &mut tech).await;
     tech.logout().await.ok();
@@ -156,6 +185,7 @@ struct Ctx {
     args: ConsoleArgs,
     password: String,
     spool: Arc<Spool>,
+    page: Page,
 }
 
 async fn execute(
@@ -168,7 +198,7 @@ async fn execute(
     // A session that ended by itself (the end user left) is let go first.
     if active.as_ref().is_some_and(|a| a.watcher.is_finished()) {
         if let Some(session) = active.take() {
-            finish(out, session).await;
+            finish(ctx, session).await;
         }
     }
     match command {
@@ -215,7 +245,7 @@ async fn execute(
             if active.is_some() {
                 bail!("a session is already active: /end it first");
             }
-            let guid = pick_target(tech, target).await?;
+            let (guid, address) = pick_target(tech, target).await?;
             let picked = tech.pick_up(guid).await?;
             let session = connector.attach(picked).await?.into_stream();
             let inner = inner::connect(session.stream, &session.credentials).await?;
@@ -239,16 +269,31 @@ async fn execute(
             if ctx.args.record.is_some() {
                 start_recording(ctx, &console, &tech.info.email).await?;
             }
-            let watcher = tokio::spawn(watch(*out, events));
+            ctx.page.attach(Some(Link {
+                guid,
+                address,
+                sas: inner.sas.clone(),
+                status: console.status(),
+                screen: console.screen(),
+                input: console.input_sender(),
+            }));
+            let watcher = tokio::spawn(watch(out.clone(), events));
             *active = Some(Active {
                 guid,
                 console,
                 watcher,
-                viewer: None,
             });
         }
         Command::Chat(text) => {
-            if let Some(warning) = session(active)?.chat(&text).await? {
+            let stored = session(active)?.chat(&text).await?;
+            out.emit(
+                &ConsoleLine::Chat {
+                    from: "technician".to_owned(),
+                    text: text.clone(),
+                },
+                format!("you: {text}"),
+            );
+            if let Some(warning) = stored {
                 out.emit(
                     &ConsoleLine::Warning {
                         message: warning.clone(),
@@ -281,6 +326,9 @@ async fn execute(
         }
         Command::Get(path) => {
             let result = session(active)?.get_file(&path).await?;
+            if let Transfer::Verified { saved_as, .. } = &result {
+                ctx.page.downloaded(saved_as.into());
+            }
             transfer(out, "get", &path, result);
         }
         Command::SysInfo => match session(active)?.sysinfo().await? {
@@ -302,32 +350,16 @@ async fn execute(
             ),
         },
         Command::View(true) => {
-            let a = active
-                .as_mut()
-                .context("no session is active: /pick one first")?;
-            let decision = a.console.view().await?;
-            if decision == Decision::Granted && a.viewer.is_none() {
-                let viewer = crate::viewer::serve(
-                    ctx.args.viewer_port,
-                    a.console.screen(),
-                    a.console.input_sender(),
-                )
-                .await?;
-                out.emit(
-                    &ConsoleLine::Viewer {
-                        url: viewer.url.clone(),
-                    },
-                    format!("open {} in a browser to see the screen", viewer.url),
-                );
-                a.viewer = Some(viewer);
-            }
+            let decision = session(active)?.view().await?;
             out.emit(
                 &ConsoleLine::View {
                     granted: decision == Decision::Granted,
                     denial: denial(&decision).map(str::to_owned),
                 },
                 match decision {
-                    Decision::Granted => "viewing the end user's screen".to_owned(),
+                    Decision::Granted => {
+                        format!("viewing the end user's screen on {}", ctx.page.url)
+                    }
                     Decision::Denied(_) => format!(
                         "desktop_view: denied ({})",
                         denial(&decision).unwrap_or_default()
@@ -344,10 +376,10 @@ async fn execute(
                     denial: denial(&decision).map(str::to_owned),
                 },
                 match decision {
-                    Decision::Granted => {
-                        "you have the end user's mouse and keyboard (use the viewer page)"
-                            .to_owned()
-                    }
+                    Decision::Granted => format!(
+                        "you have the end user's mouse and keyboard (on {})",
+                        ctx.page.url
+                    ),
                     Decision::Denied(_) => format!(
                         "remote_control: denied ({})",
                         denial(&decision).unwrap_or_default()
@@ -382,7 +414,7 @@ async fn execute(
         },
         Command::End => {
             let session = active.take().context("no session is active")?;
-            finish(out, session).await;
+            finish(ctx, session).await;
         }
     }
     Ok(())
@@ -416,22 +448,29 @@ fn session(active: &Option<Active>) -> Result<&Console<Inner>> {
         .context("no session is active: /pick one first")
 }
 
-/// The GUID `/pick` names; without an argument, waits for the first end user.
-async fn pick_target(tech: &mut Technician, target: Option<PickTarget>) -> Result<Uuid> {
+/// The GUID `/pick` names, and the end user's address as the queue shows
+/// it; without an argument, waits for the first end user.
+async fn pick_target(
+    tech: &mut Technician,
+    target: Option<PickTarget>,
+) -> Result<(Uuid, Option<IpAddr>)> {
     match target {
-        Some(PickTarget::Guid(guid)) => Ok(guid),
+        Some(PickTarget::Guid(guid)) => {
+            let waiting = tech.queue().await?;
+            Ok((guid, waiting.iter().find(|w| w.guid == guid).map(|w| w.ip)))
+        }
         Some(PickTarget::Index(n)) => {
             let waiting = tech.queue().await?;
             waiting
                 .get(n - 1)
-                .map(|w| w.guid)
+                .map(|w| (w.guid, Some(w.ip)))
                 .with_context(|| format!("only {} waiting", waiting.len()))
         }
         None => {
             let deadline = tokio::time::Instant::now() + PICK_WAIT;
             loop {
                 if let Some(first) = tech.queue().await?.first() {
-                    return Ok(first.guid);
+                    return Ok((first.guid, Some(first.ip)));
                 }
                 if tokio::time::Instant::now() >= deadline {
                     bail!("nobody joined within {} s", PICK_WAIT.as_secs());
@@ -531,25 +570,24 @@ async fn watch(out: Out, mut events: mpsc::Receiver<ConsoleEvent>) -> String {
 }
 
 /// Ends a session and reports how it ended.
-async fn finish(out: &Out, session: Active) {
+async fn finish(ctx: &Ctx, session: Active) {
     let Active {
         guid,
         console,
         watcher,
-        viewer,
     } = session;
-    drop(viewer);
     console.end().await;
     let reason = tokio::time::timeout(Duration::from_secs(10), watcher)
         .await
         .ok()
         .and_then(Result::ok)
         .unwrap_or_else(|| "ended".to_owned());
-    out.emit(
+    ctx.out.emit(
         &ConsoleLine::Ended {
             session: guid,
             reason: reason.clone(),
         },
         format!("Session {guid} ended: {reason}"),
     );
+    ctx.page.attach(None);
 }

@@ -288,7 +288,8 @@ async fn summary(
     let chats = console
         .iter()
         .filter_map(|l| match l {
-            ConsoleLine::Chat { from, text } => Some((from, text)),
+            // Each side's received lines: its own are echoed too.
+            ConsoleLine::Chat { from, text } if from == "end_user" => Some((from, text)),
             _ => None,
         })
         .chain(applet.iter().filter_map(|l| match l {

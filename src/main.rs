@@ -12,9 +12,9 @@ mod gateway;
 mod logging;
 mod login;
 mod output;
+mod page;
 mod progress;
 mod recording;
-mod viewer;
 
 use std::process::ExitCode;
 

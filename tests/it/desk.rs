@@ -15,20 +15,22 @@ use crate::helpers::{add_technician, run_in, start_gateway, PASSWORD};
 use crate::recording::png_pixels;
 
 /// A live session between a console and an applet on an X display.
-struct Desk {
+pub(crate) struct Desk {
     gw: GatewayProcess,
-    display: Xvfb,
+    pub(crate) display: Xvfb,
     console: Child,
     input: Option<ChildStdin>,
     lines: Lines<BufReader<ChildStdout>>,
-    applet: Child,
+    pub(crate) applet: Child,
+    /// The console's page.
+    pub(crate) url: String,
 }
 
 impl Desk {
     /// Group `tier1` gets `group_settings`; a `width`×`height` display; a
     /// console (with `console_args`) creates a session that an applet on the
     /// display joins, consenting to everything; the console picks it up.
-    fn start(
+    pub(crate) fn start(
         data: &Path,
         group_settings: &[&str],
         (width, height): (u32, u32),
@@ -56,6 +58,10 @@ impl Desk {
         let mut input = console.stdin.take().unwrap();
         writeln!(input, "{PASSWORD}\n/new").unwrap();
         let mut lines = BufReader::new(console.stdout.take().unwrap()).lines();
+        let url = wait_line(&mut lines, |l| match l {
+            ConsoleLine::Viewer { url } => Some(url),
+            _ => None,
+        });
         let pin = wait_line(&mut lines, |l| match l {
             ConsoleLine::SessionCreated { pin, .. } => Some(pin),
             _ => None,
@@ -84,23 +90,24 @@ impl Desk {
             input: Some(input),
             lines,
             applet,
+            url,
         };
         desk.send("/pick");
         desk
     }
 
     /// Types `line` into the console.
-    fn send(&mut self, line: &str) {
+    pub(crate) fn send(&mut self, line: &str) {
         writeln!(self.input.as_mut().expect("console input open"), "{line}").unwrap();
     }
 
     /// The first of the console's next lines that `pick` takes (failing on an error line).
-    fn wait<T>(&mut self, pick: impl FnMut(ConsoleLine) -> Option<T>) -> T {
+    pub(crate) fn wait<T>(&mut self, pick: impl FnMut(ConsoleLine) -> Option<T>) -> T {
         wait_line(&mut self.lines, pick)
     }
 
     /// Whether the next answer to `/view` granted it.
-    fn view_granted(&mut self) -> bool {
+    pub(crate) fn view_granted(&mut self) -> bool {
         self.wait(|l| match l {
             ConsoleLine::View { granted, .. } => Some(granted),
             _ => None,
@@ -108,7 +115,7 @@ impl Desk {
     }
 
     /// Ends the input; the console finishes and exits 0; the gateway stops cleanly.
-    fn finish(mut self) {
+    pub(crate) fn finish(mut self) {
         drop(self.input.take());
         assert!(self.console.wait().unwrap().success());
         let _ = self.applet.wait();
@@ -149,7 +156,7 @@ fn wait_line<T>(
 }
 
 /// Waits (at most 30 s) until `done` holds.
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !done() {
         assert!(Instant::now() < deadline, "{what}: not within 30 s");
@@ -249,7 +256,7 @@ fn a_group_that_forces_recording_cannot_view_without_it() {
 }
 
 /// A minimal HTTP/1.1 request to 127.0.0.1 (the viewer serves nothing else): status and body.
-fn http(method: &str, url: &str, body: &str) -> (u16, Vec<u8>) {
+pub(crate) fn http(method: &str, url: &str, body: &str) -> (u16, Vec<u8>) {
     use std::io::Read;
     let rest = url.strip_prefix("http://").expect("an http URL");
     let (host, path) = rest.split_at(rest.find('/').expect("a path"));
@@ -289,17 +296,20 @@ fn the_viewer_page_shows_the_screen_and_takes_control_input() {
         (320, 200),
         &[],
     );
-    desk.send("/view");
-    let url = desk.wait(|l| match l {
-        ConsoleLine::Viewer { url } => Some(url),
-        _ => None,
-    });
+    let url = desk.url.clone();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     let (status, page) = http("GET", &url, "");
     assert_eq!(status, 200);
-    assert!(String::from_utf8_lossy(&page).contains("screen.png"));
-    let (status, png) = http("GET", &format!("{url}screen.png?after=-1"), "");
-    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&page).contains("EventSource(\"events\")"));
+    assert_eq!(http("GET", &format!("{url}favicon.svg"), "").0, 200);
+    desk.send("/view");
+    assert!(desk.view_granted());
+    let mut png = Vec::new();
+    wait_until("the first screen on the page", || {
+        let (status, body) = http("GET", &format!("{url}screen.png"), "");
+        png = body;
+        status == 200
+    });
     let decoded = png::Decoder::new(&png[..]).read_info().unwrap();
     assert_eq!((decoded.info().width, decoded.info().height), (320, 200));
     // Without the token, nothing is served.

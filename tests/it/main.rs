@@ -11,6 +11,7 @@ mod dependencies;
 mod desk;
 mod gateway;
 mod helpers;
+mod page;
 mod recording;
 mod security;
 mod session;

@@ -141,6 +141,29 @@ impl Cursor {
 }
 
 impl Shape {
+    /// Writes this shape as a PNG with straight (not premultiplied) alpha,
+    /// as a browser draws it over the screen.
+    pub fn write_png(&self, out: impl std::io::Write) -> Result<(), png::EncodingError> {
+        let mut encoder = png::Encoder::new(out, u32::from(self.width), u32::from(self.height));
+        encoder.set_color(png::ColorType::Rgba);
+        encoder.set_depth(png::BitDepth::Eight);
+        let rgba: Vec<u8> = self
+            .pixels
+            .chunks_exact(4)
+            .flat_map(|p| {
+                let (b, g, r, a) = (p[0], p[1], p[2], p[3]);
+                let straight = |c: u8| match a {
+                    0 => 0,
+                    a => ((u16::from(c) * 255 + u16::from(a) / 2) / u16::from(a)).min(255) as u8,
+                };
+                [straight(r), straight(g), straight(b), a]
+            })
+            .collect();
+        let mut writer = encoder.write_header()?;
+        writer.write_image_data(&rgba)?;
+        writer.finish()
+    }
+
     /// Draws this shape over `frame` with its hot spot at (`x`, `y`)
     /// (premultiplied "over"; parts outside the frame are clipped).
     pub fn draw(&self, frame: &mut Frame, x: i32, y: i32) {
@@ -187,6 +210,21 @@ mod tests {
             hot_y: 0,
             pixels,
         }
+    }
+
+    #[test]
+    fn a_shape_png_has_straight_alpha() {
+        let mut shape = arrow();
+        // Half-transparent pure red, premultiplied: B G R A = 0 0 128 128.
+        shape.pixels[4..8].copy_from_slice(&[0, 0, 128, 128]);
+        let mut bytes = Vec::new();
+        shape.write_png(&mut bytes).unwrap();
+        let mut reader = png::Decoder::new(&bytes[..]).read_info().unwrap();
+        let mut rgba = vec![0; reader.output_buffer_size()];
+        reader.next_frame(&mut rgba).unwrap();
+        assert_eq!(&rgba[..4], &[255, 255, 255, 255], "white, opaque");
+        assert_eq!(&rgba[4..8], &[255, 0, 0, 128], "red, half transparent");
+        assert_eq!(&rgba[8..12], &[0, 0, 0, 0], "transparent");
     }
 
     #[test]

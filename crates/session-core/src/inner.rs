@@ -182,10 +182,14 @@ where
     let verifier = WebPkiClientVerifier::builder_with_provider(creds.roots()?, provider())
         .build()
         .map_err(|e| InnerError::Mismatch(e.to_string()))?;
-    let config = ServerConfig::builder_with_provider(provider())
+    let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
         .with_single_cert(vec![creds.cert.clone()], creds.private_key()?)?;
+    // A session is never resumed (its certificates are its own), and
+    // tickets would be written after the console's last handshake message:
+    // a console that leaves at once would fail the end user's handshake.
+    config.send_tls13_tickets = 0;
     let tls = tokio_rustls::TlsAcceptor::from(Arc::new(config))
         .accept(stream)
         .await

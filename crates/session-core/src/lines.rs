@@ -138,9 +138,9 @@ pub enum ConsoleLine {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
-    /// The end user wrote.
+    /// A chat line was sent or received.
     Chat {
-        /// Always `end_user` on the console.
+        /// `end_user`, or `technician` for the console's own lines.
         from: String,
         /// The line.
         text: String,

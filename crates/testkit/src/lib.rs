@@ -1,8 +1,8 @@
 //! Test-only helpers shared by the audit-db suite, the end-to-end tests and
 //! the benchmarks: a throwaway database of either backend, raw SQL access to
 //! it that bypasses Vigil (as someone with database access would), and a
-//! gateway running as a child process, a throwaway X display, and media
-//! helpers (the corpus, FFmpeg's pictures, PSNR).
+//! gateway running as a child process, a throwaway X display, a headless
+//! Chromium, and media helpers (the corpus, FFmpeg's pictures, PSNR).
 //!
 //! PostgreSQL tests run when `VIGIL_TEST_POSTGRES_URL` is set, each in a
 //! schema of its own so that runs never collide; when it is set and the
@@ -10,12 +10,14 @@
 //! rather than skip.
 #![forbid(unsafe_code)]
 
+mod browser;
 pub mod media;
 mod process;
 mod xvfb;
 
 use std::path::Path;
 
+pub use browser::Browser;
 pub use process::GatewayProcess;
 pub use xvfb::{Terminal, Xvfb};
 

@@ -68,8 +68,8 @@ impl Xvfb {
             .collect()
     }
 
-    /// An xterm in UTF-8 at the top left corner (640×120 pixels or so)
-    /// that saves the first line typed into it, without its newline, to
+    /// An xterm in UTF-8 covering the whole display (no window manager:
+    /// the keyboard goes to it wherever the pointer is on the screen) that saves the first line typed into it, without its newline, to
     /// `out`. Returns once its shell runs.
     pub fn terminal(&self, out: &Path) -> Terminal {
         let ready = out.with_extension("ready");
@@ -81,7 +81,7 @@ impl Xvfb {
             out.display()
         );
         let child = Command::new("xterm")
-            .args(["-display", &self.display, "-u8", "-geometry", "80x6+0+0"])
+            .args(["-display", &self.display, "-u8", "-geometry", "400x150+0+0"])
             .args(["-e", "sh", "-c", &script])
             .env("LC_ALL", "C.UTF-8")
             .stdout(Stdio::null())

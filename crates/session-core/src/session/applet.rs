@@ -181,6 +181,11 @@ where
         view: None,
         control: None,
     };
+    // The technician sees which computer they reached (its name only:
+    // anything more is system information, asked for with consent).
+    let host = sysinfo::System::host_name().unwrap_or_default();
+    // A session closed already fails this send; the read below says how it ended.
+    let _ = applet.send.control(&Control::Hello { host }).await;
     let ended = loop {
         tokio::select! {
             command = commands.recv() => match command {

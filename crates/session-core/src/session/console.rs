@@ -102,8 +102,8 @@ pub struct Console<S> {
     tape: Arc<Mutex<Tape>>,
     /// The technician's group records every session.
     recording_required: bool,
-    /// Whether the screen stream and remote control are on, as the applet last said.
-    streams: Arc<watch::Sender<Streams>>,
+    /// What is on (view, control, recording), as the applet last said.
+    status: Arc<watch::Sender<Status>>,
     /// Set once the technician ends the session: the applet's side closing
     /// after that is the end asked for, not a failure.
     closing: Arc<AtomicBool>,
@@ -113,15 +113,33 @@ pub struct Console<S> {
 /// and whether the technician is ending the session.
 struct Screens {
     viewer: Viewer,
-    streams: Arc<watch::Sender<Streams>>,
+    status: Arc<watch::Sender<Status>>,
     closing: Arc<AtomicBool>,
 }
 
-/// What runs on the applet that must end, audited, before the session closes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Streams {
-    viewing: bool,
-    controlling: bool,
+/// The session as the console knows it, kept up to date as it changes (the
+/// technician's page shows it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Status {
+    /// The end user's screen stream is on (it must end, audited, before the session closes).
+    pub viewing: bool,
+    /// The technician has the end user's mouse and keyboard (likewise).
+    pub controlling: bool,
+    /// The recording, while one is on or waiting for its first screen.
+    pub recording: Option<RecordingStatus>,
+    /// The permissions the end user granted in this session, in the order first granted.
+    pub granted: Vec<Permission>,
+    /// The end user's computer, as its applet names it.
+    pub host: Option<String>,
+}
+
+/// A recording in progress.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RecordingStatus {
+    /// The file it writes.
+    pub path: String,
+    /// When it began (µs since the epoch); `None` until the first screen arrives.
+    pub started_us: Option<i64>,
 }
 
 impl<S> Drop for Console<S> {
@@ -163,7 +181,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
         let waiters: Waiters = Arc::default();
         let (events_tx, events) = mpsc::channel(256);
         let (viewer, screen) = Viewer::new();
-        let streams = Arc::new(watch::Sender::new(Streams::default()));
+        let status = Arc::new(watch::Sender::new(Status::default()));
         let closing = Arc::new(AtomicBool::new(false));
         let reader = tokio::spawn(read_loop(
             FramedRead::new(read, Codec),
@@ -174,7 +192,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
             events_tx,
             Screens {
                 viewer,
-                streams: streams.clone(),
+                status: status.clone(),
                 closing: closing.clone(),
             },
         ));
@@ -186,7 +204,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
             screen,
             tape,
             recording_required: false,
-            streams,
+            status,
             closing,
         };
         (console, events)
@@ -269,14 +287,14 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
         &self,
         permission: Permission,
         message: impl FnOnce(Uuid) -> Control,
-        mark: impl FnOnce(&mut Streams),
+        mark: impl FnOnce(&mut Status),
     ) -> Result<Decision, SessionError> {
         if self.recording_required && !self.recording() {
             return Err(SessionError::RecordingRequired);
         }
         let decision = self.request(permission, message).await?;
         if decision == Decision::Granted {
-            self.streams.send_modify(mark);
+            self.status.send_modify(mark);
             // The applet audits the start; the recording marks it as the
             // console learns it, like every event of the session.
             let started = match permission {
@@ -308,6 +326,15 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
             Some(other) => return Err(SessionError::Peer(format!("answered {}", other.name()))),
             None => return Err(SessionError::Ended),
         };
+        if decided == Decision::Granted {
+            self.status.send_if_modified(|s| {
+                let new = !s.granted.contains(&permission);
+                if new {
+                    s.granted.push(permission);
+                }
+                new
+            });
+        }
         let (kind, text) = match decided {
             Decision::Granted => ("permission.granted", format!("{permission} granted")),
             Decision::Denied(why) => ("permission.denied", format!("{permission} denied: {why:?}")),
@@ -345,6 +372,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
             technician,
             self.reporting.session,
         )?;
+        show_tape(&self.tape, &self.status);
         Ok(self.send.control(&Control::ViewKey).await?)
     }
 
@@ -371,7 +399,12 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
 
     /// Finishes the recording, if one is on, and reports its size and hash.
     pub async fn stop_recording(&self) -> Result<Option<Finished>, SessionError> {
-        finish_tape(&self.tape, &self.reporting).await
+        finish_tape(&self.tape, &self.reporting, &self.status).await
+    }
+
+    /// The session's state (view, control, recording, grants), and its changes.
+    pub fn status(&self) -> watch::Receiver<Status> {
+        self.status.subscribe()
     }
 
     /// The end user's screen as last received, and its changes.
@@ -512,16 +545,19 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Console<S> {
     pub async fn end(mut self) {
         // View and control end first, and are audited by the applet, before
         // the session closes under them (bounded: a gone applet cannot hold us).
-        let on = *self.streams.borrow();
-        if on.viewing {
+        let (viewing, controlling) = {
+            let on = self.status.borrow();
+            (on.viewing, on.controlling)
+        };
+        if viewing {
             let _ = self.send.control(&Control::ViewStop).await;
         }
-        if on.controlling {
+        if controlling {
             let _ = self.send.control(&Control::ControlStop).await;
         }
-        if on != Streams::default() {
-            let mut streams = self.streams.subscribe();
-            let ended = streams.wait_for(|s| *s == Streams::default());
+        if viewing || controlling {
+            let mut status = self.status.subscribe();
+            let ended = status.wait_for(|s| !s.viewing && !s.controlling);
             let _ = tokio::time::timeout(std::time::Duration::from_secs(10), ended).await;
         }
         self.closing.store(true, Ordering::Release);
@@ -556,6 +592,7 @@ fn answer_id(message: &Control) -> Option<Uuid> {
         | Control::ViewStart { request }
         | Control::ControlStart { request } => Some(*request),
         Control::Chat { .. }
+        | Control::Hello { .. }
         | Control::ViewAck { .. }
         | Control::ViewStop
         | Control::ViewKey
@@ -578,7 +615,7 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Send + 'static>(
 ) {
     let Screens {
         mut viewer,
-        streams,
+        status,
         closing,
     } = screens;
     let tape = reporting.tape.clone().unwrap_or_default();
@@ -676,7 +713,7 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Send + 'static>(
                 route(result);
             }
             Inner::Control(Control::ViewEnded { reason }) => {
-                streams.send_modify(|s| s.viewing = false);
+                status.send_modify(|s| s.viewing = false);
                 note(
                     &tape,
                     "desktop_view.ended",
@@ -684,11 +721,14 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Send + 'static>(
                 );
                 let _ = events.send(ConsoleEvent::ViewEnded(reason)).await;
             }
+            Inner::Control(Control::Hello { host }) => {
+                status.send_modify(|s| s.host = Some(protocol::wire::printable(&host, 255)));
+            }
             Inner::Control(Control::InputFailed { reason }) => {
                 let _ = events.send(ConsoleEvent::InputFailed(reason)).await;
             }
             Inner::Control(Control::ControlEnded) => {
-                streams.send_modify(|s| s.controlling = false);
+                status.send_modify(|s| s.controlling = false);
                 note(
                     &tape,
                     "remote_control.ended",
@@ -700,6 +740,7 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Send + 'static>(
                     Ok(Some(received)) => {
                         if let Some(update) = &received.bytes {
                             let taped = lock(&tape).update(update);
+                            show_tape(&tape, &status);
                             match taped {
                                 Ok(Some(started)) => {
                                     if let Some(w) = report(&reporting, started).await {
@@ -707,7 +748,9 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Send + 'static>(
                                     }
                                 }
                                 Ok(None) => {}
-                                Err(e) => stop_tape_after(&tape, &reporting, &events, e).await,
+                                Err(e) => {
+                                    stop_tape_after(&tape, &reporting, &status, &events, e).await
+                                }
                             }
                         }
                         Control::ViewAck { seq: received.seq }
@@ -728,7 +771,7 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Send + 'static>(
                     if let Ok(cursor) = recorder::cursor::Cursor::decode(&bytes) {
                         let taped = lock(&tape).cursor(&cursor);
                         if let Err(e) = taped {
-                            stop_tape_after(&tape, &reporting, &events, e).await;
+                            stop_tape_after(&tape, &reporting, &status, &events, e).await;
                         }
                     }
                 }
@@ -742,14 +785,18 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Send + 'static>(
         }
     };
     // The recording ends with the session, finished and reported.
-    if let Err(e) = finish_tape(&tape, &reporting).await {
+    if let Err(e) = finish_tape(&tape, &reporting, &status).await {
         let _ = events
             .send(ConsoleEvent::Warning(format!("recording: {e}")))
             .await;
     }
     // Whoever still waits learns the session is over.
     waiters.lock().unwrap_or_else(|e| e.into_inner()).clear();
-    streams.send_replace(Streams::default());
+    status.send_modify(|s| {
+        s.viewing = false;
+        s.controlling = false;
+        s.recording = None;
+    });
     let _ = events.send(ConsoleEvent::Ended(ended)).await;
 }
 
@@ -760,6 +807,16 @@ fn note(tape: &Mutex<Tape>, kind: &str, text: String) {
     }
 }
 
+/// Publishes the recording's state, if it changed.
+fn show_tape(tape: &Mutex<Tape>, status: &watch::Sender<Status>) {
+    let now = lock(tape).status();
+    status.send_if_modified(|s| {
+        let changed = s.recording != now;
+        s.recording = now;
+        changed
+    });
+}
+
 fn lock(tape: &Mutex<Tape>) -> std::sync::MutexGuard<'_, Tape> {
     tape.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -768,8 +825,10 @@ fn lock(tape: &Mutex<Tape>) -> std::sync::MutexGuard<'_, Tape> {
 async fn finish_tape(
     tape: &Mutex<Tape>,
     reporting: &Reporting,
+    status: &watch::Sender<Status>,
 ) -> Result<Option<Finished>, SessionError> {
     let stopped = lock(tape).stop();
+    show_tape(tape, status);
     match stopped {
         Ok(Some((finished, event))) => {
             report(reporting, event).await;
@@ -785,10 +844,11 @@ async fn finish_tape(
 async fn stop_tape_after(
     tape: &Mutex<Tape>,
     reporting: &Reporting,
+    status: &watch::Sender<Status>,
     events: &mpsc::Sender<ConsoleEvent>,
     error: recorder::vrec::VrecError,
 ) {
-    let finished = finish_tape(tape, reporting).await;
+    let finished = finish_tape(tape, reporting, status).await;
     let detail = match finished {
         Ok(_) => "it was finished up to there".to_owned(),
         Err(e) => e.to_string(),

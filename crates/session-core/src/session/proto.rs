@@ -34,6 +34,8 @@ pub const CHUNK_DATA: usize = MAX_BODY - 16;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Control {
+    /// Applet → console, first: the name of the end user's computer.
+    Hello { host: String },
     /// A chat line.
     Chat { text: String },
     /// Console → applet: may the technician do this now?

@@ -66,6 +66,23 @@ impl Tape {
         !matches!(self, Tape::Off)
     }
 
+    /// The recording's file and start, while one is on or armed.
+    pub fn status(&self) -> Option<super::console::RecordingStatus> {
+        match self {
+            Tape::Off => None,
+            Tape::Armed { path, .. } => Some(super::console::RecordingStatus {
+                path: path.display().to_string(),
+                started_us: None,
+            }),
+            Tape::On {
+                path, origin_us, ..
+            } => Some(super::console::RecordingStatus {
+                path: path.display().to_string(),
+                started_us: Some(*origin_us),
+            }),
+        }
+    }
+
     /// Writes an update as received; returns `recording.started` when this
     /// update began the recording.
     pub fn update(&mut self, update: &[u8]) -> Result<Option<EventKind>, VrecError> {

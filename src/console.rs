@@ -557,6 +557,10 @@ async fn watch(out: Out, mut events: mpsc::Receiver<ConsoleEvent>) -> String {
                 },
                 format!("screen view ended: {reason}"),
             ),
+            ConsoleEvent::ControlEnded => out.emit(
+                &ConsoleLine::ControlEnded {},
+                "remote control ended: the end user has their mouse and keyboard back",
+            ),
             ConsoleEvent::InputFailed(message) => out.emit(
                 &ConsoleLine::InputFailed {
                     message: message.clone(),

@@ -32,9 +32,11 @@ pub async fn run(log: &AuditLog, data_dir: &Path, args: GatewayArgs) -> Result<E
     config.drain_timeout = args.drain_timeout;
     config.relay_capture = args.relay_capture;
     let gateway = Gateway::bind(config, tls::server_config(identity)?, log.clone()).await?;
+    // Before the line below: a SIGTERM sent as soon as it appears must
+    // stop the gateway cleanly, not kill it.
+    let stop = shutdown_signal()?;
     // Tests and scripts wait for this line: the socket is bound when it appears.
     println!("listening on {}", gateway.local_addr());
-    let stop = shutdown_signal()?;
     let report = gateway.run(stop).await;
     if report.sessions_cut {
         eprintln!("vigil: sessions still live after the drain time were ended");

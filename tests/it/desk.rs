@@ -351,6 +351,9 @@ fn the_viewer_page_shows_the_screen_and_takes_control_input() {
         .0,
         400
     );
-    desk.send("/end");
+    // The console's input ends after these: a missing line fails, never hangs.
+    desk.send("/control off\n/end");
+    drop(desk.input.take());
+    desk.wait(|l| matches!(l, ConsoleLine::ControlEnded {}).then_some(()));
     desk.finish();
 }

@@ -150,6 +150,8 @@ pub enum ConsoleLine {
         /// Why.
         reason: String,
     },
+    /// Remote control ended: the end user has their mouse and keyboard back.
+    ControlEnded {},
     /// A key or mouse event could not be injected on the end user's display.
     InputFailed {
         /// Why, for people.

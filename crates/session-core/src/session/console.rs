@@ -42,6 +42,8 @@ pub enum ConsoleEvent {
     ViewEnded(String),
     /// A key or mouse event could not be injected on the end user's display, and why.
     InputFailed(String),
+    /// Remote control is over (asked for, or the session is ending), and audited.
+    ControlEnded,
     /// The session is over.
     Ended(String),
 }
@@ -734,6 +736,7 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Send + 'static>(
                     "remote_control.ended",
                     "remote control ended".to_owned(),
                 );
+                let _ = events.send(ConsoleEvent::ControlEnded).await;
             }
             Inner::Screen(fragment) => {
                 let reply = match viewer.fragment(&fragment) {

@@ -370,8 +370,8 @@ pub struct AppletArgs {
     /// How consent prompts are answered
     #[arg(long, value_enum, default_value = "ask")]
     pub consent: ConsentArg,
-    /// The X display the technician may view, e.g. :0 (without it, desktop
-    /// view is refused as unavailable)
+    /// The X display the technician may view and control, e.g. :0 (without
+    /// it, both are refused: the end user shared no display)
     #[arg(long, value_name = ":N")]
     pub display: Option<String>,
     /// Screen updates per second at most (1 to 60)

@@ -32,6 +32,9 @@ pub trait Source {
     fn unchanged(&mut self) -> Result<bool, SourceError> {
         Ok(false)
     }
+    /// Takes back a frame it gave, once used, to fill the next one in
+    /// place of a new allocation (a 1080p frame is 8 MB).
+    fn recycle(&mut self, _frame: Frame) {}
 }
 
 /// A source could not give a frame.
@@ -68,5 +71,9 @@ impl<S: Source + ?Sized> Source for Box<S> {
 
     fn unchanged(&mut self) -> Result<bool, SourceError> {
         (**self).unchanged()
+    }
+
+    fn recycle(&mut self, frame: Frame) {
+        (**self).recycle(frame)
     }
 }

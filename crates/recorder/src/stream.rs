@@ -179,14 +179,13 @@ impl<S: Source> ScreenStream<S> {
             return Ok(None);
         };
         let key = std::mem::take(&mut self.key_wanted);
-        Ok(self
-            .encoder
-            .encode(&frame, timestamp_us, key)
-            .map(|update| {
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                (seq, update)
-            }))
+        let update = self.encoder.encode(&frame, timestamp_us, key);
+        self.source.recycle(frame);
+        Ok(update.map(|update| {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            (seq, update)
+        }))
     }
 }
 

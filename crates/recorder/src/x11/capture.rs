@@ -28,6 +28,8 @@ pub struct X11 {
     damage: Option<damage::Damage>,
     /// Drawing happened since the last frame (or none was taken yet).
     damaged: bool,
+    /// A used frame's pixels, filled again by the next capture.
+    spare: Option<Vec<u8>>,
 }
 
 /// A screen-sized memfd attached to the server as an MIT-SHM segment.
@@ -126,6 +128,7 @@ impl X11 {
             shared,
             damage,
             damaged: true,
+            spare: None,
             conn,
             root: root_window,
             width,
@@ -233,6 +236,10 @@ impl Source for X11 {
         self.pointer(timestamp_us)
     }
 
+    fn recycle(&mut self, frame: Frame) {
+        self.spare = Some(frame.pixels);
+    }
+
     fn next_frame(&mut self) -> Result<Option<Frame>, SourceError> {
         let want = usize::from(self.width) * usize::from(self.height) * 4;
         let mut pixels = match &self.shared {
@@ -259,7 +266,8 @@ impl Source for X11 {
                         image.size, self.width, self.height
                     )));
                 }
-                let mut pixels = vec![0; want];
+                let mut pixels = self.spare.take().unwrap_or_default();
+                pixels.resize(want, 0);
                 shared
                     .file
                     .read_exact_at(&mut pixels, 0)

@@ -92,6 +92,19 @@ async fn stream<S>(
     )
     .await;
     let mut stream = Some(ScreenStream::new(screen));
+    let worker = match Worker::start() {
+        Ok(worker) => worker,
+        Err(e) => {
+            stopped(
+                &send,
+                &reporting,
+                0,
+                format!("the screen capture could not start: {e}"),
+            )
+            .await;
+            return;
+        }
+    };
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1) / fps);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -112,13 +125,13 @@ async fn stream<S>(
                 }
                 let t = started.elapsed().as_micros() as u64;
                 // Capture and encoding are CPU work: off the async threads.
-                let joined = tokio::task::spawn_blocking(move || {
+                let joined = worker.run(move || {
                     let update = s.capture(t);
                     let pointer = s.source_mut().cursor(t);
                     (s, update, pointer)
                 })
                 .await;
-                let Ok((s, update, pointer)) = joined else { break "the screen capture stopped".to_owned() };
+                let Some((s, update, pointer)) = joined else { break "the screen capture stopped".to_owned() };
                 stream = Some(s);
                 let update = match update {
                     Ok(u) => u,
@@ -148,10 +161,17 @@ async fn stream<S>(
         }
     };
     let updates = stream.as_ref().map(|s| s.sent()).unwrap_or(0);
-    // Reported first: `view_ended` tells the console the end is in the
-    // audit log, so it may close the session.
+    stopped(&send, &reporting, updates, reason).await;
+}
+
+/// Reports the stream's end: audited first, since `view_ended` tells the
+/// console the end is in the audit log, so it may close the session.
+async fn stopped<S>(send: &Sender<S>, reporting: &Reporting, updates: u64, reason: String)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
     report(
-        &reporting,
+        reporting,
         EventKind::DesktopViewEnded(DesktopViewEnded {
             reason: reason.clone(),
             updates,
@@ -159,6 +179,36 @@ async fn stream<S>(
     )
     .await;
     let _ = send.control(&Control::ViewEnded { reason }).await;
+}
+
+/// The thread that captures and encodes, one for the whole stream. The
+/// blocking pool's threads come and go, and glibc keeps what each freed in
+/// that thread's own arena: after a busy minute of full-screen frames the
+/// applet held 120 MB it no longer used. One long-lived thread reuses its own.
+struct Worker {
+    jobs: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
+}
+
+impl Worker {
+    fn start() -> std::io::Result<Self> {
+        let (jobs, queue) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        std::thread::Builder::new()
+            .name("vigil-capture".to_owned())
+            // It ends when the stream drops its sender.
+            .spawn(move || queue.into_iter().for_each(|job| job()))?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `job` on the worker; `None` if the worker is gone.
+    async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = done.send(job());
+            }))
+            .ok()?;
+        result.await.ok()
+    }
 }
 
 /// What the technician sees: the latest screen and pointer.

@@ -332,7 +332,7 @@ pub struct ConsoleArgs {
     /// /record on writes) [default for /record on: ./vigil-recordings]
     #[arg(long, value_name = "DIR")]
     pub record: Option<PathBuf>,
-    /// Port on 127.0.0.1 for the page that shows the end user's screen [default: any free port]
+    /// Port on 127.0.0.1 for the console page (screen, session, chat, files) [default: any free port]
     #[arg(long, value_name = "PORT", default_value = "0")]
     pub viewer_port: u16,
     /// One JSON object per line instead of text

@@ -4,14 +4,16 @@
 
 use std::io::{BufRead, BufReader, Lines, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout};
 use std::time::{Duration, Instant};
 
 use recorder::vrec::Recording;
 use session_core::lines::ConsoleLine;
 use testkit::{GatewayProcess, Xvfb};
 
-use crate::helpers::{add_technician, run_in, start_gateway, PASSWORD};
+use crate::helpers::{
+    add_technician, applet_args, run_in, spawn, start_gateway, wait_line, PASSWORD,
+};
 use crate::recording::png_pixels;
 
 /// A live session between a console and an applet on an X display.
@@ -68,20 +70,7 @@ impl Desk {
         });
         let applet = spawn(
             data,
-            &[
-                "applet",
-                "--gateway",
-                &gw.addr,
-                "--ca",
-                &ca,
-                "--pin",
-                &pin,
-                "--consent",
-                "grant-all",
-                "--json",
-                "--display",
-                &display.display,
-            ],
+            &applet_args(&gw, &pin, &["--display", &display.display]),
         );
         let mut desk = Self {
             gw,
@@ -121,38 +110,6 @@ impl Desk {
         let _ = self.applet.wait();
         assert_eq!(self.gw.stop().0, 0);
     }
-}
-
-/// `vigil ARGS` in `dir` (so `./vigil-recordings` stays inside it), stdin and stdout piped.
-fn spawn(dir: &Path, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .env_remove("RUST_LOG")
-        .current_dir(dir)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting vigil")
-}
-
-/// Reads the console's lines until `pick` takes one; an error line fails the test.
-fn wait_line<T>(
-    lines: &mut impl Iterator<Item = std::io::Result<String>>,
-    mut pick: impl FnMut(ConsoleLine) -> Option<T>,
-) -> T {
-    for line in lines {
-        let line = line.expect("reading the console");
-        let parsed: ConsoleLine =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-        if let ConsoleLine::Error { message } = &parsed {
-            panic!("the console failed: {message}");
-        }
-        if let Some(found) = pick(parsed) {
-            return found;
-        }
-    }
-    panic!("the console ended before printing what was awaited");
 }
 
 /// Waits (at most 30 s) until `done` holds.

@@ -13,6 +13,60 @@ pub fn vigil(db: &str, args: &[&str]) -> Command {
     cmd
 }
 
+/// `vigil ARGS` in `dir` (so relative defaults such as `./vigil-recordings`
+/// stay inside it), stdin and stdout piped.
+pub fn spawn(dir: &Path, args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .env_remove("RUST_LOG")
+        .current_dir(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting vigil")
+}
+
+/// The arguments of an applet joining by `pin` that grants everything and
+/// prints JSON, followed by `extra`.
+pub fn applet_args<'a>(gw: &'a GatewayProcess, pin: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let ca = gw.ca.to_str().expect("a UTF-8 path");
+    let mut args = vec![
+        "applet",
+        "--gateway",
+        &gw.addr,
+        "--ca",
+        ca,
+        "--pin",
+        pin,
+        "--consent",
+        "grant-all",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Reads a console's `--json` lines until `pick` takes one; an error line
+/// fails the test.
+pub fn wait_line<T>(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    mut pick: impl FnMut(session_core::lines::ConsoleLine) -> Option<T>,
+) -> T {
+    for line in lines {
+        let line = line.expect("reading the console");
+        let parsed: session_core::lines::ConsoleLine =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if let session_core::lines::ConsoleLine::Error { message } = &parsed {
+            panic!("the console failed: {message}");
+        }
+        if let Some(found) = pick(parsed) {
+            return found;
+        }
+    }
+    panic!("the console ended before printing what was awaited");
+}
+
 /// What a finished `vigil` run said.
 #[derive(Debug)]
 pub struct Run {

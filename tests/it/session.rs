@@ -15,8 +15,8 @@ use session_core::session::view::{InputSink, OpenInput, OpenScreen, ScreenSource
 use tokio::sync::mpsc;
 
 use crate::helpers::{
-    add_technician, assert_verifies, connector, events, live_session, run_in, start_gateway,
-    PASSWORD,
+    add_technician, applet_args, assert_verifies, connector, events, live_session, run_in, spawn,
+    start_gateway, wait_line, PASSWORD,
 };
 
 /// A gateway whose group `tier1` has `permissions`, and a live session's two engines.
@@ -299,18 +299,6 @@ async fn path_traversal_names_are_saved_inside_the_download_directory() {
     s.close().await;
 }
 
-/// `vigil ARGS` with piped stdin and stdout.
-fn spawn(args: &[&str]) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .env_remove("RUST_LOG")
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .expect("starting vigil")
-}
-
 /// Waits (at most 60 s) for `child` to exit 0 and returns its lines, read as `T`.
 fn output_lines<T: serde::de::DeserializeOwned>(child: std::process::Child) -> Vec<T> {
     let (tx, rx) = std::sync::mpsc::channel();
@@ -361,20 +349,23 @@ fn the_console_and_applet_programs_run_a_scripted_session() {
         ),
     )
     .unwrap();
-    let mut console = spawn(&[
-        "console",
-        "--gateway",
-        &gw.addr,
-        "--ca",
-        &ca,
-        "--user",
-        "ann@example.com",
-        "--script",
-        script.to_str().unwrap(),
-        "--json",
-        "--download-dir",
-        data.join("console-dl").to_str().unwrap(),
-    ]);
+    let mut console = spawn(
+        data,
+        &[
+            "console",
+            "--gateway",
+            &gw.addr,
+            "--ca",
+            &ca,
+            "--user",
+            "ann@example.com",
+            "--script",
+            script.to_str().unwrap(),
+            "--json",
+            "--download-dir",
+            data.join("console-dl").to_str().unwrap(),
+        ],
+    );
     writeln!(console.stdin.take().unwrap(), "{PASSWORD}").unwrap();
     // Read the console's output until the PIN appears; keep the rest.
     let mut lines = std::io::BufReader::new(console.stdout.take().unwrap()).lines();
@@ -391,20 +382,11 @@ fn the_console_and_applet_programs_run_a_scripted_session() {
         }
     };
     let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
-    let mut applet = spawn(&[
-        "applet",
-        "--gateway",
-        &gw.addr,
-        "--ca",
-        &ca,
-        "--pin",
-        &pin,
-        "--consent",
-        "grant-all",
-        "--json",
-        "--download-dir",
-        data.join("applet-dl").to_str().unwrap(),
-    ]);
+    let applet_dl = data.join("applet-dl");
+    let mut applet = spawn(
+        data,
+        &applet_args(&gw, &pin, &["--download-dir", applet_dl.to_str().unwrap()]),
+    );
     writeln!(applet.stdin.take().unwrap(), "my printer is on fire").unwrap();
     let applet_out: Vec<AppletLine> = output_lines(applet);
     assert!(console.wait().unwrap().success());
@@ -496,41 +478,32 @@ fn the_applet_exits_when_the_session_ends_with_its_input_still_open() {
     add_technician(data);
     let gw = start_gateway(data, &[]);
     let ca = gw.ca.to_str().unwrap().to_owned();
-    let mut console = spawn(&[
-        "console",
-        "--gateway",
-        &gw.addr,
-        "--ca",
-        &ca,
-        "--user",
-        "ann@example.com",
-        "--json",
-        "--spool",
-        data.join("spool.jsonl").to_str().unwrap(),
-    ]);
+    let mut console = spawn(
+        data,
+        &[
+            "console",
+            "--gateway",
+            &gw.addr,
+            "--ca",
+            &ca,
+            "--user",
+            "ann@example.com",
+            "--json",
+            "--spool",
+            data.join("spool.jsonl").to_str().unwrap(),
+        ],
+    );
     let mut to_console = console.stdin.take().unwrap();
     writeln!(to_console, "{PASSWORD}\n/new").unwrap();
     let mut lines = std::io::BufReader::new(console.stdout.take().unwrap()).lines();
-    let pin = loop {
-        let line = lines.next().expect("the console's output").unwrap();
-        if let ConsoleLine::SessionCreated { pin, .. } = serde_json::from_str(&line).unwrap() {
-            break pin;
-        }
-    };
-    let mut applet = spawn(&[
-        "applet",
-        "--gateway",
-        &gw.addr,
-        "--ca",
-        &ca,
-        "--pin",
-        &pin,
-        "--consent",
-        "grant-all",
-        "--json",
-        "--download-dir",
-        data.to_str().unwrap(),
-    ]);
+    let pin = wait_line(&mut lines, |l| match l {
+        ConsoleLine::SessionCreated { pin, .. } => Some(pin),
+        _ => None,
+    });
+    let mut applet = spawn(
+        data,
+        &applet_args(&gw, &pin, &["--download-dir", data.to_str().unwrap()]),
+    );
     let _input_open = applet.stdin.take().unwrap();
     writeln!(to_console, "/pick\n/end").unwrap();
     drop(to_console);

@@ -204,6 +204,23 @@ fn the_page_is_a_console_in_a_real_browser() {
         "nothing left held"
     );
 
+    // Shift held when the page loses focus: its release would never come,
+    // so everything is let go on the X side.
+    browser.click("#screen");
+    browser.js(&format!(
+        "const s = {}; \
+         s.dispatchEvent(new KeyboardEvent('keydown', {{ key: 'Shift', code: 'ShiftLeft', bubbles: true }})); \
+         return true",
+        el("screen")
+    ));
+    crate::desk::wait_until("Shift held on the end user's side", || {
+        !desk.display.keys_down().is_empty()
+    });
+    browser.click("#chat-input");
+    crate::desk::wait_until("everything let go when the page lost focus", || {
+        desk.display.keys_down().is_empty()
+    });
+
     // A permission the group lacks: the denial shows as it happens.
     browser.type_into("#command", &format!("/sysinfo{ENTER}"));
     browser.wait_until(

@@ -108,6 +108,7 @@ fn dependencies_point_one_way() {
     only("gateway", &["audit-event", "audit-db", "protocol"]);
     only("converter", &["recorder"]);
     only("reporter", &["audit-event", "audit-db", "recorder"]);
+    only("webhook", &["audit-event", "audit-db"]);
     only("testkit", &[]);
     for krate in OURS.iter().filter(|k| **k != "vigil") {
         assert!(
@@ -131,8 +132,8 @@ fn dependencies_point_one_way() {
     forbidden("audit-event", "a database driver", &DATABASES);
     forbidden(
         "gateway",
-        "X11 or the recorder",
-        &["x11rb", "recorder", "zstd"],
+        "X11, the recorder or an HTTP client (webhooks are delivered beside it)",
+        &["x11rb", "recorder", "zstd", "reqwest"],
     );
     forbidden(
         "recorder",

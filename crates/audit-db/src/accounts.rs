@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use crate::error::{db, Error, Result};
 use crate::event::Permission;
-use crate::store::Store;
+use crate::store::{on_pool, Store};
 use crate::time_us;
 
 /// A technician group: what its members may do and from where.
@@ -87,17 +87,6 @@ pub struct Technician {
 #[derive(Clone, Debug)]
 pub struct Accounts {
     store: Store,
-}
-
-/// Runs the same statement code against whichever pool the store has: the
-/// SQL is written once with `$n` placeholders, which both backends accept.
-macro_rules! on_pool {
-    ($self:ident, $pool:ident => $body:expr) => {
-        match $self.store.pools() {
-            crate::store::Pools::Sqlite($pool) => $body,
-            crate::store::Pools::Postgres($pool) => $body,
-        }
-    };
 }
 
 const GROUP_COLUMNS: &str =
@@ -541,7 +530,7 @@ fn decode_technician(r: TechRow) -> Result<Technician> {
     })
 }
 
-fn exists_or(
+pub(crate) fn exists_or(
     result: Result<(), sqlx::Error>,
     what: &'static str,
     name: &str,
@@ -556,7 +545,7 @@ fn exists_or(
     }
 }
 
-fn found(rows: u64, what: &'static str, name: &str) -> Result<()> {
+pub(crate) fn found(rows: u64, what: &'static str, name: &str) -> Result<()> {
     if rows == 0 {
         Err(Error::NoSuch {
             what,

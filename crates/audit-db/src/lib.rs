@@ -16,6 +16,7 @@ pub mod query;
 pub mod record;
 pub mod store;
 pub mod verify;
+pub mod webhooks;
 
 // The event model lives in `audit-event`, which clients link without SQL;
 // the log's API speaks it, so it is re-exported here under the same paths.
@@ -30,3 +31,4 @@ pub use query::Filter;
 pub use record::{Hash, Receipt, StoredEvent};
 pub use store::{DbUrl, OpenMode, Store};
 pub use verify::VerifyReport;
+pub use webhooks::Webhooks;

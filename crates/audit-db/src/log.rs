@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::Stream;
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot, watch, Mutex};
 use tokio::task::JoinHandle;
 
 use crate::chain::{Anchor, Pending};
@@ -36,6 +36,7 @@ pub struct AuditLog {
     store: Store,
     tx: mpsc::Sender<Msg>,
     writer: Arc<Mutex<Option<JoinHandle<()>>>>,
+    appended: watch::Receiver<i64>,
 }
 
 #[derive(Debug)]
@@ -59,12 +60,21 @@ impl AuditLog {
     /// Starts a writer task over an open store.
     pub fn start(store: Store) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let writer = tokio::spawn(run_writer(store.clone(), rx));
+        let (appended_tx, appended) = watch::channel(0);
+        let writer = tokio::spawn(run_writer(store.clone(), rx, appended_tx));
         Self {
             store,
             tx,
             writer: Arc::new(Mutex::new(Some(writer))),
+            appended,
         }
+    }
+
+    /// The seq of the last event this handle's writer made durable (0
+    /// before the first), changing after each commit: in-process readers
+    /// of new events (the webhook dispatcher) wait on it instead of polling.
+    pub fn appended(&self) -> watch::Receiver<i64> {
+        self.appended.clone()
     }
 
     /// The store, for reads.
@@ -167,7 +177,7 @@ fn prepare(e: NewEvent) -> Result<Pending> {
 
 /// The single writer: takes every request waiting, commits them as one
 /// batch, and answers each caller only after the commit.
-async fn run_writer(store: Store, mut rx: mpsc::Receiver<Msg>) {
+async fn run_writer(store: Store, mut rx: mpsc::Receiver<Msg>, appended: watch::Sender<i64>) {
     let mut stopping = false;
     while !stopping {
         let mut requests = Vec::new();
@@ -190,12 +200,15 @@ async fn run_writer(store: Store, mut rx: mpsc::Receiver<Msg>) {
             }
         }
         if !requests.is_empty() {
-            commit(&store, requests).await;
+            if let Some(last) = commit(&store, requests).await {
+                appended.send_replace(last);
+            }
         }
     }
 }
 
-async fn commit(store: &Store, requests: Vec<Request>) {
+/// Commits one batch and answers its callers; the last seq stored, if any.
+async fn commit(store: &Store, requests: Vec<Request>) -> Option<i64> {
     let batch: Vec<&Pending> = requests.iter().flat_map(|r| r.events.iter()).collect();
     let mut delay = Duration::from_millis(50);
     let mut attempt = 1;
@@ -214,12 +227,14 @@ async fn commit(store: &Store, requests: Vec<Request>) {
     drop(batch);
     match result {
         Ok(receipts) => {
+            let last = receipts.iter().map(|r| r.seq).max();
             let mut receipts = receipts.into_iter();
             for r in requests {
                 let mine = receipts.by_ref().take(r.events.len()).collect();
                 // A caller that stopped waiting has no one to tell.
                 let _ = r.ack.send(Ok(mine));
             }
+            last
         }
         Err(e) => {
             tracing::error!(error = %e, events = requests.iter().map(|r| r.events.len()).sum::<usize>(), "audit append failed");
@@ -227,6 +242,7 @@ async fn commit(store: &Store, requests: Vec<Request>) {
             for r in requests {
                 let _ = r.ack.send(Err(Error::Append(message.clone())));
             }
+            None
         }
     }
 }

@@ -351,6 +351,10 @@ pub struct SessionCreated {
     /// before gateways were named.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<String>,
+    /// The technician's group when it was created (webhooks and reports
+    /// go by it); absent in events written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// An end user's applet joined a session.
@@ -842,7 +846,7 @@ pub struct RetentionRun {
     pub held: u64,
 }
 
-/// A webhook delivery attempt.
+/// A webhook post's final outcome, or an endpoint disabled by the worker.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WebhookDelivery {
     /// The endpoint's id.
@@ -857,6 +861,13 @@ pub struct WebhookDelivery {
     pub delivered: bool,
     /// What went wrong, when something did.
     pub error: Option<String>,
+    /// The final outcome this event records: `delivered`, `exhausted`
+    /// (every retry failed), `endpoint_gone` (410) or `endpoint_disabled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// The webhook type of the post (`session.ended`...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
 }
 
 #[cfg(test)]

@@ -196,6 +196,7 @@ async fn create(shared: &Shared, tech: &Technician, group: &Group) -> Result<Mes
                 technician: tech.email.clone(),
                 pin_issued: true,
                 gateway: Some(shared.config.name.clone()),
+                group: Some(group.name.clone()),
             }),
         )
         .await;

@@ -45,6 +45,18 @@ pub(crate) enum Pools<'a> {
     Postgres(&'a sqlx::PgPool),
 }
 
+/// Runs the same statement code against whichever pool the store has: the
+/// SQL is written once with `$n` placeholders, which both backends accept.
+macro_rules! on_pool {
+    ($self:ident, $pool:ident => $body:expr) => {
+        match $self.store.pools() {
+            crate::store::Pools::Sqlite($pool) => $body,
+            crate::store::Pools::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
 macro_rules! dispatch {
     ($self:ident, $s:ident => $body:expr) => {
         match &$self.0 {

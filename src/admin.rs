@@ -110,10 +110,16 @@ fn read_password(source: &PasswordSource) -> Result<String> {
     Ok(password)
 }
 
-fn admin_for(log: &AuditLog, by: &AsAdmin) -> Admin {
+/// The administrator a change is recorded under, and where it came from.
+pub fn acting(by: &AsAdmin) -> (String, Source) {
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     let name = by.admin.clone().unwrap_or_else(|| local_user(&host));
-    Admin::new(log.clone(), &name, Source::cli(&host))
+    (name, Source::cli(&host))
+}
+
+fn admin_for(log: &AuditLog, by: &AsAdmin) -> Admin {
+    let (name, source) = acting(by);
+    Admin::new(log.clone(), &name, source)
 }
 
 /// `vigil admin user ...`

@@ -74,6 +74,9 @@ pub enum Command {
     /// Convert a recording, or every recording under a directory, to MP4
     /// (H.264) or AVI (MJPEG) for ordinary video players
     Convert(ConvertArgs),
+    /// Deliver CRM webhook posts, list deliveries, replay them
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
 }
 
 impl Command {
@@ -88,7 +91,11 @@ impl Command {
             Command::Convert(_) => Some("convert"),
             Command::Recording(RecordingCommand::Verify { .. }) => None,
             Command::Recording(_) => Some("recording"),
-            Command::Gateway(_) | Command::Demo | Command::Audit(_) | Command::Admin(_) => None,
+            Command::Gateway(_)
+            | Command::Demo
+            | Command::Audit(_)
+            | Command::Admin(_)
+            | Command::Webhook(_) => None,
         }
     }
 }
@@ -266,6 +273,10 @@ pub struct GatewayArgs {
     /// the inner TLS records: this shows what the gateway can see)
     #[arg(long, value_name = "DIR")]
     pub relay_capture: Option<PathBuf>,
+    /// Do not deliver CRM webhook posts from this process (run `vigil webhook
+    /// run` instead); posts are kept for whichever worker runs
+    #[arg(long)]
+    pub no_webhooks: bool,
 }
 
 /// Which gateway a client talks to, and how it trusts it.
@@ -397,6 +408,9 @@ pub enum AdminCommand {
     /// Show or set the access policy (passwords, lockout, idle logoff, PINs)
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Manage CRM webhook endpoints
+    #[command(subcommand)]
+    Webhook(WebhookAdminCommand),
     /// Append an administrator's note to the audit log (e.g. "investigation opened")
     Note {
         /// The note; omit it with --stdin
@@ -410,6 +424,150 @@ pub enum AdminCommand {
         #[arg(long = "as", value_name = "NAME")]
         admin: Option<String>,
     },
+}
+
+/// `vigil admin webhook ...`
+#[derive(Debug, Subcommand)]
+pub enum WebhookAdminCommand {
+    /// Add an endpoint; prints its id and its signing secret (shown only once)
+    Add {
+        /// Where posts go (https; http with --allow-http)
+        url: String,
+        /// Only this technician group's sessions (repeatable) [default: every group]
+        #[arg(long = "group", value_name = "G")]
+        groups: Vec<String>,
+        /// Webhook types, comma-separated: session.started, session.ended, or any
+        /// audit type (chat.message, login.failed...) [default: session.started,session.ended]
+        #[arg(long, value_name = "TYPES", value_delimiter = ',')]
+        events: Vec<String>,
+        /// Leave chat transcripts out of its posts
+        #[arg(long)]
+        exclude_chat: bool,
+        /// Trust these PEM certificates for its TLS, beside the system's
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
+        /// Allow a loopback, private or link-local address (refused by default)
+        #[arg(long)]
+        allow_private: bool,
+        /// Allow plain http
+        #[arg(long)]
+        allow_http: bool,
+        /// Free text for operators
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        description: String,
+        #[command(flatten)]
+        by: AsAdmin,
+    },
+    /// List the endpoints
+    List {
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop posting to an endpoint (what happens meanwhile is kept for it)
+    Disable {
+        /// The endpoint's id
+        id: String,
+        #[command(flatten)]
+        by: AsAdmin,
+    },
+    /// Post to an endpoint again, including what happened while it was disabled
+    Enable {
+        /// The endpoint's id
+        id: String,
+        #[command(flatten)]
+        by: AsAdmin,
+    },
+    /// Remove an endpoint with its pending posts and delivery log
+    Remove {
+        /// The endpoint's id
+        id: String,
+        #[command(flatten)]
+        by: AsAdmin,
+    },
+    /// Give an endpoint a new signing secret; the old one keeps signing during the grace
+    RotateSecret {
+        /// The endpoint's id
+        id: String,
+        /// How long the old secret also signs every post
+        #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_grace)]
+        grace: std::time::Duration,
+        #[command(flatten)]
+        by: AsAdmin,
+    },
+    /// Post a vigil.test message to an endpoint now and print what came of it
+    Test {
+        /// The endpoint's id
+        id: String,
+    },
+}
+
+/// `vigil webhook ...`
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Deliver posts until stopped (SIGINT/SIGTERM), for deployments that run
+    /// delivery apart from the gateway; several may share one PostgreSQL database
+    Run,
+    /// List posts and their attempts, newest first
+    Deliveries {
+        /// Only this endpoint's
+        #[arg(long, value_name = "ID")]
+        endpoint: Option<String>,
+        /// Only posts in this state
+        #[arg(long, value_enum)]
+        status: Option<DeliveryStatus>,
+        /// Only posts made at or after T (RFC 3339 or YYYY-MM-DD)
+        #[arg(long, value_name = "T", value_parser = audit_db::time_us::parse)]
+        since: Option<i64>,
+        /// At most this many posts
+        #[arg(long, default_value = "100")]
+        limit: u32,
+        /// One JSON object per line, with its attempts
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send posts again with their original ids and bodies
+    Replay {
+        /// This one post
+        #[arg(
+            long,
+            value_name = "ID",
+            required_unless_present = "endpoint",
+            conflicts_with = "endpoint"
+        )]
+        delivery: Option<String>,
+        /// Every post to this endpoint made since --since
+        #[arg(long, value_name = "ID", requires = "since")]
+        endpoint: Option<String>,
+        /// Made at or after T (RFC 3339 or YYYY-MM-DD)
+        #[arg(long, value_name = "T", value_parser = audit_db::time_us::parse)]
+        since: Option<i64>,
+        /// Made before T
+        #[arg(long, value_name = "T", value_parser = audit_db::time_us::parse, requires = "since")]
+        until: Option<i64>,
+    },
+}
+
+/// A post's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeliveryStatus {
+    /// Not delivered yet; another attempt will be made.
+    Pending,
+    /// The endpoint answered 2xx.
+    Delivered,
+    /// Every attempt failed, or the endpoint is gone.
+    Failed,
+}
+
+impl DeliveryStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
 }
 
 /// Where a password comes from: never the command line.
@@ -675,6 +833,14 @@ fn duration_within(
         ));
     }
     Ok(d)
+}
+
+fn parse_grace(text: &str) -> Result<std::time::Duration, String> {
+    duration_within(
+        text,
+        std::time::Duration::ZERO,
+        std::time::Duration::from_secs(30 * 86400),
+    )
 }
 
 fn parse_handshake_timeout(text: &str) -> Result<std::time::Duration, String> {

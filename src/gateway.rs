@@ -37,7 +37,13 @@ pub async fn run(log: &AuditLog, data_dir: &Path, args: GatewayArgs) -> Result<E
     let stop = shutdown_signal()?;
     // Tests and scripts wait for this line: the socket is bound when it appears.
     println!("listening on {}", gateway.local_addr());
+    let webhooks = tokio_util::sync::CancellationToken::new();
+    let worker = (!args.no_webhooks).then(|| crate::webhooks::start_worker(log, webhooks.clone()));
     let report = gateway.run(stop).await;
+    webhooks.cancel();
+    if let Some(worker) = worker {
+        let _ = worker.await;
+    }
     if report.sessions_cut {
         eprintln!("vigil: sessions still live after the drain time were ended");
     }
@@ -46,7 +52,7 @@ pub async fn run(log: &AuditLog, data_dir: &Path, args: GatewayArgs) -> Result<E
 }
 
 /// Resolves on the first SIGINT or SIGTERM.
-fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+pub fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;

@@ -15,6 +15,7 @@ mod output;
 mod page;
 mod progress;
 mod recording;
+mod webhooks;
 
 use std::process::ExitCode;
 
@@ -108,6 +109,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         },
         Command::Convert(args) => convert::run(args).await,
+        Command::Webhook(command) => {
+            with_log(&url, OpenMode::Create, |log| async move {
+                webhooks::run(&log, command).await
+            })
+            .await
+        }
         Command::Admin(command) => {
             with_log(&url, OpenMode::Create, |log| async move {
                 match command {
@@ -115,6 +122,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     AdminCommand::User(c) => admin::user(&log, c).await,
                     AdminCommand::Group(c) => admin::group(&log, c).await,
                     AdminCommand::Policy(c) => admin::policy(&log, c).await,
+                    AdminCommand::Webhook(c) => webhooks::admin(&log, c).await,
                 }
             })
             .await

@@ -192,7 +192,12 @@ impl Webhooks {
             .execute(pool)
             .await
             .map(|_| ()));
-        crate::accounts::exists_or(result, "webhook endpoint", &e.id, "adding a webhook endpoint")
+        crate::accounts::exists_or(
+            result,
+            "webhook endpoint",
+            &e.id,
+            "adding a webhook endpoint",
+        )
     }
 
     /// The endpoint `id`, if there is one.
@@ -242,7 +247,13 @@ impl Webhooks {
     }
 
     /// A new signing secret; the current one keeps signing until `old_until_us`.
-    pub async fn rotate(&self, id: &str, secret: &str, old_until_us: i64, now_us: i64) -> Result<()> {
+    pub async fn rotate(
+        &self,
+        id: &str,
+        secret: &str,
+        old_until_us: i64,
+        now_us: i64,
+    ) -> Result<()> {
         let sql = "UPDATE webhook_endpoints SET old_secret = secret, secret = $2, \
                    old_secret_until = $3, updated_at = $4 WHERE id = $1";
         let n = on_pool!(self, pool => sqlx::query(sql)
@@ -372,11 +383,7 @@ impl Webhooks {
     /// Records attempts and what becomes of each message, in one
     /// transaction; only messages still leased to `owner` are changed.
     /// Returns the ids whose outcome was recorded.
-    pub async fn record(
-        &self,
-        owner: &str,
-        results: &[(Attempt, Next)],
-    ) -> Result<Vec<String>> {
+    pub async fn record(&self, owner: &str, results: &[(Attempt, Next)]) -> Result<Vec<String>> {
         const DOING: &str = "recording webhook attempts";
         let update = "UPDATE webhook_messages SET status = $3, attempts = $4, \
                       next_attempt_at = $5, last_error = $6, finished_at = $7, \

@@ -13,12 +13,14 @@
 mod browser;
 pub mod media;
 mod process;
+mod receiver;
 mod xvfb;
 
 use std::path::Path;
 
 pub use browser::Browser;
 pub use process::GatewayProcess;
+pub use receiver::{Received, Receiver, Reply};
 pub use xvfb::{Terminal, Xvfb};
 
 use sqlx::{Connection, Executor};

@@ -34,13 +34,20 @@ pub enum ClientError {
 pub struct Target {
     url: Url,
     allow_private: bool,
+    timeout: Duration,
     client: reqwest::Client,
 }
 
 impl Target {
-    /// A client for `url`: the system's roots plus `ca_pem`, and the
-    /// resolver that refuses non-public addresses unless `allow_private`.
-    pub fn new(url: Url, ca_pem: Option<&str>, allow_private: bool) -> Result<Self, ClientError> {
+    /// A client for `url`: the system's roots plus `ca_pem`, the resolver
+    /// that refuses non-public addresses unless `allow_private`, and
+    /// `timeout` for a whole attempt ([`TIMEOUT`] but in tests).
+    pub fn new(
+        url: Url,
+        ca_pem: Option<&str>,
+        allow_private: bool,
+        timeout: Duration,
+    ) -> Result<Self, ClientError> {
         let mut roots = rustls::RootCertStore::empty();
         // A system without a CA bundle can still post to endpoints with --ca.
         let native = rustls_native_certs::load_native_certs();
@@ -63,13 +70,14 @@ impl Target {
             .dns_resolver(ssrf::GuardedResolver::new(allow_private))
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
-            .timeout(TIMEOUT)
-            .connect_timeout(TIMEOUT)
+            .timeout(timeout)
+            .connect_timeout(timeout)
             .pool_max_idle_per_host(32)
             .build()?;
         Ok(Self {
             url,
             allow_private,
+            timeout,
             client,
         })
     }
@@ -130,7 +138,7 @@ impl Target {
             USER_AGENT,
             HeaderValue::from_static(concat!("vigil-webhooks/", env!("CARGO_PKG_VERSION"))),
         );
-        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        let deadline = tokio::time::Instant::now() + self.timeout;
         let mut response = self
             .client
             .post(self.url.clone())
@@ -149,13 +157,21 @@ impl Target {
         loop {
             let chunk = tokio::time::timeout_at(deadline, response.chunk())
                 .await
-                .map_err(|_| (Some(status), "the answer's body did not end within 15 s".to_owned()))?
+                .map_err(|_| {
+                    (
+                        Some(status),
+                        format!("the answer's body did not end within {:?}", self.timeout),
+                    )
+                })?
                 .map_err(|e| (Some(status), describe(&e)))?;
             let Some(chunk) = chunk else { break };
             if read.len() + chunk.len() > MAX_RESPONSE {
                 return Err((
                     Some(status),
-                    format!("answered {status} with a body over {} KiB", MAX_RESPONSE / 1024),
+                    format!(
+                        "answered {status} with a body over {} KiB",
+                        MAX_RESPONSE / 1024
+                    ),
                 ));
             }
             read.extend_from_slice(&chunk);

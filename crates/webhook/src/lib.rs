@@ -5,6 +5,7 @@
 //! `audit_db::webhooks`; this crate decides what they hold and when.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod deliver;
 pub mod payload;
 pub mod schedule;

@@ -161,7 +161,12 @@ impl Builder {
             if self.groups.len() > 10_000 {
                 self.groups.clear();
             }
-            self.groups.insert(session, SessionInfo { group: group.clone() });
+            self.groups.insert(
+                session,
+                SessionInfo {
+                    group: group.clone(),
+                },
+            );
             return Ok(group);
         }
         match event.actor.strip_prefix("technician:") {
@@ -340,17 +345,26 @@ impl SessionDetails {
             Some(EventKind::PermissionRequested(PermissionRequested { permission })) => {
                 self.requested.push(permission.to_string());
             }
-            Some(EventKind::PermissionGranted(PermissionGranted { permission, consent })) => {
-                self.granted.push(json!({ "permission": permission, "consent": consent, "at": rfc3339(at) }));
+            Some(EventKind::PermissionGranted(PermissionGranted {
+                permission,
+                consent,
+            })) => {
+                self.granted.push(
+                    json!({ "permission": permission, "consent": consent, "at": rfc3339(at) }),
+                );
             }
             Some(EventKind::PermissionDenied(PermissionDenied { permission, reason })) => {
-                self.denied.push(json!({ "permission": permission, "reason": reason, "at": rfc3339(at) }));
+                self.denied
+                    .push(json!({ "permission": permission, "reason": reason, "at": rfc3339(at) }));
             }
             Some(EventKind::ChatMessage(ChatMessage { from, text, chars })) => match text {
-                Some(text) => self.chat.push(json!({ "at": rfc3339(at), "from": from, "text": text })),
+                Some(text) => self
+                    .chat
+                    .push(json!({ "at": rfc3339(at), "from": from, "text": text })),
                 None => {
                     self.chat_withheld = true;
-                    self.chat.push(json!({ "at": rfc3339(at), "from": from, "chars": chars }));
+                    self.chat
+                        .push(json!({ "at": rfc3339(at), "from": from, "chars": chars }));
                 }
             },
             Some(EventKind::FileTransferred(f)) => self.add_file(f, from_applet),
@@ -379,7 +393,11 @@ impl SessionDetails {
         let open = self.files.iter_mut().find(|x| {
             x.name == f.name
                 && x.direction == direction
-                && if sender_side { x.sender.is_none() } else { x.receiver.is_none() }
+                && if sender_side {
+                    x.sender.is_none()
+                } else {
+                    x.receiver.is_none()
+                }
         });
         let entry = match open {
             Some(entry) => entry,
@@ -429,10 +447,22 @@ impl SessionDetails {
             None => (None, None),
         };
         obj.insert("ended_at".into(), json!(ended_at));
-        obj.insert("duration_ms".into(), json!(end.as_ref().map(|e| e.duration_ms)));
-        obj.insert("end_reason".into(), json!(end.as_ref().map(|e| e.reason.to_string())));
-        obj.insert("bytes_to_applet".into(), json!(end.as_ref().map(|e| e.bytes_to_applet)));
-        obj.insert("bytes_to_console".into(), json!(end.as_ref().map(|e| e.bytes_to_console)));
+        obj.insert(
+            "duration_ms".into(),
+            json!(end.as_ref().map(|e| e.duration_ms)),
+        );
+        obj.insert(
+            "end_reason".into(),
+            json!(end.as_ref().map(|e| e.reason.to_string())),
+        );
+        obj.insert(
+            "bytes_to_applet".into(),
+            json!(end.as_ref().map(|e| e.bytes_to_applet)),
+        );
+        obj.insert(
+            "bytes_to_console".into(),
+            json!(end.as_ref().map(|e| e.bytes_to_console)),
+        );
         obj.insert(
             "permissions".into(),
             json!({ "requested": self.requested, "granted": self.granted, "denied": self.denied }),

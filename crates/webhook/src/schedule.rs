@@ -93,8 +93,14 @@ mod tests {
             let attempt = i as u32 + 1;
             let us = secs * 1_000_000;
             assert_eq!(next_attempt(attempt, 0, None, &Fixed(0.0)), Some(us));
-            assert_eq!(next_attempt(attempt, 0, None, &Fixed(1.0)), Some(us + us / 10));
-            assert_eq!(next_attempt(attempt, 0, None, &Fixed(-1.0)), Some(us - us / 10));
+            assert_eq!(
+                next_attempt(attempt, 0, None, &Fixed(1.0)),
+                Some(us + us / 10)
+            );
+            assert_eq!(
+                next_attempt(attempt, 0, None, &Fixed(-1.0)),
+                Some(us - us / 10)
+            );
         }
         assert_eq!(next_attempt(MAX_ATTEMPTS, 0, None, &Fixed(0.0)), None);
         assert_eq!(next_attempt(0, 0, None, &Fixed(0.0)), None);

@@ -102,7 +102,10 @@ mod tests {
     fn every_secret_signs_in_the_header() {
         let (a, b) = (Secret::generate().unwrap(), Secret::generate().unwrap());
         let h = header(&[a.clone(), b.clone()], "id", 5, b"{}");
-        assert_eq!(h, format!("{} {}", a.sign("id", 5, b"{}"), b.sign("id", 5, b"{}")));
+        assert_eq!(
+            h,
+            format!("{} {}", a.sign("id", 5, b"{}"), b.sign("id", 5, b"{}"))
+        );
         assert_ne!(a.sign("id", 5, b"{}"), a.sign("id", 6, b"{}"));
     }
 }

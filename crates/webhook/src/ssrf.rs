@@ -40,9 +40,7 @@ pub enum UrlError {
         url: String,
     },
     /// The host is, or resolves to, an address posts may not go to.
-    #[error(
-        "{host} is {addr}, a {range} address: webhooks may not post there without --allow-private"
-    )]
+    #[error("{host} is {addr} ({range}): webhooks may not post there without --allow-private")]
     Private {
         /// The URL's host.
         host: String,
@@ -110,7 +108,11 @@ pub async fn check_resolved(url: &Url, allow_private: bool) -> Result<(), UrlErr
             url: url.to_string(),
         });
     };
-    if allow_private || url.host().is_some_and(|h| !matches!(h, url::Host::Domain(_))) {
+    if allow_private
+        || url
+            .host()
+            .is_some_and(|h| !matches!(h, url::Host::Domain(_)))
+    {
         return Ok(());
     }
     for addr in lookup(host).await? {
@@ -258,7 +260,12 @@ mod tests {
             let addr: IpAddr = bad.parse().unwrap();
             assert!(forbidden_range(addr).is_some(), "{bad} was allowed");
         }
-        for good in ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "100.128.0.1", "::ffff:93.184.216.34"] {
+        for good in [
+            "93.184.216.34",
+            "2606:2800:220:1:248:1893:25c8:1946",
+            "100.128.0.1",
+            "::ffff:93.184.216.34",
+        ] {
             let addr: IpAddr = good.parse().unwrap();
             assert_eq!(forbidden_range(addr), None, "{good} was refused");
         }
@@ -267,24 +274,54 @@ mod tests {
     #[test]
     fn urls_are_checked_for_scheme_credentials_and_literal_hosts() {
         assert!(parse("https://crm.example.com/hook", false, false).is_ok());
-        assert!(matches!(parse("http://crm.example.com/", false, false), Err(UrlError::Scheme { .. })));
+        assert!(matches!(
+            parse("http://crm.example.com/", false, false),
+            Err(UrlError::Scheme { .. })
+        ));
         assert!(parse("http://crm.example.com/", true, false).is_ok());
-        assert!(matches!(parse("ftp://crm.example.com/", true, true), Err(UrlError::Scheme { .. })));
-        assert!(matches!(parse("not a url", true, true), Err(UrlError::Malformed { .. })));
-        assert!(matches!(parse("https://u:p@crm.example.com/", false, false), Err(UrlError::Credentials { .. })));
-        assert!(matches!(parse("https://127.0.0.1:8443/", false, false), Err(UrlError::Private { .. })));
-        assert!(matches!(parse("https://[::ffff:127.0.0.1]/", false, false), Err(UrlError::Private { .. })));
-        assert!(matches!(parse("https://[::ffff:7f00:1]/", false, false), Err(UrlError::Private { .. })));
-        assert!(matches!(parse("https://169.254.169.254/latest", false, false), Err(UrlError::Private { .. })));
+        assert!(matches!(
+            parse("ftp://crm.example.com/", true, true),
+            Err(UrlError::Scheme { .. })
+        ));
+        assert!(matches!(
+            parse("not a url", true, true),
+            Err(UrlError::Malformed { .. })
+        ));
+        assert!(matches!(
+            parse("https://u:p@crm.example.com/", false, false),
+            Err(UrlError::Credentials { .. })
+        ));
+        assert!(matches!(
+            parse("https://127.0.0.1:8443/", false, false),
+            Err(UrlError::Private { .. })
+        ));
+        assert!(matches!(
+            parse("https://[::ffff:127.0.0.1]/", false, false),
+            Err(UrlError::Private { .. })
+        ));
+        assert!(matches!(
+            parse("https://[::ffff:7f00:1]/", false, false),
+            Err(UrlError::Private { .. })
+        ));
+        assert!(matches!(
+            parse("https://169.254.169.254/latest", false, false),
+            Err(UrlError::Private { .. })
+        ));
         // Another spelling of 127.0.0.1: the URL parser reads it as the address.
-        assert!(matches!(parse("https://2130706433/", false, false), Err(UrlError::Private { .. })));
+        assert!(matches!(
+            parse("https://2130706433/", false, false),
+            Err(UrlError::Private { .. })
+        ));
         assert!(parse("https://127.0.0.1:8443/", false, true).is_ok());
     }
 
     #[tokio::test]
     async fn names_are_checked_by_what_they_resolve_to() {
         let url = parse("https://localhost:9/", false, false).unwrap();
-        assert!(matches!(check_resolved(&url, false).await, Err(UrlError::Private { .. })));
+        assert!(matches!(
+            check_resolved(&url, false).await,
+            Err(UrlError::Private { .. })
+        ));
         assert!(check_resolved(&url, true).await.is_ok());
     }
 }

@@ -37,6 +37,8 @@ pub struct Config {
     pub poll: Duration,
     /// Audit events read per dispatch step.
     pub dispatch_page: i64,
+    /// The whole of one attempt.
+    pub timeout: Duration,
 }
 
 impl Default for Config {
@@ -47,6 +49,7 @@ impl Default for Config {
             lease: Duration::from_secs(5 * 60),
             poll: Duration::from_millis(200),
             dispatch_page: 500,
+            timeout: crate::deliver::TIMEOUT,
         }
     }
 }
@@ -191,7 +194,10 @@ impl Worker {
                 continue;
             }
             let mut target = None;
-            if let Some(step) = self.endpoint_round(&e.id, &mut builder, &mut target).await? {
+            if let Some(step) = self
+                .endpoint_round(&e.id, &mut builder, &mut target)
+                .await?
+            {
                 total.dispatched += step.dispatched;
                 total.attempted += step.attempted;
                 total.delivered += step.delivered;
@@ -232,7 +238,11 @@ impl Worker {
         };
         let store = self.inner.log.store();
         let events = store
-            .page(&audit_db::Filter::default(), e.cursor_seq, self.inner.config.dispatch_page)
+            .page(
+                &audit_db::Filter::default(),
+                e.cursor_seq,
+                self.inner.config.dispatch_page,
+            )
             .await?;
         let Some(last) = events.last().map(|ev| ev.seq) else {
             return Ok(0);
@@ -274,13 +284,19 @@ impl Worker {
         let claimed = self
             .inner
             .hooks
-            .claim(&e.id, &self.inner.owner, now, lease_until, self.inner.config.batch)
+            .claim(
+                &e.id,
+                &self.inner.owner,
+                now,
+                lease_until,
+                self.inner.config.batch,
+            )
             .await?;
         if claimed.is_empty() {
             return Ok((0, 0));
         }
-        let secrets = secrets(e, now);
-        let client = match client_for(e, target) {
+        let secrets = signing_secrets(e, now);
+        let client = match client_for(e, target, self.inner.config.timeout) {
             Ok(client) => Some(client),
             Err(reason) => {
                 tracing::warn!(endpoint = %e.id, %reason, "webhook endpoint unusable");
@@ -386,9 +402,8 @@ impl Worker {
         if !events.is_empty() {
             self.inner.log.append(events).await?;
         }
-        let stale = failing_since.is_some_and(|since| {
-            now - since >= schedule::GIVE_UP_AFTER.as_micros() as i64
-        });
+        let stale = failing_since
+            .is_some_and(|since| now - since >= schedule::GIVE_UP_AFTER.as_micros() as i64);
         if gone || stale {
             let reason = if gone {
                 "the endpoint answered 410 Gone".to_owned()
@@ -403,7 +418,10 @@ impl Worker {
 
     async fn disable(&self, e: &Endpoint, reason: &str) -> Result<(), WorkerError> {
         let now = self.inner.clock.now_us();
-        self.inner.hooks.set_disabled(&e.id, true, Some(reason), now).await?;
+        self.inner
+            .hooks
+            .set_disabled(&e.id, true, Some(reason), now)
+            .await?;
         tracing::warn!(endpoint = %e.id, %reason, "webhook endpoint disabled");
         let event = NewEvent::now(
             Actor::system("webhooks"),
@@ -429,7 +447,10 @@ impl Worker {
             self.inner.source.clone(),
             EventKind::WebhookDelivery(payload),
         );
-        event.session = m.session_id.as_deref().and_then(|s| Uuid::parse_str(s).ok());
+        event.session = m
+            .session_id
+            .as_deref()
+            .and_then(|s| Uuid::parse_str(s).ok());
         event
     }
 }
@@ -448,7 +469,7 @@ async fn changed(rx: &mut Option<watch::Receiver<i64>>) {
 
 /// The secrets that sign now: the current one, and the previous one during
 /// its grace.
-fn secrets(e: &Endpoint, now_us: i64) -> Vec<Secret> {
+pub fn signing_secrets(e: &Endpoint, now_us: i64) -> Vec<Secret> {
     let mut out: Vec<Secret> = Secret::parse(&e.secret).into_iter().collect();
     if let (Some(old), Some(until)) = (&e.old_secret, e.old_secret_until) {
         if now_us < until {
@@ -462,6 +483,7 @@ fn secrets(e: &Endpoint, now_us: i64) -> Vec<Secret> {
 fn client_for(
     e: &Endpoint,
     cache: &mut Option<(String, Option<String>, Target)>,
+    timeout: Duration,
 ) -> Result<Target, String> {
     if let Some((url, ca, target)) = cache {
         if *url == e.url && *ca == e.ca_pem {
@@ -469,7 +491,8 @@ fn client_for(
         }
     }
     let url = ssrf::parse(&e.url, e.allow_http, e.allow_private).map_err(|err| err.to_string())?;
-    let target = Target::new(url, e.ca_pem.as_deref(), e.allow_private).map_err(|err| err.to_string())?;
+    let target = Target::new(url, e.ca_pem.as_deref(), e.allow_private, timeout)
+        .map_err(|err| err.to_string())?;
     *cache = Some((e.url.clone(), e.ca_pem.clone(), target.clone()));
     Ok(target)
 }

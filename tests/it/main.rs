@@ -15,3 +15,4 @@ mod page;
 mod recording;
 mod security;
 mod session;
+mod webhook;

@@ -357,15 +357,13 @@ impl SessionDetails {
                 self.denied
                     .push(json!({ "permission": permission, "reason": reason, "at": rfc3339(at) }));
             }
-            Some(EventKind::ChatMessage(ChatMessage { from, text, chars })) => match text {
-                Some(text) => self
-                    .chat
-                    .push(json!({ "at": rfc3339(at), "from": from, "text": text })),
-                None => {
-                    self.chat_withheld = true;
-                    self.chat
-                        .push(json!({ "at": rfc3339(at), "from": from, "chars": chars }));
+            Some(EventKind::ChatMessage(ChatMessage { from, text, .. })) => match text {
+                Some(text) => {
+                    let line = json!({ "at": rfc3339(at), "from": from, "text": text });
+                    self.chat.push(line);
                 }
+                // The group keeps no chat text: the transcript is omitted whole.
+                None => self.chat_withheld = true,
             },
             Some(EventKind::FileTransferred(f)) => self.add_file(f, from_applet),
             Some(EventKind::RecordingStopped(r)) => self.recordings.push(r),

@@ -113,13 +113,14 @@ impl Worker {
     /// Runs until `stop`: one task per enabled endpoint, started and
     /// stopped as endpoints are added, enabled, disabled and removed.
     pub async fn run(self, stop: CancellationToken) {
-        let mut tasks: HashMap<String, CancellationToken> = HashMap::new();
+        let mut tasks: HashMap<String, (CancellationToken, tokio::task::JoinHandle<()>)> =
+            HashMap::new();
         loop {
             match self.inner.hooks.endpoints().await {
                 Ok(endpoints) => {
                     let live: Vec<&Endpoint> = endpoints.iter().filter(|e| !e.disabled).collect();
-                    tasks.retain(|id, token| {
-                        let keep = live.iter().any(|e| &e.id == id);
+                    tasks.retain(|id, (token, task)| {
+                        let keep = live.iter().any(|e| &e.id == id) && !task.is_finished();
                         if !keep {
                             token.cancel();
                         }
@@ -128,8 +129,10 @@ impl Worker {
                     for e in live {
                         if !tasks.contains_key(&e.id) {
                             let token = stop.child_token();
-                            tasks.insert(e.id.clone(), token.clone());
-                            tokio::spawn(self.clone().endpoint_task(e.id.clone(), token));
+                            let task = tokio::spawn(
+                                self.clone().endpoint_task(e.id.clone(), token.clone()),
+                            );
+                            tasks.insert(e.id.clone(), (token, task));
                         }
                     }
                 }
@@ -140,8 +143,10 @@ impl Worker {
                 () = tokio::time::sleep(self.inner.config.poll * 5) => {}
             }
         }
-        for token in tasks.values() {
+        // Every task has stopped writing before the log may close.
+        for (_, (token, task)) in tasks {
             token.cancel();
+            let _ = task.await;
         }
     }
 
@@ -151,7 +156,13 @@ impl Worker {
         let mut appended = self.inner.appended.clone();
         let mut target: Option<(String, Option<String>, Target)> = None;
         while !stop.is_cancelled() {
-            let busy = match self.endpoint_round(&id, &mut builder, &mut target).await {
+            // A stop abandons the round: a post under way is tried again
+            // once its lease runs out, with the same webhook-id.
+            let round = tokio::select! {
+                () = stop.cancelled() => break,
+                r = self.endpoint_round(&id, &mut builder, &mut target) => r,
+            };
+            let busy = match round {
                 Ok(Some(step)) => step.attempted > 0 || step.dispatched > 0,
                 Ok(None) => break,
                 Err(e) => {

@@ -91,6 +91,7 @@ impl Command {
             Command::Convert(_) => Some("convert"),
             Command::Recording(RecordingCommand::Verify { .. }) => None,
             Command::Recording(_) => Some("recording"),
+            Command::Webhook(WebhookCommand::Receive { .. }) => Some("webhook receive"),
             Command::Gateway(_)
             | Command::Demo
             | Command::Audit(_)
@@ -508,6 +509,17 @@ pub enum WebhookCommand {
     /// Deliver posts until stopped (SIGINT/SIGTERM), for deployments that run
     /// delivery apart from the gateway; several may share one PostgreSQL database
     Run,
+    /// A local receiver for trying webhooks out: prints each post it gets as
+    /// one JSON line, with whether its signature verifies when --secret is given
+    Receive {
+        /// Address to listen on
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8088")]
+        listen: std::net::SocketAddr,
+        /// The endpoint's signing secret (whsec_...); posts that do not verify
+        /// are answered 401
+        #[arg(long, value_name = "WHSEC")]
+        secret: Option<String>,
+    },
     /// List posts and their attempts, newest first
     Deliveries {
         /// Only this endpoint's

@@ -1,7 +1,9 @@
 //! `vigil demo`: a whole support session on this machine. It starts a
 //! gateway, a technician console and an end user's applet as child
-//! processes on 127.0.0.1, runs a short scripted session, prints a summary,
-//! and leaves the data directory for `vigil audit query` and `verify`.
+//! processes on 127.0.0.1, with a CRM webhook receiver (`vigil webhook
+//! receive`, a child process too) that the gateway posts the session to;
+//! runs a short scripted session, prints a summary, and leaves the data
+//! directory for `vigil audit query` and `verify`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -23,6 +25,32 @@ pub async fn run(log: &AuditLog, data: &Path) -> Result<ExitCode> {
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     let password = prepare_accounts(log, &work).await?;
     let exe = std::env::current_exe().context("finding the vigil executable")?;
+
+    println!("== starting a CRM webhook receiver (child process)");
+    let mut receiver = spawn(
+        &exe,
+        None,
+        &["webhook", "receive", "--listen", "127.0.0.1:0"],
+    )?;
+    let mut posts = BufReader::new(receiver.stdout.take().context("receiver stdout")?).lines();
+    let receiver_addr = loop {
+        let line = posts
+            .next()
+            .context("the receiver exited before listening")??;
+        if let Some(addr) = line.strip_prefix("listening on ") {
+            break addr.to_owned();
+        }
+    };
+    let secret = demo_endpoint(log, &format!("http://{receiver_addr}/crm")).await?;
+    println!("   posts go to http://{receiver_addr}/crm");
+    let (post_tx, post_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in posts.map_while(Result::ok) {
+            if post_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
 
     println!("== starting the gateway (child process)");
     let mut gateway = spawn(
@@ -47,10 +75,85 @@ pub async fn run(log: &AuditLog, data: &Path) -> Result<ExitCode> {
         }
     };
     let outcome = session(&exe, data, &work, &addr, &password).await;
+    // The gateway posts the session's end within moments; wait for it
+    // before stopping the gateway (it would be delivered at its next start).
+    let post = outcome.as_ref().ok().and_then(|_| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        std::iter::from_fn(|| {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            post_rx.recv_timeout(left).ok()
+        })
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(&line).ok())
+        .find(|p| p["type"] == "session.ended")
+    });
     stop(&mut gateway)?;
+    stop(&mut receiver)?;
     let (console, applet) = outcome?;
     summary(log, data, &console, &applet).await?;
+    webhook_summary(post.as_ref(), &secret)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Description of the demo's endpoint: each run replaces the last one's.
+const DEMO_ENDPOINT: &str = "vigil demo receiver";
+
+/// The demo's webhook endpoint (any earlier demo's removed); its secret.
+async fn demo_endpoint(log: &AuditLog, url: &str) -> Result<webhook::sign::Secret> {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let admin = webhook::admin::EndpointAdmin::new(
+        log.clone(),
+        &format!("vigil-demo@{host}"),
+        Source::cli(&host),
+    );
+    for old in admin.hooks().endpoints().await? {
+        if old.description == DEMO_ENDPOINT {
+            admin.remove(&old.id).await?;
+        }
+    }
+    let endpoint = admin
+        .add(webhook::admin::NewEndpoint {
+            url: url.to_owned(),
+            groups: vec![GROUP.to_owned()],
+            allow_private: true,
+            allow_http: true,
+            description: DEMO_ENDPOINT.to_owned(),
+            ..Default::default()
+        })
+        .await?;
+    webhook::sign::Secret::parse(&endpoint.secret).context("the endpoint's secret")
+}
+
+/// What the receiver got, and whether its signature verifies.
+fn webhook_summary(post: Option<&serde_json::Value>, secret: &webhook::sign::Secret) -> Result<()> {
+    let Some(post) = post else {
+        bail!("the webhook receiver got no session.ended post within 30 s");
+    };
+    let text = |k: &str| post[k].as_str().unwrap_or_default().to_owned();
+    let body = text("body");
+    let timestamp: i64 = text("timestamp").parse().unwrap_or_default();
+    let verified = webhook::sign::verify(
+        secret,
+        &text("webhook_id"),
+        timestamp,
+        body.as_bytes(),
+        &text("signature"),
+    );
+    let parsed: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let data = &parsed["data"];
+    println!("== CRM webhook");
+    println!(
+        "received:           session.ended, webhook-id {}, {} chat lines, {} files, audit seq {}..{}",
+        text("webhook_id"),
+        data["chat"].as_array().map_or(0, Vec::len),
+        data["files"].as_array().map_or(0, Vec::len),
+        data["audit"]["first_seq"],
+        data["audit"]["last_seq"],
+    );
+    if !verified {
+        bail!("the session.ended post's signature does not verify");
+    }
+    println!("signature:          verified (Standard Webhooks v1, HMAC-SHA256)");
+    Ok(())
 }
 
 /// The demo group and technician, with a new random password each run.

@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use audit_db::{AuditLog, OpenMode};
 use clap::Parser;
-use cli::{AdminCommand, AuditCommand, Cli, Command, RecordingCommand};
+use cli::{AdminCommand, AuditCommand, Cli, Command, RecordingCommand, WebhookCommand};
 
 /// Exit status for an operational failure (as opposed to 1, a broken chain).
 const EXIT_ERROR: u8 = 2;
@@ -109,6 +109,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         },
         Command::Convert(args) => convert::run(args).await,
+        // A tool for trying webhooks out: no database of its own.
+        Command::Webhook(WebhookCommand::Receive { listen, secret }) => {
+            webhooks::receive(listen, secret).await
+        }
         Command::Webhook(command) => {
             with_log(&url, OpenMode::Create, |log| async move {
                 webhooks::run(&log, command).await

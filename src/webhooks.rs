@@ -139,10 +139,73 @@ pub fn start_worker(log: &AuditLog, stop: CancellationToken) -> tokio::task::Joi
     tokio::spawn(worker.run(stop))
 }
 
+/// `vigil webhook receive`: prints each post as a JSON line until stopped.
+pub async fn receive(listen: std::net::SocketAddr, secret: Option<String>) -> Result<ExitCode> {
+    use axum::http::{HeaderMap, StatusCode};
+    let secret = match secret {
+        Some(text) => {
+            Some(webhook::sign::Secret::parse(&text).context("--secret is not a whsec_ secret")?)
+        }
+        None => None,
+    };
+    let secret = Arc::new(secret);
+    let app = axum::Router::new().fallback(axum::routing::post(
+        move |headers: HeaderMap, body: axum::body::Bytes| {
+            let secret = secret.clone();
+            async move {
+                let header = |name: &str| {
+                    headers
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                let (id, signature) = (header("webhook-id"), header("webhook-signature"));
+                let timestamp = header("webhook-timestamp");
+                let verified = secret.as_ref().as_ref().map(|s| {
+                    timestamp.parse().is_ok_and(|ts: i64| {
+                        let skew = (time_us::now() / 1_000_000 - ts).abs();
+                        skew <= 300 && webhook::sign::verify(s, &id, ts, &body, &signature)
+                    })
+                });
+                let parsed: serde_json::Value =
+                    serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                let line = serde_json::json!({
+                    "webhook_id": id,
+                    "timestamp": timestamp,
+                    "signature": signature,
+                    "type": parsed["type"],
+                    "signature_verified": verified,
+                    // As received, byte for byte: what a signature is checked against.
+                    "body": String::from_utf8_lossy(&body),
+                });
+                println!("{line}");
+                if verified == Some(false) {
+                    StatusCode::UNAUTHORIZED
+                } else {
+                    StatusCode::OK
+                }
+            }
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    // Scripts (and vigil demo) wait for this line.
+    println!("listening on {}", listener.local_addr()?);
+    let signal = crate::gateway::shutdown_signal()?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(signal)
+        .await
+        .context("serving webhook posts")?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `vigil webhook ...`
 pub async fn run(log: &AuditLog, command: WebhookCommand) -> Result<ExitCode> {
     let hooks = Webhooks::new(log.store().clone());
     match command {
+        WebhookCommand::Receive { listen, secret } => return receive(listen, secret).await,
         WebhookCommand::Run => {
             let stop = CancellationToken::new();
             let signal = crate::gateway::shutdown_signal()?;

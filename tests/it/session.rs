@@ -544,8 +544,17 @@ fn the_demo_runs_a_whole_session_and_leaves_a_verifiable_trail() {
         );
         assert_eq!(out.matches("file (").count(), 2, "{out}");
         assert!(out.contains("session.ended"), "{out}");
+        // The CRM receiver got the session, signed.
+        assert!(
+            out.contains("received:           session.ended, webhook-id "),
+            "{out}"
+        );
+        assert!(out.contains("signature:          verified"), "{out}");
     }
     assert_verifies(dir.path());
+    // Each run's endpoint replaced the one before.
+    let list = run_in(dir.path(), &["admin", "webhook", "list"], "");
+    assert_eq!(list.ok().lines().count(), 1, "{list:?}");
 }
 
 #[tokio::test]

@@ -69,6 +69,19 @@ pub fn header(secrets: &[Secret], id: &str, timestamp: i64, body: &[u8]) -> Stri
         .join(" ")
 }
 
+/// Whether `header` (a `webhook-signature` value) holds a signature of
+/// `secret` over `id`, `timestamp` and `body`.
+pub fn verify(secret: &Secret, id: &str, timestamp: i64, body: &[u8], header: &str) -> bool {
+    let expected = secret.sign(id, timestamp, body);
+    header
+        .split(' ')
+        .any(|s| constant_time_eq(s.as_bytes(), expected.as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +120,8 @@ mod tests {
             format!("{} {}", a.sign("id", 5, b"{}"), b.sign("id", 5, b"{}"))
         );
         assert_ne!(a.sign("id", 5, b"{}"), a.sign("id", 6, b"{}"));
+        assert!(verify(&a, "id", 5, b"{}", &h) && verify(&b, "id", 5, b"{}", &h));
+        assert!(!verify(&a, "id", 5, b"{ }", &h));
+        assert!(!verify(&Secret::generate().unwrap(), "id", 5, b"{}", &h));
     }
 }

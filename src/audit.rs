@@ -53,6 +53,7 @@ pub async fn query(log: &AuditLog, args: QueryArgs) -> Result<ExitCode> {
         kind: args.kind,
         since_us: args.since,
         until_us: args.until,
+        ..Filter::default()
     };
     let format = if args.json {
         Format::JsonLines

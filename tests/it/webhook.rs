@@ -198,6 +198,8 @@ fn a_real_sessions_posts_verify_with_both_libraries_and_the_schema() {
     assert_eq!(ended["data"]["technician"], "ann@example.com");
     assert_eq!(ended["data"]["group"], "tier1");
     assert_eq!(ended["data"]["end_user"]["address"], "127.0.0.1");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(ended["data"]["end_user"]["host"], host.trim());
     // The post cites the log: the seq and hash of the session's end.
     let logged = events(data);
     let end = logged

@@ -22,6 +22,11 @@ pub struct Filter {
     pub actor: Option<String>,
     /// A stored type name such as `login.failed`.
     pub kind: Option<String>,
+    /// Any one of these stored type names (empty: any type).
+    pub kinds: Vec<String>,
+    /// Only events up to this seq (a reader that took the head first
+    /// knows everything up to it has been read, whatever matched).
+    pub until_seq: Option<i64>,
     /// Occurred at or after, microseconds since the epoch.
     pub since_us: Option<i64>,
     /// Occurred before, microseconds since the epoch.
@@ -77,6 +82,17 @@ where
     if let Some(k) = &filter.kind {
         q.push(" AND kind = ").push_bind(k.as_str());
     }
+    if !filter.kinds.is_empty() {
+        q.push(" AND kind IN (");
+        let mut list = q.separated(", ");
+        for k in &filter.kinds {
+            list.push_bind(k.as_str());
+        }
+        q.push(")");
+    }
+    if let Some(seq) = filter.until_seq {
+        q.push(" AND seq <= ").push_bind(seq);
+    }
     if let Some(t) = filter.since_us {
         q.push(" AND occurred_at >= ").push_bind(t);
     }
@@ -102,6 +118,16 @@ mod tests {
         assert_eq!(
             q.sql(),
             concat!("SELECT ", columns!(), " FROM audit_events WHERE seq > $1 AND kind = $2 AND occurred_at >= $3 ORDER BY seq LIMIT $4")
+        );
+        let f = Filter {
+            kinds: vec!["a.b".into(), "c.d".into()],
+            until_seq: Some(9),
+            ..Filter::default()
+        };
+        let q = page_sql::<sqlx::Postgres>(&f, 0, 10);
+        assert_eq!(
+            q.sql(),
+            concat!("SELECT ", columns!(), " FROM audit_events WHERE seq > $1 AND kind IN ($2, $3) AND seq <= $4 ORDER BY seq LIMIT $5")
         );
     }
 }

@@ -198,6 +198,8 @@ event_kinds! {
     SessionPinWithdrawn = "session.pin_withdrawn",
     /// A session ended.
     SessionEnded = "session.ended",
+    /// The end user's applet named the computer it runs on.
+    SessionEndUser = "session.end_user",
     /// The technician asked for a permission.
     PermissionRequested = "permission.requested",
     /// A permission was granted.
@@ -355,6 +357,14 @@ pub struct SessionCreated {
     /// go by it); absent in events written before it was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+}
+
+/// The end user's computer, as their applet names it (a claim of the
+/// end user's side, like the hashes it reports).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionEndUser {
+    /// Its host name.
+    pub host: String,
 }
 
 /// An end user's applet joined a session.

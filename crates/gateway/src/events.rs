@@ -44,9 +44,10 @@ impl Reporter {
                     kind,
                     K::PermissionRequested(_) | K::RecordingStarted(_) | K::RecordingStopped(_)
                 ),
-                Reporter::Applet { .. } => {
-                    matches!(kind, K::PermissionGranted(_) | K::PermissionDenied(_))
-                }
+                Reporter::Applet { .. } => matches!(
+                    kind,
+                    K::PermissionGranted(_) | K::PermissionDenied(_) | K::SessionEndUser(_)
+                ),
             }
     }
 

@@ -11,7 +11,8 @@ use std::collections::HashMap;
 
 use audit_db::event::{
     ChatMessage, EventKind, FileTransferred, PermissionDenied, PermissionGranted,
-    PermissionRequested, RecordingStopped, SessionCreated, SessionEnded, SessionJoined,
+    PermissionRequested, RecordingStopped, SessionCreated, SessionEndUser, SessionEnded,
+    SessionJoined,
 };
 use audit_db::{Accounts, Filter, Store, StoredEvent};
 use futures::TryStreamExt;
@@ -48,6 +49,18 @@ pub fn check_types<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<(), U
         }
     }
     Ok(())
+}
+
+/// The audit types whose events are posted as the webhook types `types`.
+pub fn audit_types(types: &[String]) -> Vec<String> {
+    types
+        .iter()
+        .filter(|t| *t != TEST)
+        .map(|t| match t.as_str() {
+            SESSION_STARTED => "session.picked_up".to_owned(),
+            other => other.to_owned(),
+        })
+        .collect()
 }
 
 /// The webhook type an audit event is posted as.
@@ -285,6 +298,7 @@ struct SessionDetails {
     group: Option<String>,
     gateway: Option<String>,
     address: Option<String>,
+    host: Option<String>,
     created_at: Option<i64>,
     picked_up_at: Option<i64>,
     ended: Option<(i64, SessionEnded)>,
@@ -307,6 +321,7 @@ impl SessionDetails {
             group: None,
             gateway: None,
             address: None,
+            host: None,
             created_at: None,
             picked_up_at: None,
             ended: None,
@@ -337,6 +352,7 @@ impl SessionDetails {
             Some(EventKind::SessionJoined(SessionJoined { ip, .. })) => {
                 self.address = ip.map(|ip| ip.to_string());
             }
+            Some(EventKind::SessionEndUser(SessionEndUser { host })) => self.host = Some(host),
             Some(EventKind::SessionPickedUp(p)) => {
                 self.technician = Some(p.technician);
                 self.picked_up_at = Some(at);
@@ -426,7 +442,7 @@ impl SessionDetails {
             "technician": self.technician,
             "group": self.group,
             "gateway": self.gateway,
-            "end_user": { "address": self.address, "host": Value::Null },
+            "end_user": { "address": self.address, "host": self.host },
             "created_at": self.created_at.map(rfc3339),
             "picked_up_at": self.picked_up_at.map(rfc3339),
             "audit": {

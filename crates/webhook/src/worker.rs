@@ -155,25 +155,39 @@ impl Worker {
         let mut builder = Builder::new(self.inner.log.store().clone());
         let mut appended = self.inner.appended.clone();
         let mut target: Option<(String, Option<String>, Target)> = None;
+        // Set when every post of a round failed: the endpoint is down, and
+        // its other due posts wait until then instead of failing as fast as
+        // they can be leased (a dead endpoint with 100,000 queued would
+        // otherwise keep the database busy for every other endpoint).
+        // Dispatching goes on meanwhile.
+        let mut resting_until: Option<tokio::time::Instant> = None;
         while !stop.is_cancelled() {
+            let deliver = resting_until.is_none_or(|t| tokio::time::Instant::now() >= t);
             // A stop abandons the round: a post under way is tried again
             // once its lease runs out, with the same webhook-id.
             let round = tokio::select! {
                 () = stop.cancelled() => break,
-                r = self.endpoint_round(&id, &mut builder, &mut target) => r,
+                r = self.endpoint_round(&id, &mut builder, &mut target, deliver) => r,
             };
-            let busy = match round {
-                Ok(Some(step)) => step.attempted > 0 || step.dispatched > 0,
+            let step = match round {
+                Ok(Some(step)) => step,
                 Ok(None) => break,
                 Err(e) => {
                     tracing::warn!(endpoint = %id, error = %e, "webhook worker");
-                    false
+                    Step::default()
                 }
             };
-            if busy {
+            if step.attempted > 0 {
+                resting_until = (step.delivered == 0)
+                    .then(|| tokio::time::Instant::now() + schedule::RETRY_AFTER[0]);
+            }
+            if step.dispatched > 0 || (step.attempted > 0 && step.delivered > 0) {
                 continue;
             }
-            let wait = self.idle_wait(&id).await;
+            let mut wait = self.idle_wait(&id).await;
+            if let Some(t) = resting_until {
+                wait = wait.max(t.saturating_duration_since(tokio::time::Instant::now()));
+            }
             tokio::select! {
                 () = stop.cancelled() => break,
                 () = tokio::time::sleep(wait) => {}
@@ -206,7 +220,7 @@ impl Worker {
             }
             let mut target = None;
             if let Some(step) = self
-                .endpoint_round(&e.id, &mut builder, &mut target)
+                .endpoint_round(&e.id, &mut builder, &mut target, true)
                 .await?
             {
                 total.dispatched += step.dispatched;
@@ -217,12 +231,14 @@ impl Worker {
         Ok(total)
     }
 
-    /// One round for one endpoint; `None` if it is gone or disabled.
+    /// One round for one endpoint (posting only if `deliver`); `None` if it
+    /// is gone or disabled.
     async fn endpoint_round(
         &self,
         id: &str,
         builder: &mut Builder,
         target: &mut Option<(String, Option<String>, Target)>,
+        deliver: bool,
     ) -> Result<Option<Step>, WorkerError> {
         let Some(endpoint) = self.inner.hooks.endpoint(id).await? else {
             return Ok(None);
@@ -231,7 +247,11 @@ impl Worker {
             return Ok(None);
         }
         let dispatched = self.dispatch(&endpoint, builder).await?;
-        let (attempted, delivered) = self.deliver(&endpoint, target).await?;
+        let (attempted, delivered) = if deliver {
+            self.deliver(&endpoint, target).await?
+        } else {
+            (0, 0)
+        };
         Ok(Some(Step {
             dispatched,
             attempted,
@@ -248,15 +268,23 @@ impl Worker {
             exclude_chat: e.exclude_chat,
         };
         let store = self.inner.log.store();
-        let events = store
-            .page(
-                &audit_db::Filter::default(),
-                e.cursor_seq,
-                self.inner.config.dispatch_page,
-            )
-            .await?;
-        let Some(last) = events.last().map(|ev| ev.seq) else {
+        // Everything up to the head is durable: once the page comes back
+        // short, the cursor may move to the head, past events of types
+        // nobody here subscribed to, without reading them.
+        let head = store.head().await?.seq;
+        if head <= e.cursor_seq {
             return Ok(0);
+        }
+        let filter = audit_db::Filter {
+            kinds: crate::payload::audit_types(&sub.types),
+            until_seq: Some(head),
+            ..audit_db::Filter::default()
+        };
+        let page = self.inner.config.dispatch_page;
+        let events = store.page(&filter, e.cursor_seq, page).await?;
+        let last = match events.last() {
+            Some(ev) if events.len() as i64 == page => ev.seq,
+            _ => head,
         };
         let mut messages = Vec::new();
         for event in &events {

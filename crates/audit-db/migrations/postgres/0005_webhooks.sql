@@ -44,7 +44,9 @@ CREATE TABLE webhook_messages (
     finished_at     BIGINT
 );
 CREATE UNIQUE INDEX webhook_messages_event ON webhook_messages (endpoint_id, event_seq) WHERE event_seq > 0;
-CREATE INDEX webhook_messages_due ON webhook_messages (status, next_attempt_at);
+-- A worker's lease and the due check read one endpoint's pending posts in
+-- due order: a dead endpoint's 100,000 must not be scanned for a live one's.
+CREATE INDEX webhook_messages_due ON webhook_messages (endpoint_id, status, next_attempt_at, created_at);
 CREATE INDEX webhook_messages_created ON webhook_messages (created_at);
 
 -- Every attempt, as the delivery log operators read.

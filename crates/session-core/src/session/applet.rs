@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use audit_event::event::{
     ChatMessage, Consent, Denial, Direction, Party, PermissionDenied, PermissionGranted,
-    RemoteControlEnded, RemoteControlStarted,
+    RemoteControlEnded, RemoteControlStarted, SessionEndUser,
 };
 use audit_event::{EventKind, Permission};
 use futures::StreamExt;
@@ -184,6 +184,14 @@ where
     // The technician sees which computer they reached (its name only:
     // anything more is system information, asked for with consent).
     let host = sysinfo::System::host_name().unwrap_or_default();
+    if !host.is_empty() {
+        // In the audit log too: reports and CRM posts name the end user's computer.
+        applet
+            .report(EventKind::SessionEndUser(SessionEndUser {
+                host: host.clone(),
+            }))
+            .await;
+    }
     // A session closed already fails this send; the read below says how it ended.
     let _ = applet.send.control(&Control::Hello { host }).await;
     let ended = loop {

@@ -717,3 +717,30 @@ pub async fn a_dead_endpoint_does_not_hold_up_the_others(db: &TestDb) {
     run.await.unwrap();
     env.close().await;
 }
+
+pub async fn a_worker_killed_mid_post_leaves_it_to_another_after_its_lease(db: &TestDb) {
+    let env = Env::new(db).await;
+    let rx = Receiver::start();
+    rx.script([Reply::Hang]);
+    env.endpoint(&rx.url, |n| n.events = vec!["session.ended".into()])
+        .await;
+    env.session("tier1").await;
+    // A worker posts, and dies before the answer (its task is dropped, as a
+    // killed process's would be).
+    let doomed = Env::worker_on(&env.log, &env.clock);
+    let posting = tokio::spawn(async move { doomed.step().await });
+    let first = tokio::task::block_in_place(|| rx.wait_for(1, WAIT)).remove(0);
+    posting.abort();
+    let _ = posting.await;
+    // Its lease keeps the post from anyone else until it runs out...
+    let other = Env::worker_on(&env.log, &env.clock);
+    assert_eq!(other.step().await.unwrap().attempted, 0);
+    env.advance(Config::default().lease + Duration::from_secs(1));
+    // ...then it is sent again, with the same id.
+    let step = other.step().await.unwrap();
+    assert_eq!((step.attempted, step.delivered), (1, 1));
+    let again = tokio::task::block_in_place(|| rx.wait_for(2, WAIT)).remove(1);
+    assert_eq!(again.header("webhook-id"), first.header("webhook-id"));
+    assert_eq!(again.body, first.body);
+    env.close().await;
+}

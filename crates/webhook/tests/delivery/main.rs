@@ -19,4 +19,5 @@ testkit::both_backends! {
     a_bad_receiver_is_a_failed_attempt_with_its_reason,
     two_workers_never_post_the_same_message_at_once,
     a_dead_endpoint_does_not_hold_up_the_others,
+    a_worker_killed_mid_post_leaves_it_to_another_after_its_lease,
 }

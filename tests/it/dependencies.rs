@@ -108,7 +108,10 @@ fn dependencies_point_one_way() {
     only("gateway", &["audit-event", "audit-db", "protocol"]);
     only("converter", &["recorder"]);
     only("reporter", &["audit-event", "audit-db", "recorder"]);
-    only("webhook", &["audit-event", "audit-db"]);
+    only(
+        "webhook",
+        &["audit-event", "audit-db", "reporter", "recorder"],
+    );
     only("testkit", &[]);
     for krate in OURS.iter().filter(|k| **k != "vigil") {
         assert!(

@@ -6,3 +6,4 @@
 
 pub mod events;
 pub mod recordings;
+pub mod session;

@@ -9,14 +9,10 @@
 
 use std::collections::HashMap;
 
-use audit_db::event::{
-    ChatMessage, EventKind, FileTransferred, PermissionDenied, PermissionGranted,
-    PermissionRequested, RecordingStopped, SessionCreated, SessionEndUser, SessionEnded,
-    SessionJoined,
-};
+use audit_db::event::{EventKind, SessionCreated};
 use audit_db::{Accounts, Filter, Store, StoredEvent};
 use futures::TryStreamExt;
-use serde::Serialize;
+use reporter::session::SessionStory;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -221,16 +217,21 @@ impl Builder {
             .try_take_while(|e| std::future::ready(Ok(e.seq <= upto.seq)))
             .try_collect()
             .await?;
-        let mut d = SessionDetails::new(session);
+        let mut story = SessionStory::new(session);
         for e in &events {
-            d.add(e);
+            story.add(e);
         }
-        if d.group.is_none() {
-            if let Some(tech) = d.technician.clone() {
-                d.group = self.account_group(&tech).await?;
+        if story.group.is_none() {
+            if let Some(tech) = story.technician.clone() {
+                story.group = self.account_group(&tech).await?;
             }
         }
-        Ok(d.into_json(kind == SESSION_ENDED, sub.exclude_chat, upto))
+        Ok(story_json(
+            story,
+            kind == SESSION_ENDED,
+            sub.exclude_chat,
+            upto,
+        ))
     }
 }
 
@@ -273,234 +274,80 @@ pub fn test_body(endpoint: &str, now_us: i64) -> String {
     .to_string()
 }
 
-/// A file as both ends reported it.
-#[derive(Clone, Debug, Serialize)]
-struct FileEntry {
-    name: String,
-    direction: &'static str,
-    size: u64,
-    sender: Option<Digests>,
-    receiver: Option<Digests>,
-    matched: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-struct Digests {
-    size: u64,
-    md5: String,
-    sha256: String,
-}
-
-/// A session's story, gathered event by event.
-struct SessionDetails {
-    session: Uuid,
-    technician: Option<String>,
-    group: Option<String>,
-    gateway: Option<String>,
-    address: Option<String>,
-    host: Option<String>,
-    created_at: Option<i64>,
-    picked_up_at: Option<i64>,
-    ended: Option<(i64, SessionEnded)>,
-    requested: Vec<String>,
-    granted: Vec<Value>,
-    denied: Vec<Value>,
-    chat: Vec<Value>,
-    chat_withheld: bool,
-    files: Vec<FileEntry>,
-    recordings: Vec<RecordingStopped>,
-    first_seq: Option<i64>,
-    count: u64,
-}
-
-impl SessionDetails {
-    fn new(session: Uuid) -> Self {
-        Self {
-            session,
-            technician: None,
-            group: None,
-            gateway: None,
-            address: None,
-            host: None,
-            created_at: None,
-            picked_up_at: None,
-            ended: None,
-            requested: Vec::new(),
-            granted: Vec::new(),
-            denied: Vec::new(),
-            chat: Vec::new(),
-            chat_withheld: false,
-            files: Vec::new(),
-            recordings: Vec::new(),
-            first_seq: None,
-            count: 0,
-        }
+/// A session's story as a post's `data` (docs/webhooks.schema.json).
+fn story_json(story: SessionStory, ended: bool, exclude_chat: bool, upto: &StoredEvent) -> Value {
+    let mut data = json!({
+        "version": VERSION,
+        "session": story.session,
+        "technician": story.technician,
+        "group": story.group,
+        "gateway": story.gateway,
+        "end_user": { "address": story.address, "host": story.host },
+        "created_at": story.created_at_us.map(rfc3339),
+        "picked_up_at": story.picked_up_at_us.map(rfc3339),
+        "audit": {
+            "first_seq": story.first_seq,
+            "last_seq": upto.seq,
+            "last_hash": upto.hash,
+            "events": story.events,
+        },
+    });
+    if !ended {
+        return data;
     }
-
-    fn add(&mut self, e: &StoredEvent) {
-        self.first_seq.get_or_insert(e.seq);
-        self.count += 1;
-        let at = e.occurred_at_us;
-        let from_applet = e.source.starts_with("applet");
-        match e.decode().ok().flatten() {
-            Some(EventKind::SessionCreated(c)) => {
-                self.technician = Some(c.technician);
-                self.group = c.group;
-                self.gateway = c.gateway;
-                self.created_at = Some(at);
-            }
-            Some(EventKind::SessionJoined(SessionJoined { ip, .. })) => {
-                self.address = ip.map(|ip| ip.to_string());
-            }
-            Some(EventKind::SessionEndUser(SessionEndUser { host })) => self.host = Some(host),
-            Some(EventKind::SessionPickedUp(p)) => {
-                self.technician = Some(p.technician);
-                self.picked_up_at = Some(at);
-            }
-            Some(EventKind::SessionEnded(end)) => self.ended = Some((at, end)),
-            Some(EventKind::PermissionRequested(PermissionRequested { permission })) => {
-                self.requested.push(permission.to_string());
-            }
-            Some(EventKind::PermissionGranted(PermissionGranted {
-                permission,
-                consent,
-            })) => {
-                self.granted.push(
-                    json!({ "permission": permission, "consent": consent, "at": rfc3339(at) }),
-                );
-            }
-            Some(EventKind::PermissionDenied(PermissionDenied { permission, reason })) => {
-                self.denied
-                    .push(json!({ "permission": permission, "reason": reason, "at": rfc3339(at) }));
-            }
-            Some(EventKind::ChatMessage(ChatMessage { from, text, .. })) => match text {
-                Some(text) => {
-                    let line = json!({ "at": rfc3339(at), "from": from, "text": text });
-                    self.chat.push(line);
-                }
-                // The group keeps no chat text: the transcript is omitted whole.
-                None => self.chat_withheld = true,
-            },
-            Some(EventKind::FileTransferred(f)) => self.add_file(f, from_applet),
-            Some(EventKind::RecordingStopped(r)) => self.recordings.push(r),
-            _ => {}
-        }
-    }
-
-    /// Pairs each end's report of one file: the sender's and the receiver's
-    /// digests side by side.
-    fn add_file(&mut self, f: FileTransferred, from_applet: bool) {
-        use audit_db::event::Direction;
-        let sender_side = matches!(
-            (f.direction, from_applet),
-            (Direction::ToEndUser, false) | (Direction::FromEndUser, true)
-        );
-        let direction = match f.direction {
-            Direction::ToEndUser => "to_end_user",
-            Direction::FromEndUser => "from_end_user",
-        };
-        let digests = Digests {
-            size: f.size,
-            md5: f.md5,
-            sha256: f.sha256,
-        };
-        let open = self.files.iter_mut().find(|x| {
-            x.name == f.name
-                && x.direction == direction
-                && if sender_side {
-                    x.sender.is_none()
-                } else {
-                    x.receiver.is_none()
-                }
-        });
-        let entry = match open {
-            Some(entry) => entry,
-            None => {
-                self.files.push(FileEntry {
-                    name: f.name,
-                    direction,
-                    size: digests.size,
-                    sender: None,
-                    receiver: None,
-                    matched: false,
-                });
-                self.files.last_mut().expect("just pushed")
-            }
-        };
-        if sender_side {
-            entry.sender = Some(digests);
-        } else {
-            entry.receiver = Some(digests);
-        }
-        entry.matched = entry.sender.is_some() && entry.sender == entry.receiver;
-    }
-
-    fn into_json(self, ended: bool, exclude_chat: bool, upto: &StoredEvent) -> Value {
-        let mut data = json!({
-            "version": VERSION,
-            "session": self.session,
-            "technician": self.technician,
-            "group": self.group,
-            "gateway": self.gateway,
-            "end_user": { "address": self.address, "host": self.host },
-            "created_at": self.created_at.map(rfc3339),
-            "picked_up_at": self.picked_up_at.map(rfc3339),
-            "audit": {
-                "first_seq": self.first_seq,
-                "last_seq": upto.seq,
-                "last_hash": upto.hash,
-                "events": self.count,
-            },
-        });
-        if !ended {
-            return data;
-        }
-        let obj = data.as_object_mut().expect("an object");
-        let (ended_at, end) = match self.ended {
-            Some((at, end)) => (Some(rfc3339(at)), Some(end)),
-            None => (None, None),
-        };
-        obj.insert("ended_at".into(), json!(ended_at));
-        obj.insert(
-            "duration_ms".into(),
-            json!(end.as_ref().map(|e| e.duration_ms)),
-        );
-        obj.insert(
-            "end_reason".into(),
-            json!(end.as_ref().map(|e| e.reason.to_string())),
-        );
-        obj.insert(
-            "bytes_to_applet".into(),
-            json!(end.as_ref().map(|e| e.bytes_to_applet)),
-        );
-        obj.insert(
-            "bytes_to_console".into(),
-            json!(end.as_ref().map(|e| e.bytes_to_console)),
-        );
-        obj.insert(
-            "permissions".into(),
-            json!({ "requested": self.requested, "granted": self.granted, "denied": self.denied }),
-        );
-        let (chat, omitted) = if exclude_chat {
-            (Value::Null, json!("excluded"))
-        } else if self.chat_withheld {
-            (Value::Null, json!("not_stored"))
-        } else {
-            (json!(self.chat), Value::Null)
-        };
-        obj.insert("chat".into(), chat);
-        obj.insert("chat_omitted".into(), omitted);
-        obj.insert("files".into(), json!(self.files));
-        obj.insert(
-            "recordings".into(),
-            json!(self
-                .recordings
-                .iter()
-                .map(|r| json!({ "recording": r.recording, "path": r.path, "size": r.size, "sha256": r.sha256 }))
-                .collect::<Vec<_>>()),
-        );
-        data
-    }
+    let withheld = story.chat_withheld();
+    let obj = data.as_object_mut().expect("an object");
+    let end = story.ended.as_ref();
+    obj.insert("ended_at".into(), json!(end.map(|e| rfc3339(e.at_us))));
+    obj.insert("duration_ms".into(), json!(end.map(|e| e.duration_ms)));
+    obj.insert("end_reason".into(), json!(end.map(|e| &e.reason)));
+    obj.insert(
+        "bytes_to_applet".into(),
+        json!(end.map(|e| e.bytes_to_applet)),
+    );
+    obj.insert(
+        "bytes_to_console".into(),
+        json!(end.map(|e| e.bytes_to_console)),
+    );
+    let granted: Vec<Value> = story
+        .granted
+        .iter()
+        .map(
+            |g| json!({ "permission": g.permission, "consent": g.consent, "at": rfc3339(g.at_us) }),
+        )
+        .collect();
+    let denied: Vec<Value> = story
+        .denied
+        .iter()
+        .map(|d| json!({ "permission": d.permission, "reason": d.reason, "at": rfc3339(d.at_us) }))
+        .collect();
+    obj.insert(
+        "permissions".into(),
+        json!({ "requested": story.requested, "granted": granted, "denied": denied }),
+    );
+    let (chat, omitted) = if exclude_chat {
+        (Value::Null, json!("excluded"))
+    } else if withheld {
+        // The group keeps no chat text: the transcript is omitted whole.
+        (Value::Null, json!("not_stored"))
+    } else {
+        let lines: Vec<Value> = story
+            .chat
+            .iter()
+            .map(|c| json!({ "at": rfc3339(c.at_us), "from": c.from, "text": c.text }))
+            .collect();
+        (json!(lines), Value::Null)
+    };
+    obj.insert("chat".into(), chat);
+    obj.insert("chat_omitted".into(), omitted);
+    obj.insert("files".into(), json!(story.files));
+    let recordings: Vec<Value> = story
+        .recordings
+        .iter()
+        .map(|r| json!({ "recording": r.recording, "path": r.path, "size": r.size, "sha256": r.sha256 }))
+        .collect();
+    obj.insert("recordings".into(), json!(recordings));
+    data
 }
 
 fn rfc3339(us: i64) -> String {

@@ -7,3 +7,4 @@
 pub mod events;
 pub mod recordings;
 pub mod session;
+pub mod table;

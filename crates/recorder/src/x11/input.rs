@@ -323,9 +323,17 @@ impl X11Input {
 
 impl Inject for X11Input {
     fn inject(&mut self, event: &InputEvent) -> Result<(), InputError> {
-        let done = self
-            .one(event)
-            .and_then(|()| self.conn.flush().map_err(display_error));
+        // A round trip, not a flush: the event has been processed when this
+        // returns, so whatever is asked of the server next (where the pointer
+        // is, on any connection) already sees it.
+        let done = self.one(event).and_then(|()| {
+            self.conn
+                .get_input_focus()
+                .map_err(display_error)?
+                .reply()
+                .map(drop)
+                .map_err(display_error)
+        });
         if done.is_err() {
             // Whatever failed, nothing stays held down.
             let _ = self.release_all();

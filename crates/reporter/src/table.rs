@@ -87,7 +87,7 @@ pub struct RowWriter<W: Write> {
 }
 
 enum Inner<W: Write> {
-    Csv(csv::Writer<W>),
+    Csv(Box<csv::Writer<W>>),
     Json(W),
     Table {
         out: W,
@@ -105,7 +105,7 @@ impl<W: Write> RowWriter<W> {
                     .terminator(csv::Terminator::CRLF)
                     .from_writer(out);
                 w.write_record(&columns)?;
-                Inner::Csv(w)
+                Inner::Csv(Box::new(w))
             }
             RowFormat::JsonLines => Inner::Json(out),
             RowFormat::Table => Inner::Table {

@@ -77,6 +77,8 @@ pub enum Command {
     /// Deliver CRM webhook posts, list deliveries, replay them
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// Compliance reports over the audit log; every run is itself audited
+    Report(ReportArgs),
 }
 
 impl Command {
@@ -96,7 +98,8 @@ impl Command {
             | Command::Demo
             | Command::Audit(_)
             | Command::Admin(_)
-            | Command::Webhook(_) => None,
+            | Command::Webhook(_)
+            | Command::Report(_) => None,
         }
     }
 }
@@ -425,6 +428,77 @@ pub enum AdminCommand {
         #[arg(long = "as", value_name = "NAME")]
         admin: Option<String>,
     },
+}
+
+/// `vigil report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The report
+    #[arg(value_enum)]
+    pub report: ReportType,
+    /// Only what happened at or after T (a session: created at or after T)
+    #[arg(long, value_name = "T", value_parser = audit_db::time_us::parse)]
+    pub since: Option<i64>,
+    /// Only what happened before T
+    #[arg(long, value_name = "T", value_parser = audit_db::time_us::parse)]
+    pub until: Option<i64>,
+    /// Only this technician's sessions or logins
+    #[arg(long, value_name = "EMAIL")]
+    pub technician: Option<String>,
+    /// Only this group's sessions
+    #[arg(long, value_name = "G")]
+    pub group: Option<String>,
+    /// Only this session
+    #[arg(long, value_name = "GUID")]
+    pub session: Option<Uuid>,
+    /// Only end users (or logins) from this network, e.g. 10.0.0.0/8
+    #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
+    pub ip: Option<ipnet::IpNet>,
+    /// Output format
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: ReportFormat,
+    /// Write to FILE instead of standard output (made whole, then renamed)
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Replace an existing --output file
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub by: AsAdmin,
+}
+
+/// A report's name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportType {
+    /// One row per session: who, whom, when, how long, what was granted, files, chat, recording
+    Sessions,
+    /// Every chat line, with its session and sender
+    Chat,
+    /// Every file that crossed, with both ends' MD5 and SHA-256 and whether they matched
+    Files,
+    /// Logins, failures by reason, locks, unlocks and logoffs, with addresses
+    Logins,
+    /// Every administrative change and note, by whom
+    Admin,
+    /// Who ran which report, with its filters (this command's own audit trail)
+    Access,
+}
+
+/// A report's output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// Aligned columns for a terminal
+    Table,
+    /// RFC 4180, a header row, formulas neutralised for spreadsheets
+    Csv,
+    /// One JSON object per row
+    Jsonl,
+}
+
+fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{text:?} is not an IP network (CIDR) or address"))
 }
 
 /// `vigil admin webhook ...`

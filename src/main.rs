@@ -15,6 +15,7 @@ mod output;
 mod page;
 mod progress;
 mod recording;
+mod report;
 mod webhooks;
 
 use std::process::ExitCode;
@@ -109,6 +110,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         },
         Command::Convert(args) => convert::run(args).await,
+        Command::Report(args) => {
+            report::check(&args)?;
+            with_log(&url, OpenMode::Create, |log| async move {
+                report::run(&log, args).await
+            })
+            .await
+        }
         // A tool for trying webhooks out: no database of its own.
         Command::Webhook(WebhookCommand::Receive { listen, secret }) => {
             webhooks::receive(listen, secret).await

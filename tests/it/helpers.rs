@@ -350,3 +350,46 @@ impl Live {
         assert_eq!(&buf, b"pong");
     }
 }
+
+/// A session run by `vigil console` and `vigil applet` processes: picked
+/// up, a chat line each way, ended by the technician.
+pub fn run_session(data: &Path, gw: &testkit::GatewayProcess) {
+    use std::io::{BufRead, Write};
+    let ca = gw.ca.to_str().unwrap().to_owned();
+    let mut console = spawn(
+        data,
+        &[
+            "console",
+            "--gateway",
+            &gw.addr,
+            "--ca",
+            &ca,
+            "--user",
+            "ann@example.com",
+            "--json",
+        ],
+    );
+    let mut to_console = console.stdin.take().unwrap();
+    writeln!(to_console, "{PASSWORD}\n/new").unwrap();
+    let mut lines = std::io::BufReader::new(console.stdout.take().unwrap()).lines();
+    let pin = wait_line(&mut lines, |l| match l {
+        session_core::lines::ConsoleLine::SessionCreated { pin, .. } => Some(pin),
+        _ => None,
+    });
+    let mut applet = spawn(data, &applet_args(gw, &pin, &[]));
+    writeln!(to_console, "/pick").unwrap();
+    wait_line(&mut lines, |l| {
+        matches!(l, session_core::lines::ConsoleLine::Paired { .. }).then_some(())
+    });
+    writeln!(applet.stdin.as_mut().unwrap(), "my printer is on fire").unwrap();
+    wait_line(&mut lines, |l| match l {
+        session_core::lines::ConsoleLine::Chat { text, .. } if text == "my printer is on fire" => {
+            Some(())
+        }
+        _ => None,
+    });
+    writeln!(to_console, "hello from support\n/end").unwrap();
+    drop(to_console);
+    assert!(console.wait().unwrap().success());
+    let _ = applet.wait();
+}

@@ -13,6 +13,7 @@ mod gateway;
 mod helpers;
 mod page;
 mod recording;
+mod report;
 mod security;
 mod session;
 mod webhook;

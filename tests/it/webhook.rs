@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use testkit::{Received, Receiver};
 
-use crate::helpers::{
-    add_technician, applet_args, events, run_in, spawn, start_gateway, wait_line, PASSWORD,
-};
+use crate::helpers::{add_technician, events, run_in, run_session, start_gateway};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -36,49 +34,6 @@ fn add_endpoint(data: &Path, url: &str, extra: &[&str]) -> (String, String) {
         "{out}"
     );
     (id, secret)
-}
-
-/// A session run by `vigil console` and `vigil applet` processes: picked
-/// up, a chat line each way, ended by the technician.
-fn run_session(data: &Path, gw: &testkit::GatewayProcess) {
-    use std::io::BufRead;
-    let ca = gw.ca.to_str().unwrap().to_owned();
-    let mut console = spawn(
-        data,
-        &[
-            "console",
-            "--gateway",
-            &gw.addr,
-            "--ca",
-            &ca,
-            "--user",
-            "ann@example.com",
-            "--json",
-        ],
-    );
-    let mut to_console = console.stdin.take().unwrap();
-    writeln!(to_console, "{PASSWORD}\n/new").unwrap();
-    let mut lines = std::io::BufReader::new(console.stdout.take().unwrap()).lines();
-    let pin = wait_line(&mut lines, |l| match l {
-        session_core::lines::ConsoleLine::SessionCreated { pin, .. } => Some(pin),
-        _ => None,
-    });
-    let mut applet = spawn(data, &applet_args(gw, &pin, &[]));
-    writeln!(to_console, "/pick").unwrap();
-    wait_line(&mut lines, |l| {
-        matches!(l, session_core::lines::ConsoleLine::Paired { .. }).then_some(())
-    });
-    writeln!(applet.stdin.as_mut().unwrap(), "my printer is on fire").unwrap();
-    wait_line(&mut lines, |l| match l {
-        session_core::lines::ConsoleLine::Chat { text, .. } if text == "my printer is on fire" => {
-            Some(())
-        }
-        _ => None,
-    });
-    writeln!(to_console, "hello from support\n/end").unwrap();
-    drop(to_console);
-    assert!(console.wait().unwrap().success());
-    let _ = applet.wait();
 }
 
 /// Verifies posts with the reference Python library and validates their

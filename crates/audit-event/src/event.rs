@@ -228,6 +228,8 @@ event_kinds! {
     AdminNote = "admin.note",
     /// A retention run archived or purged events.
     RetentionRun = "retention.run",
+    /// Someone ran a report or export over the audit data.
+    ReportGenerated = "report.generated",
     /// A webhook delivery was attempted.
     WebhookDelivery = "webhook.delivery",
     /// The gateway saw something that looks like an attack.
@@ -843,6 +845,24 @@ pub struct AdminChange {
 pub struct AdminNote {
     /// The note.
     pub text: String,
+}
+
+/// A report or export was made from the audit data: who looked at what
+/// (HIPAA's audit of access to records).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReportGenerated {
+    /// The report type (`sessions`, `chat`, ...).
+    pub report: String,
+    /// The filters it was run with, as given (`--since 2026-01-01` ...).
+    pub filters: String,
+    /// The output format.
+    pub format: String,
+    /// Rows it held.
+    pub rows: u64,
+    /// Lower-case hex SHA-256 of the output.
+    pub sha256: String,
+    /// The log position it was built from: the last seq it could see.
+    pub up_to_seq: i64,
 }
 
 /// A retention run.

@@ -6,5 +6,6 @@
 
 pub mod events;
 pub mod recordings;
+pub mod reports;
 pub mod session;
 pub mod table;

@@ -88,6 +88,9 @@ pub struct FileEntry {
     pub receiver: Option<Digests>,
     /// Both ends reported the same size and digests.
     pub matched: bool,
+    /// When the first end reported it (microseconds since the epoch).
+    #[serde(skip)]
+    pub at_us: i64,
 }
 
 /// A session's story, gathered event by event in log order.
@@ -224,7 +227,7 @@ impl SessionStory {
                     chars,
                 })
             }
-            Some(EventKind::FileTransferred(f)) => self.add_file(f, from_applet),
+            Some(EventKind::FileTransferred(f)) => self.add_file(f, from_applet, at_us),
             Some(EventKind::RecordingStopped(r)) => self.recordings.push(r),
             _ => {}
         }
@@ -232,7 +235,7 @@ impl SessionStory {
 
     /// Pairs each end's report of one file: the sender's and the receiver's
     /// digests side by side.
-    fn add_file(&mut self, f: FileTransferred, from_applet: bool) {
+    fn add_file(&mut self, f: FileTransferred, from_applet: bool, at_us: i64) {
         let sender_side = matches!(
             (f.direction, from_applet),
             (Direction::ToEndUser, false) | (Direction::FromEndUser, true)
@@ -263,6 +266,7 @@ impl SessionStory {
                 sender: None,
                 receiver: None,
                 matched: false,
+                at_us,
             });
             self.files.len() - 1
         });

@@ -1,0 +1,403 @@
+//! The compliance reports: which events each reads, the rows it makes, and
+//! the filters every report takes. Each streams the log once, in seq
+//! order; session reports hold only the sessions still open at that point
+//! of the log, so memory does not grow with the log's length.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::IpAddr;
+
+use audit_db::event::{EventKind, LoginFailed, Party};
+use audit_db::{Filter, Store, StoredEvent};
+use futures::StreamExt;
+use uuid::Uuid;
+
+use crate::session::SessionStory;
+use crate::table::{Cell, RowFormat, RowWriter, WriteError};
+
+/// A report a compliance officer can ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportKind {
+    /// One row per session.
+    Sessions,
+    /// The chat lines.
+    Chat,
+    /// The files that crossed, with both ends' digests.
+    Files,
+    /// Logins, failures, locks, unlocks, logoffs.
+    Logins,
+    /// Administrative changes and notes.
+    Admin,
+    /// Who ran which report.
+    Access,
+}
+
+impl ReportKind {
+    /// Every report, by name.
+    pub const ALL: [(&'static str, ReportKind); 6] = [
+        ("sessions", ReportKind::Sessions),
+        ("chat", ReportKind::Chat),
+        ("files", ReportKind::Files),
+        ("logins", ReportKind::Logins),
+        ("admin", ReportKind::Admin),
+        ("access", ReportKind::Access),
+    ];
+
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map_or("?", |(n, _)| n)
+    }
+
+    fn columns(self) -> Vec<&'static str> {
+        match self {
+            ReportKind::Sessions => vec![
+                "session",
+                "technician",
+                "group",
+                "end_user_address",
+                "end_user_host",
+                "created",
+                "picked_up",
+                "ended",
+                "duration_ms",
+                "end_reason",
+                "bytes_relayed",
+                "granted",
+                "denied",
+                "files",
+                "chat_lines",
+                "recorded",
+                "recording_sha256",
+            ],
+            ReportKind::Chat => vec!["time", "session", "technician", "from", "text", "chars"],
+            ReportKind::Files => vec![
+                "time",
+                "session",
+                "technician",
+                "name",
+                "direction",
+                "size",
+                "sender_md5",
+                "sender_sha256",
+                "receiver_md5",
+                "receiver_sha256",
+                "matched",
+            ],
+            ReportKind::Logins => vec!["time", "event", "email", "address", "reason", "detail"],
+            ReportKind::Admin => vec!["time", "event", "actor", "source", "target", "change"],
+            ReportKind::Access => {
+                vec![
+                    "time", "actor", "source", "report", "format", "filters", "rows", "sha256",
+                ]
+            }
+        }
+    }
+
+    /// The audit types the report reads (empty: every session's events).
+    fn kinds(self) -> Vec<String> {
+        let names: &[&str] = match self {
+            ReportKind::Sessions | ReportKind::Chat | ReportKind::Files => &[],
+            ReportKind::Logins => &[
+                "login.succeeded",
+                "login.failed",
+                "account.locked",
+                "account.unlocked",
+                "logout",
+                "password.changed",
+            ],
+            ReportKind::Admin => &["admin.change", "admin.note"],
+            ReportKind::Access => &["report.generated"],
+        };
+        names.iter().map(|n| (*n).to_owned()).collect()
+    }
+}
+
+/// What every report can be narrowed to.
+#[derive(Clone, Debug, Default)]
+pub struct ReportFilter {
+    /// At or after (microseconds since the epoch): a session by its creation.
+    pub since_us: Option<i64>,
+    /// Before.
+    pub until_us: Option<i64>,
+    /// Only this technician's (email, any case).
+    pub technician: Option<String>,
+    /// Only this group's sessions.
+    pub group: Option<String>,
+    /// Only this session.
+    pub session: Option<Uuid>,
+    /// Only from addresses in this network.
+    pub ip: Option<ipnet::IpNet>,
+}
+
+/// Running a report failed part-way.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// Reading the log.
+    #[error(transparent)]
+    Read(#[from] audit_db::Error),
+    /// Writing the output.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}
+
+/// What a finished report was built from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Written {
+    /// Rows written.
+    pub rows: u64,
+    /// The last seq of the log when it started: nothing after it is in it.
+    pub up_to_seq: i64,
+}
+
+/// Runs `kind` over the log in `store`, narrowed by `filter`, into `out`.
+pub async fn run<W: Write>(
+    store: &Store,
+    kind: ReportKind,
+    filter: &ReportFilter,
+    format: RowFormat,
+    out: W,
+) -> Result<Written, ReportError> {
+    let up_to_seq = store.head().await?.seq;
+    let mut rows = RowWriter::new(out, format, kind.columns())?;
+    let session_report = kind.kinds().is_empty();
+    let query = Filter {
+        kinds: kind.kinds(),
+        session: filter.session,
+        until_seq: Some(up_to_seq),
+        // A session's events all come after its creation.
+        since_us: filter.since_us,
+        ..Filter::default()
+    };
+    let mut events = std::pin::pin!(audit_db::query::stream(store.clone(), query));
+    let mut open: HashMap<Uuid, SessionStory> = HashMap::new();
+    while let Some(e) = events.next().await {
+        let e = e?;
+        if session_report {
+            let Some(session) = e.session else { continue };
+            if e.kind == "session.created" {
+                if filter
+                    .until_us
+                    .is_some_and(|until| e.occurred_at_us >= until)
+                {
+                    continue;
+                }
+                open.insert(session, SessionStory::new(session));
+            }
+            // Sessions created before the range are not in it.
+            let Some(story) = open.get_mut(&session) else {
+                continue;
+            };
+            story.add(&e);
+            if e.kind == "session.ended" {
+                if let Some(story) = open.remove(&session) {
+                    session_rows(kind, &story, filter, &mut rows)?;
+                }
+            }
+        } else if filter.until_us.is_none_or(|until| e.occurred_at_us < until) {
+            if let Some(cells) = event_row(kind, &e, filter) {
+                rows.row(&cells)?;
+            }
+        }
+    }
+    // Sessions still open when the report was made, oldest first.
+    let mut left: Vec<SessionStory> = open.into_values().collect();
+    left.sort_by_key(|s| s.first_seq);
+    for story in &left {
+        session_rows(kind, story, filter, &mut rows)?;
+    }
+    Ok(Written {
+        rows: rows.finish()?,
+        up_to_seq,
+    })
+}
+
+fn story_matches(story: &SessionStory, f: &ReportFilter) -> bool {
+    let tech = |t: &str| {
+        story
+            .technician
+            .as_deref()
+            .is_some_and(|s| s.eq_ignore_ascii_case(t))
+    };
+    f.technician.as_deref().is_none_or(tech)
+        && f.group
+            .as_deref()
+            .is_none_or(|g| story.group.as_deref() == Some(g))
+        && f.ip.is_none_or(|net| {
+            story
+                .address
+                .as_deref()
+                .and_then(|a| a.parse::<IpAddr>().ok())
+                .is_some_and(|a| net.contains(&a))
+        })
+}
+
+fn session_rows<W: Write>(
+    kind: ReportKind,
+    s: &SessionStory,
+    filter: &ReportFilter,
+    rows: &mut RowWriter<W>,
+) -> Result<(), WriteError> {
+    if !story_matches(s, filter) {
+        return Ok(());
+    }
+    let id = Cell::Text(s.session.to_string());
+    let tech = Cell::text(s.technician.clone());
+    match kind {
+        ReportKind::Sessions => {
+            let end = s.ended.as_ref();
+            let list = |items: Vec<String>| Cell::Text(items.join(" "));
+            let recording = s.recordings.last();
+            rows.row(&[
+                id,
+                tech,
+                Cell::text(s.group.clone()),
+                Cell::text(s.address.clone()),
+                Cell::text(s.host.clone()),
+                Cell::time(s.created_at_us),
+                Cell::time(s.picked_up_at_us),
+                Cell::time(end.map(|e| e.at_us)),
+                end.map_or(Cell::Empty, |e| Cell::Int(e.duration_ms as i64)),
+                Cell::text(end.map(|e| e.reason.clone())),
+                end.map_or(Cell::Empty, |e| {
+                    Cell::Int((e.bytes_to_applet + e.bytes_to_console) as i64)
+                }),
+                list(s.granted.iter().map(|g| g.permission.to_string()).collect()),
+                list(s.denied.iter().map(|d| d.permission.to_string()).collect()),
+                Cell::Int(s.files.len() as i64),
+                Cell::Int(s.chat.len() as i64),
+                Cell::Bool(!s.recordings.is_empty()),
+                Cell::text(recording.map(|r| r.sha256.clone())),
+            ])?;
+        }
+        ReportKind::Chat => {
+            for c in &s.chat {
+                let from = match c.from {
+                    Party::Technician => "technician",
+                    Party::EndUser => "end_user",
+                };
+                rows.row(&[
+                    Cell::Time(c.at_us),
+                    id.clone(),
+                    tech.clone(),
+                    Cell::Text(from.to_owned()),
+                    // Where the group keeps no chat text, the cell says so.
+                    Cell::Text(c.text.clone().unwrap_or_else(|| "(not stored)".to_owned())),
+                    Cell::Int(c.chars as i64),
+                ])?;
+            }
+        }
+        ReportKind::Files => {
+            for f in &s.files {
+                let d = |x: &Option<crate::session::Digests>, md5: bool| {
+                    Cell::text(
+                        x.as_ref()
+                            .map(|d| if md5 { d.md5.clone() } else { d.sha256.clone() }),
+                    )
+                };
+                rows.row(&[
+                    Cell::Time(f.at_us),
+                    id.clone(),
+                    tech.clone(),
+                    Cell::Text(f.name.clone()),
+                    Cell::Text(f.direction.to_owned()),
+                    Cell::Int(f.size as i64),
+                    d(&f.sender, true),
+                    d(&f.sender, false),
+                    d(&f.receiver, true),
+                    d(&f.receiver, false),
+                    Cell::Bool(f.matched),
+                ])?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A row of a report over single events, if `e` is in it.
+fn event_row(kind: ReportKind, e: &StoredEvent, f: &ReportFilter) -> Option<Vec<Cell>> {
+    let decoded = e.decode().ok().flatten()?;
+    let time = Cell::Time(e.occurred_at_us);
+    let event = Cell::Text(e.kind.clone());
+    let in_net = |ip: Option<IpAddr>| f.ip.is_none_or(|net| ip.is_some_and(|a| net.contains(&a)));
+    let is_tech = |email: &str| {
+        f.technician
+            .as_deref()
+            .is_none_or(|t| t.eq_ignore_ascii_case(email))
+    };
+    match (kind, decoded) {
+        (ReportKind::Logins, k) => {
+            let (email, ip, reason, detail) = match k {
+                EventKind::LoginSucceeded(l) => (l.email, Some(l.ip), String::new(), String::new()),
+                EventKind::LoginFailed(LoginFailed { email, ip, reason }) => (
+                    email,
+                    Some(ip),
+                    serde_json::to_value(reason).ok()?.as_str()?.to_owned(),
+                    String::new(),
+                ),
+                EventKind::AccountLocked(l) => (
+                    l.email,
+                    l.ip,
+                    String::new(),
+                    format!("after {} failures", l.failed_attempts),
+                ),
+                EventKind::AccountUnlocked(u) => (
+                    u.email,
+                    None,
+                    serde_json::to_value(u.by).ok()?.as_str()?.to_owned(),
+                    String::new(),
+                ),
+                EventKind::Logout(l) => (
+                    l.email,
+                    Some(l.ip),
+                    serde_json::to_value(l.reason).ok()?.as_str()?.to_owned(),
+                    String::new(),
+                ),
+                EventKind::PasswordChanged(p) => {
+                    (p.email, Some(p.ip), String::new(), String::new())
+                }
+                _ => return None,
+            };
+            if !is_tech(&email) || !in_net(ip) {
+                return None;
+            }
+            Some(vec![
+                time,
+                event,
+                Cell::Text(email),
+                Cell::text(ip.map(|i| i.to_string())),
+                Cell::Text(reason),
+                Cell::Text(detail),
+            ])
+        }
+        (ReportKind::Admin, k) => {
+            let (target, change) = match k {
+                EventKind::AdminChange(c) => (c.target, c.change),
+                EventKind::AdminNote(n) => (String::new(), n.text),
+                _ => return None,
+            };
+            Some(vec![
+                time,
+                event,
+                Cell::Text(e.actor.clone()),
+                Cell::Text(e.source.clone()),
+                Cell::Text(target),
+                Cell::Text(change),
+            ])
+        }
+        (ReportKind::Access, EventKind::ReportGenerated(r)) => Some(vec![
+            time,
+            Cell::Text(e.actor.clone()),
+            Cell::Text(e.source.clone()),
+            Cell::Text(r.report),
+            Cell::Text(r.format),
+            Cell::Text(r.filters),
+            Cell::Int(r.rows as i64),
+            Cell::Text(r.sha256),
+        ]),
+        _ => None,
+    }
+}

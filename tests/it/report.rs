@@ -1,0 +1,290 @@
+//! `vigil report` over a log written by real sessions (gateway, console and
+//! applet processes) plus synthetic events, checked against counts made
+//! with SQL on the same database; CSV read back with the csv crate; bad
+//! input refused with nothing written; every run in the `access` report.
+
+use std::path::Path;
+
+use audit_db::event::{ChatMessage, EndReason, Party, SessionCreated, SessionEnded};
+use audit_db::{Actor, AuditLog, EventKind, NewEvent, OpenMode, Source};
+
+use crate::helpers::{add_technician, run_in, run_session, start_gateway};
+
+/// A count straight from the SQLite file.
+fn sql_count(data: &Path, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open(data.join("audit.db")).unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+fn csv_rows(text: &str) -> Vec<csv::StringRecord> {
+    csv::Reader::from_reader(text.as_bytes())
+        .records()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// A session whose chat holds what spreadsheets and CSV parsers trip on.
+fn synthetic_session(data: &Path, lines: &[&str]) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let url = format!("sqlite://{}", data.join("audit.db").display());
+        let log = AuditLog::open(&url.parse().unwrap(), OpenMode::Create)
+            .await
+            .unwrap();
+        let s = uuid::Uuid::now_v7();
+        let tech = Actor::technician("bob@example.com");
+        let mut events = vec![NewEvent::now(
+            tech.clone(),
+            Source::gateway(),
+            EventKind::SessionCreated(SessionCreated {
+                technician: "bob@example.com".into(),
+                pin_issued: true,
+                gateway: None,
+                group: Some("tier2".into()),
+            }),
+        )
+        .in_session(s)];
+        for text in lines {
+            events.push(
+                NewEvent::now(
+                    tech.clone(),
+                    Source::console("127.0.0.1:1"),
+                    EventKind::ChatMessage(ChatMessage {
+                        from: Party::Technician,
+                        text: Some((*text).to_owned()),
+                        chars: text.chars().count() as u64,
+                    }),
+                )
+                .in_session(s),
+            );
+        }
+        events.push(
+            NewEvent::now(
+                tech,
+                Source::gateway(),
+                EventKind::SessionEnded(SessionEnded {
+                    reason: EndReason::Ended,
+                    duration_ms: 1,
+                    bytes_to_applet: 0,
+                    bytes_to_console: 0,
+                }),
+            )
+            .in_session(s),
+        );
+        log.append(events).await.unwrap();
+        log.close().await;
+    });
+}
+
+#[test]
+fn reports_say_what_the_log_holds_and_every_run_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    add_technician(data);
+    let gw = start_gateway(data, &["--no-webhooks"]);
+    run_session(data, &gw);
+    run_session(data, &gw);
+    assert_eq!(gw.stop().0, 0);
+    let tricky = [
+        "=HYPERLINK(\"http://evil\")",
+        "+1",
+        "-2+3",
+        "@SUM(A1)",
+        "\tTAB",
+        "a, b and \"quotes\"",
+        "two\nlines",
+        "Grüße ✓ 日本語",
+    ];
+    synthetic_session(data, &tricky);
+
+    // Sessions: one row each, as many as SQL counts.
+    let sessions = run_in(data, &["report", "sessions", "--format", "csv"], "");
+    let rows = csv_rows(sessions.ok());
+    let created = sql_count(
+        data,
+        "SELECT COUNT(*) FROM audit_events WHERE kind = 'session.created'",
+    );
+    assert_eq!(rows.len() as i64, created);
+    assert_eq!(created, 3);
+    let real: Vec<_> = rows.iter().filter(|r| &r[1] == "ann@example.com").collect();
+    assert_eq!(real.len(), 2);
+    for r in &real {
+        assert_eq!(&r[2], "tier1");
+        assert_eq!(&r[3], "127.0.0.1");
+        assert!(r[9].starts_with("ended_by_console"), "{r:?}");
+        assert_eq!(&r[14], "2", "two chat lines");
+    }
+
+    // Chat: every line, read back exactly, formulas neutralised.
+    let chat = run_in(data, &["report", "chat", "--format", "csv"], "");
+    let rows = csv_rows(chat.ok());
+    let lines = sql_count(
+        data,
+        "SELECT COUNT(*) FROM audit_events WHERE kind = 'chat.message'",
+    );
+    assert_eq!(rows.len() as i64, lines);
+    let bob: Vec<String> = rows
+        .iter()
+        .filter(|r| &r[2] == "bob@example.com")
+        .map(|r| r[4].to_owned())
+        .collect();
+    let expected: Vec<String> = tricky
+        .iter()
+        .map(|t| {
+            if t.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+                format!("'{t}")
+            } else {
+                (*t).to_owned()
+            }
+        })
+        .collect();
+    assert_eq!(bob, expected);
+
+    // Narrowed: by technician, group, network, time.
+    let only = |args: &[&str]| {
+        let mut all = vec!["report", "sessions", "--format", "jsonl"];
+        all.extend_from_slice(args);
+        crate::helpers::json_lines(run_in(data, &all, "").ok()).len()
+    };
+    assert_eq!(only(&["--technician", "ANN@example.com"]), 2);
+    assert_eq!(only(&["--group", "tier2"]), 1);
+    assert_eq!(only(&["--ip", "127.0.0.0/8"]), 2);
+    assert_eq!(only(&["--ip", "10.0.0.0/8"]), 0);
+    assert_eq!(only(&["--since", "2099-01-01"]), 0);
+
+    // Logins and admin changes, counted alike.
+    let logins = csv_rows(run_in(data, &["report", "logins", "--format", "csv"], "").ok());
+    let counted = sql_count(
+        data,
+        "SELECT COUNT(*) FROM audit_events WHERE kind IN ('login.succeeded','login.failed',\
+         'account.locked','account.unlocked','logout','password.changed')",
+    );
+    assert_eq!(logins.len() as i64, counted);
+    assert!(counted >= 4);
+    let admin = csv_rows(run_in(data, &["report", "admin", "--format", "csv"], "").ok());
+    let counted = sql_count(
+        data,
+        "SELECT COUNT(*) FROM audit_events WHERE kind IN ('admin.change','admin.note')",
+    );
+    assert_eq!(admin.len() as i64, counted);
+
+    // A file is made whole, and every run so far is in the access report.
+    let out = data.join("sessions.csv");
+    let r = run_in(
+        data,
+        &[
+            "report",
+            "sessions",
+            "--format",
+            "csv",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        "",
+    );
+    r.ok();
+    let written = std::fs::read(&out).unwrap();
+    let access = csv_rows(run_in(data, &["report", "access", "--format", "csv"], "").ok());
+    let runs = sql_count(
+        data,
+        "SELECT COUNT(*) FROM audit_events WHERE kind = 'report.generated'",
+    );
+    // The access report's own run is audited after it was made.
+    assert_eq!(access.len() as i64, runs - 1);
+    assert_eq!(access.len(), 10, "every report run before this one");
+    let last = access.last().unwrap();
+    assert_eq!((&last[3], &last[4]), ("sessions", "csv"));
+    use sha2::Digest;
+    assert_eq!(
+        &last[7],
+        hex::encode(sha2::Sha256::digest(&written)),
+        "the output's SHA-256"
+    );
+    assert!(
+        // (In CSV a cell starting with a dash is neutralised like a formula.)
+        access.iter().any(|r| &r[5] == "'--ip 10.0.0.0/8"),
+        "filters are recorded"
+    );
+    // The empty range is a report with its header.
+    let empty = run_in(
+        data,
+        &["report", "chat", "--format", "csv", "--since", "2099-01-01"],
+        "",
+    );
+    assert_eq!(empty.ok(), "time,session,technician,from,text,chars\r\n");
+}
+
+#[test]
+fn bad_report_input_is_one_line_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    add_technician(data);
+    let existing = data.join("existing.csv");
+    std::fs::write(&existing, "keep me").unwrap();
+    let missing = data.join("no-such-dir/out.csv");
+    let events_before = sql_count(data, "SELECT COUNT(*) FROM audit_events");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "report",
+                "sessions",
+                "--since",
+                "2026-02-01",
+                "--until",
+                "2026-01-01",
+            ],
+            "--since must be before --until",
+        ),
+        (
+            vec!["report", "sessions", "-o", missing.to_str().unwrap()],
+            "is not a directory",
+        ),
+        (
+            vec!["report", "sessions", "-o", existing.to_str().unwrap()],
+            "exists (--force replaces it)",
+        ),
+    ];
+    for (args, says) in cases {
+        let r = run_in(data, &args, "");
+        let line = r.error_line();
+        assert!(line.contains(says), "{args:?}: {line}");
+    }
+    // Refused by the argument parser: exit 2, the reason on the first line.
+    for (args, says) in [
+        (vec!["report", "nonsense"], "invalid value 'nonsense'"),
+        (
+            vec!["report", "sessions", "--format", "pdf"],
+            "invalid value 'pdf'",
+        ),
+        (
+            vec!["report", "sessions", "--since", "yesterday-ish"],
+            "is not a time",
+        ),
+        (
+            vec!["report", "sessions", "--ip", "10.0.0.0/33"],
+            "is not an IP network",
+        ),
+    ] {
+        let r = run_in(data, &args, "");
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+        assert!(r.stdout.is_empty());
+        let first = r.stderr.lines().next().unwrap();
+        assert!(
+            first.starts_with("error: ") && first.contains(says),
+            "{args:?}: {first}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&existing).unwrap(), "keep me");
+    assert!(!missing.parent().unwrap().exists());
+    assert_eq!(
+        sql_count(data, "SELECT COUNT(*) FROM audit_events"),
+        events_before,
+        "nothing audited"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(data)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains(".partial-"))
+        .collect();
+    assert!(leftovers.is_empty());
+}

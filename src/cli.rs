@@ -463,6 +463,10 @@ pub struct ReportArgs {
     /// Replace an existing --output file
     #[arg(long)]
     pub force: bool,
+    /// Verify the whole hash chain first, and say so in the report's stamp
+    /// (a broken log makes no report)
+    #[arg(long)]
+    pub verify: bool,
     #[command(flatten)]
     pub by: AsAdmin,
 }

@@ -39,6 +39,16 @@ pub fn check(args: &ReportArgs) -> Result<()> {
 
 /// Runs the report and audits it.
 pub async fn run(log: &AuditLog, args: ReportArgs) -> Result<ExitCode> {
+    // Whether the log is intact, checked before the report reads it.
+    let verified = if args.verify {
+        let report = log.verify(None).await?;
+        if let Err(broken) = &report.outcome {
+            bail!("the audit log does not verify, so no report is made from it: {broken}");
+        }
+        Some(report.head)
+    } else {
+        None
+    };
     let kind = match args.report {
         ReportType::Sessions => ReportKind::Sessions,
         ReportType::Chat => ReportKind::Chat,
@@ -90,6 +100,23 @@ pub async fn run(log: &AuditLog, args: ReportArgs) -> Result<ExitCode> {
             (written, out.hex())
         }
     };
+    // The stamp: where in the log the report stands, and whether the log
+    // was proven intact up to there. In the table itself; beside the
+    // machine formats (on stderr), so that they stay pure data.
+    let head = written.head;
+    let proof = match verified {
+        Some(v) if v.seq >= head.seq => "the log verified intact up to there",
+        Some(_) => "the log verified intact up to an earlier seq",
+        None => "the log was not verified (--verify)",
+    };
+    let stamp = format!(
+        "built from the audit log up to seq {} (hash {}); {proof}",
+        head.seq, head.hash
+    );
+    match (&args.output, args.format) {
+        (None, ReportFormat::Table) => println!("\n{stamp}"),
+        _ => eprintln!("{stamp}"),
+    }
     let (admin, source) = crate::admin::acting(&args.by);
     let event = NewEvent::now(
         audit_db::Actor::admin(&admin),
@@ -100,7 +127,7 @@ pub async fn run(log: &AuditLog, args: ReportArgs) -> Result<ExitCode> {
             format: format_name.to_owned(),
             rows: written.rows,
             sha256,
-            up_to_seq: written.up_to_seq,
+            up_to_seq: written.head.seq,
         }),
     );
     log.append_one(event)

@@ -205,6 +205,24 @@ fn reports_say_what_the_log_holds_and_every_run_is_audited() {
         access.iter().any(|r| &r[5] == "'--ip 10.0.0.0/8"),
         "filters are recorded"
     );
+    // The stamp: the log position the report stands on, proven with --verify.
+    let head = sql_count(data, "SELECT MAX(seq) FROM audit_events");
+    let table = run_in(data, &["report", "admin", "--verify"], "");
+    let stamp = table.ok().lines().last().unwrap().to_owned();
+    assert!(
+        stamp.starts_with(&format!("built from the audit log up to seq {head} (hash ")),
+        "{stamp}"
+    );
+    assert!(
+        stamp.ends_with("the log verified intact up to there"),
+        "{stamp}"
+    );
+    let csv = run_in(data, &["report", "admin", "--format", "csv"], "");
+    assert!(
+        !csv.ok().contains("built from"),
+        "machine formats stay pure data"
+    );
+    assert!(csv.stderr.contains("the log was not verified"), "{csv:?}");
     // The empty range is a report with its header.
     let empty = run_in(
         data,

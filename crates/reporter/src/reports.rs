@@ -148,8 +148,9 @@ pub enum ReportError {
 pub struct Written {
     /// Rows written.
     pub rows: u64,
-    /// The last seq of the log when it started: nothing after it is in it.
-    pub up_to_seq: i64,
+    /// The log's head when it started (its last seq and that event's
+    /// chain hash): nothing after it is in the report.
+    pub head: audit_db::Head,
 }
 
 /// Runs `kind` over the log in `store`, narrowed by `filter`, into `out`.
@@ -160,7 +161,8 @@ pub async fn run<W: Write>(
     format: RowFormat,
     out: W,
 ) -> Result<Written, ReportError> {
-    let up_to_seq = store.head().await?.seq;
+    let head = store.head().await?;
+    let up_to_seq = head.seq;
     let mut rows = RowWriter::new(out, format, kind.columns())?;
     let session_report = kind.kinds().is_empty();
     let query = Filter {
@@ -210,7 +212,7 @@ pub async fn run<W: Write>(
     }
     Ok(Written {
         rows: rows.finish()?,
-        up_to_seq,
+        head,
     })
 }
 

@@ -486,6 +486,12 @@ pub enum ReportType {
     Admin,
     /// Who ran which report, with its filters (this command's own audit trail)
     Access,
+    /// Requests, grants and denials per permission and technician
+    Permissions,
+    /// Sessions never picked up, joins abandoned, joins refused
+    Missed,
+    /// Per day and technician: sessions, mean and p95 duration, failed logins, denials
+    Summary,
 }
 
 /// A report's output format.

@@ -56,6 +56,9 @@ pub async fn run(log: &AuditLog, args: ReportArgs) -> Result<ExitCode> {
         ReportType::Logins => ReportKind::Logins,
         ReportType::Admin => ReportKind::Admin,
         ReportType::Access => ReportKind::Access,
+        ReportType::Permissions => ReportKind::Permissions,
+        ReportType::Missed => ReportKind::Missed,
+        ReportType::Summary => ReportKind::Summary,
     };
     let (format, format_name) = match args.format {
         ReportFormat::Table => (RowFormat::Table, "table"),

@@ -84,6 +84,29 @@ fn reports_say_what_the_log_holds_and_every_run_is_audited() {
     let gw = start_gateway(data, &["--no-webhooks"]);
     run_session(data, &gw);
     run_session(data, &gw);
+    // A wrong password and a wrong PIN, for the logins, summary and missed reports.
+    let ca = gw.ca.to_str().unwrap().to_owned();
+    let login = [
+        "login",
+        "--gateway",
+        &gw.addr,
+        "--ca",
+        &ca,
+        "--user",
+        "ann@example.com",
+    ];
+    assert_eq!(run_in(data, &login, "not the password\n").code, 2);
+    let join = [
+        "applet",
+        "--gateway",
+        &gw.addr,
+        "--ca",
+        &ca,
+        "--pin",
+        "000000",
+        "--json",
+    ];
+    assert_ne!(run_in(data, &join, "").code, 0);
     assert_eq!(gw.stop().0, 0);
     let tricky = [
         "=HYPERLINK(\"http://evil\")",
@@ -168,6 +191,53 @@ fn reports_say_what_the_log_holds_and_every_run_is_audited() {
     );
     assert_eq!(admin.len() as i64, counted);
 
+    // The aggregates add up to what SQL counts.
+    let sum = |rows: &[csv::StringRecord], col: usize| -> i64 {
+        rows.iter().map(|r| r[col].parse::<i64>().unwrap()).sum()
+    };
+    let perms = csv_rows(run_in(data, &["report", "permissions", "--format", "csv"], "").ok());
+    for (col, kind) in [
+        (2, "permission.requested"),
+        (3, "permission.granted"),
+        (4, "permission.denied"),
+    ] {
+        let counted = sql_count(
+            data,
+            &format!("SELECT COUNT(*) FROM audit_events WHERE kind = '{kind}'"),
+        );
+        assert_eq!(sum(&perms, col), counted, "{kind}");
+    }
+    let summary = csv_rows(run_in(data, &["report", "summary", "--format", "csv"], "").ok());
+    assert_eq!(sum(&summary, 2), created, "sessions per day and technician");
+    let failed = sql_count(
+        data,
+        "SELECT COUNT(*) FROM audit_events WHERE kind = 'login.failed'",
+    );
+    assert_eq!(failed, 1);
+    assert_eq!(sum(&summary, 5), failed);
+    assert_eq!(
+        sum(&summary, 6),
+        sql_count(
+            data,
+            "SELECT COUNT(*) FROM audit_events WHERE kind = 'permission.denied'"
+        )
+    );
+    let missed = csv_rows(run_in(data, &["report", "missed", "--format", "csv"], "").ok());
+    let refused = sql_count(
+        data,
+        "SELECT COUNT(*) FROM audit_events WHERE kind = 'session.join_refused'",
+    );
+    assert_eq!(refused, 1);
+    let never_picked = sql_count(
+        data,
+        "SELECT COUNT(*) FROM audit_events c WHERE c.kind = 'session.created' AND NOT EXISTS \
+         (SELECT 1 FROM audit_events p WHERE p.kind = 'session.picked_up' AND p.session_id = c.session_id)",
+    );
+    assert_eq!(never_picked, 1, "bob's synthetic session");
+    assert_eq!(missed.len() as i64, refused + never_picked);
+    assert!(missed
+        .iter()
+        .any(|r| &r[1] == "join_refused" && &r[4] == "127.0.0.1"));
     // A file is made whole, and every run so far is in the access report.
     let out = data.join("sessions.csv");
     let r = run_in(
@@ -191,7 +261,7 @@ fn reports_say_what_the_log_holds_and_every_run_is_audited() {
     );
     // The access report's own run is audited after it was made.
     assert_eq!(access.len() as i64, runs - 1);
-    assert_eq!(access.len(), 10, "every report run before this one");
+    assert_eq!(access.len(), 13, "every report run before this one");
     let last = access.last().unwrap();
     assert_eq!((&last[3], &last[4]), ("sessions", "csv"));
     use sha2::Digest;

@@ -30,17 +30,27 @@ pub enum ReportKind {
     Admin,
     /// Who ran which report.
     Access,
+    /// Requests, grants and denials per permission and technician.
+    Permissions,
+    /// Sessions never picked up, joins abandoned, joins refused.
+    Missed,
+    /// Per day and technician: sessions, mean and p95 duration, failed
+    /// logins, denied permissions.
+    Summary,
 }
 
 impl ReportKind {
     /// Every report, by name.
-    pub const ALL: [(&'static str, ReportKind); 6] = [
+    pub const ALL: [(&'static str, ReportKind); 9] = [
         ("sessions", ReportKind::Sessions),
         ("chat", ReportKind::Chat),
         ("files", ReportKind::Files),
         ("logins", ReportKind::Logins),
         ("admin", ReportKind::Admin),
         ("access", ReportKind::Access),
+        ("permissions", ReportKind::Permissions),
+        ("missed", ReportKind::Missed),
+        ("summary", ReportKind::Summary),
     ];
 
     /// Its name on the command line.
@@ -93,13 +103,40 @@ impl ReportKind {
                     "time", "actor", "source", "report", "format", "filters", "rows", "sha256",
                 ]
             }
+            ReportKind::Permissions => {
+                vec!["technician", "permission", "requested", "granted", "denied"]
+            }
+            ReportKind::Missed => {
+                vec![
+                    "time",
+                    "what",
+                    "session",
+                    "technician",
+                    "end_user_address",
+                    "detail",
+                ]
+            }
+            ReportKind::Summary => vec![
+                "day",
+                "technician",
+                "sessions",
+                "mean_duration_ms",
+                "p95_duration_ms",
+                "failed_logins",
+                "denied_permissions",
+            ],
         }
     }
 
     /// The audit types the report reads (empty: every session's events).
     fn kinds(self) -> Vec<String> {
         let names: &[&str] = match self {
-            ReportKind::Sessions | ReportKind::Chat | ReportKind::Files => &[],
+            ReportKind::Sessions
+            | ReportKind::Chat
+            | ReportKind::Files
+            | ReportKind::Permissions
+            | ReportKind::Missed
+            | ReportKind::Summary => &[],
             ReportKind::Logins => &[
                 "login.succeeded",
                 "login.failed",
@@ -175,9 +212,15 @@ pub async fn run<W: Write>(
     };
     let mut events = std::pin::pin!(audit_db::query::stream(store.clone(), query));
     let mut open: HashMap<Uuid, SessionStory> = HashMap::new();
+    let mut totals = Totals::default();
     while let Some(e) = events.next().await {
         let e = e?;
         if session_report {
+            let in_range = filter.until_us.is_none_or(|until| e.occurred_at_us < until);
+            if e.session.is_none() && in_range {
+                // The session-less events the session reports count.
+                totals.loose_event(kind, &e, filter, &mut rows)?;
+            }
             let Some(session) = e.session else { continue };
             if e.kind == "session.created" {
                 if filter
@@ -195,7 +238,7 @@ pub async fn run<W: Write>(
             story.add(&e);
             if e.kind == "session.ended" {
                 if let Some(story) = open.remove(&session) {
-                    session_rows(kind, &story, filter, &mut rows)?;
+                    session_rows(kind, &story, filter, &mut rows, &mut totals)?;
                 }
             }
         } else if filter.until_us.is_none_or(|until| e.occurred_at_us < until) {
@@ -208,8 +251,9 @@ pub async fn run<W: Write>(
     let mut left: Vec<SessionStory> = open.into_values().collect();
     left.sort_by_key(|s| s.first_seq);
     for story in &left {
-        session_rows(kind, story, filter, &mut rows)?;
+        session_rows(kind, story, filter, &mut rows, &mut totals)?;
     }
+    totals.write(kind, &mut rows)?;
     Ok(Written {
         rows: rows.finish()?,
         head,
@@ -241,10 +285,12 @@ fn session_rows<W: Write>(
     s: &SessionStory,
     filter: &ReportFilter,
     rows: &mut RowWriter<W>,
+    totals: &mut Totals,
 ) -> Result<(), WriteError> {
     if !story_matches(s, filter) {
         return Ok(());
     }
+    totals.story(kind, s);
     let id = Cell::Text(s.session.to_string());
     let tech = Cell::text(s.technician.clone());
     match kind {
@@ -314,9 +360,168 @@ fn session_rows<W: Write>(
                 ])?;
             }
         }
+        ReportKind::Missed if s.picked_up_at_us.is_none() => {
+            let (what, at) = match s.joined_at_us {
+                Some(at) => ("joined_not_picked_up", at),
+                None => ("never_joined", s.created_at_us.unwrap_or_default()),
+            };
+            rows.row(&[
+                Cell::Time(at),
+                Cell::Text(what.to_owned()),
+                id,
+                tech,
+                Cell::text(s.address.clone()),
+                Cell::text(s.ended.as_ref().map(|e| format!("ended: {}", e.reason))),
+            ])?;
+        }
         _ => {}
     }
     Ok(())
+}
+
+/// What the aggregate reports add up as the log goes by.
+#[derive(Default)]
+struct Totals {
+    /// (technician, permission) → requested, granted, denied.
+    permissions: std::collections::BTreeMap<(String, String), [i64; 3]>,
+    /// (day, technician) → session durations, failed logins, denials.
+    days: std::collections::BTreeMap<(String, String), DayTotals>,
+}
+
+#[derive(Default)]
+struct DayTotals {
+    durations: Vec<u64>,
+    failed_logins: i64,
+    denied: i64,
+}
+
+/// The UTC day of `us`, `YYYY-MM-DD`.
+fn day(us: i64) -> String {
+    audit_db::time_us::format(us).chars().take(10).collect()
+}
+
+impl Totals {
+    fn story(&mut self, kind: ReportKind, s: &SessionStory) {
+        let tech = s.technician.clone().unwrap_or_default();
+        match kind {
+            ReportKind::Permissions => {
+                for p in &s.requested {
+                    self.permission(&tech, p.as_str())[0] += 1;
+                }
+                for g in &s.granted {
+                    self.permission(&tech, g.permission.as_str())[1] += 1;
+                }
+                for d in &s.denied {
+                    self.permission(&tech, d.permission.as_str())[2] += 1;
+                }
+            }
+            ReportKind::Summary => {
+                let Some(created) = s.created_at_us else {
+                    return;
+                };
+                let totals = self.days.entry((day(created), tech)).or_default();
+                totals
+                    .durations
+                    .push(s.ended.as_ref().map_or(0, |e| e.duration_ms));
+                totals.denied += s.denied.len() as i64;
+            }
+            _ => {}
+        }
+    }
+
+    fn permission(&mut self, tech: &str, permission: &str) -> &mut [i64; 3] {
+        self.permissions
+            .entry((tech.to_owned(), permission.to_owned()))
+            .or_default()
+    }
+
+    /// Events outside any session: failed logins for the summary, refused
+    /// joins for the missed report.
+    fn loose_event<W: Write>(
+        &mut self,
+        kind: ReportKind,
+        e: &StoredEvent,
+        f: &ReportFilter,
+        rows: &mut RowWriter<W>,
+    ) -> Result<(), WriteError> {
+        match (kind, e.decode().ok().flatten()) {
+            (ReportKind::Summary, Some(EventKind::LoginFailed(l))) => {
+                let wanted = f
+                    .technician
+                    .as_deref()
+                    .is_none_or(|t| t.eq_ignore_ascii_case(&l.email))
+                    && f.ip.is_none_or(|net| net.contains(&l.ip));
+                if wanted {
+                    self.days
+                        .entry((day(e.occurred_at_us), l.email))
+                        .or_default()
+                        .failed_logins += 1;
+                }
+            }
+            (ReportKind::Missed, Some(EventKind::SessionJoinRefused(r))) => {
+                if f.technician.is_none()
+                    && f.group.is_none()
+                    && f.ip.is_none_or(|net| net.contains(&r.ip))
+                {
+                    let reason = serde_json::to_value(r.reason).ok();
+                    rows.row(&[
+                        Cell::Time(e.occurred_at_us),
+                        Cell::Text("join_refused".to_owned()),
+                        Cell::Empty,
+                        Cell::Empty,
+                        Cell::Text(r.ip.to_string()),
+                        Cell::text(reason.as_ref().and_then(|v| v.as_str()).map(str::to_owned)),
+                    ])?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn write<W: Write>(self, kind: ReportKind, rows: &mut RowWriter<W>) -> Result<(), WriteError> {
+        match kind {
+            ReportKind::Permissions => {
+                for ((tech, permission), [requested, granted, denied]) in self.permissions {
+                    rows.row(&[
+                        Cell::Text(tech),
+                        Cell::Text(permission),
+                        Cell::Int(requested),
+                        Cell::Int(granted),
+                        Cell::Int(denied),
+                    ])?;
+                }
+            }
+            ReportKind::Summary => {
+                for ((day, tech), mut t) in self.days {
+                    t.durations.sort_unstable();
+                    let n = t.durations.len();
+                    let (mean, p95) = if n == 0 {
+                        (Cell::Empty, Cell::Empty)
+                    } else {
+                        let sum: u64 = t.durations.iter().sum();
+                        // Nearest rank: the smallest duration at or above 95 % of them.
+                        let rank = (n * 95).div_ceil(100).max(1) - 1;
+                        (
+                            Cell::Int((sum / n as u64) as i64),
+                            Cell::Int(t.durations[rank] as i64),
+                        )
+                    };
+                    rows.row(&[
+                        Cell::Text(day),
+                        Cell::Text(tech),
+                        Cell::Int(n as i64),
+                        mean,
+                        p95,
+                        Cell::Int(t.failed_logins),
+                        Cell::Int(t.denied),
+                    ])?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
 }
 
 /// A row of a report over single events, if `e` is in it.

@@ -458,21 +458,22 @@ impl Totals {
                         .failed_logins += 1;
                 }
             }
-            (ReportKind::Missed, Some(EventKind::SessionJoinRefused(r))) => {
+            // A refused join belongs to no technician or group: only
+            // reports not narrowed to one list it.
+            (ReportKind::Missed, Some(EventKind::SessionJoinRefused(r)))
                 if f.technician.is_none()
                     && f.group.is_none()
-                    && f.ip.is_none_or(|net| net.contains(&r.ip))
-                {
-                    let reason = serde_json::to_value(r.reason).ok();
-                    rows.row(&[
-                        Cell::Time(e.occurred_at_us),
-                        Cell::Text("join_refused".to_owned()),
-                        Cell::Empty,
-                        Cell::Empty,
-                        Cell::Text(r.ip.to_string()),
-                        Cell::text(reason.as_ref().and_then(|v| v.as_str()).map(str::to_owned)),
-                    ])?;
-                }
+                    && f.ip.is_none_or(|net| net.contains(&r.ip)) =>
+            {
+                let reason = serde_json::to_value(r.reason).ok();
+                rows.row(&[
+                    Cell::Time(e.occurred_at_us),
+                    Cell::Text("join_refused".to_owned()),
+                    Cell::Empty,
+                    Cell::Empty,
+                    Cell::Text(r.ip.to_string()),
+                    Cell::text(reason.as_ref().and_then(|v| v.as_str()).map(str::to_owned)),
+                ])?;
             }
             _ => {}
         }

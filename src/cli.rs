@@ -503,6 +503,9 @@ pub enum ReportFormat {
     Csv,
     /// One JSON object per row
     Jsonl,
+    /// One self-contained HTML file with charts (sessions, summary), printable;
+    /// the log is always verified first
+    Html,
 }
 
 fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {

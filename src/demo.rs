@@ -89,9 +89,40 @@ pub async fn run(log: &AuditLog, data: &Path) -> Result<ExitCode> {
     stop(&mut gateway)?;
     stop(&mut receiver)?;
     let (console, applet) = outcome?;
-    summary(log, data, &console, &applet).await?;
+    let guid = summary(log, data, &console, &applet).await?;
     webhook_summary(post.as_ref(), &secret)?;
+    sessions_report(&exe, data, &guid)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The demo session's `sessions` report as HTML in the data directory,
+/// made by `vigil report` like any other (and so audited like any other).
+fn sessions_report(exe: &Path, data: &Path, guid: &str) -> Result<()> {
+    let out = data.join("demo").join("sessions-report.html");
+    let status = Command::new(exe)
+        .arg("--data")
+        .arg(data)
+        .args([
+            "report",
+            "sessions",
+            "--session",
+            guid,
+            "--format",
+            "html",
+            "--force",
+            "-o",
+        ])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("running vigil report")?;
+    if !status.success() {
+        bail!("vigil report sessions failed ({status})");
+    }
+    println!("== compliance report");
+    println!("sessions report:    {}", out.display());
+    Ok(())
 }
 
 /// Description of the demo's endpoint: each run replaces the last one's.
@@ -365,12 +396,13 @@ fn stop(gateway: &mut Child) -> Result<()> {
     Ok(())
 }
 
+/// Prints the session's summary; returns its GUID.
 async fn summary(
     log: &AuditLog,
     data: &Path,
     console: &[ConsoleLine],
     applet: &[AppletLine],
-) -> Result<()> {
+) -> Result<String> {
     let (guid, console_sas) = console
         .iter()
         .find_map(|l| match l {
@@ -445,5 +477,5 @@ async fn summary(
         data.display()
     );
     println!("verify:  vigil --data {} audit verify", data.display());
-    Ok(())
+    Ok(guid)
 }

@@ -39,15 +39,16 @@ pub fn check(args: &ReportArgs) -> Result<()> {
 
 /// Runs the report and audits it.
 pub async fn run(log: &AuditLog, args: ReportArgs) -> Result<ExitCode> {
-    // Whether the log is intact, checked before the report reads it.
-    let verified = if args.verify {
+    // Whether the log is intact, checked before the report reads it
+    // (always for HTML, the form handed to people).
+    let proof = if args.verify || args.format == ReportFormat::Html {
         let report = log.verify(None).await?;
         if let Err(broken) = &report.outcome {
             bail!("the audit log does not verify, so no report is made from it: {broken}");
         }
-        Some(report.head)
+        format!("the log verified intact up to seq {}", report.head.seq)
     } else {
-        None
+        "the log was not verified (--verify)".to_owned()
     };
     let kind = match args.report {
         ReportType::Sessions => ReportKind::Sessions,
@@ -64,6 +65,7 @@ pub async fn run(log: &AuditLog, args: ReportArgs) -> Result<ExitCode> {
         ReportFormat::Table => (RowFormat::Table, "table"),
         ReportFormat::Csv => (RowFormat::Csv, "csv"),
         ReportFormat::Jsonl => (RowFormat::JsonLines, "jsonl"),
+        ReportFormat::Html => (RowFormat::Html, "html"),
     };
     let filter = ReportFilter {
         since_us: args.since,
@@ -76,7 +78,8 @@ pub async fn run(log: &AuditLog, args: ReportArgs) -> Result<ExitCode> {
     let (written, sha256) = match &args.output {
         None => {
             let mut out = Hashing::new(std::io::BufWriter::new(std::io::stdout().lock()));
-            let written = reports::run(log.store(), kind, &filter, format, &mut out).await?;
+            let written =
+                reports::run(log.store(), kind, &filter, format, &mut out, &proof).await?;
             out.flush()?;
             (written, out.hex())
         }
@@ -85,7 +88,7 @@ pub async fn run(log: &AuditLog, args: ReportArgs) -> Result<ExitCode> {
             let file = std::fs::File::create(&temp)
                 .with_context(|| format!("creating {}", temp.display()))?;
             let mut out = Hashing::new(std::io::BufWriter::new(file));
-            let result = reports::run(log.store(), kind, &filter, format, &mut out).await;
+            let result = reports::run(log.store(), kind, &filter, format, &mut out, &proof).await;
             let finished = result.map_err(anyhow::Error::from).and_then(|w| {
                 out.flush()?;
                 Ok(w)
@@ -104,19 +107,11 @@ pub async fn run(log: &AuditLog, args: ReportArgs) -> Result<ExitCode> {
         }
     };
     // The stamp: where in the log the report stands, and whether the log
-    // was proven intact up to there. In the table itself; beside the
-    // machine formats (on stderr), so that they stay pure data.
-    let head = written.head;
-    let proof = match verified {
-        Some(v) if v.seq >= head.seq => "the log verified intact up to there",
-        Some(_) => "the log verified intact up to an earlier seq",
-        None => "the log was not verified (--verify)",
-    };
-    let stamp = format!(
-        "built from the audit log up to seq {} (hash {}); {proof}",
-        head.seq, head.hash
-    );
+    // was proven intact up to there. In the table and the HTML themselves;
+    // beside the machine formats (on stderr), so that they stay pure data.
+    let stamp = reports::stamp(&written.head, &proof);
     match (&args.output, args.format) {
+        (_, ReportFormat::Html) => {}
         (None, ReportFormat::Table) => println!("\n{stamp}"),
         _ => eprintln!("{stamp}"),
     }

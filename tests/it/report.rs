@@ -280,16 +280,16 @@ fn reports_say_what_the_log_holds_and_every_run_is_audited() {
     let table = run_in(data, &["report", "admin", "--verify"], "");
     let stamp = table.ok().lines().last().unwrap().to_owned();
     assert!(
-        stamp.starts_with(&format!("built from the audit log up to seq {head} (hash ")),
+        stamp.starts_with(&format!("Built from the audit log up to seq {head} (hash ")),
         "{stamp}"
     );
     assert!(
-        stamp.ends_with("the log verified intact up to there"),
+        stamp.ends_with(&format!("the log verified intact up to seq {head}.")),
         "{stamp}"
     );
     let csv = run_in(data, &["report", "admin", "--format", "csv"], "");
     assert!(
-        !csv.ok().contains("built from"),
+        !csv.ok().contains("Built from"),
         "machine formats stay pure data"
     );
     assert!(csv.stderr.contains("the log was not verified"), "{csv:?}");
@@ -375,4 +375,80 @@ fn bad_report_input_is_one_line_and_writes_nothing() {
         .filter(|e| e.file_name().to_string_lossy().contains(".partial-"))
         .collect();
     assert!(leftovers.is_empty());
+}
+
+#[test]
+fn the_html_report_is_self_contained_and_says_what_the_csv_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    add_technician(data);
+    let gw = start_gateway(data, &["--no-webhooks"]);
+    run_session(data, &gw);
+    let ca = gw.ca.to_str().unwrap().to_owned();
+    let login = [
+        "login",
+        "--gateway",
+        &gw.addr,
+        "--ca",
+        &ca,
+        "--user",
+        "ann@example.com",
+    ];
+    assert_eq!(run_in(data, &login, "wrong\n").code, 2);
+    assert_eq!(gw.stop().0, 0);
+    synthetic_session(data, &["<script>alert('x')</script>", "plain"]);
+    let shots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let browser = testkit::Browser::start();
+    for report in ["sessions", "summary", "chat"] {
+        let html = data.join(format!("{report}.html"));
+        run_in(
+            data,
+            &[
+                "report",
+                report,
+                "--format",
+                "html",
+                "-o",
+                html.to_str().unwrap(),
+            ],
+            "",
+        )
+        .ok();
+        let text = std::fs::read_to_string(&html).unwrap();
+        assert!(text.starts_with("<!DOCTYPE html>") && text.trim_end().ends_with("</html>"));
+        // Nothing fetched, nothing run.
+        for banned in ["<script", "http://", "https://", "src=", "<link"] {
+            let found = text.replace("http://www.w3.org/2000/svg", "");
+            assert!(!found.contains(banned), "{report}: {banned} in the HTML");
+        }
+        assert!(
+            text.contains("the log verified intact up to seq"),
+            "{report}"
+        );
+        let csv = csv_rows(run_in(data, &["report", report, "--format", "csv"], "").ok());
+        let Some(browser) = &browser else { continue };
+        browser.goto(&format!("file://{}", html.display()));
+        let rows = browser.js("return document.querySelectorAll('tbody tr').length");
+        assert_eq!(
+            rows.as_u64().unwrap() as usize,
+            csv.len(),
+            "{report}: the same rows"
+        );
+        let first = browser.js("return [...document.querySelectorAll('tbody tr:first-child td')].map(td => td.textContent)");
+        let first: Vec<String> = serde_json::from_value(first).unwrap();
+        let expected: Vec<String> = csv[0]
+            .iter()
+            .map(|c| c.strip_prefix('\'').unwrap_or(c).to_owned())
+            .collect();
+        assert_eq!(first, expected, "{report}: the same cells");
+        if report != "chat" {
+            let bars = browser.js("return document.querySelectorAll('.charts svg rect').length");
+            assert!(bars.as_u64().unwrap() > 0, "{report}: charts drawn");
+        } else {
+            let injected = browser.js("return document.querySelectorAll('tbody script').length");
+            assert_eq!(injected.as_u64(), Some(0), "chat text is text, not markup");
+        }
+        browser.screenshot(&shots.join(format!("{report}.png")));
+    }
 }

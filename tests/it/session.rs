@@ -550,6 +550,14 @@ fn the_demo_runs_a_whole_session_and_leaves_a_verifiable_trail() {
             "{out}"
         );
         assert!(out.contains("signature:          verified"), "{out}");
+        // And its compliance report, as HTML in the data directory.
+        let report = dir.path().join("demo/sessions-report.html");
+        assert!(
+            out.contains(&format!("sessions report:    {}", report.display())),
+            "{out}"
+        );
+        let html = std::fs::read_to_string(&report).unwrap();
+        assert_eq!(html.matches("<tr><td>").count(), 1, "one session");
     }
     assert_verifies(dir.path());
     // Each run's endpoint replaced the one before.

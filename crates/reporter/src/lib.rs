@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod events;
+pub mod html;
 pub mod recordings;
 pub mod reports;
 pub mod session;

@@ -180,6 +180,14 @@ pub enum ReportError {
     Write(#[from] WriteError),
 }
 
+/// Where in the log a report stands, and what `proof` says of it.
+pub fn stamp(head: &audit_db::Head, proof: &str) -> String {
+    format!(
+        "Built from the audit log up to seq {} (hash {}); {proof}.",
+        head.seq, head.hash
+    )
+}
+
 /// What a finished report was built from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Written {
@@ -191,16 +199,21 @@ pub struct Written {
 }
 
 /// Runs `kind` over the log in `store`, narrowed by `filter`, into `out`.
+/// `proof` says whether the log was verified; with the head, it makes the
+/// stamp an HTML report ends with.
 pub async fn run<W: Write>(
     store: &Store,
     kind: ReportKind,
     filter: &ReportFilter,
     format: RowFormat,
     out: W,
+    proof: &str,
 ) -> Result<Written, ReportError> {
     let head = store.head().await?;
     let up_to_seq = head.seq;
-    let mut rows = RowWriter::new(out, format, kind.columns())?;
+    let title = format!("Vigil {} report", kind.name());
+    let mut rows = RowWriter::titled(out, format, kind.columns(), &title)?;
+    rows.set_footer(stamp(&head, proof));
     let session_report = kind.kinds().is_empty();
     let query = Filter {
         kinds: kind.kinds(),

@@ -61,6 +61,8 @@ pub enum RowFormat {
     JsonLines,
     /// Aligned columns.
     Table,
+    /// One self-contained HTML file, with charts where the report has them.
+    Html,
 }
 
 /// Writing a report failed.
@@ -84,11 +86,16 @@ pub struct RowWriter<W: Write> {
     columns: Vec<&'static str>,
     inner: Inner<W>,
     rows: u64,
+    footer: String,
 }
 
 enum Inner<W: Write> {
     Csv(Box<csv::Writer<W>>),
     Json(W),
+    Html {
+        out: W,
+        charts: Box<crate::html::Charts>,
+    },
     Table {
         out: W,
         pending: Vec<Vec<String>>,
@@ -99,7 +106,24 @@ enum Inner<W: Write> {
 impl<W: Write> RowWriter<W> {
     /// A writer; the CSV header goes out at once.
     pub fn new(out: W, format: RowFormat, columns: Vec<&'static str>) -> Result<Self, WriteError> {
+        Self::titled(out, format, columns, "Vigil report")
+    }
+
+    /// A writer whose HTML document has `title`.
+    pub fn titled(
+        mut out: W,
+        format: RowFormat,
+        columns: Vec<&'static str>,
+        title: &str,
+    ) -> Result<Self, WriteError> {
         let inner = match format {
+            RowFormat::Html => {
+                crate::html::head(&mut out, title, &columns)?;
+                Inner::Html {
+                    out,
+                    charts: Box::default(),
+                }
+            }
             RowFormat::Csv => {
                 let mut w = csv::WriterBuilder::new()
                     .terminator(csv::Terminator::CRLF)
@@ -118,7 +142,13 @@ impl<W: Write> RowWriter<W> {
             columns,
             inner,
             rows: 0,
+            footer: String::new(),
         })
+    }
+
+    /// The line an HTML document ends with (the log position it stands on).
+    pub fn set_footer(&mut self, footer: String) {
+        self.footer = footer;
     }
 
     /// Writes one row (as many cells as columns).
@@ -127,6 +157,14 @@ impl<W: Write> RowWriter<W> {
         self.rows += 1;
         match &mut self.inner {
             Inner::Csv(w) => w.write_record(cells.iter().map(csv_cell))?,
+            Inner::Html { out, charts } => {
+                chart(charts, &self.columns, cells);
+                let texts: Vec<(String, bool)> = cells
+                    .iter()
+                    .map(|c| (c.display(), matches!(c, Cell::Int(_))))
+                    .collect();
+                crate::html::row(out, &texts)?;
+            }
             Inner::Json(out) => {
                 let obj: serde_json::Map<String, serde_json::Value> = self
                     .columns
@@ -161,6 +199,10 @@ impl<W: Write> RowWriter<W> {
         match self.inner {
             Inner::Csv(mut w) => w.flush()?,
             Inner::Json(mut out) => out.flush()?,
+            Inner::Html { mut out, charts } => {
+                crate::html::tail(&mut out, &charts, &self.footer, self.rows)?;
+                out.flush()?;
+            }
             Inner::Table {
                 mut out,
                 mut pending,
@@ -173,6 +215,31 @@ impl<W: Write> RowWriter<W> {
             }
         }
         Ok(self.rows)
+    }
+}
+
+/// Feeds the charts from a row of a report that has them: sessions per
+/// day and technician, durations, failed logins per day.
+fn chart(charts: &mut crate::html::Charts, columns: &[&'static str], cells: &[Cell]) {
+    let at = |name: &str| columns.iter().position(|c| *c == name).map(|i| &cells[i]);
+    let day = match (at("created"), at("day")) {
+        (Some(Cell::Time(us)), _) => time_us::format(*us).chars().take(10).collect::<String>(),
+        (_, Some(Cell::Text(d))) => d.clone(),
+        _ => return,
+    };
+    let Some(tech) = at("technician") else { return };
+    let tech = tech.display();
+    let count = match at("sessions") {
+        Some(Cell::Int(n)) => *n as f64,
+        Some(_) => 0.0,
+        None => 1.0,
+    };
+    charts.sessions(&day, &tech, count);
+    if let Some(Cell::Int(ms)) = at("duration_ms") {
+        charts.duration(u64::try_from(*ms).unwrap_or(0));
+    }
+    if let Some(Cell::Int(n)) = at("failed_logins") {
+        charts.failed(&day, *n as f64);
     }
 }
 

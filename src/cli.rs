@@ -433,9 +433,12 @@ pub enum AdminCommand {
 /// `vigil report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// The report
+    /// The report (or `verify`, to check an evidence bundle)
     #[arg(value_enum)]
     pub report: ReportType,
+    /// With `verify`: the bundle to check (against the log too, where there is one)
+    #[arg(value_name = "BUNDLE", required_if_eq("report", "verify"))]
+    pub bundle_to_check: Option<PathBuf>,
     /// Only what happened at or after T (a session: created at or after T)
     #[arg(long, value_name = "T", value_parser = audit_db::time_us::parse)]
     pub since: Option<i64>,
@@ -460,9 +463,14 @@ pub struct ReportArgs {
     /// Write to FILE instead of standard output (made whole, then renamed)
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Replace an existing --output file
+    /// Replace an existing --output or --bundle file
     #[arg(long)]
     pub force: bool,
+    /// Write an evidence bundle instead: the report as CSV and HTML, the
+    /// exact events it was derived from, and a manifest with the log
+    /// position and every file's SHA-256 (the log is verified first)
+    #[arg(long, value_name = "OUT.zip", conflicts_with = "output")]
+    pub bundle: Option<PathBuf>,
     /// Verify the whole hash chain first, and say so in the report's stamp
     /// (a broken log makes no report)
     #[arg(long)]
@@ -492,6 +500,9 @@ pub enum ReportType {
     Missed,
     /// Per day and technician: sessions, mean and p95 duration, failed logins, denials
     Summary,
+    /// Check an evidence bundle: every file against its manifest and, given the
+    /// log, every event against the event the log holds at its seq
+    Verify,
 }
 
 /// A report's output format.

@@ -20,7 +20,7 @@ mod webhooks;
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use audit_db::{AuditLog, OpenMode};
 use clap::Parser;
 use cli::{AdminCommand, AuditCommand, Cli, Command, RecordingCommand, WebhookCommand};
@@ -110,6 +110,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         },
         Command::Convert(args) => convert::run(args).await,
+        // Checking a bundle needs no log; with one (named, or the data
+        // directory's), its events are checked against it too.
+        Command::Report(args)
+            if args.report == cli::ReportType::Verify
+                && cli.db.is_none()
+                && !data_dir.join("audit.db").exists() =>
+        {
+            report::check(&args)?;
+            let bundle = args
+                .bundle_to_check
+                .as_deref()
+                .context("no bundle to check")?;
+            report::verify_bundle(bundle, None).await
+        }
         Command::Report(args) => {
             report::check(&args)?;
             with_log(&url, OpenMode::Create, |log| async move {

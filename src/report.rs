@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use audit_db::event::ReportGenerated;
 use audit_db::{AuditLog, EventKind, NewEvent};
-use reporter::reports::{self, ReportFilter, ReportKind};
+use futures::StreamExt;
+use reporter::bundle::{self, ChainPosition, Manifest};
+use reporter::reports::{self, ReportFilter, ReportKind, Run, Sources};
 use reporter::table::RowFormat;
 use sha2::{Digest, Sha256};
 
@@ -21,7 +23,7 @@ pub fn check(args: &ReportArgs) -> Result<()> {
             bail!("--since must be before --until");
         }
     }
-    if let Some(out) = &args.output {
+    for out in [&args.output, &args.bundle].into_iter().flatten() {
         let dir = parent(out);
         if !dir.is_dir() {
             bail!(
@@ -34,14 +36,91 @@ pub fn check(args: &ReportArgs) -> Result<()> {
             bail!("{} exists (--force replaces it)", out.display());
         }
     }
+    if let Some(bundle) = &args.bundle_to_check {
+        if args.report != ReportType::Verify {
+            bail!(
+                "{} given, but only `vigil report verify` takes a bundle",
+                bundle.display()
+            );
+        }
+    }
     Ok(())
 }
 
-/// Runs the report and audits it.
+/// `vigil report verify BUNDLE`, with the log when there is one.
+pub async fn verify_bundle(bundle: &Path, log: Option<&AuditLog>) -> Result<ExitCode> {
+    let bytes = std::fs::read(bundle).with_context(|| format!("reading {}", bundle.display()))?;
+    let mut findings = bundle::verify(std::io::Cursor::new(&bytes), log.map(AuditLog::store))
+        .await
+        .with_context(|| format!("{} cannot be checked", bundle.display()))?;
+    if let Some(log) = log {
+        // The whole file, manifest included, is the one the log says was
+        // made: its SHA-256 is in a report.generated event.
+        let sha = hex::encode(Sha256::digest(&bytes));
+        let filter = audit_db::Filter {
+            kind: Some("report.generated".to_owned()),
+            ..audit_db::Filter::default()
+        };
+        let mut made = std::pin::pin!(log.query(filter));
+        let mut recorded = false;
+        while let Some(e) = made.next().await {
+            if let Ok(Some(EventKind::ReportGenerated(r))) = e?.decode() {
+                recorded |= r.sha256 == sha;
+            }
+        }
+        if !recorded {
+            findings.problems.push(format!(
+                "the bundle as a whole (SHA-256 {sha}) is not one this log recorded making: \
+                 {} or the zip around the files was changed, or it came from another log",
+                bundle::MANIFEST
+            ));
+        }
+    }
+    if let Some(m) = &findings.manifest {
+        println!(
+            "bundle: {} report ({}), {} files, log seq {} hash {}",
+            m.report,
+            if m.filters.is_empty() {
+                "no filters"
+            } else {
+                &m.filters
+            },
+            m.files.len(),
+            m.chain.seq,
+            m.chain.hash
+        );
+    }
+    if log.is_some() {
+        println!(
+            "events checked against the log: {}",
+            findings.events_checked
+        );
+    } else {
+        println!("no log given (--data or --db): files checked against the manifest only");
+    }
+    if findings.problems.is_empty() {
+        println!("intact");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for p in &findings.problems {
+        println!("ALTERED: {p}");
+    }
+    Ok(ExitCode::from(1))
+}
+
+/// Runs the report (or makes the bundle) and audits it.
 pub async fn run(log: &AuditLog, args: ReportArgs) -> Result<ExitCode> {
+    let Some(kind) = kind_of(args.report) else {
+        let bundle = args
+            .bundle_to_check
+            .as_deref()
+            .context("no bundle to check")?;
+        return verify_bundle(bundle, Some(log)).await;
+    };
     // Whether the log is intact, checked before the report reads it
-    // (always for HTML, the form handed to people).
-    let proof = if args.verify || args.format == ReportFormat::Html {
+    // (always for HTML and bundles, the forms handed to people).
+    let verify = args.verify || args.format == ReportFormat::Html || args.bundle.is_some();
+    let proof = if verify {
         let report = log.verify(None).await?;
         if let Err(broken) = &report.outcome {
             bail!("the audit log does not verify, so no report is made from it: {broken}");
@@ -49,23 +128,6 @@ pub async fn run(log: &AuditLog, args: ReportArgs) -> Result<ExitCode> {
         format!("the log verified intact up to seq {}", report.head.seq)
     } else {
         "the log was not verified (--verify)".to_owned()
-    };
-    let kind = match args.report {
-        ReportType::Sessions => ReportKind::Sessions,
-        ReportType::Chat => ReportKind::Chat,
-        ReportType::Files => ReportKind::Files,
-        ReportType::Logins => ReportKind::Logins,
-        ReportType::Admin => ReportKind::Admin,
-        ReportType::Access => ReportKind::Access,
-        ReportType::Permissions => ReportKind::Permissions,
-        ReportType::Missed => ReportKind::Missed,
-        ReportType::Summary => ReportKind::Summary,
-    };
-    let (format, format_name) = match args.format {
-        ReportFormat::Table => (RowFormat::Table, "table"),
-        ReportFormat::Csv => (RowFormat::Csv, "csv"),
-        ReportFormat::Jsonl => (RowFormat::JsonLines, "jsonl"),
-        ReportFormat::Html => (RowFormat::Html, "html"),
     };
     let filter = ReportFilter {
         since_us: args.since,
@@ -75,46 +137,47 @@ pub async fn run(log: &AuditLog, args: ReportArgs) -> Result<ExitCode> {
         session: args.session,
         ip: args.ip,
     };
-    let (written, sha256) = match &args.output {
-        None => {
-            let mut out = Hashing::new(std::io::BufWriter::new(std::io::stdout().lock()));
-            let written =
-                reports::run(log.store(), kind, &filter, format, &mut out, &proof).await?;
-            out.flush()?;
-            (written, out.hex())
-        }
-        Some(path) => {
-            let temp = temp_path(path);
-            let file = std::fs::File::create(&temp)
-                .with_context(|| format!("creating {}", temp.display()))?;
-            let mut out = Hashing::new(std::io::BufWriter::new(file));
-            let result = reports::run(log.store(), kind, &filter, format, &mut out, &proof).await;
-            let finished = result.map_err(anyhow::Error::from).and_then(|w| {
-                out.flush()?;
-                Ok(w)
-            });
-            let written = match finished {
-                Ok(w) => w,
-                Err(e) => {
-                    let _ = std::fs::remove_file(&temp);
-                    return Err(e);
-                }
-            };
-            std::fs::rename(&temp, path)
-                .with_context(|| format!("renaming {} to {}", temp.display(), path.display()))?;
-            eprintln!("{} rows written to {}", written.rows, path.display());
-            (written, out.hex())
-        }
+    let head = log.store().head().await?;
+    let run_as = |format| Run {
+        kind,
+        filter: &filter,
+        format,
+        head,
+        proof: &proof,
     };
-    // The stamp: where in the log the report stands, and whether the log
-    // was proven intact up to there. In the table and the HTML themselves;
-    // beside the machine formats (on stderr), so that they stay pure data.
-    let stamp = reports::stamp(&written.head, &proof);
-    match (&args.output, args.format) {
-        (_, ReportFormat::Html) => {}
-        (None, ReportFormat::Table) => println!("\n{stamp}"),
-        _ => eprintln!("{stamp}"),
-    }
+    let (rows, sha256, format_name) = if let Some(path) = &args.bundle {
+        let rows = make_bundle(
+            log,
+            &args,
+            &run_as(RowFormat::Csv),
+            &run_as(RowFormat::Html),
+            path,
+        )
+        .await?;
+        let sha = hex::encode(Sha256::digest(std::fs::read(path)?));
+        eprintln!(
+            "evidence bundle of {rows} rows written to {}",
+            path.display()
+        );
+        (rows, sha, "bundle")
+    } else {
+        let (format, name) = match args.format {
+            ReportFormat::Table => (RowFormat::Table, "table"),
+            ReportFormat::Csv => (RowFormat::Csv, "csv"),
+            ReportFormat::Jsonl => (RowFormat::JsonLines, "jsonl"),
+            ReportFormat::Html => (RowFormat::Html, "html"),
+        };
+        let (rows, sha) = write_report(log, &run_as(format), args.output.as_deref()).await?;
+        // The stamp: in the table and the HTML themselves; beside the
+        // machine formats (on stderr), so that they stay pure data.
+        let stamp = reports::stamp(&head, &proof);
+        match (&args.output, args.format) {
+            (_, ReportFormat::Html) => {}
+            (None, ReportFormat::Table) => println!("\n{stamp}"),
+            _ => eprintln!("{stamp}"),
+        }
+        (rows, sha, name)
+    };
     let (admin, source) = crate::admin::acting(&args.by);
     let event = NewEvent::now(
         audit_db::Actor::admin(&admin),
@@ -123,15 +186,139 @@ pub async fn run(log: &AuditLog, args: ReportArgs) -> Result<ExitCode> {
             report: kind.name().to_owned(),
             filters: describe(&args),
             format: format_name.to_owned(),
-            rows: written.rows,
+            rows,
             sha256,
-            up_to_seq: written.head.seq,
+            up_to_seq: head.seq,
         }),
     );
     log.append_one(event)
         .await
         .context("the report was made but its run could not be recorded in the audit log")?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn kind_of(report: ReportType) -> Option<ReportKind> {
+    Some(match report {
+        ReportType::Sessions => ReportKind::Sessions,
+        ReportType::Chat => ReportKind::Chat,
+        ReportType::Files => ReportKind::Files,
+        ReportType::Logins => ReportKind::Logins,
+        ReportType::Admin => ReportKind::Admin,
+        ReportType::Access => ReportKind::Access,
+        ReportType::Permissions => ReportKind::Permissions,
+        ReportType::Missed => ReportKind::Missed,
+        ReportType::Summary => ReportKind::Summary,
+        ReportType::Verify => return None,
+    })
+}
+
+/// Writes one report to stdout or `output`; rows and the output's SHA-256.
+async fn write_report(
+    log: &AuditLog,
+    run: &Run<'_>,
+    output: Option<&Path>,
+) -> Result<(u64, String)> {
+    match output {
+        None => {
+            let mut out = Hashing::new(std::io::BufWriter::new(std::io::stdout().lock()));
+            let written = reports::run(log.store(), run, &mut out, None).await?;
+            out.flush()?;
+            Ok((written.rows, out.hex()))
+        }
+        Some(path) => {
+            let (rows, sha) = write_whole(path, |file| async move {
+                let mut out = Hashing::new(std::io::BufWriter::new(file));
+                let rows = reports::run(log.store(), run, &mut out, None).await?.rows;
+                out.flush()?;
+                Ok((rows, out.hex()))
+            })
+            .await?;
+            eprintln!("{rows} rows written to {}", path.display());
+            Ok((rows, sha))
+        }
+    }
+}
+
+/// The report as CSV and HTML, the events behind its rows and the
+/// manifest, zipped into `path`; returns its rows.
+async fn make_bundle(
+    log: &AuditLog,
+    args: &ReportArgs,
+    csv: &Run<'_>,
+    html: &Run<'_>,
+    path: &Path,
+) -> Result<u64> {
+    let mut sources = Sources::default();
+    let mut csv_bytes = Vec::new();
+    let written = reports::run(log.store(), csv, &mut csv_bytes, Some(&mut sources)).await?;
+    let mut html_bytes = Vec::new();
+    reports::run(log.store(), html, &mut html_bytes, None).await?;
+    let mut events = Vec::new();
+    for session in &sources.sessions {
+        let filter = audit_db::Filter {
+            session: Some(*session),
+            until_seq: Some(csv.head.seq),
+            ..audit_db::Filter::default()
+        };
+        let mut stream = std::pin::pin!(log.query(filter));
+        while let Some(e) = stream.next().await {
+            events.push(e?);
+        }
+    }
+    for seq in &sources.events {
+        events.extend(log.store().range_page(*seq, *seq, 1).await?);
+    }
+    events.sort_by_key(|e| e.seq);
+    events.dedup_by_key(|e| e.seq);
+    let mut lines = Vec::new();
+    for e in &events {
+        writeln!(lines, "{}", bundle::event_json(e))?;
+    }
+    let manifest = Manifest {
+        generator: format!("vigil {}", env!("CARGO_PKG_VERSION")),
+        created_at: audit_db::time_us::format(audit_db::time_us::now()),
+        report: csv.kind.name().to_owned(),
+        filters: describe(args),
+        chain: ChainPosition::of(&csv.head),
+        verified: true,
+        files: Default::default(),
+    };
+    let name = csv.kind.name();
+    let files: [(&str, &[u8]); 3] = [
+        (&format!("{name}.csv"), &csv_bytes),
+        (&format!("{name}.html"), &html_bytes),
+        (bundle::EVENTS, &lines),
+    ];
+    let files: Vec<(&str, &[u8])> = files.to_vec();
+    write_whole(path, |file| async move {
+        bundle::write(std::io::BufWriter::new(file), manifest, &files)?;
+        Ok(())
+    })
+    .await?;
+    Ok(written.rows)
+}
+
+/// Makes `path` from what `make` writes into a temporary file beside it,
+/// renamed into place only when whole; nothing is left on failure.
+async fn write_whole<F, Fut, T>(path: &Path, make: F) -> Result<T>
+where
+    F: FnOnce(std::fs::File) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let temp = temp_path(path);
+    let file =
+        std::fs::File::create(&temp).with_context(|| format!("creating {}", temp.display()))?;
+    match make(file).await {
+        Ok(value) => {
+            std::fs::rename(&temp, path)
+                .with_context(|| format!("renaming {} to {}", temp.display(), path.display()))?;
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&temp);
+            Err(e)
+        }
+    }
 }
 
 /// The filters as given, for the audit trail.

@@ -452,3 +452,108 @@ fn the_html_report_is_self_contained_and_says_what_the_csv_says() {
         browser.screenshot(&shots.join(format!("{report}.png")));
     }
 }
+
+/// `bundle` with one byte of member `name` flipped, written to `out`.
+fn with_flipped_byte(bundle: &Path, name: &str, out: &Path) {
+    use std::io::{Read, Write};
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(bundle).unwrap()).unwrap();
+    let mut writer = zip::ZipWriter::new(std::fs::File::create(out).unwrap());
+    for i in 0..zip.len() {
+        let mut file = zip.by_index(i).unwrap();
+        let member = file.name().unwrap().into_owned();
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).unwrap();
+        if member == name {
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0x01;
+        }
+        writer
+            .start_file(member, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        writer.write_all(&bytes).unwrap();
+    }
+    writer.finish().unwrap();
+}
+
+#[test]
+fn an_evidence_bundle_verifies_and_any_changed_byte_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    add_technician(data);
+    let gw = start_gateway(data, &["--no-webhooks"]);
+    run_session(data, &gw);
+    assert_eq!(gw.stop().0, 0);
+    let bundle = data.join("evidence.zip");
+    run_in(
+        data,
+        &["report", "sessions", "--bundle", bundle.to_str().unwrap()],
+        "",
+    )
+    .ok();
+    let check = |path: &Path, with_log: bool| {
+        if with_log {
+            run_in(data, &["report", "verify", path.to_str().unwrap()], "")
+        } else {
+            // Elsewhere, with no log: the files against the manifest only.
+            let alone = tempfile::tempdir().unwrap();
+            run_in(
+                alone.path(),
+                &["report", "verify", path.to_str().unwrap()],
+                "",
+            )
+        }
+    };
+    let good = check(&bundle, true);
+    assert!(good.ok().ends_with("intact\n"), "{good:?}");
+    let events = sql_count(
+        data,
+        "SELECT COUNT(*) FROM audit_events WHERE session_id IS NOT NULL",
+    );
+    assert!(
+        good.stdout
+            .contains(&format!("events checked against the log: {events}")),
+        "{good:?}"
+    );
+    assert!(check(&bundle, false).ok().ends_with("intact\n"));
+    // A byte changed in any file is caught, and the file named.
+    for member in [
+        "sessions.csv",
+        "sessions.html",
+        "events.jsonl",
+        "manifest.json",
+    ] {
+        let bad = data.join(format!("bad-{member}.zip"));
+        with_flipped_byte(&bundle, member, &bad);
+        let r = check(&bad, true);
+        assert_ne!(r.code, 0, "{member}: {r:?}");
+        let said = format!("{}{}", r.stdout, r.stderr);
+        assert!(
+            said.contains(member) || member == "manifest.json",
+            "{member}: {said}"
+        );
+        if member == "manifest.json" {
+            // Its own hash is in the log's report.generated event.
+            assert!(
+                said.contains("not one this log recorded making") || said.contains("manifest"),
+                "{said}"
+            );
+        }
+    }
+    // A byte flipped in the zip itself (inside a compressed member).
+    let mut raw = std::fs::read(&bundle).unwrap();
+    let at = raw.len() / 3;
+    raw[at] ^= 0xff;
+    let raw_path = data.join("raw-flip.zip");
+    std::fs::write(&raw_path, &raw).unwrap();
+    let r = check(&raw_path, true);
+    assert_ne!(r.code, 0, "{r:?}");
+    // Not a bundle at all: one line, exit 2.
+    let junk = data.join("junk.zip");
+    std::fs::write(&junk, b"not a zip").unwrap();
+    assert!(check(&junk, true)
+        .error_line()
+        .contains("not an evidence bundle"));
+    // The bundle's making is in the access report.
+    let access = csv_rows(run_in(data, &["report", "access", "--format", "csv"], "").ok());
+    assert!(access.iter().any(|r| &r[4] == "bundle"));
+}

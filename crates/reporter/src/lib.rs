@@ -4,6 +4,7 @@
 //! permission reports join them here.
 #![forbid(unsafe_code)]
 
+pub mod bundle;
 pub mod events;
 pub mod html;
 pub mod recordings;

@@ -198,18 +198,40 @@ pub struct Written {
     pub head: audit_db::Head,
 }
 
-/// Runs `kind` over the log in `store`, narrowed by `filter`, into `out`.
-/// `proof` says whether the log was verified; with the head, it makes the
-/// stamp an HTML report ends with.
+/// Where a report's rows came from: the sessions and the single events
+/// (by seq) it read, for an evidence bundle.
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    /// Sessions reported on.
+    pub sessions: Vec<Uuid>,
+    /// Events reported on one by one.
+    pub events: Vec<i64>,
+}
+
+/// How one run is made.
+pub struct Run<'a> {
+    /// The report.
+    pub kind: ReportKind,
+    /// What it is narrowed to.
+    pub filter: &'a ReportFilter,
+    /// How rows are written.
+    pub format: RowFormat,
+    /// The log position it stands on: nothing after it is read.
+    pub head: audit_db::Head,
+    /// Whether the log was verified, for the stamp.
+    pub proof: &'a str,
+}
+
+/// Runs a report over the log in `store` into `out`; with `sources`,
+/// notes what its rows came from.
 pub async fn run<W: Write>(
     store: &Store,
-    kind: ReportKind,
-    filter: &ReportFilter,
-    format: RowFormat,
+    run: &Run<'_>,
     out: W,
-    proof: &str,
+    mut sources: Option<&mut Sources>,
 ) -> Result<Written, ReportError> {
-    let head = store.head().await?;
+    let (kind, filter, format, head, proof) =
+        (run.kind, run.filter, run.format, run.head, run.proof);
     let up_to_seq = head.seq;
     let title = format!("Vigil {} report", kind.name());
     let mut rows = RowWriter::titled(out, format, kind.columns(), &title)?;
@@ -230,9 +252,11 @@ pub async fn run<W: Write>(
         let e = e?;
         if session_report {
             let in_range = filter.until_us.is_none_or(|until| e.occurred_at_us < until);
-            if e.session.is_none() && in_range {
-                // The session-less events the session reports count.
-                totals.loose_event(kind, &e, filter, &mut rows)?;
+            if e.session.is_none() && in_range && totals.loose_event(kind, &e, filter, &mut rows)? {
+                // A session-less event the session reports count.
+                if let Some(s) = sources.as_deref_mut() {
+                    s.events.push(e.seq);
+                }
             }
             let Some(session) = e.session else { continue };
             if e.kind == "session.created" {
@@ -251,12 +275,19 @@ pub async fn run<W: Write>(
             story.add(&e);
             if e.kind == "session.ended" {
                 if let Some(story) = open.remove(&session) {
-                    session_rows(kind, &story, filter, &mut rows, &mut totals)?;
+                    if session_rows(kind, &story, filter, &mut rows, &mut totals)? {
+                        if let Some(s) = sources.as_deref_mut() {
+                            s.sessions.push(session);
+                        }
+                    }
                 }
             }
         } else if filter.until_us.is_none_or(|until| e.occurred_at_us < until) {
             if let Some(cells) = event_row(kind, &e, filter) {
                 rows.row(&cells)?;
+                if let Some(s) = sources.as_deref_mut() {
+                    s.events.push(e.seq);
+                }
             }
         }
     }
@@ -264,7 +295,11 @@ pub async fn run<W: Write>(
     let mut left: Vec<SessionStory> = open.into_values().collect();
     left.sort_by_key(|s| s.first_seq);
     for story in &left {
-        session_rows(kind, story, filter, &mut rows, &mut totals)?;
+        if session_rows(kind, story, filter, &mut rows, &mut totals)? {
+            if let Some(s) = sources.as_deref_mut() {
+                s.sessions.push(story.session);
+            }
+        }
     }
     totals.write(kind, &mut rows)?;
     Ok(Written {
@@ -299,9 +334,9 @@ fn session_rows<W: Write>(
     filter: &ReportFilter,
     rows: &mut RowWriter<W>,
     totals: &mut Totals,
-) -> Result<(), WriteError> {
+) -> Result<bool, WriteError> {
     if !story_matches(s, filter) {
-        return Ok(());
+        return Ok(false);
     }
     totals.story(kind, s);
     let id = Cell::Text(s.session.to_string());
@@ -389,7 +424,7 @@ fn session_rows<W: Write>(
         }
         _ => {}
     }
-    Ok(())
+    Ok(true)
 }
 
 /// What the aggregate reports add up as the log goes by.
@@ -449,14 +484,14 @@ impl Totals {
     }
 
     /// Events outside any session: failed logins for the summary, refused
-    /// joins for the missed report.
+    /// joins for the missed report. Whether `e` counted.
     fn loose_event<W: Write>(
         &mut self,
         kind: ReportKind,
         e: &StoredEvent,
         f: &ReportFilter,
         rows: &mut RowWriter<W>,
-    ) -> Result<(), WriteError> {
+    ) -> Result<bool, WriteError> {
         match (kind, e.decode().ok().flatten()) {
             (ReportKind::Summary, Some(EventKind::LoginFailed(l))) => {
                 let wanted = f
@@ -470,6 +505,7 @@ impl Totals {
                         .or_default()
                         .failed_logins += 1;
                 }
+                Ok(wanted)
             }
             // A refused join belongs to no technician or group: only
             // reports not narrowed to one list it.
@@ -487,10 +523,10 @@ impl Totals {
                     Cell::Text(r.ip.to_string()),
                     Cell::text(reason.as_ref().and_then(|v| v.as_str()).map(str::to_owned)),
                 ])?;
+                Ok(true)
             }
-            _ => {}
+            _ => Ok(false),
         }
-        Ok(())
     }
 
     fn write<W: Write>(self, kind: ReportKind, rows: &mut RowWriter<W>) -> Result<(), WriteError> {

@@ -471,6 +471,9 @@ pub struct ReportArgs {
     /// position and every file's SHA-256 (the log is verified first)
     #[arg(long, value_name = "OUT.zip", conflicts_with = "output")]
     pub bundle: Option<PathBuf>,
+    /// Recordings: read every file through and judge it against the log
+    #[arg(long)]
+    pub check: bool,
     /// Verify the whole hash chain first, and say so in the report's stamp
     /// (a broken log makes no report)
     #[arg(long)]
@@ -500,6 +503,9 @@ pub enum ReportType {
     Missed,
     /// Per day and technician: sessions, mean and p95 duration, failed logins, denials
     Summary,
+    /// Every finished recording: file, size, SHA-256; with --check, its duration
+    /// and whether the file is still the one the log recorded
+    Recordings,
     /// Check an evidence bundle: every file against its manifest and, given the
     /// log, every event against the event the log holds at its seq
     Verify,

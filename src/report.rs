@@ -136,6 +136,7 @@ pub async fn run(log: &AuditLog, args: ReportArgs) -> Result<ExitCode> {
         group: args.group.clone(),
         session: args.session,
         ip: args.ip,
+        check_recordings: args.check,
     };
     let head = log.store().head().await?;
     let run_as = |format| Run {
@@ -208,6 +209,7 @@ fn kind_of(report: ReportType) -> Option<ReportKind> {
         ReportType::Permissions => ReportKind::Permissions,
         ReportType::Missed => ReportKind::Missed,
         ReportType::Summary => ReportKind::Summary,
+        ReportType::Recordings => ReportKind::Recordings,
         ReportType::Verify => return None,
     })
 }
@@ -342,6 +344,9 @@ fn describe(args: &ReportArgs) -> String {
     }
     if let Some(ip) = &args.ip {
         parts.push(format!("--ip {ip}"));
+    }
+    if args.check {
+        parts.push("--check".to_owned());
     }
     parts.join(" ")
 }

@@ -557,3 +557,67 @@ fn an_evidence_bundle_verifies_and_any_changed_byte_is_named() {
     let access = csv_rows(run_in(data, &["report", "access", "--format", "csv"], "").ok());
     assert!(access.iter().any(|r| &r[4] == "bundle"));
 }
+
+#[test]
+fn the_recordings_report_checks_each_file_against_the_log() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let file = data.join("session.vrec");
+    crate::recording::encode(data, "terminal", &file).ok();
+    let bytes = std::fs::read(&file).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let url = format!("sqlite://{}", data.join("audit.db").display());
+        let log = AuditLog::open(&url.parse().unwrap(), OpenMode::Create)
+            .await
+            .unwrap();
+        let stopped = audit_db::event::RecordingStopped {
+            recording: "rec-1".into(),
+            path: file.to_str().unwrap().to_owned(),
+            size: bytes.len() as u64,
+            sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+        };
+        log.append_one(
+            NewEvent::now(
+                Actor::technician("ann@example.com"),
+                Source::console("127.0.0.1:1"),
+                EventKind::RecordingStopped(stopped),
+            )
+            .in_session(uuid::Uuid::now_v7()),
+        )
+        .await
+        .unwrap();
+        log.close().await;
+    });
+    let report = |check: bool| {
+        let mut args = vec!["report", "recordings", "--format", "csv"];
+        if check {
+            args.push("--check");
+        }
+        csv_rows(run_in(data, &args, "").ok())
+    };
+    let unchecked = report(false);
+    assert_eq!(unchecked.len(), 1);
+    assert_eq!(&unchecked[0][8], "not checked (--check)");
+    let checked = report(true);
+    assert_eq!(&checked[0][8], "complete", "{:?}", checked[0]);
+    // Its duration, as `vigil recording info` reads it too.
+    let info = run_in(
+        data,
+        &["recording", "info", file.to_str().unwrap(), "--json"],
+        "",
+    );
+    let info: serde_json::Value = serde_json::from_str(info.ok()).unwrap();
+    let info_ms = info["duration_us"].as_i64().unwrap() / 1000;
+    assert!(info_ms > 0);
+    assert_eq!(checked[0][7].parse::<i64>().unwrap(), info_ms);
+    // One byte changed in the file: no longer the recording the log holds.
+    let mut changed = bytes.clone();
+    let middle = changed.len() / 2;
+    changed[middle] ^= 0x01;
+    std::fs::write(&file, &changed).unwrap();
+    assert_eq!(&report(true)[0][8], "altered");
+    std::fs::remove_file(&file).unwrap();
+    assert!(report(true)[0][8].starts_with("unreadable"));
+}

@@ -37,11 +37,14 @@ pub enum ReportKind {
     /// Per day and technician: sessions, mean and p95 duration, failed
     /// logins, denied permissions.
     Summary,
+    /// Every finished recording, and with `check_recordings` whether the
+    /// file is still the one the log recorded.
+    Recordings,
 }
 
 impl ReportKind {
     /// Every report, by name.
-    pub const ALL: [(&'static str, ReportKind); 9] = [
+    pub const ALL: [(&'static str, ReportKind); 10] = [
         ("sessions", ReportKind::Sessions),
         ("chat", ReportKind::Chat),
         ("files", ReportKind::Files),
@@ -51,6 +54,7 @@ impl ReportKind {
         ("permissions", ReportKind::Permissions),
         ("missed", ReportKind::Missed),
         ("summary", ReportKind::Summary),
+        ("recordings", ReportKind::Recordings),
     ];
 
     /// Its name on the command line.
@@ -116,6 +120,17 @@ impl ReportKind {
                     "detail",
                 ]
             }
+            ReportKind::Recordings => vec![
+                "time",
+                "session",
+                "technician",
+                "recording",
+                "path",
+                "size",
+                "sha256",
+                "duration_ms",
+                "verdict",
+            ],
             ReportKind::Summary => vec![
                 "day",
                 "technician",
@@ -147,6 +162,7 @@ impl ReportKind {
             ],
             ReportKind::Admin => &["admin.change", "admin.note"],
             ReportKind::Access => &["report.generated"],
+            ReportKind::Recordings => &["recording.stopped"],
         };
         names.iter().map(|n| (*n).to_owned()).collect()
     }
@@ -167,6 +183,8 @@ pub struct ReportFilter {
     pub session: Option<Uuid>,
     /// Only from addresses in this network.
     pub ip: Option<ipnet::IpNet>,
+    /// Recordings: read each file through and judge it against the log.
+    pub check_recordings: bool,
 }
 
 /// Running a report failed part-way.
@@ -283,7 +301,11 @@ pub async fn run<W: Write>(
                 }
             }
         } else if filter.until_us.is_none_or(|until| e.occurred_at_us < until) {
-            if let Some(cells) = event_row(kind, &e, filter) {
+            let row = match kind {
+                ReportKind::Recordings => recording_row(&e, filter).await,
+                _ => event_row(kind, &e, filter),
+            };
+            if let Some(cells) = row {
                 rows.row(&cells)?;
                 if let Some(s) = sources.as_deref_mut() {
                     s.events.push(e.seq);
@@ -572,6 +594,67 @@ impl Totals {
         }
         Ok(())
     }
+}
+
+/// A recording's row; with `check_recordings`, its file read through and
+/// judged against what this event recorded (its size and SHA-256).
+async fn recording_row(e: &StoredEvent, f: &ReportFilter) -> Option<Vec<Cell>> {
+    let Some(EventKind::RecordingStopped(r)) = e.decode().ok().flatten() else {
+        return None;
+    };
+    let tech = e
+        .actor
+        .strip_prefix("technician:")
+        .unwrap_or(&e.actor)
+        .to_owned();
+    if f.technician
+        .as_deref()
+        .is_some_and(|t| !t.eq_ignore_ascii_case(&tech))
+    {
+        return None;
+    }
+    let (duration, verdict) = if f.check_recordings {
+        let path = std::path::PathBuf::from(&r.path);
+        // The duration as the file's own index gives it (to its end, idle
+        // tail included), and the verdict from reading it all through.
+        let checked = tokio::task::spawn_blocking(move || {
+            let check = recorder::vrec::integrity::check(&path)?;
+            let duration = recorder::vrec::Recording::open(&path)
+                .map(|r| r.index.duration_us)
+                .unwrap_or(check.scan.index.duration_us);
+            Ok::<_, recorder::vrec::VrecError>((check, duration))
+        })
+        .await
+        .ok();
+        match checked {
+            Some(Ok((check, duration_us))) => {
+                let logged = recorder::vrec::integrity::Logged {
+                    started: true,
+                    stopped: Some((r.size, r.sha256.clone())),
+                };
+                let verdict = recorder::vrec::integrity::judge(&check, Some(&logged));
+                (
+                    Cell::Int((duration_us / 1000) as i64),
+                    Cell::Text(verdict.word().to_owned()),
+                )
+            }
+            Some(Err(err)) => (Cell::Empty, Cell::Text(format!("unreadable: {err}"))),
+            None => (Cell::Empty, Cell::Text("unreadable".to_owned())),
+        }
+    } else {
+        (Cell::Empty, Cell::Text("not checked (--check)".to_owned()))
+    };
+    Some(vec![
+        Cell::Time(e.occurred_at_us),
+        Cell::text(e.session.map(|s| s.to_string())),
+        Cell::Text(tech),
+        Cell::Text(r.recording),
+        Cell::Text(r.path),
+        Cell::Int(r.size as i64),
+        Cell::Text(r.sha256),
+        duration,
+        verdict,
+    ])
 }
 
 /// A row of a report over single events, if `e` is in it.

@@ -134,7 +134,8 @@ fn reports_say_what_the_log_holds_and_every_run_is_audited() {
     for r in &real {
         assert_eq!(&r[2], "tier1");
         assert_eq!(&r[3], "127.0.0.1");
-        assert!(r[9].starts_with("ended_by_console"), "{r:?}");
+        // Whichever side's end the gateway saw first: the console asked, the applet closed.
+        assert!(r[9].starts_with("ended_by_"), "{r:?}");
         assert_eq!(&r[14], "2", "two chat lines");
     }
 

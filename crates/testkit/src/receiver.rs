@@ -51,6 +51,37 @@ impl Received {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).expect("a JSON body")
     }
+
+    /// Whether the `standardwebhooks` crate, an implementation
+    /// independent of Vigil's, verifies the post with `secret` (its
+    /// timestamp checked against the real clock too).
+    pub fn verifies(&self, secret: &str) -> bool {
+        let mut headers = http::HeaderMap::new();
+        for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+            if let Ok(value) = self.header(name).parse() {
+                headers.insert(name, value);
+            }
+        }
+        standardwebhooks::Webhook::new(secret)
+            .and_then(|w| w.verify(&self.body, &headers))
+            .is_ok()
+    }
+
+    /// Whether `secret` made one of the post's signatures, by the same
+    /// crate, without its check of the timestamp against the real clock
+    /// (for posts timed by a test's clock).
+    pub fn signed_by(&self, secret: &str) -> bool {
+        let Ok(ts) = self.header("webhook-timestamp").parse::<i64>() else {
+            return false;
+        };
+        let expected = standardwebhooks::Webhook::new(secret)
+            .and_then(|w| w.sign(self.header("webhook-id"), ts, &self.body));
+        expected.is_ok_and(|expected| {
+            self.header("webhook-signature")
+                .split(' ')
+                .any(|s| s == expected)
+        })
+    }
 }
 
 #[derive(Default)]

@@ -13,7 +13,7 @@ use audit_db::event::{
 use audit_db::webhooks::{DeliveryFilter, Endpoint, Webhooks};
 use audit_db::{Accounts, Actor, AuditLog, DbUrl, EventKind, Filter, NewEvent, OpenMode, Source};
 use futures::TryStreamExt;
-use testkit::{Received, Receiver, Reply, TestDb};
+use testkit::{Receiver, Reply, TestDb};
 use uuid::Uuid;
 use webhook::admin::{EndpointAdmin, NewEndpoint};
 use webhook::schedule::{Clock, RETRY_AFTER};
@@ -241,31 +241,6 @@ impl Env {
     }
 }
 
-/// Verifies `post` with the standardwebhooks crate against `secret`.
-fn verifies(post: &Received, secret: &str) -> bool {
-    let mut headers = http::HeaderMap::new();
-    for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
-        headers.insert(name, post.header(name).parse().unwrap());
-    }
-    standardwebhooks::Webhook::new(secret)
-        .unwrap()
-        .verify(&post.body, &headers)
-        .is_ok()
-}
-
-/// Whether `secret` made one of `post`'s signatures (without the
-/// crate's check of the timestamp against the real clock).
-fn signed_by(post: &Received, secret: &str) -> bool {
-    let ts: i64 = post.header("webhook-timestamp").parse().unwrap();
-    let expected = standardwebhooks::Webhook::new(secret)
-        .unwrap()
-        .sign(post.header("webhook-id"), ts, &post.body)
-        .unwrap();
-    post.header("webhook-signature")
-        .split(' ')
-        .any(|s| s == expected)
-}
-
 const WAIT: Duration = Duration::from_secs(20);
 
 pub async fn a_sessions_posts_carry_its_details_signed_and_are_audited(db: &TestDb) {
@@ -278,7 +253,7 @@ pub async fn a_sessions_posts_carry_its_details_signed_and_are_audited(db: &Test
     let posts = rx.wait_for(2, WAIT);
     for p in &posts {
         assert!(
-            verifies(p, &e.secret),
+            p.verifies(&e.secret),
             "the standardwebhooks crate verifies it"
         );
         assert_eq!(p.header("content-type"), "application/json");
@@ -509,7 +484,7 @@ pub async fn both_secrets_sign_during_the_grace_then_only_the_new_one(db: &TestD
     env.step().await;
     let during = rx.wait_for(1, WAIT).remove(0);
     assert!(
-        verifies(&during, &e.secret) && verifies(&during, &new),
+        during.verifies(&e.secret) && during.verifies(&new),
         "both verify in the grace"
     );
     assert_eq!(during.header("webhook-signature").split(' ').count(), 2);
@@ -517,9 +492,9 @@ pub async fn both_secrets_sign_during_the_grace_then_only_the_new_one(db: &TestD
     env.session("tier1").await;
     env.step().await;
     let after = rx.wait_for(2, WAIT).remove(1);
-    assert!(signed_by(&after, &new));
+    assert!(after.signed_by(&new));
     assert!(
-        !signed_by(&after, &e.secret),
+        !after.signed_by(&e.secret),
         "the old secret no longer signs"
     );
     assert_eq!(after.header("webhook-signature").split(' ').count(), 1);
@@ -557,7 +532,7 @@ pub async fn a_replay_sends_the_same_ids_and_bodies(db: &TestDb) {
         let again = again.unwrap_or(b);
         assert_eq!(again.header("webhook-id"), a.header("webhook-id"));
         assert_eq!(again.body, a.body);
-        assert!(verifies(again, &e.secret));
+        assert!(again.verifies(&e.secret));
     }
     env.close().await;
 }

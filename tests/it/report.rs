@@ -622,3 +622,86 @@ fn the_recordings_report_checks_each_file_against_the_log() {
     std::fs::remove_file(&file).unwrap();
     assert!(report(true)[0][8].starts_with("unreadable"));
 }
+
+/// The same reports on PostgreSQL, from a gateway writing there, counted
+/// with SQL on the same schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_on_postgresql_say_what_the_log_holds() {
+    let Some(db) = testkit::TestDb::postgres().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    let url = db.url.clone();
+    let vigil = move |args: &[&str], stdin: &str| {
+        let mut all = vec!["--db", url.as_str()];
+        all.extend_from_slice(args);
+        run_in(&data, &all, stdin)
+    };
+    vigil(
+        &[
+            "admin",
+            "group",
+            "add",
+            "tier1",
+            "--permissions",
+            "desktop_view",
+        ],
+        "",
+    )
+    .ok();
+    vigil(
+        &[
+            "admin",
+            "user",
+            "add",
+            "ann@example.com",
+            "--group",
+            "tier1",
+        ],
+        &format!("{}\n", crate::helpers::PASSWORD),
+    )
+    .ok();
+    let gw = crate::helpers::start_gateway_with_db(dir.path(), &db.url);
+    // The console and applet processes are driven by blocking reads.
+    let gw = tokio::task::spawn_blocking({
+        let path = dir.path().to_owned();
+        move || {
+            run_session(&path, &gw);
+            run_session(&path, &gw);
+            gw
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(gw.stop().0, 0);
+    for (report, sql) in [
+        (
+            "sessions",
+            "SELECT COUNT(*) FROM audit_events WHERE kind = 'session.created'",
+        ),
+        (
+            "chat",
+            "SELECT COUNT(*) FROM audit_events WHERE kind = 'chat.message'",
+        ),
+        (
+            "logins",
+            "SELECT COUNT(*) FROM audit_events WHERE kind IN ('login.succeeded','login.failed',\
+             'account.locked','account.unlocked','logout','password.changed')",
+        ),
+        (
+            "admin",
+            "SELECT COUNT(*) FROM audit_events WHERE kind IN ('admin.change','admin.note')",
+        ),
+    ] {
+        let out = vigil(&["report", report, "--format", "csv", "--verify"], "");
+        let rows = csv_rows(out.ok());
+        let counted = db.query_i64(sql).await;
+        assert!(counted > 0, "{report}");
+        assert_eq!(rows.len() as i64, counted, "{report}");
+        assert!(out.stderr.contains("the log verified intact"), "{out:?}");
+    }
+    let access = csv_rows(vigil(&["report", "access", "--format", "csv"], "").ok());
+    assert_eq!(access.len(), 4);
+    db.cleanup().await;
+}

@@ -43,19 +43,8 @@ impl Desk {
         set.extend_from_slice(group_settings);
         run_in(data, &set, "").ok();
         let gw = start_gateway(data, &[]);
-        let ca = gw.ca.to_str().unwrap().to_owned();
         let display = Xvfb::start(width, height);
-        let mut args = vec![
-            "console",
-            "--gateway",
-            &gw.addr,
-            "--ca",
-            &ca,
-            "--user",
-            "ann@example.com",
-            "--json",
-        ];
-        args.extend_from_slice(console_args);
+        let args = crate::helpers::console_args(&gw, console_args);
         let mut console = spawn(data, &args);
         let mut input = console.stdin.take().unwrap();
         writeln!(input, "{PASSWORD}\n/new").unwrap();

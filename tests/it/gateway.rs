@@ -1,7 +1,6 @@
 //! The gateway as its own process, with real TLS on loopback: logins and
 //! lockout, trust, PINs, sessions relayed end to end, bad input, shutdown.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use protocol::wire::{ErrorCode, Message};
@@ -9,20 +8,11 @@ use session_core::client::ClientError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{
-    add_technician, assert_verifies, connector, events, live_session, refused_with, run_in,
-    start_gateway, start_gateway_with_db, technician_and_gateway, GatewayProcess, PASSWORD,
+    add_technician, assert_verifies, connector, events, live_session, login_cmd, refused_with,
+    run_in, start_gateway, start_gateway_with_db, technician_and_gateway, PASSWORD,
 };
 
 const ANN: &str = "ann@example.com";
-
-fn login_cmd(data: &Path, gw: &GatewayProcess, password: &str) -> crate::helpers::Run {
-    let ca = gw.ca.to_str().expect("a UTF-8 path");
-    run_in(
-        data,
-        &["login", "--gateway", &gw.addr, "--ca", ca, "--user", ANN],
-        &format!("{password}\n"),
-    )
-}
 
 fn of_type<'a>(events: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
     events.iter().filter(|e| e["type"] == kind).collect()

@@ -47,6 +47,41 @@ pub fn applet_args<'a>(gw: &'a GatewayProcess, pin: &'a str, extra: &[&'a str]) 
     args
 }
 
+/// The arguments of ann's console on `gw` printing JSON, followed by `extra`.
+pub fn console_args<'a>(gw: &'a GatewayProcess, extra: &[&'a str]) -> Vec<&'a str> {
+    let ca = gw.ca.to_str().expect("a UTF-8 path");
+    let mut args = vec![
+        "console",
+        "--gateway",
+        &gw.addr,
+        "--ca",
+        ca,
+        "--user",
+        "ann@example.com",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// `vigil login` as ann on `gw` with `password`.
+pub fn login_cmd(data: &Path, gw: &GatewayProcess, password: &str) -> Run {
+    let ca = gw.ca.to_str().expect("a UTF-8 path");
+    run_in(
+        data,
+        &[
+            "login",
+            "--gateway",
+            &gw.addr,
+            "--ca",
+            ca,
+            "--user",
+            "ann@example.com",
+        ],
+        &format!("{password}\n"),
+    )
+}
+
 /// Reads a console's `--json` lines until `pick` takes one; an error line
 /// fails the test.
 pub fn wait_line<T>(
@@ -355,20 +390,7 @@ impl Live {
 /// up, a chat line each way, ended by the technician.
 pub fn run_session(data: &Path, gw: &testkit::GatewayProcess) {
     use std::io::{BufRead, Write};
-    let ca = gw.ca.to_str().unwrap().to_owned();
-    let mut console = spawn(
-        data,
-        &[
-            "console",
-            "--gateway",
-            &gw.addr,
-            "--ca",
-            &ca,
-            "--user",
-            "ann@example.com",
-            "--json",
-        ],
-    );
+    let mut console = spawn(data, &console_args(gw, &[]));
     let mut to_console = console.stdin.take().unwrap();
     writeln!(to_console, "{PASSWORD}\n/new").unwrap();
     let mut lines = std::io::BufReader::new(console.stdout.take().unwrap()).lines();

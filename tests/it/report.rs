@@ -8,7 +8,7 @@ use std::path::Path;
 use audit_db::event::{ChatMessage, EndReason, Party, SessionCreated, SessionEnded};
 use audit_db::{Actor, AuditLog, EventKind, NewEvent, OpenMode, Source};
 
-use crate::helpers::{add_technician, run_in, run_session, start_gateway};
+use crate::helpers::{add_technician, applet_args, login_cmd, run_in, run_session, start_gateway};
 
 /// A count straight from the SQLite file.
 fn sql_count(data: &Path, sql: &str) -> i64 {
@@ -23,57 +23,62 @@ fn csv_rows(text: &str) -> Vec<csv::StringRecord> {
         .collect()
 }
 
-/// A session whose chat holds what spreadsheets and CSV parsers trip on.
-fn synthetic_session(data: &Path, lines: &[&str]) {
+/// Appends `events` to the SQLite log of `data` (no gateway running).
+fn append(data: &Path, events: Vec<NewEvent>) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let url = format!("sqlite://{}", data.join("audit.db").display());
         let log = AuditLog::open(&url.parse().unwrap(), OpenMode::Create)
             .await
             .unwrap();
-        let s = uuid::Uuid::now_v7();
-        let tech = Actor::technician("bob@example.com");
-        let mut events = vec![NewEvent::now(
-            tech.clone(),
-            Source::gateway(),
-            EventKind::SessionCreated(SessionCreated {
-                technician: "bob@example.com".into(),
-                pin_issued: true,
-                gateway: None,
-                group: Some("tier2".into()),
-            }),
-        )
-        .in_session(s)];
-        for text in lines {
-            events.push(
-                NewEvent::now(
-                    tech.clone(),
-                    Source::console("127.0.0.1:1"),
-                    EventKind::ChatMessage(ChatMessage {
-                        from: Party::Technician,
-                        text: Some((*text).to_owned()),
-                        chars: text.chars().count() as u64,
-                    }),
-                )
-                .in_session(s),
-            );
-        }
+        log.append(events).await.unwrap();
+        log.close().await;
+    });
+}
+
+/// A session whose chat holds what spreadsheets and CSV parsers trip on.
+fn synthetic_session(data: &Path, lines: &[&str]) {
+    let s = uuid::Uuid::now_v7();
+    let tech = Actor::technician("bob@example.com");
+    let mut events = vec![NewEvent::now(
+        tech.clone(),
+        Source::gateway(),
+        EventKind::SessionCreated(SessionCreated {
+            technician: "bob@example.com".into(),
+            pin_issued: true,
+            gateway: None,
+            group: Some("tier2".into()),
+        }),
+    )
+    .in_session(s)];
+    for text in lines {
         events.push(
             NewEvent::now(
-                tech,
-                Source::gateway(),
-                EventKind::SessionEnded(SessionEnded {
-                    reason: EndReason::Ended,
-                    duration_ms: 1,
-                    bytes_to_applet: 0,
-                    bytes_to_console: 0,
+                tech.clone(),
+                Source::console("127.0.0.1:1"),
+                EventKind::ChatMessage(ChatMessage {
+                    from: Party::Technician,
+                    text: Some((*text).to_owned()),
+                    chars: text.chars().count() as u64,
                 }),
             )
             .in_session(s),
         );
-        log.append(events).await.unwrap();
-        log.close().await;
-    });
+    }
+    events.push(
+        NewEvent::now(
+            tech,
+            Source::gateway(),
+            EventKind::SessionEnded(SessionEnded {
+                reason: EndReason::Ended,
+                duration_ms: 1,
+                bytes_to_applet: 0,
+                bytes_to_console: 0,
+            }),
+        )
+        .in_session(s),
+    );
+    append(data, events);
 }
 
 #[test]
@@ -85,28 +90,8 @@ fn reports_say_what_the_log_holds_and_every_run_is_audited() {
     run_session(data, &gw);
     run_session(data, &gw);
     // A wrong password and a wrong PIN, for the logins, summary and missed reports.
-    let ca = gw.ca.to_str().unwrap().to_owned();
-    let login = [
-        "login",
-        "--gateway",
-        &gw.addr,
-        "--ca",
-        &ca,
-        "--user",
-        "ann@example.com",
-    ];
-    assert_eq!(run_in(data, &login, "not the password\n").code, 2);
-    let join = [
-        "applet",
-        "--gateway",
-        &gw.addr,
-        "--ca",
-        &ca,
-        "--pin",
-        "000000",
-        "--json",
-    ];
-    assert_ne!(run_in(data, &join, "").code, 0);
+    assert_eq!(login_cmd(data, &gw, "not the password").code, 2);
+    assert_ne!(run_in(data, &applet_args(&gw, "000000", &[]), "").code, 0);
     assert_eq!(gw.stop().0, 0);
     let tricky = [
         "=HYPERLINK(\"http://evil\")",
@@ -385,17 +370,7 @@ fn the_html_report_is_self_contained_and_says_what_the_csv_says() {
     add_technician(data);
     let gw = start_gateway(data, &["--no-webhooks"]);
     run_session(data, &gw);
-    let ca = gw.ca.to_str().unwrap().to_owned();
-    let login = [
-        "login",
-        "--gateway",
-        &gw.addr,
-        "--ca",
-        &ca,
-        "--user",
-        "ann@example.com",
-    ];
-    assert_eq!(run_in(data, &login, "wrong\n").code, 2);
+    assert_eq!(login_cmd(data, &gw, "wrong").code, 2);
     assert_eq!(gw.stop().0, 0);
     synthetic_session(data, &["<script>alert('x')</script>", "plain"]);
     let shots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report-screenshots");
@@ -567,30 +542,21 @@ fn the_recordings_report_checks_each_file_against_the_log() {
     let file = data.join("session.vrec");
     crate::recording::encode(data, "terminal", &file).ok();
     let bytes = std::fs::read(&file).unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let url = format!("sqlite://{}", data.join("audit.db").display());
-        let log = AuditLog::open(&url.parse().unwrap(), OpenMode::Create)
-            .await
-            .unwrap();
-        let stopped = audit_db::event::RecordingStopped {
-            recording: "rec-1".into(),
-            path: file.to_str().unwrap().to_owned(),
-            size: bytes.len() as u64,
-            sha256: hex::encode(sha2::Sha256::digest(&bytes)),
-        };
-        log.append_one(
-            NewEvent::now(
-                Actor::technician("ann@example.com"),
-                Source::console("127.0.0.1:1"),
-                EventKind::RecordingStopped(stopped),
-            )
-            .in_session(uuid::Uuid::now_v7()),
+    let stopped = audit_db::event::RecordingStopped {
+        recording: "rec-1".into(),
+        path: file.to_str().unwrap().to_owned(),
+        size: bytes.len() as u64,
+        sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+    };
+    append(
+        data,
+        vec![NewEvent::now(
+            Actor::technician("ann@example.com"),
+            Source::console("127.0.0.1:1"),
+            EventKind::RecordingStopped(stopped),
         )
-        .await
-        .unwrap();
-        log.close().await;
-    });
+        .in_session(uuid::Uuid::now_v7())],
+    );
     let report = |check: bool| {
         let mut args = vec!["report", "recordings", "--format", "csv"];
         if check {

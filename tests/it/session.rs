@@ -15,8 +15,8 @@ use session_core::session::view::{InputSink, OpenInput, OpenScreen, ScreenSource
 use tokio::sync::mpsc;
 
 use crate::helpers::{
-    add_technician, applet_args, assert_verifies, connector, events, live_session, run_in, spawn,
-    start_gateway, wait_line, PASSWORD,
+    add_technician, applet_args, assert_verifies, connector, console_args, events, live_session,
+    run_in, spawn, start_gateway, wait_line, PASSWORD,
 };
 
 /// A gateway whose group `tier1` has `permissions`, and a live session's two engines.
@@ -336,7 +336,6 @@ fn the_console_and_applet_programs_run_a_scripted_session() {
     )
     .ok();
     let gw = start_gateway(data, &[]);
-    let ca = gw.ca.to_str().unwrap().to_owned();
     std::fs::write(data.join("to-user.txt"), "canary file for the end user").unwrap();
     std::fs::write(data.join("from-user.txt"), "the end user's log").unwrap();
     let script = data.join("script");
@@ -351,20 +350,15 @@ fn the_console_and_applet_programs_run_a_scripted_session() {
     .unwrap();
     let mut console = spawn(
         data,
-        &[
-            "console",
-            "--gateway",
-            &gw.addr,
-            "--ca",
-            &ca,
-            "--user",
-            "ann@example.com",
-            "--script",
-            script.to_str().unwrap(),
-            "--json",
-            "--download-dir",
-            data.join("console-dl").to_str().unwrap(),
-        ],
+        &console_args(
+            &gw,
+            &[
+                "--script",
+                script.to_str().unwrap(),
+                "--download-dir",
+                data.join("console-dl").to_str().unwrap(),
+            ],
+        ),
     );
     writeln!(console.stdin.take().unwrap(), "{PASSWORD}").unwrap();
     // Read the console's output until the PIN appears; keep the rest.
@@ -477,21 +471,10 @@ fn the_applet_exits_when_the_session_ends_with_its_input_still_open() {
     let data = dir.path();
     add_technician(data);
     let gw = start_gateway(data, &[]);
-    let ca = gw.ca.to_str().unwrap().to_owned();
+    let spool = data.join("spool.jsonl");
     let mut console = spawn(
         data,
-        &[
-            "console",
-            "--gateway",
-            &gw.addr,
-            "--ca",
-            &ca,
-            "--user",
-            "ann@example.com",
-            "--json",
-            "--spool",
-            data.join("spool.jsonl").to_str().unwrap(),
-        ],
+        &console_args(&gw, &["--spool", spool.to_str().unwrap()]),
     );
     let mut to_console = console.stdin.take().unwrap();
     writeln!(to_console, "{PASSWORD}\n/new").unwrap();

@@ -301,26 +301,23 @@ async fn make_bundle(
 }
 
 /// Makes `path` from what `make` writes into a temporary file beside it,
-/// renamed into place only when whole; nothing is left on failure.
+/// renamed into place only when whole (as `recording frame` and `convert`
+/// do); the temporary file is removed if `make` fails.
 async fn write_whole<F, Fut, T>(path: &Path, make: F) -> Result<T>
 where
     F: FnOnce(std::fs::File) -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
-    let temp = temp_path(path);
-    let file =
-        std::fs::File::create(&temp).with_context(|| format!("creating {}", temp.display()))?;
-    match make(file).await {
-        Ok(value) => {
-            std::fs::rename(&temp, path)
-                .with_context(|| format!("renaming {} to {}", temp.display(), path.display()))?;
-            Ok(value)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&temp);
-            Err(e)
-        }
-    }
+    let dir = parent(path);
+    let temp = tempfile::NamedTempFile::new_in(&dir)
+        .with_context(|| format!("creating a file in {}", dir.display()))?;
+    let file = temp
+        .reopen()
+        .with_context(|| format!("opening {}", temp.path().display()))?;
+    let value = make(file).await?;
+    temp.persist(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(value)
 }
 
 /// The filters as given, for the audit trail.
@@ -356,14 +353,6 @@ fn parent(path: &Path) -> PathBuf {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
     }
-}
-
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    parent(path).join(format!(".{name}.partial-{}", std::process::id()))
 }
 
 /// A writer that hashes what passes through it.

@@ -487,7 +487,8 @@ fn join_permissions(permissions: &[Permission]) -> String {
         .join(",")
 }
 
-fn split_list(text: &str) -> impl Iterator<Item = &str> {
+/// The items of a stored comma-separated list.
+pub(crate) fn split_list(text: &str) -> impl Iterator<Item = &str> {
     text.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
 

@@ -55,6 +55,22 @@ pub struct Endpoint {
     pub created_at: i64,
 }
 
+impl Endpoint {
+    /// The groups it receives (empty: every group).
+    pub fn group_list(&self) -> Vec<String> {
+        crate::accounts::split_list(&self.groups)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The webhook types it receives.
+    pub fn event_list(&self) -> Vec<String> {
+        crate::accounts::split_list(&self.events)
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
 /// A post to make, as the dispatcher builds it.
 #[derive(Clone, Debug)]
 pub struct NewMessage {

@@ -263,8 +263,8 @@ impl Worker {
     /// at a time, each page stored with the cursor's move.
     async fn dispatch(&self, e: &Endpoint, builder: &mut Builder) -> Result<usize, WorkerError> {
         let sub = Subscription {
-            types: split(&e.events),
-            groups: split(&e.groups),
+            types: e.event_list(),
+            groups: e.group_list(),
             exclude_chat: e.exclude_chat,
         };
         let store = self.inner.log.store();
@@ -534,13 +534,4 @@ fn client_for(
         .map_err(|err| err.to_string())?;
     *cache = Some((e.url.clone(), e.ca_pem.clone(), target.clone()));
     Ok(target)
-}
-
-/// A stored comma-separated list.
-pub fn split(list: &str) -> Vec<String> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
 }

@@ -13,9 +13,11 @@
 //! a player would: its whole length, and a picture near its end found by
 //! seeking through the OpenDML index.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use converter::output::{Container, Output};
 use converter::pictures::Pictures;
@@ -113,23 +115,7 @@ fn convert_process(input: &Path, output: &Path, extra: &[&str]) -> (f64, u64) {
         .stdout(Stdio::null())
         .spawn()
         .expect("vigil convert");
-    let status = format!("/proc/{}/status", child.id());
-    let mut peak_kb = 0u64;
-    loop {
-        if let Some(kb) = std::fs::read_to_string(&status)
-            .ok()
-            .and_then(|s| vm_hwm_kb(&s))
-        {
-            peak_kb = peak_kb.max(kb);
-        }
-        match child.try_wait().expect("waiting") {
-            Some(done) => {
-                assert!(done.success(), "vigil convert failed");
-                break;
-            }
-            None => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
+    let peak_kb = common::peak_rss_kb(&mut child, "vigil convert");
     (start.elapsed().as_secs_f64(), peak_kb)
 }
 
@@ -167,13 +153,6 @@ fn avi_past_4gb(corpus: &Path, dir: &Path) {
         recording.index.duration_us as f64 / 1e6,
         db >= 35.0
     );
-}
-
-fn vm_hwm_kb(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// Records the clips in `inputs`, one after the other, as `vigil recording encode` does.

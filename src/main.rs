@@ -20,6 +20,12 @@ mod webhooks;
 
 use std::process::ExitCode;
 
+/// mimalloc rather than the system allocator: listings and reports make
+/// and drop a few small strings per event, millions of times, and glibc's
+/// malloc and free were a fifth of a report's time (measured).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{Context, Result};
 use audit_db::{AuditLog, OpenMode};
 use clap::Parser;

@@ -222,14 +222,17 @@ async fn write_report(
 ) -> Result<(u64, String)> {
     match output {
         None => {
-            let mut out = Hashing::new(std::io::BufWriter::new(std::io::stdout().lock()));
+            let mut out = Hashing::new(std::io::BufWriter::with_capacity(
+                1 << 16,
+                std::io::stdout().lock(),
+            ));
             let written = reports::run(log.store(), run, &mut out, None).await?;
             out.flush()?;
             Ok((written.rows, out.hex()))
         }
         Some(path) => {
             let (rows, sha) = write_whole(path, |file| async move {
-                let mut out = Hashing::new(std::io::BufWriter::new(file));
+                let mut out = Hashing::new(std::io::BufWriter::with_capacity(1 << 16, file));
                 let rows = reports::run(log.store(), run, &mut out, None).await?.rows;
                 out.flush()?;
                 Ok((rows, out.hex()))

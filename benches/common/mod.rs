@@ -174,3 +174,33 @@ pub async fn throughput(mut console: Console, mut applet: Applet, total: usize) 
     let _console = send.await.expect("the sender");
     total as f64 / secs / 1e6
 }
+
+/// Waits for `child` to exit successfully, following its peak RSS
+/// (`VmHWM`, a high-water mark, so the last reading is the peak); returns
+/// it in KiB.
+pub fn peak_rss_kb(child: &mut std::process::Child, what: &str) -> u64 {
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak_kb = 0u64;
+    loop {
+        if let Some(kb) = std::fs::read_to_string(&status)
+            .ok()
+            .and_then(|s| vm_hwm_kb(&s))
+        {
+            peak_kb = peak_kb.max(kb);
+        }
+        match child.try_wait().expect("waiting") {
+            Some(done) => {
+                assert!(done.success(), "{what} failed");
+                return peak_kb;
+            }
+            None => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+}
+
+fn vm_hwm_kb(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}

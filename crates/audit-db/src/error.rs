@@ -131,12 +131,14 @@ pub enum Error {
         source: sqlx::Error,
     },
 
-    /// Reading the SQLite log for verification failed.
-    #[error("reading {} for verification failed: {cause}", path.display())]
-    Verify {
+    /// Reading events from the SQLite log failed.
+    #[error("reading {} failed while {doing}: {cause}", path.display())]
+    Read {
         /// The file.
         path: PathBuf,
-        /// What failed.
+        /// What was being read.
+        doing: &'static str,
+        /// What SQLite said.
         cause: String,
     },
 

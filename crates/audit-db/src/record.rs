@@ -3,6 +3,7 @@
 use std::fmt;
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::encoding::Fields;
@@ -44,7 +45,10 @@ impl fmt::Debug for Hash {
 
 impl Serialize for Hash {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        // On the stack: listings write one or two per event.
+        let mut text = [0u8; 64];
+        hex::encode_to_slice(self.0, &mut text).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(std::str::from_utf8(&text).map_err(serde::ser::Error::custom)?)
     }
 }
 
@@ -108,25 +112,72 @@ impl StoredEvent {
 
     /// The row as one JSON object, for `audit query --json` and reports.
     pub fn to_json(&self) -> serde_json::Value {
-        let payload = serde_json::from_str(&self.payload)
-            .unwrap_or_else(|_| serde_json::Value::String(self.payload.clone()));
-        let mut json = serde_json::json!({
-            "seq": self.seq,
-            "id": self.id,
-            "session": self.session,
-            "occurred_at": time_us::format(self.occurred_at_us),
-            "recorded_at": time_us::format(self.recorded_at_us),
-            "source": self.source,
-            "actor": self.actor,
-            "type": self.kind,
-            "payload": payload,
-            "hash": self.hash,
-        });
-        if let Some(t) = self.reported_at_us {
-            json["reported_at"] = time_us::format(t).into();
-        }
-        json
+        // Serialising our own struct into a Value cannot fail.
+        serde_json::to_value(self.json()).unwrap_or_default()
     }
+
+    /// The row in the shape of [`StoredEvent::to_json`], serialisable
+    /// straight to a writer: the payload goes out as the stored JSON text
+    /// (checked, not parsed into a tree), which is what makes a streamed
+    /// listing cheap per row.
+    pub fn json(&self) -> EventJson<'_> {
+        let payload = match serde_json::from_str::<&RawValue>(&self.payload) {
+            Ok(raw) => Payload::Json(raw),
+            // Stored text that is not JSON is shown as the string it is.
+            Err(_) => Payload::Text(&self.payload),
+        };
+        EventJson {
+            seq: self.seq,
+            id: &self.id,
+            session: self.session.as_ref(),
+            occurred_at: JsonTime(self.occurred_at_us),
+            recorded_at: JsonTime(self.recorded_at_us),
+            reported_at: self.reported_at_us.map(JsonTime),
+            source: &self.source,
+            actor: &self.actor,
+            kind: &self.kind,
+            payload,
+            hash: &self.hash,
+        }
+    }
+}
+
+/// A stored event as JSON (see [`StoredEvent::json`]).
+#[derive(Debug, Serialize)]
+pub struct EventJson<'a> {
+    seq: i64,
+    id: &'a Uuid,
+    session: Option<&'a Uuid>,
+    occurred_at: JsonTime,
+    recorded_at: JsonTime,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reported_at: Option<JsonTime>,
+    source: &'a str,
+    actor: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    payload: Payload<'a>,
+    hash: &'a Hash,
+}
+
+/// A time as [`time_us::format`] writes it.
+#[derive(Debug)]
+struct JsonTime(i64);
+
+impl Serialize for JsonTime {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match time_us::TimeText::new(self.0) {
+            Some(text) => s.serialize_str(text.as_str()),
+            None => s.serialize_str(&time_us::format(self.0)),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Payload<'a> {
+    Json(&'a RawValue),
+    Text(&'a str),
 }
 
 /// What the log answers for each appended event once it is durable.

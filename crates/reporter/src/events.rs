@@ -47,7 +47,10 @@ where
     while let Some(event) = events.next().await {
         let e = event?;
         match format {
-            Format::JsonLines => writeln!(out, "{}", e.to_json())?,
+            Format::JsonLines => {
+                serde_json::to_writer(&mut *out, &e.json()).map_err(std::io::Error::from)?;
+                out.write_all(b"\n")?;
+            }
             Format::Table => writeln!(
                 out,
                 "{:>8}  {:<27}  {:<22}  {:<36}  {:<32}  {}",

@@ -1,7 +1,7 @@
 //! Vigil's output for compliance staff: the audit event listing (`vigil
-//! audit query`) as a table or JSON lines, and a recording checked against
-//! what the log recorded of it; the session, chat, file, login and
-//! permission reports join them here.
+//! audit query`) and the compliance reports (`vigil report`), as CSV, JSON
+//! lines, terminal tables or self-contained HTML, with evidence bundles
+//! that prove a report against the log.
 #![forbid(unsafe_code)]
 
 pub mod bundle;
@@ -11,3 +11,4 @@ pub mod recordings;
 pub mod reports;
 pub mod session;
 pub mod table;
+pub mod zone;

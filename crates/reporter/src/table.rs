@@ -245,11 +245,39 @@ fn chart(charts: &mut crate::html::Charts, columns: &[&'static str], cells: &[Ce
 
 /// A CSV cell, neutralised against formula injection: text a spreadsheet
 /// would run as a formula (starting with `=`, `+`, `-`, `@`, tab or CR) is
-/// prefixed with `'`, which spreadsheets show as text.
-fn csv_cell(cell: &Cell) -> String {
+/// prefixed with `'`, which spreadsheets show as text. Borrowed where it
+/// can be: a large report writes millions of cells.
+fn csv_cell(cell: &Cell) -> CsvCell<'_> {
     match cell {
-        Cell::Text(t) if t.starts_with(['=', '+', '-', '@', '\t', '\r']) => format!("'{t}"),
-        other => other.display(),
+        Cell::Text(t) if t.starts_with(['=', '+', '-', '@', '\t', '\r']) => {
+            CsvCell::Owned(format!("'{t}"))
+        }
+        Cell::Text(t) => CsvCell::Borrowed(t),
+        Cell::Time(us) => match time_us::TimeText::new(*us) {
+            Some(text) => CsvCell::Time(text),
+            None => CsvCell::Owned(time_us::format(*us)),
+        },
+        Cell::Bool(true) => CsvCell::Borrowed("yes"),
+        Cell::Bool(false) => CsvCell::Borrowed("no"),
+        Cell::Empty => CsvCell::Borrowed(""),
+        Cell::Int(n) => CsvCell::Owned(n.to_string()),
+    }
+}
+
+/// A cell's CSV text.
+enum CsvCell<'a> {
+    Borrowed(&'a str),
+    Owned(String),
+    Time(time_us::TimeText),
+}
+
+impl AsRef<[u8]> for CsvCell<'_> {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            CsvCell::Borrowed(t) => t.as_bytes(),
+            CsvCell::Owned(t) => t.as_bytes(),
+            CsvCell::Time(t) => t.as_str().as_bytes(),
+        }
     }
 }
 

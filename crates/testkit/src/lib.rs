@@ -29,8 +29,8 @@ use tempfile::TempDir;
 /// The variable that switches the PostgreSQL runs on, holding the server's URL.
 pub const POSTGRES_ENV: &str = "VIGIL_TEST_POSTGRES_URL";
 
-/// The SQLite database's file name inside the test directory.
-const SQLITE_FILE: &str = "audit.db";
+/// The file name of a test's SQLite log in its directory.
+pub const SQLITE_FILE: &str = "audit.db";
 
 /// Which backend a [`TestDb`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

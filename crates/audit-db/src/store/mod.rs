@@ -12,7 +12,7 @@ use sqlx::migrate::Migrator;
 
 use crate::chain::{Head, Pending};
 use crate::error::{Error, Result};
-use crate::query::Filter;
+use crate::query::{Dialect, Filter, PageQuery, PageSender};
 use crate::record::{Receipt, StoredEvent};
 use postgres::PgStore;
 use sqlite::SqliteStore;
@@ -112,7 +112,21 @@ impl Store {
 
     /// Up to `limit` events after seq `after` that match `filter`, in seq order.
     pub async fn page(&self, filter: &Filter, after: i64, limit: i64) -> Result<Vec<StoredEvent>> {
-        dispatch!(self, s => s.page(filter, after, limit).await)
+        let query = PageQuery::new(filter, self.dialect());
+        dispatch!(self, s => s.page(&query, after, limit).await)
+    }
+
+    /// Starts reading every event `filter` matches into `pages` (see [`crate::query::stream`]).
+    pub(crate) fn read_pages(&self, filter: &Filter, pages: PageSender) {
+        let query = PageQuery::new(filter, self.dialect());
+        dispatch!(self, s => s.read_pages(query, pages))
+    }
+
+    fn dialect(&self) -> Dialect {
+        match self.0 {
+            Backend::Sqlite(_) => Dialect::Sqlite,
+            Backend::Postgres(_) => Dialect::Postgres,
+        }
     }
 
     /// Every `session.created` event whose session has no `session.ended`,

@@ -6,15 +6,16 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
+use futures::StreamExt;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::{Connection, Postgres};
+use sqlx::{ConnectOptions, Connection, Postgres};
 use uuid::Uuid;
 
 use super::{check_schema_version, is_unique_violation, OpenMode};
 use crate::chain::{self, Head, Pending};
 use crate::encoding::CURRENT_FORMAT;
 use crate::error::{db, Error, Result};
-use crate::query::{page_sql, Filter};
+use crate::query::{PageQuery, PageSender, Param, READ_PAGE};
 use crate::record::{Hash, Receipt, StoredEvent};
 use crate::store::row::{columns, placed, HeadRow, PlacedRow, RawRow};
 
@@ -87,17 +88,23 @@ impl PgStore {
             OpenMode::ReadOnly => options.options([("default_transaction_read_only", "on")]),
             OpenMode::Create => options,
         };
-        let pool = |n| {
+        let pool = |n, options: PgConnectOptions| {
             PgPoolOptions::new()
                 .max_connections(n)
                 .acquire_timeout(CONNECT_TIMEOUT)
-                .connect_with(options.clone())
+                .connect_with(options)
         };
-        let readers = pool(4).await.map_err(connect_err)?;
+        // A streamed listing is one statement that lasts as long as its
+        // consumer takes: sqlx's "slow statement" warning would fire on
+        // every large report.
+        let quiet = options
+            .clone()
+            .log_slow_statements(log::LevelFilter::Off, Duration::ZERO);
+        let readers = pool(4, quiet).await.map_err(connect_err)?;
         let writer = match mode {
             OpenMode::ReadOnly => readers.clone(),
             OpenMode::Create => {
-                let writer = pool(1).await.map_err(connect_err)?;
+                let writer = pool(1, options).await.map_err(connect_err)?;
                 MIGRATOR.run(&writer).await?;
                 writer
             }
@@ -146,20 +153,64 @@ impl PgStore {
             .map_err(db("reading the last seq"))
     }
 
+    /// One page of `query` after seq `after`.
     pub(crate) async fn page(
         &self,
-        filter: &Filter,
+        query: &PageQuery,
         after: i64,
         limit: i64,
     ) -> Result<Vec<StoredEvent>> {
-        page_sql::<Postgres>(filter, after, limit)
-            .build_query_as::<RawRow>()
+        bound(query, after, limit)
             .fetch_all(&self.readers)
             .await
             .map_err(db("querying events"))?
             .into_iter()
             .map(StoredEvent::try_from)
             .collect()
+    }
+
+    /// Reads all of `query` into `pages` from a task of its own, so that
+    /// rows arrive and are decoded while the consumer works through the
+    /// page before; stops at the end or when the receiver is dropped.
+    ///
+    /// One statement streamed, not a statement per page: PostgreSQL plans
+    /// `kind IN (…) AND seq > $1 ORDER BY seq LIMIT $n` per page as a
+    /// bitmap scan of every matching row and a sort, so paging a report of
+    /// a few types re-read the rest of the log for every page (5,000 rows/s
+    /// at 1M events, measured). Planned once, it is one pass; the rows come
+    /// as the client reads them, so memory stays at one page here.
+    pub(crate) fn read_pages(&self, query: PageQuery, pages: PageSender) {
+        let readers = self.readers.clone();
+        tokio::spawn(async move {
+            let mut rows = bound(&query, 0, i64::MAX).fetch(&readers);
+            let mut page = Vec::with_capacity(READ_PAGE as usize);
+            while let Some(row) = rows.next().await {
+                match row
+                    .map_err(db("querying events"))
+                    .and_then(StoredEvent::try_from)
+                {
+                    Ok(event) => page.push(event),
+                    Err(e) => {
+                        // The rows before a failure go out first; the
+                        // receiver may be gone already, then nobody is waiting.
+                        if !page.is_empty() && pages.send(Ok(page)).await.is_err() {
+                            return;
+                        }
+                        let _ = pages.send(Err(e)).await;
+                        return;
+                    }
+                }
+                if page.len() as i64 == READ_PAGE {
+                    let full = std::mem::replace(&mut page, Vec::with_capacity(READ_PAGE as usize));
+                    if pages.send(Ok(full)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            if !page.is_empty() {
+                let _ = pages.send(Ok(page)).await;
+            }
+        });
     }
 
     /// Rows `from..=to` packed for verification, from their columns.
@@ -198,6 +249,23 @@ impl PgStore {
         .map(StoredEvent::try_from)
         .collect()
     }
+}
+
+/// `query` with its values bound: events after `after`, at most `limit`.
+fn bound(
+    query: &PageQuery,
+    after: i64,
+    limit: i64,
+) -> sqlx::query::QueryAs<'_, Postgres, RawRow, sqlx::postgres::PgArguments> {
+    let mut statement = sqlx::query_as::<_, RawRow>(&query.sql).bind(after);
+    for p in &query.params {
+        statement = match p {
+            Param::Int(n) => statement.bind(*n),
+            Param::Uuid(u) => statement.bind(*u),
+            Param::Text(t) => statement.bind(t.as_str()),
+        };
+    }
+    statement.bind(limit)
 }
 
 /// One attempt at a batch; `Ok(None)` when an id already in the log made the

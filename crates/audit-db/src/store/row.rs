@@ -18,6 +18,23 @@ macro_rules! columns {
 }
 pub(crate) use columns;
 
+/// The names in [`columns!`], by position, for errors about one of them.
+pub(crate) const COLUMN_NAMES: [&str; 13] = [
+    "seq",
+    "event_id",
+    "session_id",
+    "occurred_at",
+    "recorded_at",
+    "source",
+    "actor",
+    "kind",
+    "payload",
+    "format",
+    "prev_hash",
+    "hash",
+    "reported_at",
+];
+
 /// A row as the database hands it over, before its hashes are checked for length.
 #[derive(sqlx::FromRow)]
 pub(crate) struct RawRow {
@@ -99,4 +116,15 @@ pub(crate) fn placed(rows: Vec<PlacedRow>) -> Result<HashMap<Uuid, (i64, Hash)>,
             Ok((r.event_id, (r.seq, hash)))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_names_follow_the_statement_order() {
+        let listed: String = columns!().split_whitespace().collect();
+        assert_eq!(listed, COLUMN_NAMES.join(","));
+    }
 }

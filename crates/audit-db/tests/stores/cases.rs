@@ -8,7 +8,7 @@ use audit_db::{
     Actor, Anchor, AuditLog, BreakKind, ChainBreak, DbUrl, Error, EventKind, Filter, NewEvent,
     OpenMode, Source, VerifyReport,
 };
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use testkit::TestDb;
 use uuid::Uuid;
 
@@ -144,7 +144,7 @@ pub async fn queries_filter_and_page_in_log_order(db: &TestDb) {
     let session = Uuid::new_v4();
     let t0 = audit_db::time_us::parse("2026-01-01T00:00:00Z").unwrap();
     // More than two pages, so paging is exercised.
-    let n = 2 * audit_db::query::PAGE_SIZE as usize + 7;
+    let n = 2 * audit_db::query::READ_PAGE as usize + 7;
     let events: Vec<NewEvent> = (0..n)
         .map(|i| {
             let mut e = if i % 3 == 0 {
@@ -223,6 +223,75 @@ pub async fn queries_filter_and_page_in_log_order(db: &TestDb) {
         .await
         .unwrap();
     assert!(none.is_empty());
+
+    // A list of types and a time range (scanned by seq, not through an
+    // index), past a page boundary; and a list of one type (indexed).
+    let kinds = |kinds: &[&str], since_us| Filter {
+        kinds: kinds.iter().map(|k| (*k).to_owned()).collect(),
+        since_us,
+        ..Filter::default()
+    };
+    let late = t0 + 1_500 * 1_000_000;
+    let listed: Vec<_> = log
+        .query(kinds(&["chat.message", "login.failed"], Some(late)))
+        .try_collect()
+        .await
+        .unwrap();
+    let expected: Vec<i64> = (1_500..n)
+        .filter(|i| i % 3 == 0)
+        .map(|i| i as i64 + 1)
+        .collect();
+    assert_eq!(listed.iter().map(|e| e.seq).collect::<Vec<_>>(), expected);
+    let one: Vec<_> = log
+        .query(kinds(&["chat.message"], None))
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(one, in_session);
+
+    // A reader that stops early lets go: the log goes on being read and written.
+    let first: Vec<_> = log
+        .query(Filter::default())
+        .take(3)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(first.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    log.append_one(note("after")).await.unwrap();
+    let count = log
+        .query(Filter::default())
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(count, n + 1);
+    log.close().await;
+}
+
+pub async fn a_malformed_row_stops_a_query_at_its_seq(db: &TestDb) {
+    let log = log_of(db, 5).await;
+    db.allow_tampering().await;
+    db.exec(&format!(
+        "UPDATE audit_events SET hash = {} WHERE seq = 3",
+        db.bytes_sql(&[7; 31])
+    ))
+    .await;
+    let mut events = std::pin::pin!(log.query(Filter::default()));
+    let mut read = Vec::new();
+    let err = loop {
+        match events.next().await {
+            Some(Ok(e)) => read.push(e.seq),
+            Some(Err(e)) => break e,
+            None => panic!("the malformed row was read as an event"),
+        }
+    };
+    assert_eq!(read, [1, 2], "the events before it are read");
+    assert!(
+        matches!(err, audit_db::Error::BadRow { seq: 3, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("hash"), "{err}");
+    assert!(events.next().await.is_none(), "nothing after the error");
     log.close().await;
 }
 

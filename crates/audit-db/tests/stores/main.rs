@@ -11,6 +11,7 @@ testkit::both_backends! {
     the_same_event_id_is_stored_once,
     thirty_two_concurrent_writers_all_succeed,
     queries_filter_and_page_in_log_order,
+    a_malformed_row_stops_a_query_at_its_seq,
     a_modified_event_is_named,
     a_deleted_event_is_named,
     an_inserted_event_is_named,

@@ -460,6 +460,11 @@ pub struct ReportArgs {
     /// Output format
     #[arg(long, value_enum, default_value = "table")]
     pub format: ReportFormat,
+    /// Show times and count days in ZONE (table and HTML only; CSV, JSON
+    /// lines and bundles are always UTC): an IANA name such as
+    /// Europe/Berlin, UTC, or an offset such as +05:30
+    #[arg(long, value_name = "ZONE", value_parser = parse_zone)]
+    pub tz: Option<reporter::zone::Zone>,
     /// Write to FILE instead of standard output (made whole, then renamed)
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -523,6 +528,10 @@ pub enum ReportFormat {
     /// One self-contained HTML file with charts (sessions, summary), printable;
     /// the log is always verified first
     Html,
+}
+
+fn parse_zone(text: &str) -> Result<reporter::zone::Zone, String> {
+    reporter::zone::Zone::parse(text).map_err(|e| e.to_string())
 }
 
 fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {

@@ -36,6 +36,11 @@ pub fn check(args: &ReportArgs) -> Result<()> {
             bail!("{} exists (--force replaces it)", out.display());
         }
     }
+    if args.tz.is_some()
+        && (args.bundle.is_some() || matches!(args.format, ReportFormat::Csv | ReportFormat::Jsonl))
+    {
+        bail!("--tz applies to table and html output; CSV, JSON lines and bundles are always UTC");
+    }
     if let Some(bundle) = &args.bundle_to_check {
         if args.report != ReportType::Verify {
             bail!(
@@ -139,10 +144,12 @@ pub async fn run(log: &AuditLog, args: ReportArgs) -> Result<ExitCode> {
         check_recordings: args.check,
     };
     let head = log.store().head().await?;
+    let zone = args.tz.clone().unwrap_or_default();
     let run_as = |format| Run {
         kind,
         filter: &filter,
         format,
+        zone: &zone,
         head,
         proof: &proof,
     };
@@ -347,6 +354,9 @@ fn describe(args: &ReportArgs) -> String {
     }
     if args.check {
         parts.push("--check".to_owned());
+    }
+    if let Some(zone) = &args.tz {
+        parts.push(format!("--tz {}", zone.name()));
     }
     parts.join(" ")
 }

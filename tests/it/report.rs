@@ -5,7 +5,10 @@
 
 use std::path::Path;
 
-use audit_db::event::{ChatMessage, EndReason, Party, SessionCreated, SessionEnded};
+use audit_db::event::{
+    ChatMessage, Direction, EndReason, FileTransferred, LoginFailed, LoginFailure, Party,
+    RecordingStopped, SessionCreated, SessionEnded,
+};
 use audit_db::{Actor, AuditLog, EventKind, NewEvent, OpenMode, Source};
 
 use crate::helpers::{add_technician, applet_args, login_cmd, run_in, run_session, start_gateway};
@@ -33,9 +36,17 @@ fn csv_rows(text: &str) -> Vec<csv::StringRecord> {
 
 /// Appends `events` to the SQLite log of `data` (no gateway running).
 fn append(data: &Path, events: Vec<NewEvent>) {
+    append_to(&sqlite_url(data), events);
+}
+
+fn sqlite_url(data: &Path) -> String {
+    format!("sqlite://{}", data.join("audit.db").display())
+}
+
+/// Appends `events` to the log at `url`, from a thread that is not a runtime's.
+fn append_to(url: &str, events: Vec<NewEvent>) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let url = format!("sqlite://{}", data.join("audit.db").display());
         let log = AuditLog::open(&url.parse().unwrap(), OpenMode::Create)
             .await
             .unwrap();
@@ -44,8 +55,10 @@ fn append(data: &Path, events: Vec<NewEvent>) {
     });
 }
 
-/// A session whose chat holds what spreadsheets and CSV parsers trip on.
-fn synthetic_session(data: &Path, lines: &[&str]) {
+/// A session whose chat holds what spreadsheets and CSV parsers trip on,
+/// with two files sent (one arrived intact, one did not: each end reports
+/// its own digests) and a recording (of a file that is not there).
+fn synthetic_session(url: &str, lines: &[&str]) {
     let s = uuid::Uuid::now_v7();
     let tech = Actor::technician("bob@example.com");
     let mut events = vec![NewEvent::now(
@@ -73,6 +86,40 @@ fn synthetic_session(data: &Path, lines: &[&str]) {
             .in_session(s),
         );
     }
+    for (name, received) in [("intact.zip", "ab"), ("damaged.zip", "cd")] {
+        for (source, sha) in [
+            (Source::console("127.0.0.1:1"), "ab"),
+            (Source::applet("127.0.0.1:2"), received),
+        ] {
+            events.push(
+                NewEvent::now(
+                    tech.clone(),
+                    source,
+                    EventKind::FileTransferred(FileTransferred {
+                        direction: Direction::ToEndUser,
+                        name: name.to_owned(),
+                        size: 3,
+                        md5: sha.repeat(16),
+                        sha256: sha.repeat(32),
+                    }),
+                )
+                .in_session(s),
+            );
+        }
+    }
+    events.push(
+        NewEvent::now(
+            tech.clone(),
+            Source::console("127.0.0.1:1"),
+            EventKind::RecordingStopped(RecordingStopped {
+                recording: "rec-synthetic".into(),
+                path: "/nonexistent/synthetic.vrec".into(),
+                size: 1,
+                sha256: "ef".repeat(32),
+            }),
+        )
+        .in_session(s),
+    );
     events.push(
         NewEvent::now(
             tech,
@@ -86,7 +133,107 @@ fn synthetic_session(data: &Path, lines: &[&str]) {
         )
         .in_session(s),
     );
-    append(data, events);
+    append_to(url, events);
+}
+
+/// Every report type against counts the database makes of the same log
+/// with SQL: `vigil` runs a report on the log, `count` asks the database.
+/// The log holds two real sessions, a failed login, a refused join and
+/// one synthetic session.
+fn reports_match_sql(vigil: &dyn Fn(&[&str]) -> crate::helpers::Run, count: &dyn Fn(&str) -> i64) {
+    let csv = |args: &[&str]| {
+        let mut all = vec!["report"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--format", "csv"]);
+        csv_rows(vigil(&all).ok())
+    };
+    let kinds = |list: &str| {
+        count(&format!(
+            "SELECT COUNT(*) FROM audit_events WHERE kind IN ({list})"
+        ))
+    };
+    let created = kinds("'session.created'");
+    assert_eq!(created, 3);
+    assert_eq!(csv(&["sessions"]).len() as i64, created, "sessions");
+    assert_eq!(csv(&["chat"]).len() as i64, kinds("'chat.message'"), "chat");
+
+    // Files: a row per file with both ends' digests, whether they matched.
+    let files = csv(&["files"]);
+    assert_eq!(
+        files.len() as i64,
+        count(
+            "SELECT COUNT(*) FROM audit_events WHERE kind = 'file.transferred' \
+             AND source LIKE 'console@%'"
+        ),
+        "files"
+    );
+    let seen: Vec<(&str, &str, &str)> = files.iter().map(|r| (&r[3], &r[9][..2], &r[10])).collect();
+    assert_eq!(
+        seen,
+        [("intact.zip", "ab", "yes"), ("damaged.zip", "cd", "no")]
+    );
+    assert!(
+        files.iter().all(|r| r[7] == "ab".repeat(32)),
+        "sender's SHA-256"
+    );
+
+    let logins = kinds(
+        "'login.succeeded','login.failed','account.locked','account.unlocked','logout',\
+         'password.changed'",
+    );
+    assert!(logins >= 4);
+    assert_eq!(csv(&["logins"]).len() as i64, logins, "logins");
+    assert_eq!(
+        csv(&["admin"]).len() as i64,
+        kinds("'admin.change','admin.note'"),
+        "admin"
+    );
+
+    // The aggregates add up to what SQL counts.
+    let sum = |rows: &[csv::StringRecord], col: usize| -> i64 {
+        rows.iter().map(|r| r[col].parse::<i64>().unwrap()).sum()
+    };
+    let perms = csv(&["permissions"]);
+    for (col, kind) in [
+        (2, "'permission.requested'"),
+        (3, "'permission.granted'"),
+        (4, "'permission.denied'"),
+    ] {
+        assert_eq!(sum(&perms, col), kinds(kind), "{kind}");
+    }
+    let summary = csv(&["summary"]);
+    assert_eq!(sum(&summary, 2), created, "sessions per day and technician");
+    assert_eq!(kinds("'login.failed'"), 1);
+    assert_eq!(sum(&summary, 5), 1, "failed logins");
+    assert_eq!(sum(&summary, 6), kinds("'permission.denied'"));
+
+    let missed = csv(&["missed"]);
+    let refused = kinds("'session.join_refused'");
+    assert_eq!(refused, 1);
+    let never_picked = count(
+        "SELECT COUNT(*) FROM audit_events c WHERE c.kind = 'session.created' AND NOT EXISTS \
+         (SELECT 1 FROM audit_events p WHERE p.kind = 'session.picked_up' AND p.session_id = c.session_id)",
+    );
+    assert_eq!(never_picked, 1, "the synthetic session");
+    assert_eq!(missed.len() as i64, refused + never_picked, "missed");
+    assert!(missed
+        .iter()
+        .any(|r| &r[1] == "join_refused" && &r[4] == "127.0.0.1"));
+
+    // Recordings: one row each; checked, a missing file says so.
+    let recordings = csv(&["recordings", "--check"]);
+    assert_eq!(recordings.len() as i64, kinds("'recording.stopped'"));
+    assert!(
+        recordings[0][8].starts_with("unreadable"),
+        "{:?}",
+        recordings[0]
+    );
+
+    // Every run so far is in the access report (and the access report's
+    // own run is audited after it was made).
+    let access = csv(&["access"]);
+    assert_eq!(access.len() as i64, kinds("'report.generated'") - 1);
+    assert_eq!(access.len(), 9, "every report run before this one");
 }
 
 #[test]
@@ -111,17 +258,11 @@ fn reports_say_what_the_log_holds_and_every_run_is_audited() {
         "two\nlines",
         "Grüße ✓ 日本語",
     ];
-    synthetic_session(data, &tricky);
+    synthetic_session(&sqlite_url(data), &tricky);
+    reports_match_sql(&|args| run_in(data, args, ""), &|sql| sql_count(data, sql));
 
-    // Sessions: one row each, as many as SQL counts.
-    let sessions = run_in(data, &["report", "sessions", "--format", "csv"], "");
-    let rows = csv_rows(sessions.ok());
-    let created = sql_count(
-        data,
-        "SELECT COUNT(*) FROM audit_events WHERE kind = 'session.created'",
-    );
-    assert_eq!(rows.len() as i64, created);
-    assert_eq!(created, 3);
+    // Sessions: the real ones as the gateway and both ends saw them.
+    let rows = csv_rows(run_in(data, &["report", "sessions", "--format", "csv"], "").ok());
     let real: Vec<_> = rows.iter().filter(|r| &r[1] == "ann@example.com").collect();
     assert_eq!(real.len(), 2);
     for r in &real {
@@ -135,11 +276,6 @@ fn reports_say_what_the_log_holds_and_every_run_is_audited() {
     // Chat: every line, read back exactly, formulas neutralised.
     let chat = run_in(data, &["report", "chat", "--format", "csv"], "");
     let rows = csv_rows(chat.ok());
-    let lines = sql_count(
-        data,
-        "SELECT COUNT(*) FROM audit_events WHERE kind = 'chat.message'",
-    );
-    assert_eq!(rows.len() as i64, lines);
     let bob: Vec<String> = rows
         .iter()
         .filter(|r| &r[2] == "bob@example.com")
@@ -169,69 +305,6 @@ fn reports_say_what_the_log_holds_and_every_run_is_audited() {
     assert_eq!(only(&["--ip", "10.0.0.0/8"]), 0);
     assert_eq!(only(&["--since", "2099-01-01"]), 0);
 
-    // Logins and admin changes, counted alike.
-    let logins = csv_rows(run_in(data, &["report", "logins", "--format", "csv"], "").ok());
-    let counted = sql_count(
-        data,
-        "SELECT COUNT(*) FROM audit_events WHERE kind IN ('login.succeeded','login.failed',\
-         'account.locked','account.unlocked','logout','password.changed')",
-    );
-    assert_eq!(logins.len() as i64, counted);
-    assert!(counted >= 4);
-    let admin = csv_rows(run_in(data, &["report", "admin", "--format", "csv"], "").ok());
-    let counted = sql_count(
-        data,
-        "SELECT COUNT(*) FROM audit_events WHERE kind IN ('admin.change','admin.note')",
-    );
-    assert_eq!(admin.len() as i64, counted);
-
-    // The aggregates add up to what SQL counts.
-    let sum = |rows: &[csv::StringRecord], col: usize| -> i64 {
-        rows.iter().map(|r| r[col].parse::<i64>().unwrap()).sum()
-    };
-    let perms = csv_rows(run_in(data, &["report", "permissions", "--format", "csv"], "").ok());
-    for (col, kind) in [
-        (2, "permission.requested"),
-        (3, "permission.granted"),
-        (4, "permission.denied"),
-    ] {
-        let counted = sql_count(
-            data,
-            &format!("SELECT COUNT(*) FROM audit_events WHERE kind = '{kind}'"),
-        );
-        assert_eq!(sum(&perms, col), counted, "{kind}");
-    }
-    let summary = csv_rows(run_in(data, &["report", "summary", "--format", "csv"], "").ok());
-    assert_eq!(sum(&summary, 2), created, "sessions per day and technician");
-    let failed = sql_count(
-        data,
-        "SELECT COUNT(*) FROM audit_events WHERE kind = 'login.failed'",
-    );
-    assert_eq!(failed, 1);
-    assert_eq!(sum(&summary, 5), failed);
-    assert_eq!(
-        sum(&summary, 6),
-        sql_count(
-            data,
-            "SELECT COUNT(*) FROM audit_events WHERE kind = 'permission.denied'"
-        )
-    );
-    let missed = csv_rows(run_in(data, &["report", "missed", "--format", "csv"], "").ok());
-    let refused = sql_count(
-        data,
-        "SELECT COUNT(*) FROM audit_events WHERE kind = 'session.join_refused'",
-    );
-    assert_eq!(refused, 1);
-    let never_picked = sql_count(
-        data,
-        "SELECT COUNT(*) FROM audit_events c WHERE c.kind = 'session.created' AND NOT EXISTS \
-         (SELECT 1 FROM audit_events p WHERE p.kind = 'session.picked_up' AND p.session_id = c.session_id)",
-    );
-    assert_eq!(never_picked, 1, "bob's synthetic session");
-    assert_eq!(missed.len() as i64, refused + never_picked);
-    assert!(missed
-        .iter()
-        .any(|r| &r[1] == "join_refused" && &r[4] == "127.0.0.1"));
     // A file is made whole, and every run so far is in the access report.
     let out = data.join("sessions.csv");
     let r = run_in(
@@ -255,7 +328,7 @@ fn reports_say_what_the_log_holds_and_every_run_is_audited() {
     );
     // The access report's own run is audited after it was made.
     assert_eq!(access.len() as i64, runs - 1);
-    assert_eq!(access.len(), 13, "every report run before this one");
+    assert_eq!(access.len(), 18, "every report run before this one");
     let last = access.last().unwrap();
     assert_eq!((&last[3], &last[4]), ("sessions", "csv"));
     use sha2::Digest;
@@ -326,6 +399,10 @@ fn bad_report_input_is_one_line_and_writes_nothing() {
             vec!["report", "sessions", "-o", existing.to_str().unwrap()],
             "exists (--force replaces it)",
         ),
+        (
+            vec!["report", "sessions", "--format", "csv", "--tz", "UTC"],
+            "--tz applies to table and html output",
+        ),
     ];
     for (args, says) in cases {
         let r = run_in(data, &args, "");
@@ -346,6 +423,10 @@ fn bad_report_input_is_one_line_and_writes_nothing() {
         (
             vec!["report", "sessions", "--ip", "10.0.0.0/33"],
             "is not an IP network",
+        ),
+        (
+            vec!["report", "sessions", "--tz", "Mars/Olympus"],
+            "unknown time zone \"Mars/Olympus\"",
         ),
     ] {
         let r = run_in(data, &args, "");
@@ -371,6 +452,170 @@ fn bad_report_input_is_one_line_and_writes_nothing() {
     );
 }
 
+/// `events` with their times set to `at` (RFC 3339), in order.
+fn at_times(events: Vec<(&str, NewEvent)>) -> Vec<NewEvent> {
+    events
+        .into_iter()
+        .map(|(at, mut e)| {
+            e.occurred_at_us = audit_db::time_us::parse(at).unwrap();
+            e
+        })
+        .collect()
+}
+
+#[test]
+fn times_and_days_follow_the_zone_in_tables_and_html() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let tech = Actor::technician("bob@example.com");
+    let mut events = Vec::new();
+    // Two sessions a UTC day apart that fall on one day in Tokyo (+09:00),
+    // and a failed login between them.
+    for (created, ended) in [
+        ("2026-03-10T23:30:00Z", "2026-03-10T23:40:00Z"),
+        ("2026-03-11T10:00:00Z", "2026-03-11T10:05:00Z"),
+    ] {
+        let s = uuid::Uuid::now_v7();
+        events.push((
+            created,
+            NewEvent::now(
+                tech.clone(),
+                Source::gateway(),
+                EventKind::SessionCreated(SessionCreated {
+                    technician: "bob@example.com".into(),
+                    pin_issued: true,
+                    gateway: None,
+                    group: None,
+                }),
+            )
+            .in_session(s),
+        ));
+        events.push((
+            ended,
+            NewEvent::now(
+                tech.clone(),
+                Source::gateway(),
+                EventKind::SessionEnded(SessionEnded {
+                    reason: EndReason::Ended,
+                    duration_ms: 600_000,
+                    bytes_to_applet: 0,
+                    bytes_to_console: 0,
+                }),
+            )
+            .in_session(s),
+        ));
+    }
+    events.insert(
+        2,
+        (
+            "2026-03-10T23:50:00Z",
+            NewEvent::now(
+                Actor::system("gateway"),
+                Source::gateway(),
+                EventKind::LoginFailed(LoginFailed {
+                    email: "bob@example.com".into(),
+                    ip: "192.0.2.7".parse().unwrap(),
+                    reason: LoginFailure::BadPassword,
+                }),
+            ),
+        ),
+    );
+    append(data, at_times(events));
+
+    // Machine formats: UTC days and times.
+    let csv = run_in(data, &["report", "summary", "--format", "csv"], "");
+    assert_eq!(csv.code, 0, "{csv:?}");
+    let days: Vec<(String, String, String)> = csv_rows(&csv.stdout)
+        .iter()
+        .map(|r| (r[0].to_owned(), r[2].to_owned(), r[5].to_owned()))
+        .collect();
+    assert_eq!(
+        days,
+        [
+            ("2026-03-10".into(), "1".into(), "1".into()),
+            ("2026-03-11".into(), "1".into(), "0".into())
+        ]
+    );
+
+    // Tokyo: one day holds both sessions and the failure.
+    let table = run_in(
+        data,
+        &[
+            "report",
+            "summary",
+            "--format",
+            "table",
+            "--tz",
+            "Asia/Tokyo",
+        ],
+        "",
+    );
+    assert_eq!(table.code, 0, "{table:?}");
+    let rows: Vec<Vec<&str>> = table
+        .stdout
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 1, "{}", table.stdout);
+    assert_eq!(
+        (rows[0][0], rows[0][2], rows[0][5]),
+        ("2026-03-11", "2", "1"),
+        "{}",
+        table.stdout
+    );
+
+    let sessions = run_in(
+        data,
+        &[
+            "report",
+            "sessions",
+            "--format",
+            "table",
+            "--tz",
+            "Asia/Tokyo",
+        ],
+        "",
+    );
+    assert!(
+        sessions.stdout.contains("2026-03-11T08:30:00.000000+09:00")
+            && sessions.stdout.contains("2026-03-11T19:00:00.000000+09:00"),
+        "{}",
+        sessions.stdout
+    );
+    assert!(!sessions.stdout.contains("23:30:00"), "{}", sessions.stdout);
+
+    // HTML in Berlin, winter time: says its zone, writes its offsets.
+    let html_path = data.join("berlin.html");
+    let html = run_in(
+        data,
+        &[
+            "report",
+            "sessions",
+            "--format",
+            "html",
+            "--tz",
+            "Europe/Berlin",
+            "-o",
+            html_path.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(html.code, 0, "{html:?}");
+    let page = std::fs::read_to_string(&html_path).unwrap();
+    assert!(page.contains("Times are in Europe/Berlin"), "{page}");
+    assert!(page.contains("2026-03-11T00:30:00.000000+01:00"), "{page}");
+
+    // The zone is part of what the access report records of each run.
+    let access = run_in(data, &["report", "access", "--format", "csv"], "");
+    assert!(
+        access.stdout.contains("--tz Asia/Tokyo"),
+        "{}",
+        access.stdout
+    );
+}
+
 #[test]
 fn the_html_report_is_self_contained_and_says_what_the_csv_says() {
     let dir = tempfile::tempdir().unwrap();
@@ -380,7 +625,7 @@ fn the_html_report_is_self_contained_and_says_what_the_csv_says() {
     run_session(data, &gw);
     assert_eq!(login_cmd(data, &gw, "wrong").code, 2);
     assert_eq!(gw.stop().0, 0);
-    synthetic_session(data, &["<script>alert('x')</script>", "plain"]);
+    synthetic_session(&sqlite_url(data), &["<script>alert('x')</script>", "plain"]);
     let shots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let browser = testkit::Browser::start();
@@ -429,6 +674,15 @@ fn the_html_report_is_self_contained_and_says_what_the_csv_says() {
         if report != "chat" {
             let bars = browser.js("return document.querySelectorAll('.charts svg rect').length");
             assert!(bars.as_u64().unwrap() > 0, "{report}: charts drawn");
+            let captions = browser.js(
+                "return [...document.querySelectorAll('.charts figcaption')].map(c => c.textContent)",
+            );
+            let captions: Vec<String> = serde_json::from_value(captions).unwrap();
+            let mut expected = vec!["Sessions per day, by technician", "Session durations"];
+            if report == "summary" {
+                expected.push("Failed logins per day");
+            }
+            assert_eq!(captions, expected, "{report}: the charts it should have");
         } else {
             let injected = browser.js("return document.querySelectorAll('tbody script').length");
             assert_eq!(injected.as_u64(), Some(0), "chat text is text, not markup");
@@ -643,39 +897,52 @@ async fn reports_on_postgresql_say_what_the_log_holds() {
         move || {
             run_session(&path, &gw);
             run_session(&path, &gw);
+            assert_eq!(login_cmd(&path, &gw, "not the password").code, 2);
+            assert_ne!(run_in(&path, &applet_args(&gw, "000000", &[]), "").code, 0);
             gw
         }
     })
     .await
     .unwrap();
     assert_eq!(gw.stop().0, 0);
-    for (report, sql) in [
-        (
-            "sessions",
-            "SELECT COUNT(*) FROM audit_events WHERE kind = 'session.created'",
-        ),
-        (
-            "chat",
-            "SELECT COUNT(*) FROM audit_events WHERE kind = 'chat.message'",
-        ),
-        (
-            "logins",
-            "SELECT COUNT(*) FROM audit_events WHERE kind IN ('login.succeeded','login.failed',\
-             'account.locked','account.unlocked','logout','password.changed')",
-        ),
-        (
-            "admin",
-            "SELECT COUNT(*) FROM audit_events WHERE kind IN ('admin.change','admin.note')",
-        ),
-    ] {
-        let out = vigil(&["report", report, "--format", "csv", "--verify"], "");
-        let rows = csv_rows(out.ok());
-        let counted = db.query_i64(sql).await;
-        assert!(counted > 0, "{report}");
-        assert_eq!(rows.len() as i64, counted, "{report}");
-        assert!(out.stderr.contains("the log verified intact"), "{out:?}");
-    }
-    let access = csv_rows(vigil(&["report", "access", "--format", "csv"], "").ok());
-    assert_eq!(access.len(), 4);
+    let db = std::sync::Arc::new(db);
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking({
+        let db = db.clone();
+        let data = dir.path().to_owned();
+        move || {
+            synthetic_session(&db.url, &["plain", "=1+1"]);
+            reports_match_sql(&|args| vigil(args, ""), &|sql| {
+                runtime.block_on(db.query_i64(sql))
+            });
+
+            // The forms handed to people: HTML (verified first) and a
+            // bundle that checks out against the PostgreSQL log.
+            let html = data.join("summary.html");
+            let html_arg = html.to_str().unwrap();
+            vigil(
+                &["report", "summary", "--format", "html", "-o", html_arg],
+                "",
+            )
+            .ok();
+            let page = std::fs::read_to_string(&html).unwrap();
+            assert!(page.contains("the log verified intact"), "{page}");
+            let bundle = data.join("sessions.zip");
+            let bundle_arg = bundle.to_str().unwrap();
+            vigil(&["report", "sessions", "--bundle", bundle_arg], "").ok();
+            let check = vigil(&["report", "verify", bundle_arg], "");
+            let said = check.ok();
+            assert!(said.lines().any(|l| l == "intact"), "{said}");
+            assert!(
+                !said.contains("events checked against the log: 0"),
+                "{said}"
+            );
+        }
+    })
+    .await
+    .unwrap();
+    let Ok(db) = std::sync::Arc::try_unwrap(db) else {
+        panic!("the database is still shared");
+    };
     db.cleanup().await;
 }

@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
+use crate::zone::Zone;
+
 /// Escapes text for HTML content and attribute values.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -29,7 +31,8 @@ main { display: flex; flex-direction: column; }
 .charts { order: -1; display: flex; flex-wrap: wrap; gap: 1em; margin-bottom: 1em; }
 .charts figure { margin: 0; break-inside: avoid; }
 .charts figcaption { font-weight: 600; margin-bottom: .3em; }
-h1 { order: -2; font-size: 15pt; margin: 0 0 .6em; }
+h1 { order: -3; font-size: 15pt; margin: 0 0 .6em; }
+.zone { order: -2; margin: 0 0 .8em; }
 table { border-collapse: collapse; width: 100%; font-size: 8.5pt; }
 th, td { border: 1px solid #bbb; padding: 2px 4px; text-align: left; vertical-align: top; overflow-wrap: anywhere; }
 th { background: #eee; }
@@ -219,11 +222,17 @@ fn figure(
 }
 
 /// The document up to the first row.
-pub(crate) fn head(out: &mut impl Write, title: &str, columns: &[&str]) -> std::io::Result<()> {
+pub(crate) fn head(
+    out: &mut impl Write,
+    title: &str,
+    zone: &Zone,
+    columns: &[&str],
+) -> std::io::Result<()> {
     writeln!(
         out,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{0}</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n<main>\n<h1>{0}</h1>\n<section class=\"report\">\n<table>\n<thead><tr>",
-        escape(title)
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{0}</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n<main>\n<h1>{0}</h1>\n<p class=\"zone\">Times are in {1}; days are {1} calendar days.</p>\n<section class=\"report\">\n<table>\n<thead><tr>",
+        escape(title),
+        escape(zone.name())
     )?;
     for c in columns {
         write!(out, "<th>{}</th>", escape(c))?;

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::session::SessionStory;
 use crate::table::{Cell, RowFormat, RowWriter, WriteError};
+use crate::zone::Zone;
 
 /// A report a compliance officer can ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -234,6 +235,8 @@ pub struct Run<'a> {
     pub filter: &'a ReportFilter,
     /// How rows are written.
     pub format: RowFormat,
+    /// The zone a table or HTML shows times and counts days in.
+    pub zone: &'a Zone,
     /// The log position it stands on: nothing after it is read.
     pub head: audit_db::Head,
     /// Whether the log was verified, for the stamp.
@@ -252,7 +255,7 @@ pub async fn run<W: Write>(
         (run.kind, run.filter, run.format, run.head, run.proof);
     let up_to_seq = head.seq;
     let title = format!("Vigil {} report", kind.name());
-    let mut rows = RowWriter::titled(out, format, kind.columns(), &title)?;
+    let mut rows = RowWriter::titled(out, format, kind.columns(), &title, run.zone)?;
     rows.set_footer(stamp(&head, proof));
     let session_report = kind.kinds().is_empty();
     let query = Filter {
@@ -265,7 +268,7 @@ pub async fn run<W: Write>(
     };
     let mut events = std::pin::pin!(audit_db::query::stream(store.clone(), query));
     let mut open: HashMap<Uuid, SessionStory> = HashMap::new();
-    let mut totals = Totals::default();
+    let mut totals = Totals::in_zone(run.zone);
     while let Some(e) = events.next().await {
         let e = e?;
         if session_report {
@@ -452,6 +455,8 @@ fn session_rows<W: Write>(
 /// What the aggregate reports add up as the log goes by.
 #[derive(Default)]
 struct Totals {
+    /// The zone whose calendar days the summary counts in.
+    zone: Zone,
     /// (technician, permission) → requested, granted, denied.
     permissions: std::collections::BTreeMap<(String, String), [i64; 3]>,
     /// (day, technician) → session durations, failed logins, denials.
@@ -465,12 +470,14 @@ struct DayTotals {
     denied: i64,
 }
 
-/// The UTC day of `us`, `YYYY-MM-DD`.
-fn day(us: i64) -> String {
-    audit_db::time_us::format(us).chars().take(10).collect()
-}
-
 impl Totals {
+    fn in_zone(zone: &Zone) -> Self {
+        Totals {
+            zone: zone.clone(),
+            ..Totals::default()
+        }
+    }
+
     fn story(&mut self, kind: ReportKind, s: &SessionStory) {
         let tech = s.technician.clone().unwrap_or_default();
         match kind {
@@ -489,7 +496,7 @@ impl Totals {
                 let Some(created) = s.created_at_us else {
                     return;
                 };
-                let totals = self.days.entry((day(created), tech)).or_default();
+                let totals = self.days.entry((self.zone.day(created), tech)).or_default();
                 totals
                     .durations
                     .push(s.ended.as_ref().map_or(0, |e| e.duration_ms));
@@ -523,7 +530,7 @@ impl Totals {
                     && f.ip.is_none_or(|net| net.contains(&l.ip));
                 if wanted {
                     self.days
-                        .entry((day(e.occurred_at_us), l.email))
+                        .entry((self.zone.day(e.occurred_at_us), l.email))
                         .or_default()
                         .failed_logins += 1;
                 }
@@ -566,6 +573,9 @@ impl Totals {
             }
             ReportKind::Summary => {
                 for ((day, tech), mut t) in self.days {
+                    for ms in &t.durations {
+                        rows.chart_duration(*ms);
+                    }
                     t.durations.sort_unstable();
                     let n = t.durations.len();
                     let (mean, p95) = if n == 0 {

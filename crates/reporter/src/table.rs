@@ -5,6 +5,8 @@ use std::io::Write;
 
 use audit_db::time_us;
 
+use crate::zone::Zone;
+
 /// One value of a report row.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cell {
@@ -12,7 +14,8 @@ pub enum Cell {
     Text(String),
     /// A whole number.
     Int(i64),
-    /// A time, microseconds since the epoch (RFC 3339 UTC).
+    /// A time, microseconds since the epoch (RFC 3339: UTC in machine
+    /// formats, the report's zone in tables and HTML).
     Time(i64),
     /// Yes or no.
     Bool(bool),
@@ -31,11 +34,12 @@ impl Cell {
         value.map_or(Cell::Empty, Cell::Time)
     }
 
-    fn display(&self) -> String {
+    /// The cell as a person reads it, times in `zone`.
+    fn display(&self, zone: &Zone) -> String {
         match self {
             Cell::Text(t) => t.clone(),
             Cell::Int(n) => n.to_string(),
-            Cell::Time(us) => time_us::format(*us),
+            Cell::Time(us) => zone.format(*us),
             Cell::Bool(b) => if *b { "yes" } else { "no" }.to_owned(),
             Cell::Empty => String::new(),
         }
@@ -84,6 +88,7 @@ const TABLE_MAX_WIDTH: usize = 60;
 /// Writes rows of `columns` to `out` in `format`.
 pub struct RowWriter<W: Write> {
     columns: Vec<&'static str>,
+    zone: Zone,
     inner: Inner<W>,
     rows: u64,
     footer: String,
@@ -106,19 +111,21 @@ enum Inner<W: Write> {
 impl<W: Write> RowWriter<W> {
     /// A writer; the CSV header goes out at once.
     pub fn new(out: W, format: RowFormat, columns: Vec<&'static str>) -> Result<Self, WriteError> {
-        Self::titled(out, format, columns, "Vigil report")
+        Self::titled(out, format, columns, "Vigil report", &Zone::utc())
     }
 
-    /// A writer whose HTML document has `title`.
+    /// A writer whose HTML document has `title`, and whose table or HTML
+    /// shows times in `zone` (machine formats are always UTC).
     pub fn titled(
         mut out: W,
         format: RowFormat,
         columns: Vec<&'static str>,
         title: &str,
+        zone: &Zone,
     ) -> Result<Self, WriteError> {
         let inner = match format {
             RowFormat::Html => {
-                crate::html::head(&mut out, title, &columns)?;
+                crate::html::head(&mut out, title, zone, &columns)?;
                 Inner::Html {
                     out,
                     charts: Box::default(),
@@ -140,6 +147,7 @@ impl<W: Write> RowWriter<W> {
         };
         Ok(Self {
             columns,
+            zone: zone.clone(),
             inner,
             rows: 0,
             footer: String::new(),
@@ -158,10 +166,10 @@ impl<W: Write> RowWriter<W> {
         match &mut self.inner {
             Inner::Csv(w) => w.write_record(cells.iter().map(csv_cell))?,
             Inner::Html { out, charts } => {
-                chart(charts, &self.columns, cells);
+                chart(charts, &self.columns, cells, &self.zone);
                 let texts: Vec<(String, bool)> = cells
                     .iter()
-                    .map(|c| (c.display(), matches!(c, Cell::Int(_))))
+                    .map(|c| (c.display(&self.zone), matches!(c, Cell::Int(_))))
                     .collect();
                 crate::html::row(out, &texts)?;
             }
@@ -179,7 +187,7 @@ impl<W: Write> RowWriter<W> {
                 pending,
                 widths,
             } => {
-                let texts: Vec<String> = cells.iter().map(table_cell).collect();
+                let texts: Vec<String> = cells.iter().map(|c| table_cell(c, &self.zone)).collect();
                 match widths {
                     Some(w) => write_table_row(out, w, &texts)?,
                     None => {
@@ -192,6 +200,14 @@ impl<W: Write> RowWriter<W> {
             }
         }
         Ok(())
+    }
+
+    /// Adds one session's duration to an HTML document's duration chart
+    /// (for reports whose rows are not sessions); other formats ignore it.
+    pub fn chart_duration(&mut self, ms: u64) {
+        if let Inner::Html { charts, .. } = &mut self.inner {
+            charts.duration(ms);
+        }
     }
 
     /// Finishes the output; returns how many rows were written.
@@ -220,15 +236,15 @@ impl<W: Write> RowWriter<W> {
 
 /// Feeds the charts from a row of a report that has them: sessions per
 /// day and technician, durations, failed logins per day.
-fn chart(charts: &mut crate::html::Charts, columns: &[&'static str], cells: &[Cell]) {
+fn chart(charts: &mut crate::html::Charts, columns: &[&'static str], cells: &[Cell], zone: &Zone) {
     let at = |name: &str| columns.iter().position(|c| *c == name).map(|i| &cells[i]);
     let day = match (at("created"), at("day")) {
-        (Some(Cell::Time(us)), _) => time_us::format(*us).chars().take(10).collect::<String>(),
+        (Some(Cell::Time(us)), _) => zone.day(*us),
         (_, Some(Cell::Text(d))) => d.clone(),
         _ => return,
     };
     let Some(tech) = at("technician") else { return };
-    let tech = tech.display();
+    let tech = tech.display(zone);
     let count = match at("sessions") {
         Some(Cell::Int(n)) => *n as f64,
         Some(_) => 0.0,
@@ -282,9 +298,9 @@ impl AsRef<[u8]> for CsvCell<'_> {
 }
 
 /// A table cell on one line, cut to the column limit.
-fn table_cell(cell: &Cell) -> String {
+fn table_cell(cell: &Cell, zone: &Zone) -> String {
     let flat: String = cell
-        .display()
+        .display(zone)
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();

@@ -17,7 +17,8 @@
 //! Run: `cargo bench --bench reports` (needs `sqlite3` and `psql`, from
 //! Debian's sqlite3 and postgresql-client). `-- --quick` uses 1,000,000
 //! events and 20,000 sessions only; `-- --keep DIR` keeps the SQLite
-//! logs in DIR and reuses them on the next run with `--keep DIR`. PostgreSQL is the server in
+//! logs in DIR and reuses them on the next run with `--keep DIR`;
+//! `-- --pg-events N` sizes the PostgreSQL log (default 1,000,000). PostgreSQL is the server in
 //! `VIGIL_TEST_POSTGRES_URL` (default postgres://postgres@127.0.0.1:5432/test),
 //! in a schema of its own that is dropped afterwards. The logs are built
 //! through the real append path (the group-commit writer) first, untimed.
@@ -88,7 +89,11 @@ fn main() {
         &[1_000_000, 10_000_000]
     };
     let sessions = if quick { 20_000 } else { 200_000 };
-    let pg_events = 1_000_000;
+    let pg_events = args
+        .iter()
+        .position(|a| a == "--pg-events")
+        .and_then(|i| args.get(i + 1))
+        .map_or(1_000_000, |n| n.parse().expect("--pg-events N"));
     for tool in ["sqlite3", "psql"] {
         assert!(
             Command::new(tool).arg("--version").output().is_ok(),

@@ -12,6 +12,7 @@ pub mod chain;
 pub mod encoding;
 mod error;
 mod log;
+pub mod merkle;
 pub mod query;
 pub mod record;
 pub mod store;

@@ -9,6 +9,7 @@
 
 pub mod accounts;
 pub mod chain;
+pub mod checkpoint;
 pub mod encoding;
 mod error;
 mod log;

@@ -104,6 +104,8 @@ pub struct Placed {
     pub prev_hash: Hash,
     /// Its own hash.
     pub hash: Hash,
+    /// Its leaf hash in the Merkle tree (over the same encoding).
+    pub leaf: Hash,
 }
 
 /// What a batch will write: the new rows, the answer for each submitted
@@ -173,6 +175,7 @@ pub fn plan(
             seq: plan.head.seq,
             prev_hash: prev.hash,
             hash,
+            leaf: crate::merkle::leaf_hash(&scratch),
         });
     }
     plan

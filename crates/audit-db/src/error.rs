@@ -161,6 +161,10 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// The Merkle tree could not be read or extended.
+    #[error(transparent)]
+    Tree(#[from] crate::merkle::MerkleError),
+
     /// A background task of the store failed.
     #[error("a background task failed: {0}")]
     Task(String),

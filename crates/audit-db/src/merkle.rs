@@ -36,6 +36,13 @@ pub enum MerkleError {
     /// A proof does not prove what it claims.
     #[error("the proof does not match the root")]
     InvalidProof,
+    /// A stored hash is not 32 bytes, or the stored hashes are not those of
+    /// any tree size: the tree was edited.
+    #[error("the Merkle tree is malformed at stored hash {index}")]
+    Malformed {
+        /// The stored hash index.
+        index: u64,
+    },
 }
 
 /// The leaf hash of `leaf` (its encoded bytes).
@@ -71,6 +78,88 @@ pub fn append(size: u64, leaves: &[Hash], edge: &Stored) -> Result<Vec<(u64, Has
         }
     }
     Ok(out)
+}
+
+/// The [`frontier`] of the tree of `new_size` leaves that [`append`] made
+/// by storing `nodes` onto `edge`.
+pub fn edge_after(new_size: u64, edge: &Stored, nodes: &[(u64, Hash)]) -> Stored {
+    frontier(new_size)
+        .into_iter()
+        .filter_map(|i| {
+            let made = nodes
+                .binary_search_by_key(&i, |(index, _)| *index)
+                .ok()
+                .map(|at| nodes[at].1);
+            made.or_else(|| edge.get(&i).copied()).map(|h| (i, h))
+        })
+        .collect()
+}
+
+/// The tree's right edge as this process's last append left it, so that
+/// the next append need not read it back. Kept by size: when another
+/// process has appended since, the head's seq differs and the edge is read
+/// from the database again.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct EdgeCache(std::sync::Arc<std::sync::Mutex<Option<(u64, Stored)>>>);
+
+impl EdgeCache {
+    /// The edge of the tree of `size` leaves, if that is the one kept.
+    pub(crate) fn take(&self, size: u64) -> Option<Stored> {
+        let mut kept = self.0.lock().ok()?;
+        match kept.take() {
+            Some((at, edge)) if at == size => Some(edge),
+            _ => None,
+        }
+    }
+
+    /// Keeps the edge of the tree of `size` leaves (once it is committed).
+    pub(crate) fn put(&self, size: u64, edge: Stored) {
+        if let Ok(mut kept) = self.0.lock() {
+            *kept = Some((size, edge));
+        }
+    }
+}
+
+/// How many hashes the appends of a tree of `size` leaves store.
+pub fn stored_count(size: u64) -> u64 {
+    tlog::stored_hash_count(size)
+}
+
+/// The tree size whose appends store exactly `count` hashes, if any.
+pub fn size_for_stored(count: u64) -> Option<u64> {
+    // stored_hash_count grows with the size (by one to 1 + log₂ n a leaf).
+    let (mut lo, mut hi) = (0u64, count);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if tlog::stored_hash_count(mid) < count {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    (tlog::stored_hash_count(lo) == count).then_some(lo)
+}
+
+/// Stored hashes as a store reads them (index, bytes), checked for length.
+pub fn from_rows(rows: Vec<(i64, Vec<u8>)>) -> Result<Stored, MerkleError> {
+    rows.into_iter()
+        .map(|(index, bytes)| {
+            let index = index as u64;
+            Hash::from_slice(&bytes)
+                .map(|h| (index, h))
+                .ok_or(MerkleError::Malformed { index })
+        })
+        .collect()
+}
+
+/// `SELECT idx, hash FROM audit_tree` for `n` indexes, as `$1 … $n`, which
+/// both backends read.
+pub(crate) fn select_sql(n: usize) -> String {
+    let list: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
+    format!(
+        "SELECT idx, hash FROM audit_tree WHERE idx IN ({})",
+        list.join(", ")
+    )
 }
 
 /// The stored hashes [`root`] reads for a tree of `size` leaves.
@@ -387,6 +476,15 @@ mod tests {
             check_consistency(&consistency, 20, root20, 10, root(9, &stored).unwrap()),
             Err(MerkleError::InvalidProof)
         );
+    }
+
+    #[test]
+    fn the_size_is_read_back_from_the_stored_count() {
+        for n in 0..2_000u64 {
+            assert_eq!(size_for_stored(tlog::stored_hash_count(n)), Some(n));
+        }
+        // A count no size gives: a tree cut part-way through an append.
+        assert_eq!(size_for_stored(tlog::stored_hash_count(8) - 1), None);
     }
 
     #[test]

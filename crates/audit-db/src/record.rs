@@ -100,6 +100,14 @@ impl StoredEvent {
         }
     }
 
+    /// Its leaf hash in the Merkle tree: over the canonical encoding in
+    /// its stored format.
+    pub fn leaf_hash(&self) -> Result<Hash, crate::encoding::UnknownFormat> {
+        let mut encoding = Vec::with_capacity(256 + self.payload.len());
+        crate::encoding::encode(self.format, &self.fields(), &mut encoding)?;
+        Ok(crate::merkle::leaf_hash(&encoding))
+    }
+
     /// The row in the form verification reads ([`crate::encoding::Packed`]).
     pub fn packed(&self) -> Vec<u8> {
         crate::encoding::pack(self.format, &self.prev_hash.0, &self.hash.0, &self.fields())

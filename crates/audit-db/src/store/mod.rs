@@ -12,8 +12,9 @@ use sqlx::migrate::Migrator;
 
 use crate::chain::{Head, Pending};
 use crate::error::{Error, Result};
+use crate::merkle;
 use crate::query::{Dialect, Filter, PageQuery, PageSender};
-use crate::record::{Receipt, StoredEvent};
+use crate::record::{Hash, Receipt, StoredEvent};
 use postgres::PgStore;
 use sqlite::SqliteStore;
 
@@ -76,7 +77,88 @@ impl Store {
                 Backend::Postgres(PgStore::open(raw, &url.to_string(), mode).await?)
             }
         };
-        Ok(Store(backend))
+        let store = Store(backend);
+        if mode == OpenMode::Create {
+            store.complete_tree().await?;
+        }
+        Ok(store)
+    }
+
+    /// Brings the Merkle tree up to the head where a log from before the
+    /// tree is opened for writing (looked at first without the write lock).
+    async fn complete_tree(&self) -> Result<()> {
+        let head = self.head().await?;
+        if self.tree_size().await? as i64 >= head.seq {
+            return Ok(());
+        }
+        dispatch!(self, s => s.complete_tree().await)
+    }
+
+    /// Events the Merkle tree covers (the head's seq, unless the tree was cut).
+    pub async fn tree_size(&self) -> Result<u64> {
+        let max: Option<i64> = match self.pools() {
+            Pools::Sqlite(pool) => {
+                sqlx::query_scalar("SELECT MAX(idx) FROM audit_tree")
+                    .fetch_one(pool)
+                    .await
+            }
+            Pools::Postgres(pool) => {
+                sqlx::query_scalar("SELECT MAX(idx) FROM audit_tree")
+                    .fetch_one(pool)
+                    .await
+            }
+        }
+        .map_err(crate::error::db("reading the Merkle tree's size"))?;
+        tree_size_of(max)
+    }
+
+    /// The stored tree hashes at `indexes`.
+    pub async fn tree_hashes(&self, indexes: &[u64]) -> Result<merkle::Stored> {
+        if indexes.is_empty() {
+            return Ok(merkle::Stored::new());
+        }
+        let sql = merkle::select_sql(indexes.len());
+        let rows: Vec<(i64, Vec<u8>)> = match self.pools() {
+            Pools::Sqlite(pool) => {
+                let mut q = sqlx::query_as(&sql);
+                for index in indexes {
+                    q = q.bind(*index as i64);
+                }
+                q.fetch_all(pool).await
+            }
+            Pools::Postgres(pool) => {
+                let mut q = sqlx::query_as(&sql);
+                for index in indexes {
+                    q = q.bind(*index as i64);
+                }
+                q.fetch_all(pool).await
+            }
+        }
+        .map_err(crate::error::db("reading the Merkle tree"))?;
+        Ok(merkle::from_rows(rows)?)
+    }
+
+    /// The Merkle root over the first `size` events.
+    pub async fn root(&self, size: u64) -> Result<Hash> {
+        let stored = self.tree_hashes(&merkle::root_indexes(size)).await?;
+        Ok(merkle::root(size, &stored)?)
+    }
+
+    /// The inclusion proof of the event at `seq` in the tree of `size` events.
+    pub async fn inclusion_proof(&self, size: u64, seq: i64) -> Result<Vec<Hash>> {
+        let leaf = (seq - 1) as u64;
+        let stored = self
+            .tree_hashes(&merkle::inclusion_indexes(size, leaf)?)
+            .await?;
+        Ok(merkle::inclusion_proof(size, leaf, &stored)?)
+    }
+
+    /// The proof that the tree of `new_size` events extends that of `old_size`.
+    pub async fn consistency_proof(&self, new_size: u64, old_size: u64) -> Result<Vec<Hash>> {
+        let stored = self
+            .tree_hashes(&merkle::consistency_indexes(new_size, old_size)?)
+            .await?;
+        Ok(merkle::consistency_proof(new_size, old_size, &stored)?)
     }
 
     /// `sqlite` or `postgres`.
@@ -198,6 +280,33 @@ pub(crate) fn check_schema_version(
         }
         _ => Ok(()),
     }
+}
+
+/// Events read per step when the tree is brought up to the head.
+pub(crate) const TREE_BACKFILL_PAGE: i64 = 10_000;
+
+/// The tree size for the highest stored hash index (`None`: no tree yet).
+pub(crate) fn tree_size_of(max_index: Option<i64>) -> Result<u64> {
+    let count = max_index.map_or(0, |m| m as u64 + 1);
+    merkle::size_for_stored(count).ok_or_else(|| {
+        merkle::MerkleError::Malformed {
+            index: count.saturating_sub(1),
+        }
+        .into()
+    })
+}
+
+/// The leaf hashes of stored rows, in order.
+pub(crate) fn leaves_of(rows: Vec<row::RawRow>) -> Result<Vec<Hash>> {
+    rows.into_iter()
+        .map(|r| {
+            let e = StoredEvent::try_from(r)?;
+            e.leaf_hash().map_err(|f| Error::BadRow {
+                seq: e.seq,
+                reason: f.to_string(),
+            })
+        })
+        .collect()
 }
 
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {

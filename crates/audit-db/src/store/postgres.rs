@@ -15,9 +15,11 @@ use super::{check_schema_version, is_unique_violation, OpenMode};
 use crate::chain::{self, Head, Pending};
 use crate::encoding::CURRENT_FORMAT;
 use crate::error::{db, Error, Result};
+use crate::merkle;
 use crate::query::{PageQuery, PageSender, Param, READ_PAGE};
 use crate::record::{Hash, Receipt, StoredEvent};
 use crate::store::row::{columns, placed, HeadRow, PlacedRow, RawRow};
+use crate::store::{leaves_of, tree_size_of, TREE_BACKFILL_PAGE};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -29,6 +31,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct PgStore {
     writer: PgPool,
     readers: PgPool,
+    edge: merkle::EdgeCache,
 }
 
 impl PgStore {
@@ -109,7 +112,11 @@ impl PgStore {
                 writer
             }
         };
-        Ok(Self { writer, readers })
+        Ok(Self {
+            writer,
+            readers,
+            edge: merkle::EdgeCache::default(),
+        })
     }
 
     /// The reader pool, also used for the few non-audit writes (accounts).
@@ -134,7 +141,14 @@ impl PgStore {
             .acquire()
             .await
             .map_err(db("acquiring the writer connection"))?;
-        write_once(&mut conn, batch, recorded_at_us, look_up_duplicates).await
+        write_once(
+            &mut conn,
+            batch,
+            recorded_at_us,
+            look_up_duplicates,
+            &self.edge,
+        )
+        .await
     }
 
     pub(crate) async fn head(&self) -> Result<Head> {
@@ -144,6 +158,16 @@ impl PgStore {
             .map_err(db("reading the chain head"))?
             .ok_or(Error::NoHead)?
             .try_into()
+    }
+
+    /// Brings the tree up to the head if a log from before it is opened.
+    pub(crate) async fn complete_tree(&self) -> Result<()> {
+        let mut conn = self
+            .writer
+            .acquire()
+            .await
+            .map_err(db("acquiring the writer connection"))?;
+        complete_tree(&mut conn).await
     }
 
     pub(crate) async fn max_seq(&self) -> Result<i64> {
@@ -251,6 +275,94 @@ impl PgStore {
     }
 }
 
+/// Adds `leaves` to the Merkle tree of the `size` events before them, in
+/// the caller's transaction; returns the new tree's right edge, for
+/// `cache` once the transaction has committed.
+async fn grow_tree(
+    conn: &mut PgConnection,
+    size: i64,
+    leaves: &[Hash],
+    cache: &merkle::EdgeCache,
+) -> Result<Option<(u64, merkle::Stored)>> {
+    if leaves.is_empty() {
+        return Ok(None);
+    }
+    let size = size as u64;
+    let edge = match cache.take(size) {
+        Some(edge) => edge,
+        None => read_tree(conn, &merkle::frontier(size)).await?,
+    };
+    let nodes = merkle::append(size, leaves, &edge)?;
+    sqlx::query("INSERT INTO audit_tree (idx, hash) SELECT * FROM UNNEST($1::int8[], $2::bytea[])")
+        .bind(nodes.iter().map(|(i, _)| *i as i64).collect::<Vec<_>>())
+        .bind(nodes.iter().map(|(_, h)| &h.0[..]).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await
+        .map_err(db("extending the Merkle tree"))?;
+    let new_size = size + leaves.len() as u64;
+    Ok(Some((
+        new_size,
+        merkle::edge_after(new_size, &edge, &nodes),
+    )))
+}
+
+async fn read_tree(conn: &mut PgConnection, indexes: &[u64]) -> Result<merkle::Stored> {
+    if indexes.is_empty() {
+        return Ok(merkle::Stored::new());
+    }
+    let sql = merkle::select_sql(indexes.len());
+    let mut q = sqlx::query_as::<_, (i64, Vec<u8>)>(&sql);
+    for index in indexes {
+        q = q.bind(*index as i64);
+    }
+    let rows = q
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db("reading the Merkle tree"))?;
+    Ok(merkle::from_rows(rows)?)
+}
+
+/// Brings the Merkle tree up to the head (a log written before the tree
+/// existed), with the head locked, a page of events at a time.
+async fn complete_tree(conn: &mut PgConnection) -> Result<()> {
+    let mut tx = conn
+        .begin()
+        .await
+        .map_err(db("starting a transaction to complete the Merkle tree"))?;
+    let head: Head =
+        sqlx::query_as::<_, HeadRow>("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db("locking the chain head"))?
+            .ok_or(Error::NoHead)?
+            .try_into()?;
+    let max: Option<i64> = sqlx::query_scalar("SELECT MAX(idx) FROM audit_tree")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db("reading the Merkle tree's size"))?;
+    let mut size = tree_size_of(max)?;
+    while (size as i64) < head.seq {
+        let rows: Vec<RawRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM audit_events WHERE seq BETWEEN $1 AND $2 ORDER BY seq LIMIT $3"
+        ))
+        .bind(size as i64 + 1)
+        .bind(head.seq)
+        .bind(TREE_BACKFILL_PAGE)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db("reading events for the Merkle tree"))?;
+        let leaves = leaves_of(rows)?;
+        if leaves.is_empty() {
+            break;
+        }
+        grow_tree(&mut tx, size as i64, &leaves, &merkle::EdgeCache::default()).await?;
+        size += leaves.len() as u64;
+    }
+    tx.commit().await.map_err(db("committing the Merkle tree"))
+}
+
 /// `query` with its values bound: events after `after`, at most `limit`.
 fn bound(
     query: &PageQuery,
@@ -275,6 +387,7 @@ async fn write_once(
     batch: &[&Pending],
     recorded_at_us: i64,
     look_up_duplicates: bool,
+    cache: &merkle::EdgeCache,
 ) -> Result<Option<Vec<Receipt>>> {
     let mut tx = conn
         .begin()
@@ -329,6 +442,8 @@ async fn write_once(
         }
         Err(e) => return Err(db("inserting events")(e)),
     }
+    let leaves: Vec<Hash> = plan.rows.iter().map(|r| r.leaf).collect();
+    let grown = grow_tree(&mut tx, head.seq, &leaves, cache).await?;
     sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
         .bind(plan.head.seq)
         .bind(&plan.head.hash.0[..])
@@ -336,6 +451,9 @@ async fn write_once(
         .await
         .map_err(db("advancing the chain head"))?;
     tx.commit().await.map_err(db("committing events"))?;
+    if let Some((size, edge)) = grown {
+        cache.put(size, edge);
+    }
     Ok(Some(plan.receipts))
 }
 

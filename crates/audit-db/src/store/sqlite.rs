@@ -16,9 +16,11 @@ use super::{check_schema_version, is_unique_violation, OpenMode};
 use crate::chain::{self, Head, Pending, Placed};
 use crate::encoding::CURRENT_FORMAT;
 use crate::error::{db, Error, Result};
+use crate::merkle;
 use crate::query::{PageQuery, PageSender, Param, READ_PAGE};
 use crate::record::{Hash, Receipt, StoredEvent};
 use crate::store::row::{columns, placed, HeadRow, PlacedRow, RawRow, COLUMN_NAMES};
+use crate::store::{leaves_of, tree_size_of, TREE_BACKFILL_PAGE};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -43,6 +45,7 @@ pub(crate) struct SqliteStore {
     path: PathBuf,
     writer: SqlitePool,
     readers: SqlitePool,
+    edge: merkle::EdgeCache,
 }
 
 impl SqliteStore {
@@ -114,6 +117,7 @@ impl SqliteStore {
             path: path.to_owned(),
             writer,
             readers,
+            edge: merkle::EdgeCache::default(),
         })
     }
 
@@ -142,6 +146,7 @@ impl SqliteStore {
             path: path.to_owned(),
             writer: readers.clone(),
             readers,
+            edge: merkle::EdgeCache::default(),
         })
     }
 
@@ -167,7 +172,24 @@ impl SqliteStore {
             .acquire()
             .await
             .map_err(db("acquiring the writer connection"))?;
-        write_once(&mut conn, batch, recorded_at_us, look_up_duplicates).await
+        write_once(
+            &mut conn,
+            batch,
+            recorded_at_us,
+            look_up_duplicates,
+            &self.edge,
+        )
+        .await
+    }
+
+    /// Brings the tree up to the head if a log from before it is opened.
+    pub(crate) async fn complete_tree(&self) -> Result<()> {
+        let mut conn = self
+            .writer
+            .acquire()
+            .await
+            .map_err(db("acquiring the writer connection"))?;
+        complete_tree(&mut conn).await
     }
 
     pub(crate) async fn head(&self) -> Result<Head> {
@@ -635,6 +657,7 @@ async fn write_once(
     batch: &[&Pending],
     recorded_at_us: i64,
     look_up_duplicates: bool,
+    cache: &merkle::EdgeCache,
 ) -> Result<Option<Vec<Receipt>>> {
     let mut tx = conn
         .begin_with("BEGIN IMMEDIATE")
@@ -669,6 +692,8 @@ async fn write_once(
             Err(e) => return Err(db("inserting events")(e)),
         }
     }
+    let leaves: Vec<Hash> = plan.rows.iter().map(|r| r.leaf).collect();
+    let grown = grow_tree(&mut tx, head.seq, &leaves, cache).await?;
     sqlx::query("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1")
         .bind(plan.head.seq)
         .bind(&plan.head.hash.0[..])
@@ -676,7 +701,99 @@ async fn write_once(
         .await
         .map_err(db("advancing the chain head"))?;
     tx.commit().await.map_err(db("committing events"))?;
+    if let Some((size, edge)) = grown {
+        cache.put(size, edge);
+    }
     Ok(Some(plan.receipts))
+}
+
+/// Tree hashes per INSERT statement (two parameters each).
+const TREE_CHUNK: usize = 4_096;
+
+/// Adds `leaves` to the Merkle tree of the `size` events before them, in
+/// the caller's transaction; returns the new tree's right edge, for
+/// `cache` once the transaction has committed.
+async fn grow_tree(
+    conn: &mut SqliteConnection,
+    size: i64,
+    leaves: &[Hash],
+    cache: &merkle::EdgeCache,
+) -> Result<Option<(u64, merkle::Stored)>> {
+    if leaves.is_empty() {
+        return Ok(None);
+    }
+    let size = size as u64;
+    let edge = match cache.take(size) {
+        Some(edge) => edge,
+        None => read_tree(conn, &merkle::frontier(size)).await?,
+    };
+    let nodes = merkle::append(size, leaves, &edge)?;
+    for chunk in nodes.chunks(TREE_CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO audit_tree (idx, hash) ");
+        q.push_values(chunk, |mut b, (index, hash)| {
+            b.push_bind(*index as i64).push_bind(&hash.0[..]);
+        });
+        q.build()
+            .execute(&mut *conn)
+            .await
+            .map_err(db("extending the Merkle tree"))?;
+    }
+    let new_size = size + leaves.len() as u64;
+    Ok(Some((
+        new_size,
+        merkle::edge_after(new_size, &edge, &nodes),
+    )))
+}
+
+async fn read_tree(conn: &mut SqliteConnection, indexes: &[u64]) -> Result<merkle::Stored> {
+    if indexes.is_empty() {
+        return Ok(merkle::Stored::new());
+    }
+    let sql = merkle::select_sql(indexes.len());
+    let mut q = sqlx::query_as::<_, (i64, Vec<u8>)>(&sql);
+    for index in indexes {
+        q = q.bind(*index as i64);
+    }
+    let rows = q
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db("reading the Merkle tree"))?;
+    Ok(merkle::from_rows(rows)?)
+}
+
+/// Brings the Merkle tree up to the head (a log written before the tree
+/// existed), under the write lock, a page of events at a time.
+async fn complete_tree(conn: &mut SqliteConnection) -> Result<()> {
+    let mut tx = conn
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(db("locking the database to complete the Merkle tree"))?;
+    let head = read_head(&mut tx).await?;
+    let mut size = tree_size(&mut tx).await?;
+    while (size as i64) < head.seq {
+        let rows: Vec<RawRow> = sqlx::query_as(RANGE_SQL)
+            .bind(size as i64 + 1)
+            .bind(head.seq)
+            .bind(TREE_BACKFILL_PAGE)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db("reading events for the Merkle tree"))?;
+        let leaves = leaves_of(rows)?;
+        if leaves.is_empty() {
+            break;
+        }
+        grow_tree(&mut tx, size as i64, &leaves, &merkle::EdgeCache::default()).await?;
+        size += leaves.len() as u64;
+    }
+    tx.commit().await.map_err(db("committing the Merkle tree"))
+}
+
+async fn tree_size(conn: &mut SqliteConnection) -> Result<u64> {
+    let max: Option<i64> = sqlx::query_scalar("SELECT MAX(idx) FROM audit_tree")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db("reading the Merkle tree's size"))?;
+    tree_size_of(max)
 }
 
 /// A multi-row INSERT of `rows`, with every argument encoded.

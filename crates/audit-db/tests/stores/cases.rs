@@ -736,3 +736,99 @@ pub async fn settings_are_stored_as_json(db: &TestDb) {
     ));
     log.close().await;
 }
+
+/// The canonical encodings of every stored event, in seq order: the leaves.
+async fn leaves(log: &AuditLog) -> Vec<Vec<u8>> {
+    let events: Vec<_> = log.query(Filter::default()).try_collect().await.unwrap();
+    events
+        .iter()
+        .map(|e| {
+            let mut bytes = Vec::new();
+            audit_db::encoding::encode(e.format, &e.fields(), &mut bytes).unwrap();
+            bytes
+        })
+        .collect()
+}
+
+type Reference = ct_merkle::mem_backed_tree::MemoryBackedTree<sha2_011::Sha256, Vec<u8>>;
+
+pub async fn the_merkle_tree_is_kept_with_every_append(db: &TestDb) {
+    let log = open(db).await;
+    // Batches of many sizes, and concurrent callers the writer batches.
+    for (round, size) in [1usize, 7, 300, 2, 64, 129].into_iter().enumerate() {
+        log.append((0..size).map(|i| note(format!("r{round} n{i}"))).collect())
+            .await
+            .unwrap();
+    }
+    let calls: Vec<_> = (0..16)
+        .map(|c| {
+            let log = log.clone();
+            tokio::spawn(async move { log.append(vec![note(format!("c{c}"))]).await.unwrap() })
+        })
+        .collect();
+    for c in calls {
+        c.await.unwrap();
+    }
+    // Another writer on the same database (another process, as far as
+    // this one knows) in between: the tree's edge this one kept is stale.
+    let other = open(db).await;
+    for round in 0..3 {
+        other.append(vec![note(format!("other {round}"))]).await.unwrap();
+        log.append(vec![note(format!("this {round}"))]).await.unwrap();
+    }
+    other.close().await;
+    let store = log.store().clone();
+    let head = store.head().await.unwrap();
+    assert_eq!(store.tree_size().await.unwrap() as i64, head.seq);
+
+    let leaves = leaves(&log).await;
+    let mut reference = Reference::new();
+    let mut roots = vec![audit_db::Hash::default()];
+    for (i, leaf) in leaves.iter().enumerate() {
+        reference.push(leaf.clone());
+        let n = i as u64 + 1;
+        let root = store.root(n).await.unwrap();
+        assert_eq!(&root.0[..], &reference.root().as_bytes()[..], "root of {n}");
+        roots.push(root);
+    }
+    let n = leaves.len() as u64;
+    let root = roots[n as usize];
+    for seq in [1, 2, n as i64 / 2, n as i64] {
+        let proof = store.inclusion_proof(n, seq).await.unwrap();
+        let theirs = reference.prove_inclusion(seq as usize - 1);
+        let ours: Vec<u8> = proof.iter().flat_map(|h| h.0).collect();
+        assert_eq!(ours, theirs.as_bytes(), "inclusion of seq {seq}");
+        let leaf = audit_db::merkle::leaf_hash(&leaves[seq as usize - 1]);
+        audit_db::merkle::check_inclusion(&proof, n, root, seq as u64 - 1, leaf).unwrap();
+    }
+    for old in [1, 8, n / 2, n - 1] {
+        let proof = store.consistency_proof(n, old).await.unwrap();
+        let theirs = reference.prove_consistency((n - old) as usize);
+        let ours: Vec<u8> = proof.iter().flat_map(|h| h.0).collect();
+        assert_eq!(ours, theirs.as_bytes(), "consistency {old} → {n}");
+        audit_db::merkle::check_consistency(&proof, n, root, old, roots[old as usize]).unwrap();
+    }
+    log.close().await;
+}
+
+pub async fn a_log_from_before_the_tree_gets_it_on_open(db: &TestDb) {
+    let log = log_of(db, 250).await;
+    let root = log.store().root(250).await.unwrap();
+    log.close().await;
+    // As a log written before the tree existed: no tree, or a tree cut
+    // back to an earlier size.
+    let unguard = match db.backend {
+        testkit::Backend::Sqlite => "DROP TRIGGER audit_tree_no_delete",
+        testkit::Backend::Postgres => "DROP TRIGGER audit_tree_no_change ON audit_tree",
+    };
+    db.exec(unguard).await;
+    for keep in [0, 100] {
+        let cut = audit_db::merkle::stored_count(keep);
+        db.exec(&format!("DELETE FROM audit_tree WHERE idx >= {cut}"))
+            .await;
+        let log = open(db).await;
+        assert_eq!(log.store().tree_size().await.unwrap(), 250, "kept {keep}");
+        assert_eq!(log.store().root(250).await.unwrap(), root, "kept {keep}");
+        log.close().await;
+    }
+}

@@ -12,6 +12,8 @@ testkit::both_backends! {
     thirty_two_concurrent_writers_all_succeed,
     queries_filter_and_page_in_log_order,
     a_malformed_row_stops_a_query_at_its_seq,
+    the_merkle_tree_is_kept_with_every_append,
+    a_log_from_before_the_tree_gets_it_on_open,
     a_modified_event_is_named,
     a_deleted_event_is_named,
     an_inserted_event_is_named,

@@ -773,8 +773,13 @@ pub async fn the_merkle_tree_is_kept_with_every_append(db: &TestDb) {
     // this one knows) in between: the tree's edge this one kept is stale.
     let other = open(db).await;
     for round in 0..3 {
-        other.append(vec![note(format!("other {round}"))]).await.unwrap();
-        log.append(vec![note(format!("this {round}"))]).await.unwrap();
+        other
+            .append(vec![note(format!("other {round}"))])
+            .await
+            .unwrap();
+        log.append(vec![note(format!("this {round}"))])
+            .await
+            .unwrap();
     }
     other.close().await;
     let store = log.store().clone();

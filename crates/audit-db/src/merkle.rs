@@ -120,44 +120,66 @@ impl EdgeCache {
     }
 }
 
-/// How many hashes the appends of a tree of `size` leaves store.
-pub fn stored_count(size: u64) -> u64 {
-    tlog::stored_hash_count(size)
+/// Where a stored hash is kept when each leaf's row holds the hashes its
+/// append stored (the leaf's own first, then one per subtree it
+/// completed): the leaf (from 0) and the position in that row.
+pub fn placement(index: u64) -> (u64, usize) {
+    let (level, k) = tlog::split_stored_hash_index(index);
+    (((k + 1) << level) - 1, usize::from(level))
 }
 
-/// The tree size whose appends store exactly `count` hashes, if any.
-pub fn size_for_stored(count: u64) -> Option<u64> {
-    // stored_hash_count grows with the size (by one to 1 + log₂ n a leaf).
-    let (mut lo, mut hi) = (0u64, count);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if tlog::stored_hash_count(mid) < count {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
+/// [`append`]'s hashes as rows: for each new leaf from `size` on, its seq
+/// (leaf + 1) and the hashes its append stored, concatenated.
+pub fn leaf_rows(size: u64, nodes: &[(u64, Hash)]) -> Vec<(i64, Vec<u8>)> {
+    let mut rows = Vec::new();
+    let mut rest = nodes;
+    let mut leaf = size;
+    while !rest.is_empty() {
+        // Leaf n stores its own hash and one per trailing 1 bit of n.
+        let count = (1 + (leaf + 1).trailing_zeros() as usize).min(rest.len());
+        let (mine, after) = rest.split_at(count);
+        rows.push((
+            leaf as i64 + 1,
+            mine.iter().flat_map(|(_, h)| h.0).collect(),
+        ));
+        rest = after;
+        leaf += 1;
     }
-    (tlog::stored_hash_count(lo) == count).then_some(lo)
+    rows
 }
 
-/// Stored hashes as a store reads them (index, bytes), checked for length.
-pub fn from_rows(rows: Vec<(i64, Vec<u8>)>) -> Result<Stored, MerkleError> {
-    rows.into_iter()
-        .map(|(index, bytes)| {
-            let index = index as u64;
-            Hash::from_slice(&bytes)
+/// The rows (seq, hashes) that hold the stored hashes at `indexes`.
+pub fn rows_for(indexes: &[u64]) -> Vec<i64> {
+    let mut seqs: Vec<i64> = indexes.iter().map(|i| placement(*i).0 as i64 + 1).collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    seqs
+}
+
+/// The stored hashes at `indexes` from the rows [`rows_for`] named.
+pub fn from_rows(indexes: &[u64], rows: Vec<(i64, Vec<u8>)>) -> Result<Stored, MerkleError> {
+    let rows: HashMap<i64, Vec<u8>> = rows.into_iter().collect();
+    indexes
+        .iter()
+        .map(|&index| {
+            let (leaf, at) = placement(index);
+            let row = rows
+                .get(&(leaf as i64 + 1))
+                .ok_or(MerkleError::Missing { index })?;
+            row.get(at * 32..at * 32 + 32)
+                .and_then(Hash::from_slice)
                 .map(|h| (index, h))
                 .ok_or(MerkleError::Malformed { index })
         })
         .collect()
 }
 
-/// `SELECT idx, hash FROM audit_tree` for `n` indexes, as `$1 … $n`, which
+/// `SELECT seq, hashes FROM audit_tree` for `n` seqs, as `$1 … $n`, which
 /// both backends read.
 pub(crate) fn select_sql(n: usize) -> String {
     let list: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
     format!(
-        "SELECT idx, hash FROM audit_tree WHERE idx IN ({})",
+        "SELECT seq, hashes FROM audit_tree WHERE seq IN ({})",
         list.join(", ")
     )
 }
@@ -479,12 +501,30 @@ mod tests {
     }
 
     #[test]
-    fn the_size_is_read_back_from_the_stored_count() {
-        for n in 0..2_000u64 {
-            assert_eq!(size_for_stored(tlog::stored_hash_count(n)), Some(n));
-        }
-        // A count no size gives: a tree cut part-way through an append.
-        assert_eq!(size_for_stored(tlog::stored_hash_count(8) - 1), None);
+    fn each_leafs_row_holds_what_its_append_stored() {
+        let leaves: Vec<Vec<u8>> = (0..300).map(leaf).collect();
+        let stored = build(&leaves, 300);
+        let mut nodes: Vec<(u64, Hash)> = stored.iter().map(|(i, h)| (*i, *h)).collect();
+        nodes.sort_unstable_by_key(|(i, _)| *i);
+        let rows = leaf_rows(0, &nodes);
+        assert_eq!(rows.len(), 300);
+        let indexes: Vec<u64> = (0..tlog::stored_hash_count(300)).collect();
+        assert_eq!(from_rows(&indexes, rows.clone()).unwrap(), stored);
+        // Appended in two steps, the rows are the same.
+        let (first, second): (Vec<_>, Vec<_>) = nodes
+            .iter()
+            .partition(|(i, _)| *i < tlog::stored_hash_count(100));
+        let mut split = leaf_rows(0, &first);
+        split.extend(leaf_rows(100, &second));
+        assert_eq!(split, rows);
+        // A row cut short is named.
+        let mut short = rows;
+        short[7].1.truncate(16);
+        let at = tlog::stored_hash_index(0, 7);
+        assert_eq!(
+            from_rows(&[at], short),
+            Err(MerkleError::Malformed { index: at })
+        );
     }
 
     #[test]

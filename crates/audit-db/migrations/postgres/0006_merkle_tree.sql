@@ -1,10 +1,10 @@
--- The Merkle tree over the log (RFC 6962, see src/merkle.rs): every hash
--- that became final as events were appended, by stored hash index (about
--- two per event), written in the same transaction as the events, so the
--- tree always covers exactly the events up to the head.
+-- The Merkle tree over the log (RFC 6962, see src/merkle.rs): for each
+-- event, the hashes its append made final (its leaf hash, then one per
+-- subtree it completed: two on average), written in the same transaction
+-- as the event, so the tree always covers exactly the events up to the head.
 CREATE TABLE audit_tree (
-    idx   BIGINT PRIMARY KEY,
-    hash  BYTEA  NOT NULL
+    seq     BIGINT PRIMARY KEY,
+    hashes  BYTEA  NOT NULL
 );
 
 CREATE FUNCTION audit_tree_append_only() RETURNS trigger LANGUAGE plpgsql AS $$

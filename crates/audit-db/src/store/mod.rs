@@ -98,12 +98,12 @@ impl Store {
     pub async fn tree_size(&self) -> Result<u64> {
         let max: Option<i64> = match self.pools() {
             Pools::Sqlite(pool) => {
-                sqlx::query_scalar("SELECT MAX(idx) FROM audit_tree")
+                sqlx::query_scalar("SELECT MAX(seq) FROM audit_tree")
                     .fetch_one(pool)
                     .await
             }
             Pools::Postgres(pool) => {
-                sqlx::query_scalar("SELECT MAX(idx) FROM audit_tree")
+                sqlx::query_scalar("SELECT MAX(seq) FROM audit_tree")
                     .fetch_one(pool)
                     .await
             }
@@ -114,28 +114,10 @@ impl Store {
 
     /// The stored tree hashes at `indexes`.
     pub async fn tree_hashes(&self, indexes: &[u64]) -> Result<merkle::Stored> {
-        if indexes.is_empty() {
-            return Ok(merkle::Stored::new());
+        match self.pools() {
+            Pools::Sqlite(pool) => tree_hashes_with(pool, indexes).await,
+            Pools::Postgres(pool) => tree_hashes_with(pool, indexes).await,
         }
-        let sql = merkle::select_sql(indexes.len());
-        let rows: Vec<(i64, Vec<u8>)> = match self.pools() {
-            Pools::Sqlite(pool) => {
-                let mut q = sqlx::query_as(&sql);
-                for index in indexes {
-                    q = q.bind(*index as i64);
-                }
-                q.fetch_all(pool).await
-            }
-            Pools::Postgres(pool) => {
-                let mut q = sqlx::query_as(&sql);
-                for index in indexes {
-                    q = q.bind(*index as i64);
-                }
-                q.fetch_all(pool).await
-            }
-        }
-        .map_err(crate::error::db("reading the Merkle tree"))?;
-        Ok(merkle::from_rows(rows)?)
     }
 
     /// The Merkle root over the first `size` events.
@@ -282,18 +264,41 @@ pub(crate) fn check_schema_version(
     }
 }
 
+/// The stored tree hashes at `indexes`, read through `executor` (a pool,
+/// or the writer's transaction) of either backend.
+pub(crate) async fn tree_hashes_with<'e, DB, E>(
+    executor: E,
+    indexes: &[u64],
+) -> Result<merkle::Stored>
+where
+    DB: sqlx::Database,
+    E: sqlx::Executor<'e, Database = DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'r> (i64, Vec<u8>): sqlx::FromRow<'r, DB::Row>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+{
+    if indexes.is_empty() {
+        return Ok(merkle::Stored::new());
+    }
+    let seqs = merkle::rows_for(indexes);
+    let sql = merkle::select_sql(seqs.len());
+    let mut q = sqlx::query_as::<DB, (i64, Vec<u8>)>(&sql);
+    for seq in seqs {
+        q = q.bind(seq);
+    }
+    let rows = q
+        .fetch_all(executor)
+        .await
+        .map_err(crate::error::db("reading the Merkle tree"))?;
+    Ok(merkle::from_rows(indexes, rows)?)
+}
+
 /// Events read per step when the tree is brought up to the head.
 pub(crate) const TREE_BACKFILL_PAGE: i64 = 10_000;
 
-/// The tree size for the highest stored hash index (`None`: no tree yet).
-pub(crate) fn tree_size_of(max_index: Option<i64>) -> Result<u64> {
-    let count = max_index.map_or(0, |m| m as u64 + 1);
-    merkle::size_for_stored(count).ok_or_else(|| {
-        merkle::MerkleError::Malformed {
-            index: count.saturating_sub(1),
-        }
-        .into()
-    })
+/// The tree size for the highest seq in the tree (`None`: no tree yet).
+pub(crate) fn tree_size_of(max_seq: Option<i64>) -> Result<u64> {
+    Ok(max_seq.map_or(0, |m| m.max(0) as u64))
 }
 
 /// The leaf hashes of stored rows, in order.

@@ -290,36 +290,23 @@ async fn grow_tree(
     let size = size as u64;
     let edge = match cache.take(size) {
         Some(edge) => edge,
-        None => read_tree(conn, &merkle::frontier(size)).await?,
+        None => super::tree_hashes_with(&mut *conn, &merkle::frontier(size)).await?,
     };
     let nodes = merkle::append(size, leaves, &edge)?;
-    sqlx::query("INSERT INTO audit_tree (idx, hash) SELECT * FROM UNNEST($1::int8[], $2::bytea[])")
-        .bind(nodes.iter().map(|(i, _)| *i as i64).collect::<Vec<_>>())
-        .bind(nodes.iter().map(|(_, h)| &h.0[..]).collect::<Vec<_>>())
-        .execute(&mut *conn)
-        .await
-        .map_err(db("extending the Merkle tree"))?;
+    let rows = merkle::leaf_rows(size, &nodes);
+    sqlx::query(
+        "INSERT INTO audit_tree (seq, hashes) SELECT * FROM UNNEST($1::int8[], $2::bytea[])",
+    )
+    .bind(rows.iter().map(|(seq, _)| *seq).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, h)| &h[..]).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await
+    .map_err(db("extending the Merkle tree"))?;
     let new_size = size + leaves.len() as u64;
     Ok(Some((
         new_size,
         merkle::edge_after(new_size, &edge, &nodes),
     )))
-}
-
-async fn read_tree(conn: &mut PgConnection, indexes: &[u64]) -> Result<merkle::Stored> {
-    if indexes.is_empty() {
-        return Ok(merkle::Stored::new());
-    }
-    let sql = merkle::select_sql(indexes.len());
-    let mut q = sqlx::query_as::<_, (i64, Vec<u8>)>(&sql);
-    for index in indexes {
-        q = q.bind(*index as i64);
-    }
-    let rows = q
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db("reading the Merkle tree"))?;
-    Ok(merkle::from_rows(rows)?)
 }
 
 /// Brings the Merkle tree up to the head (a log written before the tree
@@ -336,7 +323,7 @@ async fn complete_tree(conn: &mut PgConnection) -> Result<()> {
             .map_err(db("locking the chain head"))?
             .ok_or(Error::NoHead)?
             .try_into()?;
-    let max: Option<i64> = sqlx::query_scalar("SELECT MAX(idx) FROM audit_tree")
+    let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_tree")
         .fetch_one(&mut *tx)
         .await
         .map_err(db("reading the Merkle tree's size"))?;

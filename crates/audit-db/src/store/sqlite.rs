@@ -707,7 +707,7 @@ async fn write_once(
     Ok(Some(plan.receipts))
 }
 
-/// Tree hashes per INSERT statement (two parameters each).
+/// Tree rows per INSERT statement (two parameters each).
 const TREE_CHUNK: usize = 4_096;
 
 /// Adds `leaves` to the Merkle tree of the `size` events before them, in
@@ -725,13 +725,14 @@ async fn grow_tree(
     let size = size as u64;
     let edge = match cache.take(size) {
         Some(edge) => edge,
-        None => read_tree(conn, &merkle::frontier(size)).await?,
+        None => super::tree_hashes_with(&mut *conn, &merkle::frontier(size)).await?,
     };
     let nodes = merkle::append(size, leaves, &edge)?;
-    for chunk in nodes.chunks(TREE_CHUNK) {
-        let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO audit_tree (idx, hash) ");
-        q.push_values(chunk, |mut b, (index, hash)| {
-            b.push_bind(*index as i64).push_bind(&hash.0[..]);
+    let rows = merkle::leaf_rows(size, &nodes);
+    for chunk in rows.chunks(TREE_CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO audit_tree (seq, hashes) ");
+        q.push_values(chunk, |mut b, (seq, hashes)| {
+            b.push_bind(*seq).push_bind(&hashes[..]);
         });
         q.build()
             .execute(&mut *conn)
@@ -743,22 +744,6 @@ async fn grow_tree(
         new_size,
         merkle::edge_after(new_size, &edge, &nodes),
     )))
-}
-
-async fn read_tree(conn: &mut SqliteConnection, indexes: &[u64]) -> Result<merkle::Stored> {
-    if indexes.is_empty() {
-        return Ok(merkle::Stored::new());
-    }
-    let sql = merkle::select_sql(indexes.len());
-    let mut q = sqlx::query_as::<_, (i64, Vec<u8>)>(&sql);
-    for index in indexes {
-        q = q.bind(*index as i64);
-    }
-    let rows = q
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db("reading the Merkle tree"))?;
-    Ok(merkle::from_rows(rows)?)
 }
 
 /// Brings the Merkle tree up to the head (a log written before the tree
@@ -789,7 +774,7 @@ async fn complete_tree(conn: &mut SqliteConnection) -> Result<()> {
 }
 
 async fn tree_size(conn: &mut SqliteConnection) -> Result<u64> {
-    let max: Option<i64> = sqlx::query_scalar("SELECT MAX(idx) FROM audit_tree")
+    let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_tree")
         .fetch_one(&mut *conn)
         .await
         .map_err(db("reading the Merkle tree's size"))?;

@@ -96,20 +96,10 @@ impl Store {
 
     /// Events the Merkle tree covers (the head's seq, unless the tree was cut).
     pub async fn tree_size(&self) -> Result<u64> {
-        let max: Option<i64> = match self.pools() {
-            Pools::Sqlite(pool) => {
-                sqlx::query_scalar("SELECT MAX(seq) FROM audit_tree")
-                    .fetch_one(pool)
-                    .await
-            }
-            Pools::Postgres(pool) => {
-                sqlx::query_scalar("SELECT MAX(seq) FROM audit_tree")
-                    .fetch_one(pool)
-                    .await
-            }
+        match self.pools() {
+            Pools::Sqlite(pool) => tree_size_with(pool).await,
+            Pools::Postgres(pool) => tree_size_with(pool).await,
         }
-        .map_err(crate::error::db("reading the Merkle tree's size"))?;
-        tree_size_of(max)
     }
 
     /// The stored tree hashes at `indexes`.
@@ -296,9 +286,48 @@ where
 /// Events read per step when the tree is brought up to the head.
 pub(crate) const TREE_BACKFILL_PAGE: i64 = 10_000;
 
-/// The tree size for the highest seq in the tree (`None`: no tree yet).
-pub(crate) fn tree_size_of(max_seq: Option<i64>) -> Result<u64> {
-    Ok(max_seq.map_or(0, |m| m.max(0) as u64))
+/// Events the Merkle tree covers (its last row's seq), read through
+/// `executor` of either backend.
+pub(crate) async fn tree_size_with<'e, DB, E>(executor: E) -> Result<u64>
+where
+    DB: sqlx::Database,
+    E: sqlx::Executor<'e, Database = DB>,
+    for<'r> (Option<i64>,): sqlx::FromRow<'r, DB::Row>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+{
+    let (max,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM audit_tree")
+        .fetch_one(executor)
+        .await
+        .map_err(crate::error::db("reading the Merkle tree's size"))?;
+    Ok(max.map_or(0, |m| m.max(0) as u64))
+}
+
+/// What appending `leaves` to the tree of `size` events stores (rows of
+/// `audit_tree`) and the new tree's size and right edge, for the cache once
+/// the caller's transaction has committed. The edge comes from `cache`, or
+/// through `executor` when this process did not make the last append.
+pub(crate) async fn tree_growth<'e, DB, E>(
+    executor: E,
+    size: i64,
+    leaves: &[Hash],
+    cache: &merkle::EdgeCache,
+) -> Result<(Vec<(i64, Vec<u8>)>, (u64, merkle::Stored))>
+where
+    DB: sqlx::Database,
+    E: sqlx::Executor<'e, Database = DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'r> (i64, Vec<u8>): sqlx::FromRow<'r, DB::Row>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+{
+    let size = size as u64;
+    let edge = match cache.take(size) {
+        Some(edge) => edge,
+        None => tree_hashes_with(executor, &merkle::frontier(size)).await?,
+    };
+    let nodes = merkle::append(size, leaves, &edge)?;
+    let new_size = size + leaves.len() as u64;
+    let new_edge = merkle::edge_after(new_size, &edge, &nodes);
+    Ok((merkle::leaf_rows(size, &nodes), (new_size, new_edge)))
 }
 
 /// The leaf hashes of stored rows, in order.

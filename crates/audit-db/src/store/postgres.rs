@@ -19,7 +19,7 @@ use crate::merkle;
 use crate::query::{PageQuery, PageSender, Param, READ_PAGE};
 use crate::record::{Hash, Receipt, StoredEvent};
 use crate::store::row::{columns, placed, HeadRow, PlacedRow, RawRow};
-use crate::store::{leaves_of, tree_size_of, TREE_BACKFILL_PAGE};
+use crate::store::{leaves_of, tree_size_with, TREE_BACKFILL_PAGE};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -287,13 +287,7 @@ async fn grow_tree(
     if leaves.is_empty() {
         return Ok(None);
     }
-    let size = size as u64;
-    let edge = match cache.take(size) {
-        Some(edge) => edge,
-        None => super::tree_hashes_with(&mut *conn, &merkle::frontier(size)).await?,
-    };
-    let nodes = merkle::append(size, leaves, &edge)?;
-    let rows = merkle::leaf_rows(size, &nodes);
+    let (rows, grown) = super::tree_growth(&mut *conn, size, leaves, cache).await?;
     sqlx::query(
         "INSERT INTO audit_tree (seq, hashes) SELECT * FROM UNNEST($1::int8[], $2::bytea[])",
     )
@@ -302,11 +296,18 @@ async fn grow_tree(
     .execute(&mut *conn)
     .await
     .map_err(db("extending the Merkle tree"))?;
-    let new_size = size + leaves.len() as u64;
-    Ok(Some((
-        new_size,
-        merkle::edge_after(new_size, &edge, &nodes),
-    )))
+    Ok(Some(grown))
+}
+
+/// Reads the chain head and locks it until the transaction ends: every
+/// writer of the log, in any process, waits here for the one before.
+async fn lock_head(conn: &mut PgConnection) -> Result<Head> {
+    sqlx::query_as::<_, HeadRow>("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db("locking the chain head"))?
+        .ok_or(Error::NoHead)?
+        .try_into()
 }
 
 /// Brings the Merkle tree up to the head (a log written before the tree
@@ -316,18 +317,8 @@ async fn complete_tree(conn: &mut PgConnection) -> Result<()> {
         .begin()
         .await
         .map_err(db("starting a transaction to complete the Merkle tree"))?;
-    let head: Head =
-        sqlx::query_as::<_, HeadRow>("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db("locking the chain head"))?
-            .ok_or(Error::NoHead)?
-            .try_into()?;
-    let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_tree")
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db("reading the Merkle tree's size"))?;
-    let mut size = tree_size_of(max)?;
+    let head = lock_head(&mut tx).await?;
+    let mut size = tree_size_with(&mut *tx).await?;
     while (size as i64) < head.seq {
         let rows: Vec<RawRow> = sqlx::query_as(concat!(
             "SELECT ",
@@ -380,13 +371,7 @@ async fn write_once(
         .begin()
         .await
         .map_err(db("starting a write transaction"))?;
-    let head: Head =
-        sqlx::query_as::<_, HeadRow>("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db("locking the chain head"))?
-            .ok_or(Error::NoHead)?
-            .try_into()?;
+    let head = lock_head(&mut tx).await?;
     let existing = if look_up_duplicates {
         lookup(&mut tx, batch).await?
     } else {

@@ -20,7 +20,7 @@ use crate::merkle;
 use crate::query::{PageQuery, PageSender, Param, READ_PAGE};
 use crate::record::{Hash, Receipt, StoredEvent};
 use crate::store::row::{columns, placed, HeadRow, PlacedRow, RawRow, COLUMN_NAMES};
-use crate::store::{leaves_of, tree_size_of, TREE_BACKFILL_PAGE};
+use crate::store::{leaves_of, tree_size_with, TREE_BACKFILL_PAGE};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -722,13 +722,7 @@ async fn grow_tree(
     if leaves.is_empty() {
         return Ok(None);
     }
-    let size = size as u64;
-    let edge = match cache.take(size) {
-        Some(edge) => edge,
-        None => super::tree_hashes_with(&mut *conn, &merkle::frontier(size)).await?,
-    };
-    let nodes = merkle::append(size, leaves, &edge)?;
-    let rows = merkle::leaf_rows(size, &nodes);
+    let (rows, grown) = super::tree_growth(&mut *conn, size, leaves, cache).await?;
     for chunk in rows.chunks(TREE_CHUNK) {
         let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO audit_tree (seq, hashes) ");
         q.push_values(chunk, |mut b, (seq, hashes)| {
@@ -739,11 +733,7 @@ async fn grow_tree(
             .await
             .map_err(db("extending the Merkle tree"))?;
     }
-    let new_size = size + leaves.len() as u64;
-    Ok(Some((
-        new_size,
-        merkle::edge_after(new_size, &edge, &nodes),
-    )))
+    Ok(Some(grown))
 }
 
 /// Brings the Merkle tree up to the head (a log written before the tree
@@ -754,7 +744,7 @@ async fn complete_tree(conn: &mut SqliteConnection) -> Result<()> {
         .await
         .map_err(db("locking the database to complete the Merkle tree"))?;
     let head = read_head(&mut tx).await?;
-    let mut size = tree_size(&mut tx).await?;
+    let mut size = tree_size_with(&mut *tx).await?;
     while (size as i64) < head.seq {
         let rows: Vec<RawRow> = sqlx::query_as(RANGE_SQL)
             .bind(size as i64 + 1)
@@ -771,14 +761,6 @@ async fn complete_tree(conn: &mut SqliteConnection) -> Result<()> {
         size += leaves.len() as u64;
     }
     tx.commit().await.map_err(db("committing the Merkle tree"))
-}
-
-async fn tree_size(conn: &mut SqliteConnection) -> Result<u64> {
-    let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_tree")
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db("reading the Merkle tree's size"))?;
-    tree_size_of(max)
 }
 
 /// A multi-row INSERT of `rows`, with every argument encoded.

@@ -136,6 +136,16 @@ fn synthetic_session(url: &str, lines: &[&str]) {
     append_to(url, events);
 }
 
+/// What [`reports_match_sql`] expects real processes to have logged: two
+/// sessions, a wrong password and a wrong PIN (for the logins, summary and
+/// missed reports).
+fn real_traffic(data: &Path, gw: &testkit::GatewayProcess) {
+    run_session(data, gw);
+    run_session(data, gw);
+    assert_eq!(login_cmd(data, gw, "not the password").code, 2);
+    assert_ne!(run_in(data, &applet_args(gw, "000000", &[]), "").code, 0);
+}
+
 /// Every report type against counts the database makes of the same log
 /// with SQL: `vigil` runs a report on the log, `count` asks the database.
 /// The log holds two real sessions, a failed login, a refused join and
@@ -242,11 +252,7 @@ fn reports_say_what_the_log_holds_and_every_run_is_audited() {
     let data = dir.path();
     add_technician(data);
     let gw = start_gateway(data, &["--no-webhooks"]);
-    run_session(data, &gw);
-    run_session(data, &gw);
-    // A wrong password and a wrong PIN, for the logins, summary and missed reports.
-    assert_eq!(login_cmd(data, &gw, "not the password").code, 2);
-    assert_ne!(run_in(data, &applet_args(&gw, "000000", &[]), "").code, 0);
+    real_traffic(data, &gw);
     assert_eq!(gw.stop().0, 0);
     let tricky = [
         "=HYPERLINK(\"http://evil\")",
@@ -895,10 +901,7 @@ async fn reports_on_postgresql_say_what_the_log_holds() {
     let gw = tokio::task::spawn_blocking({
         let path = dir.path().to_owned();
         move || {
-            run_session(&path, &gw);
-            run_session(&path, &gw);
-            assert_eq!(login_cmd(&path, &gw, "not the password").code, 2);
-            assert_ne!(run_in(&path, &applet_args(&gw, "000000", &[]), "").code, 0);
+            real_traffic(&path, &gw);
             gw
         }
     })

@@ -13,8 +13,8 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::encoding::{self, Fields, Packed, UnknownFormat, CURRENT_FORMAT};
-use crate::record::{Hash, Receipt, StoredEvent};
+use crate::encoding::{self, BodyRef, EncodeError, Fields, Packed, Salt, CURRENT_FORMAT};
+use crate::record::{Body, Hash, Receipt, StoredEvent};
 
 /// The hash of an event with `fields`, following `prev`. `scratch` is reused
 /// between calls so that planning a batch does not allocate per event.
@@ -23,7 +23,7 @@ pub fn link(
     format: i16,
     fields: &Fields<'_>,
     scratch: &mut Vec<u8>,
-) -> Result<Hash, UnknownFormat> {
+) -> Result<Hash, EncodeError> {
     scratch.clear();
     encoding::encode(format, fields, scratch)?;
     Ok(link_encoded(&prev.0, scratch))
@@ -54,14 +54,17 @@ pub struct Pending {
     pub actor: String,
     /// The stored type name.
     pub kind: &'static str,
-    /// The payload's JSON text, exactly as it is hashed.
+    /// The payload's JSON text, exactly as its digest is taken.
     pub payload: String,
+    /// The payload's salt, taken at random for this event.
+    pub salt: Salt,
 }
 
 impl Pending {
-    /// The fields the hash covers, once the log records it at `recorded_at_us`.
-    pub fn fields(&self, recorded_at_us: i64) -> Fields<'_> {
+    /// The fields the hash covers, once the log records it at `seq` at `recorded_at_us`.
+    pub fn fields(&self, seq: i64, recorded_at_us: i64) -> Fields<'_> {
         Fields {
+            seq,
             id: &self.id,
             session: self.session.as_ref(),
             occurred_at_us: self.occurred_at_us,
@@ -70,7 +73,10 @@ impl Pending {
             source: &self.source,
             actor: &self.actor,
             kind: self.kind,
-            payload: &self.payload,
+            body: BodyRef::Kept {
+                payload: &self.payload,
+                salt: Some(&self.salt),
+            },
         }
     }
 }
@@ -153,11 +159,11 @@ pub fn plan(
         let hash = match link(
             &prev.hash,
             CURRENT_FORMAT,
-            &ev.fields(recorded_at_us),
+            &ev.fields(prev.seq + 1, recorded_at_us),
             &mut scratch,
         ) {
             Ok(h) => h,
-            Err(UnknownFormat(_)) => unreachable!("CURRENT_FORMAT is always encodable"),
+            Err(_) => unreachable!("a new event always has its payload and salt"),
         };
         plan.head = Head {
             seq: prev.seq + 1,
@@ -198,7 +204,10 @@ impl Plan {
                     source: ev.source.clone(),
                     actor: ev.actor.clone(),
                     kind: ev.kind.to_owned(),
-                    payload: ev.payload.clone(),
+                    body: Body::Kept {
+                        payload: ev.payload.clone(),
+                        salt: Some(ev.salt),
+                    },
                     format: CURRENT_FORMAT,
                     prev_hash: r.prev_hash,
                     hash: r.hash,
@@ -244,6 +253,15 @@ pub enum BreakKind {
         /// The hash the anchor gave.
         expected: Hash,
     },
+    /// The Merkle tree's stored hashes for this seq are missing or differ
+    /// from the ones its events give: the tree was altered, or rebuilt
+    /// over other events.
+    TreeMismatch,
+    /// The Merkle tree has hashes past the last event.
+    TreeBeyondLog {
+        /// The last event's seq.
+        last_seq: i64,
+    },
 }
 
 impl fmt::Display for ChainBreak {
@@ -276,6 +294,14 @@ impl fmt::Display for ChainBreak {
                 f,
                 "seq {seq} does not have the expected hash {expected}: the log was rewritten"
             ),
+            BreakKind::TreeMismatch => write!(
+                f,
+                "the Merkle tree's hashes at seq {seq} do not match the events: the tree was altered"
+            ),
+            BreakKind::TreeBeyondLog { last_seq } => write!(
+                f,
+                "the Merkle tree has hashes for seq {seq}, past the last event (seq {last_seq}): it was altered"
+            ),
         }
     }
 }
@@ -302,6 +328,10 @@ pub struct Walker {
     pub last: Option<(i64, Hash)>,
     /// Rows checked so far.
     pub rows: u64,
+    /// Rows checked whose body was erased.
+    pub erased: u64,
+    /// The leaf hashes of the rows checked since the caller last took them.
+    pub leaves: Vec<Hash>,
 }
 
 impl Walker {
@@ -316,6 +346,8 @@ impl Walker {
             first: None,
             last: None,
             rows: 0,
+            erased: 0,
+            leaves: Vec::new(),
         }
     }
 
@@ -338,11 +370,13 @@ impl Walker {
         }
         let hash = Hash(*row.hash);
         let prev_hash = Hash(*row.prev_hash);
-        if link_encoded(row.prev_hash, row.encoding) != hash {
-            return Err(at(BreakKind::Altered));
-        }
+        // The link first: a row moved to another place no longer hashes
+        // either (its seq is hashed), but what happened is the move.
         if self.prev.is_some_and(|p| p != prev_hash) {
             return Err(at(BreakKind::Relinked));
+        }
+        if link_encoded(row.prev_hash, row.encoding) != hash {
+            return Err(at(BreakKind::Altered));
         }
         if let Some(a) = self.anchor.filter(|a| a.seq == seq && a.hash != hash) {
             return Err(at(BreakKind::AnchorMismatch { expected: a.hash }));
@@ -352,6 +386,8 @@ impl Walker {
         self.prev = Some(hash);
         self.expected += 1;
         self.rows += 1;
+        self.erased += u64::from(row.erased);
+        self.leaves.push(crate::merkle::leaf_hash(row.encoding));
         Ok(())
     }
 
@@ -372,6 +408,95 @@ impl Walker {
     }
 }
 
+/// A stored row's new place once its log is converted to format 3.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Converted {
+    /// Its seq (unchanged).
+    pub seq: i64,
+    /// Its salt: new for a row of format 1 or 2.
+    pub salt: Salt,
+    /// The new hash of the row before it.
+    pub prev_hash: Hash,
+    /// Its new hash.
+    pub hash: Hash,
+}
+
+/// Converts a log written in formats 1 and 2 to format 3, row by row in
+/// seq order: each row is first checked as it was written, so that the new
+/// chain is never laid over a broken one (which would launder the break).
+#[derive(Debug)]
+pub struct Conversion {
+    check: Walker,
+    head: Head,
+    scratch: Vec<u8>,
+}
+
+impl Conversion {
+    /// A conversion of seqs `1..=to`.
+    pub fn new(to: i64) -> Self {
+        Self {
+            check: Walker::new(1, to, Some(Hash::GENESIS), None),
+            head: Head::EMPTY,
+            scratch: Vec::with_capacity(512),
+        }
+    }
+
+    /// Checks the next stored row and gives its place in the new chain.
+    pub fn push(&mut self, row: &StoredEvent) -> Result<Converted, ChainBreak> {
+        self.check.push_event(row)?;
+        self.check.leaves.clear();
+        let Body::Kept { payload, salt } = &row.body else {
+            // An erased row is of format 3, and a log is converted whole.
+            return Err(ChainBreak {
+                seq: row.seq,
+                kind: BreakKind::Altered,
+            });
+        };
+        let salt = salt.unwrap_or_else(encoding::new_salt);
+        let fields = Fields {
+            body: BodyRef::Kept {
+                payload,
+                salt: Some(&salt),
+            },
+            ..row.fields()
+        };
+        let prev = self.head;
+        let hash = link(&prev.hash, CURRENT_FORMAT, &fields, &mut self.scratch).map_err(|_| {
+            ChainBreak {
+                seq: row.seq,
+                kind: BreakKind::Altered,
+            }
+        })?;
+        self.head = Head { seq: row.seq, hash };
+        Ok(Converted {
+            seq: row.seq,
+            salt,
+            prev_hash: prev.hash,
+            hash,
+        })
+    }
+
+    /// Ends the conversion of a log whose head was `head` and whose highest
+    /// stored seq is `max_seq`: every row was seen, none lies past the head,
+    /// and the head named the last row. Returns the new head.
+    pub fn finish(self, head: Head, max_seq: i64) -> Result<Head, ChainBreak> {
+        self.check.finish()?;
+        if max_seq > head.seq {
+            return Err(ChainBreak {
+                seq: head.seq + 1,
+                kind: BreakKind::BeyondHead { head_seq: head.seq },
+            });
+        }
+        if self.check.last.is_some_and(|(_, hash)| hash != head.hash) {
+            return Err(ChainBreak {
+                seq: head.seq,
+                kind: BreakKind::HeadMismatch { head_seq: head.seq },
+            });
+        }
+        Ok(self.head)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,6 +511,7 @@ mod tests {
             actor: "admin:test".into(),
             kind: "admin.note",
             payload: format!(r#"{{"text":"note {n}"}}"#),
+            salt: [n as u8; 16],
         }
     }
 
@@ -435,7 +561,10 @@ mod tests {
     #[test]
     fn modified_row_is_named() {
         let mut rows = log(5);
-        rows[2].payload = r#"{"text":"forged"}"#.into();
+        rows[2].body = Body::Kept {
+            payload: r#"{"text":"forged"}"#.into(),
+            salt: Some([3; 16]),
+        };
         assert_eq!(
             walk(&rows, 5),
             Err(ChainBreak {

@@ -63,6 +63,20 @@ pub enum Error {
         target: String,
     },
 
+    /// A log of an older encoding format does not verify, so it was not
+    /// converted: a new chain laid over it would hide the break.
+    #[error("the log does not verify ({0}), so it was not converted to this vigil's format; restore it from a backup")]
+    NotConverted(crate::chain::ChainBreak),
+
+    /// A seq that no event of the log has.
+    #[error("no event has seq {seq}: the log's last is {last}")]
+    NoSuchEvent {
+        /// The seq asked for.
+        seq: i64,
+        /// The last seq of the log.
+        last: i64,
+    },
+
     /// The chain head row is missing or malformed: the database was edited by hand.
     #[error("the chain head (table audit_head) is missing or malformed")]
     NoHead,

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::chain::{Anchor, Pending};
 use crate::error::{Error, Result};
-use crate::event::NewEvent;
+use crate::event::{Actor, BodiesErased, EventKind, NewEvent, Source};
 use crate::query::{self, Filter};
 use crate::record::{Receipt, StoredEvent};
 use crate::store::{is_transient, DbUrl, OpenMode, Store};
@@ -107,6 +107,43 @@ impl AuditLog {
         receipts.pop().ok_or(Error::WriterGone)
     }
 
+    /// Erases the bodies (payloads and their salts) of the events at
+    /// `seqs`, leaving their leaves, so the chain, the Merkle tree and every
+    /// proof stay valid. The erasure is recorded first, as an `audit.erased`
+    /// event by `actor` naming the seqs and `reason`, so a body never goes
+    /// unrecorded; a crash in between leaves the record and the bodies, and
+    /// erasing again finishes the work. Returns the record's receipt and how
+    /// many bodies were erased now (bodies erased before are not counted).
+    pub async fn erase(
+        &self,
+        seqs: &[i64],
+        actor: Actor,
+        source: Source,
+        reason: &str,
+    ) -> Result<(Receipt, u64)> {
+        let head = self.store.head().await?;
+        let mut seqs = seqs.to_vec();
+        seqs.sort_unstable();
+        seqs.dedup();
+        if let Some(&bad) = seqs.iter().find(|&&s| s < 1 || s > head.seq) {
+            return Err(Error::NoSuchEvent {
+                seq: bad,
+                last: head.seq,
+            });
+        }
+        let record = NewEvent::now(
+            actor,
+            source,
+            EventKind::BodiesErased(BodiesErased {
+                ranges: ranges(&seqs),
+                reason: reason.to_owned(),
+            }),
+        );
+        let receipt = self.append_one(record).await?;
+        let erased = self.store.erase_bodies(&seqs).await?;
+        Ok((receipt, erased))
+    }
+
     /// Streams events matching `filter` in log order, in constant memory.
     pub fn query(
         &self,
@@ -142,6 +179,18 @@ impl AuditLog {
     }
 }
 
+/// Sorted, distinct seqs as inclusive `[first, last]` ranges.
+fn ranges(seqs: &[i64]) -> Vec<[i64; 2]> {
+    let mut out: Vec<[i64; 2]> = Vec::new();
+    for &seq in seqs {
+        match out.last_mut() {
+            Some(last) if last[1] + 1 == seq => last[1] = seq,
+            _ => out.push([seq, seq]),
+        }
+    }
+    out
+}
+
 /// Validates an event and serialises its payload, on the caller's task.
 fn prepare(e: NewEvent) -> Result<Pending> {
     let kind = e.kind.type_name();
@@ -172,6 +221,7 @@ fn prepare(e: NewEvent) -> Result<Pending> {
         actor: e.actor.into_string(),
         kind,
         payload,
+        salt: crate::encoding::new_salt(),
     })
 }
 
@@ -244,5 +294,17 @@ async fn commit(store: &Store, requests: Vec<Request>) -> Option<i64> {
             }
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ranges;
+
+    #[test]
+    fn seqs_become_ranges() {
+        assert_eq!(ranges(&[]), Vec::<[i64; 2]>::new());
+        assert_eq!(ranges(&[4]), [[4, 4]]);
+        assert_eq!(ranges(&[1, 2, 3, 7, 9, 10]), [[1, 3], [7, 7], [9, 10]]);
     }
 }

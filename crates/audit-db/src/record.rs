@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::encoding::Fields;
+use crate::encoding::{BodyRef, Fields, Salt};
 use crate::event::EventKind;
 use crate::time_us;
 
@@ -74,8 +74,8 @@ pub struct StoredEvent {
     pub actor: String,
     /// The type name, e.g. `admin.note`.
     pub kind: String,
-    /// The payload JSON text, exactly as hashed.
-    pub payload: String,
+    /// Its payload, or the digest left of it once erased.
+    pub body: Body,
     /// Version of the canonical encoding the hash was computed over.
     pub format: i16,
     /// The hash of the row before it.
@@ -84,10 +84,41 @@ pub struct StoredEvent {
     pub hash: Hash,
 }
 
+/// An event's payload as stored: kept with its salt, or erased.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// The payload is stored.
+    Kept {
+        /// The payload JSON text, exactly as its digest was taken.
+        payload: String,
+        /// Its salt; `None` only in rows of formats 1 and 2, which hashed the payload itself.
+        salt: Option<Salt>,
+    },
+    /// The payload and its salt were erased; what the leaf committed to remains.
+    Erased {
+        /// The body digest ([`crate::encoding::body_digest`]).
+        digest: Hash,
+    },
+}
+
 impl StoredEvent {
+    /// The payload's JSON text; `None` once it was erased.
+    pub fn payload(&self) -> Option<&str> {
+        match &self.body {
+            Body::Kept { payload, .. } => Some(payload),
+            Body::Erased { .. } => None,
+        }
+    }
+
+    /// Whether the event's body was erased.
+    pub fn is_erased(&self) -> bool {
+        matches!(self.body, Body::Erased { .. })
+    }
+
     /// The fields the hash covers.
     pub fn fields(&self) -> Fields<'_> {
         Fields {
+            seq: self.seq,
             id: &self.id,
             session: self.session.as_ref(),
             occurred_at_us: self.occurred_at_us,
@@ -96,14 +127,20 @@ impl StoredEvent {
             source: &self.source,
             actor: &self.actor,
             kind: &self.kind,
-            payload: &self.payload,
+            body: match &self.body {
+                Body::Kept { payload, salt } => BodyRef::Kept {
+                    payload,
+                    salt: salt.as_ref(),
+                },
+                Body::Erased { digest } => BodyRef::Erased { digest: &digest.0 },
+            },
         }
     }
 
     /// Its leaf hash in the Merkle tree: over the canonical encoding in
     /// its stored format.
-    pub fn leaf_hash(&self) -> Result<Hash, crate::encoding::UnknownFormat> {
-        let mut encoding = Vec::with_capacity(256 + self.payload.len());
+    pub fn leaf_hash(&self) -> Result<Hash, crate::encoding::EncodeError> {
+        let mut encoding = Vec::with_capacity(256);
         crate::encoding::encode(self.format, &self.fields(), &mut encoding)?;
         Ok(crate::merkle::leaf_hash(&encoding))
     }
@@ -113,9 +150,13 @@ impl StoredEvent {
         crate::encoding::pack(self.format, &self.prev_hash.0, &self.hash.0, &self.fields())
     }
 
-    /// The typed event; `Ok(None)` for a type this version does not know.
+    /// The typed event; `Ok(None)` for a type this version does not know,
+    /// or once its body was erased.
     pub fn decode(&self) -> Result<Option<EventKind>, serde_json::Error> {
-        EventKind::from_stored(&self.kind, &self.payload)
+        match self.payload() {
+            Some(payload) => EventKind::from_stored(&self.kind, payload),
+            None => Ok(None),
+        }
     }
 
     /// The row as one JSON object, for `audit query --json` and reports.
@@ -129,10 +170,13 @@ impl StoredEvent {
     /// (checked, not parsed into a tree), which is what makes a streamed
     /// listing cheap per row.
     pub fn json(&self) -> EventJson<'_> {
-        let payload = match serde_json::from_str::<&RawValue>(&self.payload) {
-            Ok(raw) => Payload::Json(raw),
-            // Stored text that is not JSON is shown as the string it is.
-            Err(_) => Payload::Text(&self.payload),
+        let payload = match self.payload() {
+            None => Payload::Erased,
+            Some(text) => match serde_json::from_str::<&RawValue>(text) {
+                Ok(raw) => Payload::Json(raw),
+                // Stored text that is not JSON is shown as the string it is.
+                Err(_) => Payload::Text(text),
+            },
         };
         EventJson {
             seq: self.seq,
@@ -144,6 +188,7 @@ impl StoredEvent {
             source: &self.source,
             actor: &self.actor,
             kind: &self.kind,
+            erased: self.is_erased(),
             payload,
             hash: &self.hash,
         }
@@ -164,6 +209,9 @@ pub struct EventJson<'a> {
     actor: &'a str,
     #[serde(rename = "type")]
     kind: &'a str,
+    /// Only there (as `true`) once the body was erased; `payload` is then null.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    erased: bool,
     payload: Payload<'a>,
     hash: &'a Hash,
 }
@@ -186,6 +234,8 @@ impl Serialize for JsonTime {
 enum Payload<'a> {
     Json(&'a RawValue),
     Text(&'a str),
+    /// Serialised as `null`.
+    Erased,
 }
 
 /// What the log answers for each appended event once it is durable.

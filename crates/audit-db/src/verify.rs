@@ -1,11 +1,14 @@
 //! `audit verify`: walks the whole log, in parallel stretches, and reports
-//! the first place where it is not what was written.
+//! the first place where it is not what was written: a row that does not
+//! hash or link, or Merkle tree hashes that differ from the ones its
+//! events give.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::chain::{Anchor, BreakKind, ChainBreak, Head, Walker};
 use crate::error::{Error, Result};
+use crate::merkle;
 use crate::record::Hash;
 use crate::store::Store;
 
@@ -19,6 +22,8 @@ const PARALLEL_FROM: i64 = 50_000;
 pub struct VerifyReport {
     /// Rows checked and found intact.
     pub events: u64,
+    /// Of those, rows whose body was erased (their leaves are intact).
+    pub erased: u64,
     /// The chain head as recorded by the last append.
     pub head: Head,
     /// `Ok` when intact; otherwise the first break.
@@ -71,6 +76,12 @@ pub async fn verify_in_stretches(
 ) -> Result<VerifyReport> {
     let head = store.head().await?;
     let max_seq = store.max_seq().await?;
+    // A log that could not be converted from formats 1 and 2 has no tree
+    // (its chain break is what verify reports).
+    let check_tree = match store.range_page(1, 1, 1).await?.first() {
+        Some(first) => first.format >= crate::encoding::CURRENT_FORMAT,
+        None => true,
+    };
     let to = head.seq.max(max_seq).max(anchor.map_or(0, |a| a.seq));
     progress.total.store(to.max(0) as u64, Ordering::Relaxed);
     let stretches = stretches.max(1) as i64;
@@ -89,11 +100,13 @@ pub async fn verify_in_stretches(
             until,
             prev,
             anchor,
+            check_tree.then_some(head.seq),
             progress.checked.clone(),
         )));
     }
 
     let mut events = 0;
+    let mut erased = 0;
     let mut before: Option<(i64, Hash)> = None;
     let mut outcome = Ok(());
     for task in tasks {
@@ -101,6 +114,7 @@ pub async fn verify_in_stretches(
             .await
             .map_err(|e| Error::Task(format!("verifier: {e}")))??;
         events += walker.rows;
+        erased += walker.erased;
         if outcome.is_err() {
             continue;
         }
@@ -134,7 +148,7 @@ pub async fn verify_in_stretches(
                 kind: BreakKind::HeadMismatch { head_seq: head.seq },
             })
         } else {
-            Ok(())
+            tree_beyond(store, check_tree, head.seq).await?
         };
     } else if outcome.is_ok() && max_seq > 0 {
         // Rows but an empty head: every row was added outside vigil.
@@ -143,41 +157,132 @@ pub async fn verify_in_stretches(
             kind: BreakKind::BeyondHead { head_seq: 0 },
         });
     }
+    if outcome.is_ok() && head.seq == 0 && max_seq == 0 {
+        outcome = tree_beyond(store, check_tree, 0).await?;
+    }
     Ok(VerifyReport {
         events,
+        erased,
         head,
         outcome,
     })
 }
 
-/// Walks seqs `from..=to`; returns the walker and the first break, if any.
+/// A break if the tree holds hashes past the last event.
+async fn tree_beyond(
+    store: &Store,
+    check_tree: bool,
+    last_seq: i64,
+) -> Result<Result<(), ChainBreak>> {
+    let size = store.tree_size().await? as i64;
+    Ok(if check_tree && size > last_seq {
+        Err(ChainBreak {
+            seq: last_seq + 1,
+            kind: BreakKind::TreeBeyondLog { last_seq },
+        })
+    } else {
+        Ok(())
+    })
+}
+
+/// Checks the Merkle tree's stored rows against the leaves of the rows the
+/// walker found intact: from the stored right edge before the stretch
+/// (which the stretch before checks), the hashes each leaf's append makes
+/// are computed again and must be the ones stored.
+struct TreeCheck {
+    size: u64,
+    edge: merkle::Stored,
+    /// The head's seq: rows past it are not in the tree (verify names them).
+    to: i64,
+}
+
+impl TreeCheck {
+    /// The check of a stretch starting at seq `from`; `Err(seq)` when the
+    /// stored edge before it cannot be read.
+    async fn start(store: &Store, from: i64, to: i64) -> Result<std::result::Result<Self, i64>> {
+        let size = (from - 1) as u64;
+        match store.tree_hashes(&merkle::frontier(size)).await {
+            Ok(edge) => Ok(Ok(Self { size, edge, to })),
+            Err(Error::Tree(_)) => Ok(Err(from)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Checks the rows for `leaves` (the next leaves in order) against
+    /// `stored`; the first seq whose stored hashes are missing or differ.
+    fn check(&mut self, leaves: &[Hash], stored: &[(i64, Vec<u8>)]) -> Option<i64> {
+        let first = self.size as i64 + 1;
+        let leaves = &leaves[..(self.to - first + 1).clamp(0, leaves.len() as i64) as usize];
+        let nodes = match merkle::append(self.size, leaves, &self.edge) {
+            Ok(nodes) => nodes,
+            Err(_) => return Some(first),
+        };
+        for (seq, hashes) in merkle::leaf_rows(self.size, &nodes) {
+            let found = stored
+                .binary_search_by_key(&seq, |(s, _)| *s)
+                .ok()
+                .map(|at| &stored[at].1);
+            if found != Some(&hashes) {
+                return Some(seq);
+            }
+        }
+        self.size += leaves.len() as u64;
+        self.edge = merkle::edge_after(self.size, &self.edge, &nodes);
+        None
+    }
+}
+
+/// Walks seqs `from..=to`, and checks the tree up to `tree_to` if given;
+/// returns the walker and the first break, if any.
 async fn walk(
     store: Store,
     from: i64,
     to: i64,
     prev: Option<Hash>,
     anchor: Option<Anchor>,
+    tree_to: Option<i64>,
     checked: Arc<AtomicU64>,
 ) -> Result<(Walker, Option<ChainBreak>)> {
+    let tree_break = |seq| ChainBreak {
+        seq,
+        kind: BreakKind::TreeMismatch,
+    };
     let mut walker = Walker::new(from, to, prev, anchor);
+    let mut tree = None;
+    if let Some(tree_to) = tree_to {
+        match TreeCheck::start(&store, from, tree_to).await? {
+            Ok(check) => tree = Some(check),
+            Err(seq) => return Ok((walker, Some(tree_break(seq)))),
+        }
+    }
     let mut cursor = from;
     while cursor <= to {
         let page = store.packed_page(cursor, to, PAGE).await?;
-        let Some(&(last, _)) = page.last() else { break };
+        let Some(&(last, _)) = page.rows.last() else {
+            break;
+        };
         cursor = last + 1;
-        let full = page.len() as i64 == PAGE;
-        let page_len = page.len() as u64;
+        let full = page.rows.len() as i64 == PAGE;
+        let page_len = page.rows.len() as u64;
         // Hashing is CPU work: keep it off the async worker threads.
-        let (w, broke) = tokio::task::spawn_blocking(move || {
-            let broke = page
+        let (w, t, broke) = tokio::task::spawn_blocking(move || {
+            let chain = page
+                .rows
                 .iter()
                 .try_for_each(|(seq, packed)| walker.push(*seq, packed.as_deref()))
                 .err();
-            (walker, broke)
+            // The leaves of the rows before a chain break are checked too:
+            // the first break by seq is the one reported.
+            let leaves = std::mem::take(&mut walker.leaves);
+            let in_tree = tree
+                .as_mut()
+                .and_then(|t| t.check(&leaves, &page.tree))
+                .map(tree_break);
+            (walker, tree, in_tree.or(chain))
         })
         .await
         .map_err(|e| Error::Task(format!("verifier: {e}")))?;
-        walker = w;
+        (walker, tree) = (w, t);
         checked.fetch_add(page_len, Ordering::Relaxed);
         if broke.is_some() {
             return Ok((walker, broke));

@@ -1,5 +1,5 @@
-//! The audit chain's known answers: three fixed events appended to an empty
-//! log get fixed hashes. Every stored log was hashed this way; a change to
+//! The audit chain's known answers: three fixed events (with fixed salts)
+//! appended to an empty log get fixed hashes and a fixed Merkle root. Every stored log was hashed this way; a change to
 //! the encoding or the chaining would make all of them fail verification,
 //! and fails here first. (The byte-level encoding of both formats is pinned
 //! beside the encoder, in `encoding.rs`.)
@@ -22,6 +22,7 @@ fn event(n: u128, kind: &'static str, payload: &str, reported: Option<i64>) -> P
         actor: "technician:ann@example.com".into(),
         kind,
         payload: payload.into(),
+        salt: [n as u8; 16],
     }
 }
 
@@ -54,12 +55,21 @@ fn three_fixed_events_chain_to_fixed_hashes() {
     assert_eq!(
         hashes,
         [
-            "84e1dc2a2ab1d9ae62ec2fdd1fe5a86dd81fff0adff996a9a54f87eff54ff26b",
-            "5ba24130c1b893e2a1e3d3c12472e6f879c125e32e02ca93fafe5a7d785c9aa5",
-            "e4ef5d51edf81049fb9dd4c66d0dd1d2f5399e250b0e00e06c834c00bbf59e12",
+            "df7a6e26abd5348d0b9561a13fc92f282a5b40bfb0de32c66c9e08a5495d36ec",
+            "a36d4795d35f2876af65e2008567c84133c57433213243a9f364233bdafa6ff0",
+            "5841c284c085ad59aade04584ef72c40c716099477c995336fb65d0f6be9776b",
         ]
     );
     assert_eq!(planned.rows[0].prev_hash, Hash::GENESIS);
     assert_eq!(planned.rows[1].prev_hash, planned.rows[0].hash);
     assert_eq!(planned.head.seq, 3);
+    // The same encoding is each event's Merkle leaf (RFC 6962: a 0x00
+    // prefix for leaves, 0x01 for nodes).
+    let leaves: Vec<Hash> = planned.rows.iter().map(|r| r.leaf).collect();
+    let nodes = audit_db::merkle::append(0, &leaves, &Default::default()).unwrap();
+    let stored = nodes.into_iter().collect();
+    assert_eq!(
+        audit_db::merkle::root(3, &stored).unwrap().to_string(),
+        "108eb5d07669730a0c1f98bf58458cc77a417a2d629bba3ba7385f7917ecd5fd"
+    );
 }

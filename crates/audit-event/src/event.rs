@@ -228,6 +228,8 @@ event_kinds! {
     AdminNote = "admin.note",
     /// A retention run archived or purged events.
     RetentionRun = "retention.run",
+    /// Events' bodies were erased (their leaves, and so every proof, remain).
+    BodiesErased = "audit.erased",
     /// Someone ran a report or export over the audit data.
     ReportGenerated = "report.generated",
     /// A webhook delivery was attempted.
@@ -863,6 +865,16 @@ pub struct ReportGenerated {
     pub sha256: String,
     /// The log position it was built from: the last seq it could see.
     pub up_to_seq: i64,
+}
+
+/// Events' bodies (payloads and their salts) were erased: by whom is the
+/// event's actor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BodiesErased {
+    /// The seqs whose bodies were erased, as inclusive `[first, last]` ranges.
+    pub ranges: Vec<[i64; 2]>,
+    /// Why (a privacy request's reference, the retention policy).
+    pub reason: String,
 }
 
 /// A retention run.

@@ -59,7 +59,7 @@ where
                 e.kind,
                 e.session.map_or_else(|| "-".to_owned(), |s| s.to_string()),
                 e.actor,
-                cut(&e.payload, DETAIL_WIDTH)
+                cut(e.payload().unwrap_or("erased"), DETAIL_WIDTH)
             )?,
         }
         n += 1;
@@ -91,8 +91,11 @@ mod tests {
             source: "cli@host".into(),
             actor: "admin:ann".into(),
             kind: "admin.note".into(),
-            payload: payload.into(),
-            format: 1,
+            body: audit_db::record::Body::Kept {
+                payload: payload.into(),
+                salt: Some([0; 16]),
+            },
+            format: 3,
             prev_hash: Hash::GENESIS,
             hash: Hash::GENESIS,
         }

@@ -238,7 +238,11 @@ impl Builder {
 /// A single event's body: the event as stored (chat text left out for
 /// endpoints that exclude chat) and where it sits in the log.
 fn event_data(event: &StoredEvent, exclude_chat: bool) -> Value {
-    let mut payload: Value = serde_json::from_str(&event.payload).unwrap_or(Value::Null);
+    // An erased body goes out as null.
+    let mut payload: Value = event
+        .payload()
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or(Value::Null);
     if exclude_chat && event.kind == "chat.message" {
         if let Some(obj) = payload.as_object_mut() {
             obj.remove("text");

@@ -10,7 +10,8 @@ pub use url::DbUrl;
 
 use sqlx::migrate::Migrator;
 
-use crate::chain::{Head, Pending};
+use crate::chain::{Conversion, Head, Pending};
+use crate::encoding;
 use crate::error::{Error, Result};
 use crate::merkle;
 use crate::query::{Dialect, Filter, PageQuery, PageSender};
@@ -207,15 +208,16 @@ impl Store {
     }
 
     /// Up to `limit` rows with `from <= seq <= to` in the packed form
-    /// verification reads ([`crate::encoding::Packed`]); `None` where the
-    /// database could not build it (a NULL where none may be).
-    pub async fn packed_page(
-        &self,
-        from: i64,
-        to: i64,
-        limit: i64,
-    ) -> Result<Vec<(i64, Option<Vec<u8>>)>> {
+    /// verification reads, with the tree's rows for the same seqs.
+    pub async fn packed_page(&self, from: i64, to: i64, limit: i64) -> Result<PackedPage> {
         dispatch!(self, s => s.packed_page(from, to, limit).await)
+    }
+
+    /// Erases the bodies of the events at `seqs` (sorted, in the log): see
+    /// [`crate::AuditLog::erase`], which records the erasure first. Returns
+    /// how many bodies were erased (not those erased before).
+    pub(crate) async fn erase_bodies(&self, seqs: &[i64]) -> Result<u64> {
+        dispatch!(self, s => s.erase_bodies(seqs).await)
     }
 
     /// Appends a batch in one durable transaction and returns a receipt per
@@ -235,6 +237,18 @@ impl Store {
         dispatch!(self, s => s.write_once(batch, recorded_at_us, true).await)?
             .ok_or_else(|| Error::Append("event id conflict persisted after lookup".into()))
     }
+}
+
+/// A stretch of the log as verification reads it.
+#[derive(Debug, Default)]
+pub struct PackedPage {
+    /// (seq, row packed as [`crate::encoding::Packed`]), in seq order;
+    /// `None` where the database could not build it (a NULL where none
+    /// may be, a value of the wrong type).
+    pub rows: Vec<(i64, Option<Vec<u8>>)>,
+    /// The Merkle tree's rows (seq, hashes) from the first row's seq to
+    /// the last's, in seq order.
+    pub tree: Vec<(i64, Vec<u8>)>,
 }
 
 /// Refuses a database whose schema is newer than the migrations compiled
@@ -328,6 +342,134 @@ where
     let new_size = size + leaves.len() as u64;
     let new_edge = merkle::edge_after(new_size, &edge, &nodes);
     Ok((merkle::leaf_rows(size, &nodes), (new_size, new_edge)))
+}
+
+/// Converts a log written in encoding formats 1 and 2 to format 3 (see
+/// [`crate::chain::Conversion`]) inside the caller's locked transaction on
+/// `conn`, and returns the new head; a log whose first row is of format 3
+/// is left alone. A log that does not verify is refused, unchanged.
+pub(crate) async fn convert_rows<DB>(conn: &mut DB::Connection, head: Head) -> Result<Head>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q [u8]: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'r> (i16,): sqlx::FromRow<'r, DB::Row>,
+    for<'r> (i64,): sqlx::FromRow<'r, DB::Row>,
+    for<'r> row::RawRow: sqlx::FromRow<'r, DB::Row>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+{
+    let first: Option<(i16,)> =
+        sqlx::query_as("SELECT format FROM audit_events ORDER BY seq LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(crate::error::db("reading the log's format"))?;
+    if first.is_none_or(|(format,)| format >= encoding::CURRENT_FORMAT) {
+        return Ok(head);
+    }
+    tracing::info!(
+        events = head.seq,
+        "converting the audit log to encoding format 3"
+    );
+    let mut conversion = Conversion::new(head.seq);
+    let mut after = 0;
+    loop {
+        let rows: Vec<row::RawRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            row::columns!(),
+            " FROM audit_events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3"
+        ))
+        .bind(after)
+        .bind(head.seq)
+        .bind(TREE_BACKFILL_PAGE)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(crate::error::db("reading events to convert"))?;
+        let Some(last) = rows.last().map(|r| r.seq()) else {
+            break;
+        };
+        after = last;
+        for row in rows {
+            let event = StoredEvent::try_from(row)?;
+            let new = conversion.push(&event).map_err(Error::NotConverted)?;
+            sqlx::query(
+                "UPDATE audit_events SET format = 3, body_salt = $1, prev_hash = $2, hash = $3 \
+                 WHERE seq = $4",
+            )
+            .bind(&new.salt[..])
+            .bind(&new.prev_hash.0[..])
+            .bind(&new.hash.0[..])
+            .bind(new.seq)
+            .execute(&mut *conn)
+            .await
+            .map_err(crate::error::db("converting an event"))?;
+        }
+    }
+    let (max_seq,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(seq), 0) FROM audit_events")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(crate::error::db("reading the last seq"))?;
+    let new_head = conversion
+        .finish(head, max_seq)
+        .map_err(Error::NotConverted)?;
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(new_head.seq)
+        .bind(&new_head.hash.0[..])
+        .execute(&mut *conn)
+        .await
+        .map_err(crate::error::db("moving the chain head"))?;
+    Ok(new_head)
+}
+
+/// Erases the bodies at `seqs` in the caller's transaction on `conn`:
+/// each keeps the digest its leaf committed to (taken from the stored
+/// payload and salt, so a body altered before its erasure still shows as
+/// altered: the digest then differs from the leaf's). Rows already erased
+/// are left as they are.
+pub(crate) async fn erase_with<DB>(conn: &mut DB::Connection, seqs: &[i64]) -> Result<u64>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q [u8]: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'r> (Option<String>, Option<Vec<u8>>): sqlx::FromRow<'r, DB::Row>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+{
+    let mut erased = 0;
+    for &seq in seqs {
+        let row: Option<(Option<String>, Option<Vec<u8>>)> =
+            sqlx::query_as("SELECT payload, body_salt FROM audit_events WHERE seq = $1")
+                .bind(seq)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(crate::error::db("reading a body to erase"))?;
+        let (payload, salt) = match row {
+            Some((Some(payload), Some(salt))) => (payload, salt),
+            // Gone already, or nothing that could be erased (a row of an
+            // unconverted log has no salt; verify names it).
+            _ => continue,
+        };
+        let salt: encoding::Salt = salt.as_slice().try_into().map_err(|_| Error::BadRow {
+            seq,
+            reason: format!(
+                "body_salt is {} bytes, not {}",
+                salt.len(),
+                encoding::SALT_LEN
+            ),
+        })?;
+        let digest = encoding::body_digest(&salt, &payload);
+        sqlx::query(
+            "UPDATE audit_events SET payload = NULL, body_salt = NULL, body_digest = $1 \
+             WHERE seq = $2",
+        )
+        .bind(&digest[..])
+        .bind(seq)
+        .execute(&mut *conn)
+        .await
+        .map_err(crate::error::db("erasing a body"))?;
+        erased += 1;
+    }
+    Ok(erased)
 }
 
 /// The leaf hashes of stored rows, in order.

@@ -11,7 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Postgres};
 use uuid::Uuid;
 
-use super::{check_schema_version, is_unique_violation, OpenMode};
+use super::{check_schema_version, is_unique_violation, OpenMode, PackedPage};
 use crate::chain::{self, Head, Pending};
 use crate::encoding::CURRENT_FORMAT;
 use crate::error::{db, Error, Result};
@@ -151,6 +151,21 @@ impl PgStore {
         .await
     }
 
+    /// Erases bodies (see [`super::erase_with`]) in one transaction. The
+    /// old row versions stay in the table's files until VACUUM reclaims
+    /// them (see README: a privacy erasure is complete after `VACUUM FULL
+    /// audit_events`).
+    pub(crate) async fn erase_bodies(&self, seqs: &[i64]) -> Result<u64> {
+        let mut tx = self
+            .writer
+            .begin()
+            .await
+            .map_err(db("starting a write transaction"))?;
+        let erased = super::erase_with::<Postgres>(&mut tx, seqs).await?;
+        tx.commit().await.map_err(db("committing the erasure"))?;
+        Ok(erased)
+    }
+
     pub(crate) async fn head(&self) -> Result<Head> {
         sqlx::query_as::<_, HeadRow>("SELECT seq, hash FROM audit_head WHERE id = 1")
             .fetch_optional(&self.readers)
@@ -238,18 +253,25 @@ impl PgStore {
     }
 
     /// Rows `from..=to` packed for verification, from their columns.
-    pub(crate) async fn packed_page(
-        &self,
-        from: i64,
-        to: i64,
-        limit: i64,
-    ) -> Result<Vec<(i64, Option<Vec<u8>>)>> {
-        Ok(self
+    pub(crate) async fn packed_page(&self, from: i64, to: i64, limit: i64) -> Result<PackedPage> {
+        let rows: Vec<(i64, Option<Vec<u8>>)> = self
             .range_page(from, to, limit)
             .await?
             .iter()
             .map(|row| (row.seq, Some(row.packed())))
-            .collect())
+            .collect();
+        let (Some(&(first, _)), Some(&(last, _))) = (rows.first(), rows.last()) else {
+            return Ok(PackedPage::default());
+        };
+        let tree = sqlx::query_as(
+            "SELECT seq, hashes FROM audit_tree WHERE seq BETWEEN $1 AND $2 ORDER BY seq",
+        )
+        .bind(first)
+        .bind(last)
+        .fetch_all(&self.readers)
+        .await
+        .map_err(db("reading the Merkle tree"))?;
+        Ok(PackedPage { rows, tree })
     }
 
     pub(crate) async fn range_page(
@@ -310,14 +332,17 @@ async fn lock_head(conn: &mut PgConnection) -> Result<Head> {
         .try_into()
 }
 
-/// Brings the Merkle tree up to the head (a log written before the tree
-/// existed), with the head locked, a page of events at a time.
+/// Brings a log from an older vigil up to date, in one transaction: its
+/// rows are converted to encoding format 3 (if they are older), then the
+/// Merkle tree is brought up to the head (a log written before the tree
+/// existed, or converted), with the head locked, a page of events at a time.
 async fn complete_tree(conn: &mut PgConnection) -> Result<()> {
     let mut tx = conn
         .begin()
         .await
         .map_err(db("starting a transaction to complete the Merkle tree"))?;
     let head = lock_head(&mut tx).await?;
+    let head = super::convert_rows::<sqlx::Postgres>(&mut tx, head).await?;
     let mut size = tree_size_with(&mut *tx).await?;
     while (size as i64) < head.seq {
         let rows: Vec<RawRow> = sqlx::query_as(concat!(
@@ -386,7 +411,7 @@ async fn write_once(
         columns!(),
         ") SELECT * FROM UNNEST($1::int8[], $2::uuid[], $3::uuid[], $4::int8[], $5::int8[], \
          $6::text[], $7::text[], $8::text[], $9::text[], $10::int2[], $11::bytea[], $12::bytea[], \
-         $13::int8[])"
+         $13::int8[], $14::bytea[], $15::bytea[])"
     ))
     .bind(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.id).collect::<Vec<_>>())
@@ -405,7 +430,9 @@ async fn write_once(
     .bind(vec![CURRENT_FORMAT; rows.len()])
     .bind(rows.iter().map(|r| &r.prev_hash.0[..]).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| &r.hash.0[..]).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.reported_at_us).collect::<Vec<_>>());
+    .bind(events.iter().map(|e| e.reported_at_us).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| &e.salt[..]).collect::<Vec<_>>())
+    .bind(vec![None::<&[u8]>; rows.len()]);
     match insert.execute(&mut *tx).await {
         Ok(_) => {}
         Err(e) if !look_up_duplicates && is_unique_violation(&e) => {

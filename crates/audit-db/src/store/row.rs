@@ -5,21 +5,23 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use crate::chain::Head;
+use crate::encoding::SALT_LEN;
 use crate::error::Error;
-use crate::record::{Hash, StoredEvent};
+use crate::record::{Body, Hash, StoredEvent};
 
 /// The event columns, in the order every statement names them (a macro, so
 /// that SQL built from it stays a `&'static str`).
 macro_rules! columns {
     () => {
         "seq, event_id, session_id, occurred_at, recorded_at, \
-         source, actor, kind, payload, format, prev_hash, hash, reported_at"
+         source, actor, kind, payload, format, prev_hash, hash, reported_at, \
+         body_salt, body_digest"
     };
 }
 pub(crate) use columns;
 
 /// The names in [`columns!`], by position, for errors about one of them.
-pub(crate) const COLUMN_NAMES: [&str; 13] = [
+pub(crate) const COLUMN_NAMES: [&str; 15] = [
     "seq",
     "event_id",
     "session_id",
@@ -33,6 +35,8 @@ pub(crate) const COLUMN_NAMES: [&str; 13] = [
     "prev_hash",
     "hash",
     "reported_at",
+    "body_salt",
+    "body_digest",
 ];
 
 /// A row as the database hands it over, before its hashes are checked for length.
@@ -46,11 +50,20 @@ pub(crate) struct RawRow {
     source: String,
     actor: String,
     kind: String,
-    payload: String,
+    payload: Option<String>,
     format: i16,
     prev_hash: Vec<u8>,
     hash: Vec<u8>,
     reported_at: Option<i64>,
+    body_salt: Option<Vec<u8>>,
+    body_digest: Option<Vec<u8>>,
+}
+
+impl RawRow {
+    /// Its seq.
+    pub(crate) fn seq(&self) -> i64 {
+        self.seq
+    }
 }
 
 impl TryFrom<RawRow> for StoredEvent {
@@ -64,6 +77,12 @@ impl TryFrom<RawRow> for StoredEvent {
             })
         };
         Ok(StoredEvent {
+            body: body(
+                r.seq,
+                r.payload,
+                r.body_salt.as_deref(),
+                r.body_digest.as_deref(),
+            )?,
             prev_hash: hash(&r.prev_hash, "prev_hash")?,
             hash: hash(&r.hash, "hash")?,
             seq: r.seq,
@@ -75,9 +94,38 @@ impl TryFrom<RawRow> for StoredEvent {
             source: r.source,
             actor: r.actor,
             kind: r.kind,
-            payload: r.payload,
             format: r.format,
         })
+    }
+}
+
+/// A row's body from its `payload`, `body_salt` and `body_digest` columns,
+/// checked for sizes: kept (with a salt, or none in rows of formats 1 and
+/// 2), or erased (no payload, a digest).
+pub(crate) fn body(
+    seq: i64,
+    payload: Option<String>,
+    salt: Option<&[u8]>,
+    digest: Option<&[u8]>,
+) -> Result<Body, Error> {
+    let bad = |reason: String| Error::BadRow { seq, reason };
+    match (payload, salt) {
+        (Some(payload), salt) => Ok(Body::Kept {
+            payload,
+            salt: salt
+                .map(|s| {
+                    s.try_into()
+                        .map_err(|_| bad(format!("body_salt is {} bytes, not {SALT_LEN}", s.len())))
+                })
+                .transpose()?,
+        }),
+        (None, _) => {
+            let digest =
+                digest.ok_or_else(|| bad("payload is NULL without a body_digest".into()))?;
+            Hash::from_slice(digest)
+                .map(|digest| Body::Erased { digest })
+                .ok_or_else(|| bad(format!("body_digest is {} bytes, not 32", digest.len())))
+        }
     }
 }
 

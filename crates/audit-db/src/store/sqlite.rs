@@ -12,19 +12,19 @@ use sqlx::sqlite::{
 use sqlx::{Connection, QueryBuilder, Sqlite};
 use uuid::Uuid;
 
-use super::{check_schema_version, is_unique_violation, OpenMode};
+use super::{check_schema_version, is_unique_violation, OpenMode, PackedPage};
 use crate::chain::{self, Head, Pending, Placed};
-use crate::encoding::CURRENT_FORMAT;
+use crate::encoding::{BodyRef, CURRENT_FORMAT};
 use crate::error::{db, Error, Result};
 use crate::merkle;
 use crate::query::{PageQuery, PageSender, Param, READ_PAGE};
 use crate::record::{Hash, Receipt, StoredEvent};
-use crate::store::row::{columns, placed, HeadRow, PlacedRow, RawRow, COLUMN_NAMES};
+use crate::store::row::{body, columns, placed, HeadRow, PlacedRow, RawRow, COLUMN_NAMES};
 use crate::store::{leaves_of, tree_size_with, TREE_BACKFILL_PAGE};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
-/// Rows per INSERT statement: 12 parameters each stays far below SQLite's
+/// Rows per INSERT statement: 15 parameters each stays far below SQLite's
 /// variable limit, and equal-sized chunks reuse one prepared statement.
 const INSERT_CHUNK: usize = 512;
 /// Ids per duplicate-lookup statement.
@@ -192,6 +192,51 @@ impl SqliteStore {
         complete_tree(&mut conn).await
     }
 
+    /// Erases bodies (see [`super::erase_with`]) so that their text leaves
+    /// the file: `secure_delete` zeroes the freed space of the rewritten
+    /// pages, and a checkpoint then moves them into the database and
+    /// empties the WAL, which still held the pages as first written.
+    pub(crate) async fn erase_bodies(&self, seqs: &[i64]) -> Result<u64> {
+        let mut conn = self
+            .writer
+            .acquire()
+            .await
+            .map_err(db("acquiring the writer connection"))?;
+        sqlx::query("PRAGMA secure_delete = ON")
+            .execute(&mut *conn)
+            .await
+            .map_err(db("turning on secure deletion"))?;
+        let erased = async {
+            let mut tx = conn
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(db("starting a write transaction"))?;
+            let erased = super::erase_with::<Sqlite>(&mut tx, seqs).await?;
+            tx.commit().await.map_err(db("committing the erasure"))?;
+            Ok::<_, Error>(erased)
+        }
+        .await;
+        // Off again whatever happened: appends need not pay for it.
+        let off = sqlx::query("PRAGMA secure_delete = OFF")
+            .execute(&mut *conn)
+            .await
+            .map_err(db("turning off secure deletion"));
+        let erased = erased?;
+        off?;
+        // (busy, WAL frames, frames checkpointed): a reader still using
+        // the old pages keeps the WAL; the next checkpoint finishes the job.
+        let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db("checkpointing the erasure"))?;
+        if busy != 0 {
+            tracing::warn!(
+                "a reader held up the checkpoint: erased text stays in the WAL file until the next one"
+            );
+        }
+        Ok(erased)
+    }
+
     pub(crate) async fn head(&self) -> Result<Head> {
         let mut conn = self
             .readers
@@ -273,12 +318,7 @@ impl SqliteStore {
     /// blocking thread: sqlx-sqlite hands every row from its worker thread to
     /// the async side, which alone costs ~4 µs a row (measured), more than the
     /// whole verification budget.
-    pub(crate) async fn packed_page(
-        &self,
-        from: i64,
-        to: i64,
-        limit: i64,
-    ) -> Result<Vec<(i64, Option<Vec<u8>>)>> {
+    pub(crate) async fn packed_page(&self, from: i64, to: i64, limit: i64) -> Result<PackedPage> {
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || read_packed(&path, from, to, limit))
             .await
@@ -418,6 +458,11 @@ fn stored_row(row: &rusqlite::Row<'_>) -> Result<StoredEvent> {
         ValueRef::Integer(n) => Ok(Some(n)),
         _ => Err(bad(COLUMN_NAMES[i], "an integer or NULL")),
     };
+    let opt_blob = |i| match value(i)? {
+        ValueRef::Null => Ok(None),
+        ValueRef::Blob(b) => Ok(Some(b)),
+        _ => Err(bad(COLUMN_NAMES[i], "a blob or NULL")),
+    };
     let uuid = |v: ValueRef<'_>, i| match v {
         ValueRef::Blob(b) => Uuid::from_slice(b).map_err(|_| bad(COLUMN_NAMES[i], "a 16-byte id")),
         _ => Err(bad(COLUMN_NAMES[i], "a 16-byte id")),
@@ -440,7 +485,15 @@ fn stored_row(row: &rusqlite::Row<'_>) -> Result<StoredEvent> {
         source: text(5)?,
         actor: text(6)?,
         kind: text(7)?,
-        payload: text(8)?,
+        body: body(
+            seq,
+            match value(8)? {
+                ValueRef::Null => None,
+                _ => Some(text(8)?),
+            },
+            opt_blob(13)?,
+            opt_blob(14)?,
+        )?,
         format: i16::try_from(int(9)?).map_err(|_| bad("format", "a small integer"))?,
         prev_hash: hash(10)?,
         hash: hash(11)?,
@@ -448,15 +501,35 @@ fn stored_row(row: &rusqlite::Row<'_>) -> Result<StoredEvent> {
     })
 }
 
-fn read_packed(path: &Path, from: i64, to: i64, limit: i64) -> Result<Vec<(i64, Option<Vec<u8>>)>> {
+fn read_packed(path: &Path, from: i64, to: i64, limit: i64) -> Result<PackedPage> {
+    use rusqlite::types::ValueRef;
     let fail = read_error(path, VERIFYING);
     let conn = reader(path, VERIFYING)?;
+    let mut page = PackedPage {
+        rows: Vec::with_capacity(limit.clamp(0, 65_536) as usize),
+        tree: Vec::new(),
+    };
     let mut stmt = conn.prepare_cached(RANGE_SQL).map_err(&fail)?;
     let mut rows = stmt.query((from, to, limit)).map_err(&fail)?;
-    let mut page = Vec::with_capacity(limit.clamp(0, 65_536) as usize);
     while let Some(row) = rows.next().map_err(&fail)? {
         let seq: i64 = row.get(0).map_err(&fail)?;
-        page.push((seq, pack_row(row)));
+        page.rows.push((seq, pack_row(row)));
+    }
+    let (Some(&(first, _)), Some(&(last, _))) = (page.rows.first(), page.rows.last()) else {
+        return Ok(page);
+    };
+    let mut stmt = conn
+        .prepare_cached("SELECT seq, hashes FROM audit_tree WHERE seq BETWEEN ? AND ? ORDER BY seq")
+        .map_err(&fail)?;
+    let mut rows = stmt.query((first, last)).map_err(&fail)?;
+    while let Some(row) = rows.next().map_err(&fail)? {
+        let seq: i64 = row.get(0).map_err(&fail)?;
+        // Anything but a blob cannot match what the events give.
+        let hashes = match row.get_ref(1).map_err(&fail)? {
+            ValueRef::Blob(b) => b.to_vec(),
+            _ => Vec::new(),
+        };
+        page.tree.push((seq, hashes));
     }
     Ok(page)
 }
@@ -483,7 +556,25 @@ fn pack_row(row: &rusqlite::Row<'_>) -> Option<Vec<u8>> {
         ValueRef::Blob(b) => Some(Uuid::from_slice(b).ok()?),
         _ => return None,
     };
+    let opt_blob = |i| match row.get_ref(i).ok()? {
+        ValueRef::Null => Some(None),
+        ValueRef::Blob(b) => Some(Some(b)),
+        _ => None,
+    };
+    let body = match (row.get_ref(8).ok()?, opt_blob(13)?) {
+        (ValueRef::Null, _) => BodyRef::Erased {
+            digest: opt_blob(14)??.try_into().ok()?,
+        },
+        (_, salt) => BodyRef::Kept {
+            payload: text(8)?,
+            salt: match salt {
+                None => None,
+                Some(s) => Some(s.try_into().ok()?),
+            },
+        },
+    };
     let fields = crate::encoding::Fields {
+        seq: int(0)?,
         id: &id,
         session: session.as_ref(),
         occurred_at_us: int(3)?,
@@ -496,7 +587,7 @@ fn pack_row(row: &rusqlite::Row<'_>) -> Option<Vec<u8>> {
         source: text(5)?,
         actor: text(6)?,
         kind: text(7)?,
-        payload: text(8)?,
+        body,
     };
     let format = i16::try_from(int(9)?).ok()?;
     let prev_hash: &[u8; 32] = blob(10)?.try_into().ok()?;
@@ -736,14 +827,17 @@ async fn grow_tree(
     Ok(Some(grown))
 }
 
-/// Brings the Merkle tree up to the head (a log written before the tree
-/// existed), under the write lock, a page of events at a time.
+/// Brings a log from an older vigil up to date, in one transaction: its
+/// rows are converted to encoding format 3 (if they are older), then the
+/// Merkle tree is brought up to the head (a log written before the tree
+/// existed, or converted), under the write lock, a page of events at a time.
 async fn complete_tree(conn: &mut SqliteConnection) -> Result<()> {
     let mut tx = conn
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(db("locking the database to complete the Merkle tree"))?;
     let head = read_head(&mut tx).await?;
+    let head = super::convert_rows::<sqlx::Sqlite>(&mut tx, head).await?;
     let mut size = tree_size_with(&mut *tx).await?;
     while (size as i64) < head.seq {
         let rows: Vec<RawRow> = sqlx::query_as(RANGE_SQL)
@@ -784,7 +878,9 @@ fn insert_statement<'a>(
             .push_bind(CURRENT_FORMAT)
             .push_bind(&r.prev_hash.0[..])
             .push_bind(&r.hash.0[..])
-            .push_bind(e.reported_at_us);
+            .push_bind(e.reported_at_us)
+            .push_bind(&e.salt[..])
+            .push_bind(None::<&[u8]>);
     });
     q
 }

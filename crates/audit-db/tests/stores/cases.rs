@@ -371,8 +371,8 @@ pub async fn rows_added_past_the_head_are_named(db: &TestDb) {
     forged.prev_hash = last.hash;
     forged.hash = link(&last.hash, forged.format, &forged.fields(), &mut Vec::new()).unwrap();
     db.exec(&format!(
-        "INSERT INTO audit_events (seq, event_id, session_id, occurred_at, recorded_at, source, actor, kind, payload, format, prev_hash, hash) \
-         SELECT 4, {}, session_id, occurred_at, recorded_at, source, actor, kind, payload, format, {}, {} FROM audit_events WHERE seq = 3",
+        "INSERT INTO audit_events (seq, event_id, session_id, occurred_at, recorded_at, source, actor, kind, payload, body_salt, format, prev_hash, hash) \
+         SELECT 4, {}, session_id, occurred_at, recorded_at, source, actor, kind, payload, body_salt, format, {}, {} FROM audit_events WHERE seq = 3",
         db.uuid_sql(&forged.id),
         db.bytes_sql(&forged.prev_hash.0),
         db.bytes_sql(&forged.hash.0),
@@ -835,4 +835,176 @@ pub async fn a_log_from_before_the_tree_gets_it_on_open(db: &TestDb) {
         assert_eq!(log.store().root(250).await.unwrap(), root, "kept {keep}");
         log.close().await;
     }
+}
+
+/// Whether the database's files hold `text`: for SQLite the file and its
+/// WAL; for PostgreSQL the table's heap file once a checkpoint has written it.
+async fn files_hold(db: &TestDb, text: &str) -> bool {
+    let files = match db.backend {
+        testkit::Backend::Sqlite => {
+            let file = db.dir().join(testkit::SQLITE_FILE);
+            vec![file.clone(), file.with_extension("db-wal")]
+        }
+        testkit::Backend::Postgres => {
+            db.exec("CHECKPOINT").await;
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+                .await
+                .unwrap();
+            let (path,): (String,) = sqlx::query_as(
+                "SELECT current_setting('data_directory') || '/' || pg_relation_filepath('audit_events')",
+            )
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+            vec![path.into()]
+        }
+    };
+    let mut found = false;
+    for file in files {
+        match std::fs::read(&file) {
+            Ok(bytes) => found |= bytes.windows(text.len()).any(|w| w == text.as_bytes()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // PostgreSQL's files are its own user's: under CI (root) they are read.
+            Err(e) if std::env::var_os("CI").is_none() => {
+                eprintln!("{} not read ({e}): file bytes not checked", file.display());
+                return false;
+            }
+            Err(e) => panic!("reading {}: {e}", file.display()),
+        }
+    }
+    found
+}
+
+pub async fn an_erased_body_leaves_the_proofs_valid_and_the_files(db: &TestDb) {
+    let log = log_of(db, 20).await;
+    let store = log.store().clone();
+    // A short text, as a "yes" in chat would be, made unique to find it in the files.
+    let secret = format!("yes-{}", Uuid::new_v4().simple());
+    let target = log.append_one(note(secret.clone())).await.unwrap().seq;
+    log.append((1..=10).map(|i| note(format!("after {i}"))).collect())
+        .await
+        .unwrap();
+    let size = store.head().await.unwrap().seq as u64;
+    let root = store.root(size).await.unwrap();
+    let proof = store.inclusion_proof(size, target).await.unwrap();
+    let leaf = audit_db::merkle::leaf_hash(&leaves(&log).await[target as usize - 1]);
+    assert!(
+        files_hold(db, &secret).await,
+        "the text is in the files before"
+    );
+
+    let by = Actor::admin("dpo@example.com");
+    let (record, erased) = log
+        .erase(
+            &[target],
+            by.clone(),
+            Source::cli("test"),
+            "privacy request 42",
+        )
+        .await
+        .unwrap();
+    assert_eq!(erased, 1);
+    if db.backend == testkit::Backend::Postgres {
+        // Old row versions stay in the heap until the table is rewritten.
+        db.exec("VACUUM FULL audit_events").await;
+    }
+    assert!(!files_hold(db, &secret).await, "the text left the files");
+
+    // Reads say erased; the record names what, by whom and why.
+    let row = store.range_page(target, target, 1).await.unwrap().remove(0);
+    assert!(row.is_erased());
+    assert_eq!((row.payload(), row.decode().unwrap()), (None, None));
+    let json = row.to_json();
+    assert_eq!(
+        (&json["erased"], &json["payload"]),
+        (&true.into(), &serde_json::Value::Null)
+    );
+    let recorded = store
+        .range_page(record.seq, record.seq, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(recorded.actor, by.as_str());
+    assert_eq!(
+        recorded.decode().unwrap(),
+        Some(EventKind::BodiesErased(audit_db::event::BodiesErased {
+            ranges: vec![[target, target]],
+            reason: "privacy request 42".into(),
+        }))
+    );
+
+    // The leaf, the old root and the proof are what they were.
+    assert_eq!(row.leaf_hash().unwrap(), leaf);
+    assert_eq!(store.root(size).await.unwrap(), root);
+    assert_eq!(store.inclusion_proof(size, target).await.unwrap(), proof);
+    audit_db::merkle::check_inclusion(&proof, size, root, target as u64 - 1, leaf).unwrap();
+    let now = store.head().await.unwrap().seq as u64;
+    let consistency = store.consistency_proof(now, size).await.unwrap();
+    audit_db::merkle::check_consistency(
+        &consistency,
+        now,
+        store.root(now).await.unwrap(),
+        size,
+        root,
+    )
+    .unwrap();
+    let report = verify(&log).await;
+    assert_eq!((report.outcome, report.erased), (Ok(()), 1));
+
+    // Erasing again records the request and erases nothing more; a seq
+    // past the log is refused before anything is recorded.
+    let (_, again) = log
+        .erase(&[target], by.clone(), Source::cli("test"), "again")
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+    let last = store.head().await.unwrap().seq;
+    assert!(matches!(
+        log.erase(&[last + 1], by, Source::cli("test"), "x").await,
+        Err(Error::NoSuchEvent { seq, last: l }) if seq == last + 1 && l == last
+    ));
+    assert_eq!(store.head().await.unwrap().seq, last);
+    log.close().await;
+}
+
+pub async fn an_altered_tree_is_named(db: &TestDb) {
+    let log = log_of(db, 300).await;
+    assert_eq!(verify(&log).await.outcome, Ok(()));
+    db.exec(match db.backend {
+        testkit::Backend::Sqlite => {
+            "DROP TRIGGER audit_tree_no_update; DROP TRIGGER audit_tree_no_delete;"
+        }
+        testkit::Backend::Postgres => "DROP TRIGGER audit_tree_no_change ON audit_tree",
+    })
+    .await;
+    let expect = |report: VerifyReport, seq, kind| {
+        assert_eq!(report.outcome, Err(ChainBreak { seq, kind }));
+    };
+    // Each tampering lies before the last, so each is the first break.
+    let zeros = db.bytes_sql(&[0; 32]);
+    db.exec(&format!(
+        "INSERT INTO audit_tree (seq, hashes) VALUES (301, {zeros})"
+    ))
+    .await;
+    expect(
+        verify(&log).await,
+        301,
+        BreakKind::TreeBeyondLog { last_seq: 300 },
+    );
+    db.exec("DELETE FROM audit_tree WHERE seq > 200").await;
+    expect(verify(&log).await, 201, BreakKind::TreeMismatch);
+    db.exec("UPDATE audit_tree SET hashes = (SELECT hashes FROM audit_tree WHERE seq = 79) WHERE seq = 77")
+        .await;
+    for stretches in [1, 4] {
+        let report = audit_db::verify::verify_in_stretches(
+            log.store(),
+            None,
+            stretches,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        expect(report, 77, BreakKind::TreeMismatch);
+    }
+    log.close().await;
 }

@@ -14,6 +14,8 @@ testkit::both_backends! {
     a_malformed_row_stops_a_query_at_its_seq,
     the_merkle_tree_is_kept_with_every_append,
     a_log_from_before_the_tree_gets_it_on_open,
+    an_erased_body_leaves_the_proofs_valid_and_the_files,
+    an_altered_tree_is_named,
     a_modified_event_is_named,
     a_deleted_event_is_named,
     an_inserted_event_is_named,

@@ -92,6 +92,7 @@ impl Command {
             Command::Applet(_) => Some("applet"),
             Command::Convert(_) => Some("convert"),
             Command::Recording(RecordingCommand::Verify { .. }) => None,
+            Command::Audit(AuditCommand::VerifyProof { .. }) => Some("audit verify-proof"),
             Command::Recording(_) => Some("recording"),
             Command::Webhook(WebhookCommand::Receive { .. }) => Some("webhook receive"),
             Command::Gateway(_)
@@ -214,12 +215,83 @@ pub enum AuditCommand {
         /// catches a log rewritten from the start
         #[arg(long, value_name = "SEQ:HASH", value_parser = parse_anchor)]
         anchor: Option<audit_db::Anchor>,
+        /// Also require the log to extend each of these signed checkpoints (kept
+        /// elsewhere): catches events removed from the end, and a log rewritten
+        /// and re-hashed whole
+        #[arg(long, value_name = "FILE", num_args = 1..)]
+        checkpoint: Vec<PathBuf>,
+        /// The public key the checkpoints must be signed with, or a file holding
+        /// it [default: the log key's]
+        #[arg(long, value_name = "PUBKEY", requires = "checkpoint")]
+        key: Option<String>,
+        #[command(flatten)]
+        log_key: LogKeyArgs,
         /// Print the result as one JSON object
         #[arg(long)]
         json: bool,
     },
     /// List events, oldest first, filtered by session, actor, type and time
     Query(QueryArgs),
+    /// Print the log's public key, which checks its checkpoints and proofs
+    /// (the signing key is made on first use)
+    Key {
+        #[command(flatten)]
+        log_key: LogKeyArgs,
+    },
+    /// Sign a checkpoint of the log (its size and Merkle root) to keep elsewhere
+    Checkpoint {
+        /// Write it to FILE instead of stdout
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        log_key: LogKeyArgs,
+    },
+    /// Write one event with its inclusion proof against a signed checkpoint:
+    /// evidence that `vigil audit verify-proof` checks without the database
+    Prove {
+        /// The event
+        #[arg(long)]
+        seq: i64,
+        /// Prove it in the log's first SIZE events, in a checkpoint signed now
+        /// [default: the whole log]
+        #[arg(long, conflicts_with = "checkpoint")]
+        size: Option<u64>,
+        /// Prove it against this checkpoint (one kept earlier) instead
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+        /// Write the proof to FILE instead of stdout
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        log_key: LogKeyArgs,
+    },
+    /// Check a proof from `vigil audit prove` with the log's public key alone:
+    /// exit 0 if it holds
+    VerifyProof {
+        /// The proof file
+        file: PathBuf,
+        /// The log's public key (as `vigil audit key` prints it), or a file holding it
+        #[arg(long, value_name = "PUBKEY")]
+        key: String,
+    },
+}
+
+/// Where the log's signing key is.
+#[derive(Debug, Args)]
+pub struct LogKeyArgs {
+    /// The log's signing key (Ed25519, a note signer key, mode 0600)
+    /// [default: DATA/audit-key, made on first use]
+    #[arg(long, value_name = "FILE")]
+    pub log_key: Option<PathBuf>,
+}
+
+impl LogKeyArgs {
+    /// The key file in `data_dir` unless another was given.
+    pub fn path(&self, data_dir: &std::path::Path) -> PathBuf {
+        self.log_key
+            .clone()
+            .unwrap_or_else(|| data_dir.join(audit_db::checkpoint::KEY_FILE))
+    }
 }
 
 /// Filters and format of `vigil audit query`.
@@ -281,6 +353,12 @@ pub struct GatewayArgs {
     /// run` instead); posts are kept for whichever worker runs
     #[arg(long)]
     pub no_webhooks: bool,
+    /// Sign a checkpoint of the audit log into DATA/checkpoints/ this often
+    /// (when it has grown), and at start and stop (1 s to 24 h)
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_checkpoint_every)]
+    pub checkpoint_every: std::time::Duration,
+    #[command(flatten)]
+    pub log_key: LogKeyArgs,
 }
 
 /// Which gateway a client talks to, and how it trusts it.
@@ -973,6 +1051,14 @@ fn parse_handshake_timeout(text: &str) -> Result<std::time::Duration, String> {
         text,
         std::time::Duration::from_secs(1),
         std::time::Duration::from_secs(300),
+    )
+}
+
+fn parse_checkpoint_every(text: &str) -> Result<std::time::Duration, String> {
+    duration_within(
+        text,
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(24 * 3600),
     )
 }
 

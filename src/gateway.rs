@@ -26,6 +26,8 @@ pub async fn run(log: &AuditLog, data_dir: &Path, args: GatewayArgs) -> Result<E
             dev.identity
         }
     };
+    // Read (or made) before anything is served: a key that cannot sign stops the start.
+    let key = crate::audit::log_key(&args.log_key.path(data_dir))?;
     let name = args.name.as_deref().unwrap_or(&host);
     let mut config = GatewayConfig::new(args.listen, name);
     config.handshake_timeout = args.handshake_timeout;
@@ -37,13 +39,23 @@ pub async fn run(log: &AuditLog, data_dir: &Path, args: GatewayArgs) -> Result<E
     let stop = shutdown_signal()?;
     // Tests and scripts wait for this line: the socket is bound when it appears.
     println!("listening on {}", gateway.local_addr());
-    let webhooks = tokio_util::sync::CancellationToken::new();
-    let worker = (!args.no_webhooks).then(|| crate::webhooks::start_worker(log, webhooks.clone()));
+    // Cancelled once the gateway has stopped: the background tasks finish.
+    let stopping = tokio_util::sync::CancellationToken::new();
+    let worker = (!args.no_webhooks).then(|| crate::webhooks::start_worker(log, stopping.clone()));
+    let checkpoints = tokio::spawn(audit_db::checkpoint::keep_writing(
+        log.store().clone(),
+        key,
+        data_dir.join(audit_db::checkpoint::CHECKPOINT_DIR),
+        args.checkpoint_every,
+        stopping.clone().cancelled_owned(),
+    ));
     let report = gateway.run(stop).await;
-    webhooks.cancel();
+    stopping.cancel();
     if let Some(worker) = worker {
         let _ = worker.await;
     }
+    // The last checkpoint covers every event this run appended.
+    let _ = checkpoints.await;
     if report.sessions_cut {
         eprintln!("vigil: sessions still live after the drain time were ended");
     }

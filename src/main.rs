@@ -79,13 +79,53 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             })
             .await
         }
+        // Neither needs the log: the key is a file, a proof checks itself.
+        Command::Audit(AuditCommand::Key { log_key }) => audit::key(&log_key.path(&data_dir)),
+        Command::Audit(AuditCommand::VerifyProof { file, key }) => audit::verify_proof(&file, &key),
         Command::Audit(command) => {
             with_log(&url, OpenMode::ReadOnly, |log| async move {
                 match command {
-                    AuditCommand::Verify { anchor, json } => {
-                        audit::verify(&log, anchor, json).await
+                    AuditCommand::Verify {
+                        anchor,
+                        checkpoint,
+                        key,
+                        log_key,
+                        json,
+                    } => {
+                        let args = audit::VerifyArgs {
+                            anchor,
+                            checkpoints: checkpoint,
+                            key,
+                            key_path: log_key.path(&data_dir),
+                            json,
+                        };
+                        audit::verify(&log, args).await
                     }
                     AuditCommand::Query(args) => audit::query(&log, args).await,
+                    AuditCommand::Checkpoint { output, log_key } => {
+                        audit::checkpoint(&log, &log_key.path(&data_dir), output.as_deref()).await
+                    }
+                    AuditCommand::Prove {
+                        seq,
+                        size,
+                        checkpoint,
+                        output,
+                        log_key,
+                    } => {
+                        let key = log_key.path(&data_dir);
+                        audit::prove(
+                            &log,
+                            &key,
+                            seq,
+                            size,
+                            checkpoint.as_deref(),
+                            output.as_deref(),
+                        )
+                        .await
+                    }
+                    AuditCommand::Key { .. } | AuditCommand::VerifyProof { .. } => {
+                        unreachable!("handled without the log above")
+                    }
                 }
             })
             .await

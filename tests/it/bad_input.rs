@@ -148,6 +148,56 @@ fn reading_a_log_changes_nothing_on_disk() {
     assert!(before == snapshot(db.dir()), "a read changed the files");
 }
 
+/// A log of an older format that does not verify is not converted to
+/// format 3 (a new chain over it would hide the break): the writer that
+/// would convert it stops with the break named, and leaves every row as it
+/// was, so `audit verify` still names it.
+#[test]
+fn a_broken_log_of_an_older_format_is_not_converted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/audit-before-format-2.db"
+        ),
+        &path,
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "DROP TRIGGER audit_events_no_update; \
+         UPDATE audit_events SET payload = '{\"text\":\"forged\"}' WHERE seq = 5;",
+    )
+    .unwrap();
+    conn.close().unwrap();
+    let url = format!("sqlite://{}", path.display());
+    let line = run(&url, &["admin", "note", "x"]).error_line().to_owned();
+    assert!(
+        line.contains("the log does not verify (seq 5 was modified: its content does not match its hash), so it was not converted"),
+        "{line}"
+    );
+    let verified = run(&url, &["audit", "verify"]);
+    assert_eq!(verified.code, 1, "{verified:#?}");
+    assert!(
+        verified
+            .stdout
+            .starts_with("audit log BROKEN at seq 5: seq 5 was modified"),
+        "{verified:#?}"
+    );
+    let formats = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT COUNT(*) FROM audit_events WHERE format < 3",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap();
+    assert_eq!(formats, 11, "every row as it was");
+}
+
 /// A log written before encoding format 2 (tests/data: four admin changes,
 /// a note, five failed logins that locked bob): read-only commands may not
 /// upgrade it and say so; the first command that writes does, and every old
@@ -179,6 +229,16 @@ fn a_log_from_before_format_2_is_upgraded_by_a_writer_and_still_verifies() {
     run(&url, &["admin", "note", "after the upgrade"]).ok();
     let verified = run(&url, &["audit", "verify"]).ok().to_owned();
     assert!(verified.contains("intact: 12 events"), "{verified}");
+    // Every old row was checked, then converted to format 3 (erasable bodies).
+    let converted = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT COUNT(*) FROM audit_events WHERE format = 3 AND body_salt IS NOT NULL",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap();
+    assert_eq!(converted, 12);
     let users = crate::helpers::json_lines(run(&url, &["admin", "user", "list", "--json"]).ok());
     let bob = users
         .iter()

@@ -12,6 +12,7 @@ mod desk;
 mod gateway;
 mod helpers;
 mod page;
+mod proofs;
 mod recording;
 mod report;
 mod security;

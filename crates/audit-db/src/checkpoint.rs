@@ -13,6 +13,7 @@ use signed_note::{Note, Signer, StandardSigner, StandardVerifier, Verifier, Veri
 use tlog_tiles::checkpoint::Checkpoint as Body;
 
 use crate::record::Hash;
+use crate::store::Store;
 
 /// What a checkpoint states: the log's name, its size and its root then.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,24 +112,15 @@ impl LogKey {
     /// only its owner may read; makes one for `origin` there (mode 0600)
     /// if there is none.
     pub fn load_or_create(path: &Path, origin: &str) -> Result<Self, CheckpointError> {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        use std::os::unix::fs::OpenOptionsExt;
         let io = |source| CheckpointError::Io {
             path: path.to_owned(),
             source,
         };
-        match std::fs::metadata(path) {
-            Ok(meta) => {
-                let mode = meta.permissions().mode() & 0o7777;
-                if mode & 0o077 != 0 {
-                    return Err(CheckpointError::KeyExposed {
-                        path: path.to_owned(),
-                        mode,
-                    });
-                }
-                let text = std::fs::read_to_string(path).map_err(io)?;
-                Self::from_text(text.trim(), &path.display().to_string())
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        match Self::load(path) {
+            Err(CheckpointError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
                 let (key, skey) = Self::generate(origin)?;
                 use std::io::Write;
                 let mut file = std::fs::OpenOptions::new()
@@ -141,8 +133,28 @@ impl LogKey {
                 file.sync_all().map_err(io)?;
                 Ok(key)
             }
-            Err(e) => Err(io(e)),
+            loaded => loaded,
         }
+    }
+
+    /// Reads the key in `path`, which must exist and be readable by its
+    /// owner only.
+    pub fn load(path: &Path) -> Result<Self, CheckpointError> {
+        use std::os::unix::fs::PermissionsExt;
+        let io = |source| CheckpointError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(io)?;
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            return Err(CheckpointError::KeyExposed {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(io)?;
+        Self::from_text(text.trim(), &path.display().to_string())
     }
 
     fn from_text(skey: &str, what: &str) -> Result<Self, CheckpointError> {
@@ -236,6 +248,131 @@ pub fn open(note: &[u8], public: &str) -> Result<Checkpoint, CheckpointError> {
         size: body.size(),
         root: Hash(body.hash().0),
     })
+}
+
+/// The key file's name in a data directory.
+pub const KEY_FILE: &str = "audit-key";
+
+/// The directory of a data directory where the gateway keeps checkpoints.
+pub const CHECKPOINT_DIR: &str = "checkpoints";
+
+/// Signs a checkpoint of the log as it is now: its tree's size and root.
+pub async fn of_log(store: &Store, key: &LogKey) -> crate::Result<(Checkpoint, Vec<u8>)> {
+    let size = store.tree_size().await?;
+    let root = store.root(size).await?;
+    let note = key.sign(size, root)?;
+    Ok((
+        Checkpoint {
+            origin: key.origin().to_owned(),
+            size,
+            root,
+        },
+        note,
+    ))
+}
+
+/// Whether today's log still extends `checkpoint`: it holds at least as
+/// many events, and its first `checkpoint.size` have the signed root.
+/// (`Err` for a log that could not be read; the verdict is in the `Ok`.)
+pub async fn extended_by(
+    store: &Store,
+    checkpoint: &Checkpoint,
+) -> crate::Result<crate::Result<()>> {
+    let size = store.tree_size().await?;
+    if checkpoint.size > size {
+        return Ok(Err(crate::Error::CheckpointAhead {
+            size: checkpoint.size,
+            log: size,
+        }));
+    }
+    if store.root(checkpoint.size).await? != checkpoint.root {
+        return Ok(Err(crate::Error::CheckpointMismatch {
+            size: checkpoint.size,
+        }));
+    }
+    Ok(Ok(()))
+}
+
+/// Writes `note`, a checkpoint of `size` events, into `dir` as
+/// `SIZE.checkpoint` (made whole in a temporary file, synced, then renamed,
+/// so a crash never leaves half of one); returns its path. A checkpoint of
+/// that size already there is kept as it is.
+pub fn save(dir: &Path, size: u64, note: &[u8]) -> Result<PathBuf, CheckpointError> {
+    use std::io::Write;
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| CheckpointError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let path = dir.join(format!("{size}.checkpoint"));
+    if path.exists() {
+        return Ok(path);
+    }
+    let partial = dir.join(format!(".{size}.checkpoint.partial"));
+    let mut file = std::fs::File::create(&partial).map_err(io(&partial))?;
+    file.write_all(note).map_err(io(&partial))?;
+    file.sync_all().map_err(io(&partial))?;
+    std::fs::rename(&partial, &path).map_err(io(&path))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))?;
+    Ok(path)
+}
+
+/// Writes a checkpoint into `dir` (see [`save`]) now and every `every`
+/// after, whenever the log has grown since the last, and once more when
+/// `stop` resolves. A failure is logged and tried again at the next tick:
+/// the gateway keeps serving.
+pub async fn keep_writing(
+    store: Store,
+    key: LogKey,
+    dir: PathBuf,
+    every: std::time::Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut written = None;
+    tokio::pin!(stop);
+    loop {
+        let last = tokio::select! {
+            _ = ticks.tick() => false,
+            _ = &mut stop => true,
+        };
+        match of_log(&store, &key).await {
+            Ok((checkpoint, _)) if written == Some(checkpoint.size) => {}
+            Ok((checkpoint, note)) => match save(&dir, checkpoint.size, &note) {
+                Ok(path) => {
+                    tracing::info!(path = %path.display(), size = checkpoint.size, "checkpoint written");
+                    written = Some(checkpoint.size);
+                }
+                Err(e) => tracing::warn!("writing a checkpoint: {e}"),
+            },
+            Err(e) => tracing::warn!("signing a checkpoint: {e}"),
+        }
+        if last {
+            return;
+        }
+    }
+}
+
+/// Reads a public key given as its text (`name+id+base64`) or as a file
+/// holding it.
+pub fn public_key(given: &str) -> Result<String, CheckpointError> {
+    if StandardVerifier::new(given).is_ok() {
+        return Ok(given.to_owned());
+    }
+    let path = Path::new(given);
+    let text = std::fs::read_to_string(path).map_err(|e| CheckpointError::BadKey {
+        what: format!("{given:?}"),
+        reason: format!("neither a public key (NAME+ID+BASE64) nor a file holding one ({e})"),
+    })?;
+    let text = text.trim();
+    StandardVerifier::new(text).map_err(|e| CheckpointError::BadKey {
+        what: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(text.to_owned())
 }
 
 #[cfg(test)]

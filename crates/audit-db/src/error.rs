@@ -68,6 +68,30 @@ pub enum Error {
     #[error("the log does not verify ({0}), so it was not converted to this vigil's format; restore it from a backup")]
     NotConverted(crate::chain::ChainBreak),
 
+    /// A checkpoint of more events than the log holds.
+    #[error(
+        "the checkpoint is of {size} events, the log holds {log}: events were removed from its end"
+    )]
+    CheckpointAhead {
+        /// The checkpoint's size.
+        size: u64,
+        /// The log's.
+        log: u64,
+    },
+
+    /// The log's tree of a checkpoint's size has another root.
+    #[error(
+        "the log's first {size} events are not the ones the checkpoint signed: they were rewritten"
+    )]
+    CheckpointMismatch {
+        /// The checkpoint's size.
+        size: u64,
+    },
+
+    /// A checkpoint or key could not be used.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+
     /// A seq that no event of the log has.
     #[error("no event has seq {seq}: the log's last is {last}")]
     NoSuchEvent {

@@ -14,6 +14,7 @@ pub mod encoding;
 mod error;
 mod log;
 pub mod merkle;
+pub mod proof;
 pub mod query;
 pub mod record;
 pub mod store;

@@ -52,6 +52,14 @@ impl Serialize for Hash {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Hash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Hash::from_hex(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not 64 hex digits")))
+    }
+}
+
 /// One row of the log, exactly as stored.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredEvent {

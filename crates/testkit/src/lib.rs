@@ -128,15 +128,19 @@ impl TestDb {
         result.unwrap_or_else(|e| panic!("raw SQL failed: {e}\n{sql}"));
     }
 
-    /// Drops the append-only triggers, as a tamperer with database access would.
+    /// Drops the append-only triggers of the events and the Merkle tree,
+    /// as a tamperer with database access would.
     pub async fn allow_tampering(&self) {
         self.exec(match self.backend {
             Backend::Sqlite => {
-                "DROP TRIGGER audit_events_no_update; DROP TRIGGER audit_events_no_delete;"
+                "DROP TRIGGER audit_events_no_update; DROP TRIGGER audit_events_no_delete; \
+                 DROP TRIGGER audit_tree_no_update; DROP TRIGGER audit_tree_no_delete;"
             }
             Backend::Postgres => {
                 "DROP TRIGGER audit_events_no_change ON audit_events; \
-                 DROP TRIGGER audit_events_no_truncate ON audit_events;"
+                 DROP TRIGGER audit_events_no_truncate ON audit_events; \
+                 DROP TRIGGER audit_tree_no_change ON audit_tree; \
+                 DROP TRIGGER audit_tree_no_truncate ON audit_tree;"
             }
         })
         .await;
@@ -198,6 +202,34 @@ impl TestDb {
              VALUES (99990101000000, 'from the future', TRUE, {checksum}, 0);"
         ))
         .await;
+    }
+
+    /// Removes the whole database, as someone rebuilding the log from
+    /// scratch would: the SQLite file (and its WAL), or every object in the
+    /// PostgreSQL schema. The next `vigil` that writes starts a new log.
+    pub async fn wipe(&self) {
+        match &self.server {
+            None => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let path = self.dir.path().join(format!("{SQLITE_FILE}{suffix}"));
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => panic!("removing {}: {e}", path.display()),
+                    }
+                }
+            }
+            Some((server, schema)) => {
+                let mut conn = sqlx::PgConnection::connect(server)
+                    .await
+                    .expect("reconnecting to wipe the test schema");
+                conn.execute(&*format!(
+                    "DROP SCHEMA {schema} CASCADE; CREATE SCHEMA {schema}"
+                ))
+                .await
+                .expect("wiping the test schema");
+            }
+        }
     }
 
     /// Drops the PostgreSQL schema; the SQLite directory goes with `self`.

@@ -5,7 +5,10 @@
 //!   reference, the same rows inserted with plain batched sqlx inserts and no
 //!   hashing, into the same schema, with the same durability settings;
 //! - p99 submit-to-durable latency at 1,000 events/s offered;
-//! - `verify` of the whole log (1,000,000 events on SQLite).
+//! - `verify` of the whole log (1,000,000 events on SQLite);
+//! - inclusion and consistency proofs read from the stored Merkle tree, once
+//!   the log has grown to 10,000,000 events on SQLite (1,000,000 on
+//!   PostgreSQL; `-- --pg-proof-events N` for more).
 //!
 //! Run: `cargo bench -p audit-db --bench audit`. PostgreSQL is the server in
 //! `VIGIL_TEST_POSTGRES_URL` (default postgres://postgres@127.0.0.1:5432/test),
@@ -34,6 +37,12 @@ const REF_STATEMENT: usize = 128;
 /// Latency run: offered rate and duration.
 const OFFERED_PER_SEC: u64 = 1_000;
 const LATENCY_EVENTS: usize = 5_000;
+/// The log size proofs are timed at, and how many of each are timed.
+const SQLITE_PROOF_EVENTS: usize = 10_000_000;
+const POSTGRES_PROOF_EVENTS: usize = 1_000_000;
+const PROOFS: usize = 2_000;
+/// Target for one proof, read from the database (issue 17).
+const PROOF_TARGET_MS: f64 = 5.0;
 
 struct Figures {
     backend: &'static str,
@@ -43,6 +52,10 @@ struct Figures {
     p50_ms: f64,
     p99_ms: f64,
     verify_secs: f64,
+    proof_size: usize,
+    /// p50 and max of an inclusion proof, then of a consistency proof (ms).
+    inclusion_ms: (f64, f64),
+    consistency_ms: (f64, f64),
 }
 
 fn main() {
@@ -58,11 +71,22 @@ fn main() {
             "audit append benchmark: payload ~{} bytes, {PRODUCERS} producers x {PER_CALL} events per call",
             sample.kind.payload_json().map_or(0, |p| p.len())
         );
-        let sqlite = run_backend(TestDb::sqlite(), TestDb::sqlite(), SQLITE_EVENTS).await;
+        let pg_proof_events = std::env::args()
+            .skip_while(|a| a != "--pg-proof-events")
+            .nth(1)
+            .map_or(POSTGRES_PROOF_EVENTS, |n| n.parse().expect("--pg-proof-events N"));
+        let sqlite = run_backend(
+            TestDb::sqlite(),
+            TestDb::sqlite(),
+            SQLITE_EVENTS,
+            SQLITE_PROOF_EVENTS,
+        )
+        .await;
         let postgres = run_backend(
             TestDb::postgres_at(&server).await,
             TestDb::postgres_at(&server).await,
             POSTGRES_EVENTS,
+            pg_proof_events,
         )
         .await;
 
@@ -82,6 +106,20 @@ fn main() {
                 f.p50_ms,
                 f.p99_ms,
                 f.verify_secs
+            );
+        }
+        println!();
+        println!(
+            "{:<9} {:>11} {:>22} {:>22}   (target {PROOF_TARGET_MS} ms each)",
+            "backend", "log events", "inclusion p50/max ms", "consistency p50/max ms"
+        );
+        for f in [&sqlite, &postgres] {
+            println!(
+                "{:<9} {:>11} {:>22} {:>22}",
+                f.backend,
+                f.proof_size,
+                format!("{:.3} / {:.3}", f.inclusion_ms.0, f.inclusion_ms.1),
+                format!("{:.3} / {:.3}", f.consistency_ms.0, f.consistency_ms.1),
             );
         }
         println!(
@@ -122,7 +160,12 @@ fn realistic_event(i: usize, session: Uuid) -> NewEvent {
     .in_session(session)
 }
 
-async fn run_backend(ours_db: TestDb, reference_db: TestDb, events: usize) -> Figures {
+async fn run_backend(
+    ours_db: TestDb,
+    reference_db: TestDb,
+    events: usize,
+    proof_size: usize,
+) -> Figures {
     let backend = match ours_db.backend {
         Backend::Sqlite => "sqlite",
         Backend::Postgres => "postgres",
@@ -175,6 +218,13 @@ async fn run_backend(ours_db: TestDb, reference_db: TestDb, events: usize) -> Fi
         report.events
     );
 
+    let (inclusion_ms, consistency_ms) = proofs(&log, proof_size).await;
+    println!(
+        "[{backend}] proofs at {proof_size} events: inclusion p50 {:.3} ms max {:.3} ms, \
+         consistency p50 {:.3} ms max {:.3} ms",
+        inclusion_ms.0, inclusion_ms.1, consistency_ms.0, consistency_ms.1
+    );
+
     log.close().await;
     ours_db.cleanup().await;
     reference_db.cleanup().await;
@@ -186,7 +236,79 @@ async fn run_backend(ours_db: TestDb, reference_db: TestDb, events: usize) -> Fi
         p50_ms,
         p99_ms,
         verify_secs,
+        proof_size,
+        inclusion_ms,
+        consistency_ms,
     }
+}
+
+/// Grows the log to `size` events (untimed), then times `PROOFS` inclusion
+/// proofs of random events and `PROOFS` consistency proofs from random
+/// older sizes, each read from the database and checked against the root;
+/// returns (p50, max) of each in ms.
+async fn proofs(log: &AuditLog, size: usize) -> ((f64, f64), (f64, f64)) {
+    let store = log.store();
+    let have = store.head().await.expect("head").seq as usize;
+    if size > have {
+        println!("growing the log to {size} events for the proof timings (untimed)...");
+        let session = Uuid::new_v4();
+        let mut next = have;
+        while next < size {
+            let n = (size - next).min(8 * 8_192);
+            let calls: Vec<_> = (next..next + n)
+                .collect::<Vec<_>>()
+                .chunks(8_192)
+                .map(|chunk| {
+                    let events: Vec<NewEvent> =
+                        chunk.iter().map(|&i| realistic_event(i, session)).collect();
+                    let log = log.clone();
+                    tokio::spawn(async move { log.append(events).await.expect("append") })
+                })
+                .collect();
+            for c in calls {
+                c.await.expect("appender");
+            }
+            next += n;
+        }
+    }
+    let size = store.head().await.expect("head").seq as u64;
+    let root = store.root(size).await.expect("root");
+    let mut random = {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        move |below: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            1 + state % below
+        }
+    };
+    let mut inclusion = Vec::with_capacity(PROOFS);
+    let mut consistency = Vec::with_capacity(PROOFS);
+    for _ in 0..PROOFS {
+        let seq = random(size);
+        let started = Instant::now();
+        let proof = store
+            .inclusion_proof(size, seq as i64)
+            .await
+            .expect("inclusion proof");
+        inclusion.push(started.elapsed().as_secs_f64() * 1e3);
+        assert!(proof.len() as f64 <= (size as f64).log2().ceil());
+        let old = random(size - 1);
+        let started = Instant::now();
+        let proof = store
+            .consistency_proof(size, old)
+            .await
+            .expect("consistency proof");
+        consistency.push(started.elapsed().as_secs_f64() * 1e3);
+        let old_root = store.root(old).await.expect("old root");
+        audit_db::merkle::check_consistency(&proof, size, root, old, old_root)
+            .expect("the proof holds");
+    }
+    let spread = |mut ms: Vec<f64>| {
+        ms.sort_by(f64::total_cmp);
+        (ms[ms.len() / 2], ms[ms.len() - 1])
+    };
+    (spread(inclusion), spread(consistency))
 }
 
 /// Submit-to-durable latency of single events offered at a steady rate.

@@ -131,21 +131,46 @@ pub fn placement(index: u64) -> (u64, usize) {
 /// [`append`]'s hashes as rows: for each new leaf from `size` on, its seq
 /// (leaf + 1) and the hashes its append stored, concatenated.
 pub fn leaf_rows(size: u64, nodes: &[(u64, Hash)]) -> Vec<(i64, Vec<u8>)> {
-    let mut rows = Vec::new();
+    row_spans(size, nodes)
+        .map(|(seq, mine)| (seq, mine.iter().flat_map(|(_, h)| h.0).collect()))
+        .collect()
+}
+
+/// The first seq whose row in `stored` (rows in seq order) is missing or
+/// differs from the one [`leaf_rows`] would make of `nodes`; compared in
+/// place, for verification.
+pub fn first_mismatch(size: u64, nodes: &[(u64, Hash)], stored: &[(i64, Vec<u8>)]) -> Option<i64> {
+    let mut rows = stored.iter().peekable();
+    row_spans(size, nodes)
+        .find(|&(seq, mine)| {
+            while rows.next_if(|(s, _)| *s < seq).is_some() {}
+            match rows.next_if(|(s, _)| *s == seq) {
+                Some((_, bytes)) => {
+                    bytes.len() != mine.len() * 32
+                        || bytes.chunks(32).zip(mine).any(|(b, (_, h))| b != h.0)
+                }
+                None => true,
+            }
+        })
+        .map(|(seq, _)| seq)
+}
+
+/// `nodes` cut into each new leaf's share: its seq and the hashes its
+/// append stored (its own, then one per subtree it completed).
+fn row_spans(size: u64, nodes: &[(u64, Hash)]) -> impl Iterator<Item = (i64, &[(u64, Hash)])> {
     let mut rest = nodes;
     let mut leaf = size;
-    while !rest.is_empty() {
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
         // Leaf n stores its own hash and one per trailing 1 bit of n.
         let count = (1 + (leaf + 1).trailing_zeros() as usize).min(rest.len());
         let (mine, after) = rest.split_at(count);
-        rows.push((
-            leaf as i64 + 1,
-            mine.iter().flat_map(|(_, h)| h.0).collect(),
-        ));
         rest = after;
         leaf += 1;
-    }
-    rows
+        Some((leaf as i64, mine))
+    })
 }
 
 /// The rows (seq, hashes) that hold the stored hashes at `indexes`.

@@ -217,14 +217,8 @@ impl TreeCheck {
             Ok(nodes) => nodes,
             Err(_) => return Some(first),
         };
-        for (seq, hashes) in merkle::leaf_rows(self.size, &nodes) {
-            let found = stored
-                .binary_search_by_key(&seq, |(s, _)| *s)
-                .ok()
-                .map(|at| &stored[at].1);
-            if found != Some(&hashes) {
-                return Some(seq);
-            }
+        if let Some(seq) = merkle::first_mismatch(self.size, &nodes, stored) {
+            return Some(seq);
         }
         self.size += leaves.len() as u64;
         self.edge = merkle::edge_after(self.size, &self.edge, &nodes);

@@ -97,12 +97,20 @@ pub fn write<W: Write + Seek>(
 }
 
 /// An event as a bundle holds it: the row as `audit query --json` shows
-/// it, with the previous hash and the encoding format, so that anyone can
-/// recompute its place in the chain.
+/// it, with the previous hash, the encoding format and the payload's salt
+/// (or, once erased, its digest), so that anyone can recompute its leaf
+/// and its place in the chain.
 pub fn event_json(e: &StoredEvent) -> serde_json::Value {
     let mut json = e.to_json();
     json["prev_hash"] = e.prev_hash.to_string().into();
     json["format"] = e.format.into();
+    match &e.body {
+        audit_db::record::Body::Kept {
+            salt: Some(salt), ..
+        } => json["salt"] = hex::encode(salt).into(),
+        audit_db::record::Body::Kept { salt: None, .. } => {}
+        audit_db::record::Body::Erased { digest } => json["body_digest"] = digest.to_string().into(),
+    }
     json
 }
 

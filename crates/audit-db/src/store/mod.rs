@@ -347,7 +347,7 @@ where
 /// Converts a log written in encoding formats 1 and 2 to format 3 (see
 /// [`crate::chain::Conversion`]) inside the caller's locked transaction on
 /// `conn`, and returns the new head; a log whose first row is of format 3
-/// is left alone. A log that does not verify is refused, unchanged.
+/// is left alone. A log that does not verify is refused, its rows unchanged.
 pub(crate) async fn convert_rows<DB>(conn: &mut DB::Connection, head: Head) -> Result<Head>
 where
     DB: sqlx::Database,

@@ -109,7 +109,9 @@ pub fn event_json(e: &StoredEvent) -> serde_json::Value {
             salt: Some(salt), ..
         } => json["salt"] = hex::encode(salt).into(),
         audit_db::record::Body::Kept { salt: None, .. } => {}
-        audit_db::record::Body::Erased { digest } => json["body_digest"] = digest.to_string().into(),
+        audit_db::record::Body::Erased { digest } => {
+            json["body_digest"] = digest.to_string().into()
+        }
     }
     json
 }

@@ -325,7 +325,7 @@ pub(crate) async fn tree_growth<'e, DB, E>(
     size: i64,
     leaves: &[Hash],
     cache: &merkle::EdgeCache,
-) -> Result<(Vec<(i64, Vec<u8>)>, (u64, merkle::Stored))>
+) -> Result<TreeGrowth>
 where
     DB: sqlx::Database,
     E: sqlx::Executor<'e, Database = DB>,
@@ -333,14 +333,40 @@ where
     for<'r> (i64, Vec<u8>): sqlx::FromRow<'r, DB::Row>,
     for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
 {
+    let edge = tree_edge(executor, size, cache).await?;
+    grow(size, leaves, &edge)
+}
+
+/// The rows a batch adds to `audit_tree`, and the tree's size and right
+/// edge after it.
+pub(crate) type TreeGrowth = (Vec<(i64, Vec<u8>)>, (u64, merkle::Stored));
+
+/// The right edge of the tree of `size` events: from `cache`, or read
+/// through `executor` when this process did not make the last append.
+pub(crate) async fn tree_edge<'e, DB, E>(
+    executor: E,
+    size: i64,
+    cache: &merkle::EdgeCache,
+) -> Result<merkle::Stored>
+where
+    DB: sqlx::Database,
+    E: sqlx::Executor<'e, Database = DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'r> (i64, Vec<u8>): sqlx::FromRow<'r, DB::Row>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+{
+    match cache.take(size as u64) {
+        Some(edge) => Ok(edge),
+        None => tree_hashes_with(executor, &merkle::frontier(size as u64)).await,
+    }
+}
+
+/// [`tree_growth`] from a known edge: CPU only.
+pub(crate) fn grow(size: i64, leaves: &[Hash], edge: &merkle::Stored) -> Result<TreeGrowth> {
     let size = size as u64;
-    let edge = match cache.take(size) {
-        Some(edge) => edge,
-        None => tree_hashes_with(executor, &merkle::frontier(size)).await?,
-    };
-    let nodes = merkle::append(size, leaves, &edge)?;
+    let nodes = merkle::append(size, leaves, edge)?;
     let new_size = size + leaves.len() as u64;
-    let new_edge = merkle::edge_after(new_size, &edge, &nodes);
+    let new_edge = merkle::edge_after(new_size, edge, &nodes);
     Ok((merkle::leaf_rows(size, &nodes), (new_size, new_edge)))
 }
 

@@ -761,14 +761,24 @@ async fn write_once(
         HashMap::new()
     };
     let plan = chain::plan(head, recorded_at_us, batch, &existing);
+    let edge = match plan.rows.is_empty() {
+        true => None,
+        false => Some(super::tree_edge(&mut *tx, head.seq, cache).await?),
+    };
     // Encoding a statement's arguments is CPU work on this task; doing the
     // next one while SQLite executes the current one keeps its thread busy.
+    // So is the batch's Merkle tree, computed during the first statement.
+    let mut tree = None;
     let mut chunks = plan.rows.chunks(INSERT_CHUNK);
     let mut next = chunks
         .next()
         .map(|rows| insert_statement(rows, batch, plan.recorded_at_us));
     while let Some(mut current) = next.take() {
         let (result, following) = tokio::join!(current.build().execute(&mut *tx), async {
+            if let (None, Some(edge)) = (&tree, &edge) {
+                let leaves: Vec<Hash> = plan.rows.iter().map(|r| r.leaf).collect();
+                tree = Some(super::grow(head.seq, &leaves, edge));
+            }
             chunks
                 .next()
                 .map(|rows| insert_statement(rows, batch, plan.recorded_at_us))
@@ -783,8 +793,14 @@ async fn write_once(
             Err(e) => return Err(db("inserting events")(e)),
         }
     }
-    let leaves: Vec<Hash> = plan.rows.iter().map(|r| r.leaf).collect();
-    let grown = grow_tree(&mut tx, head.seq, &leaves, cache).await?;
+    let grown = match tree {
+        Some(growth) => {
+            let (rows, grown) = growth?;
+            insert_tree(&mut tx, &rows).await?;
+            Some(grown)
+        }
+        None => None,
+    };
     sqlx::query("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1")
         .bind(plan.head.seq)
         .bind(&plan.head.hash.0[..])
@@ -814,6 +830,12 @@ async fn grow_tree(
         return Ok(None);
     }
     let (rows, grown) = super::tree_growth(&mut *conn, size, leaves, cache).await?;
+    insert_tree(conn, &rows).await?;
+    Ok(Some(grown))
+}
+
+/// Inserts rows of `audit_tree`.
+async fn insert_tree(conn: &mut SqliteConnection, rows: &[(i64, Vec<u8>)]) -> Result<()> {
     for chunk in rows.chunks(TREE_CHUNK) {
         let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO audit_tree (seq, hashes) ");
         q.push_values(chunk, |mut b, (seq, hashes)| {
@@ -824,7 +846,7 @@ async fn grow_tree(
             .await
             .map_err(db("extending the Merkle tree"))?;
     }
-    Ok(Some(grown))
+    Ok(())
 }
 
 /// Brings a log from an older vigil up to date, in one transaction: its

@@ -148,12 +148,8 @@ fn reading_a_log_changes_nothing_on_disk() {
     assert!(before == snapshot(db.dir()), "a read changed the files");
 }
 
-/// A log of an older format that does not verify is not converted to
-/// format 3 (a new chain over it would hide the break): the writer that
-/// would convert it stops with the break named, and leaves every row as it
-/// was, so `audit verify` still names it.
-#[test]
-fn a_broken_log_of_an_older_format_is_not_converted() {
+/// A copy of tests/data/audit-before-format-2.db in a directory of its own.
+fn log_before_format_2() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.db");
     std::fs::copy(
@@ -164,6 +160,16 @@ fn a_broken_log_of_an_older_format_is_not_converted() {
         &path,
     )
     .unwrap();
+    (dir, path)
+}
+
+/// A log of an older format that does not verify is not converted to
+/// format 3 (a new chain over it would hide the break): the writer that
+/// would convert it stops with the break named, and leaves every row as it
+/// was, so `audit verify` still names it.
+#[test]
+fn a_broken_log_of_an_older_format_is_not_converted() {
+    let (_dir, path) = log_before_format_2();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     let conn = rusqlite::Connection::open(&path).unwrap();
@@ -204,16 +210,7 @@ fn a_broken_log_of_an_older_format_is_not_converted() {
 /// row still verifies beside the new ones.
 #[test]
 fn a_log_from_before_format_2_is_upgraded_by_a_writer_and_still_verifies() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.db");
-    std::fs::copy(
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/audit-before-format-2.db"
-        ),
-        &path,
-    )
-    .unwrap();
+    let (_dir, path) = log_before_format_2();
     let url = format!("sqlite://{}", path.display());
     // Readable by others (as a checkout usually leaves it): refused until it is not.
     use std::os::unix::fs::PermissionsExt;

@@ -135,7 +135,11 @@ impl SqliteStore {
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(false);
         let readers = SqlitePoolOptions::new()
-            .max_connections(4)
+            // One: the heavy reads go through rusqlite, and each sqlx
+            // connection's close is acknowledged before its worker has let
+            // go of the file, so concurrent ones (verify's stretches read
+            // the tree's edges at once) could leave -wal/-shm behind at exit.
+            .max_connections(1)
             .connect_with(options)
             .await
             .map_err(|e| Error::Connect {

@@ -31,7 +31,10 @@ ALTER TABLE audit_events_v3 RENAME TO audit_events;
 CREATE INDEX audit_events_session ON audit_events (session_id) WHERE session_id IS NOT NULL;
 CREATE INDEX audit_events_actor ON audit_events (actor);
 CREATE INDEX audit_events_kind ON audit_events (kind);
-CREATE INDEX audit_events_occurred ON audit_events (occurred_at);
+-- No index on occurred_at any more: SQLite queries never use it (a time
+-- range is written `+occurred_at`, see src/query.rs: scanning seq is one
+-- pass, the index would make every page sort the rest of the log), and
+-- every append paid a B-tree insert into it.
 
 -- Append-only, but for two updates that leave every header field as it was:
 -- an erasure (payload and salt go, the digest stays, the hashes do not

@@ -84,7 +84,7 @@ impl SqliteStore {
             .create_if_missing(mode == OpenMode::Create)
             .busy_timeout(BUSY_TIMEOUT)
             // For a new file only (an existing one keeps its size): each event
-            // lands in the table and five indexes, and larger pages mean fewer
+            // lands in the table, four indexes and the tree, and larger pages mean fewer
             // splits and WAL frames per event (+11 % appends at 1M events, measured).
             .page_size(PAGE_SIZE)
             // FULL: a commit is on disk before the append is acknowledged.
@@ -100,7 +100,7 @@ impl SqliteStore {
                 options
                     .clone()
                     .journal_mode(SqliteJournalMode::Wal)
-                    // Appends touch the table and five indexes; SQLite's default
+                    // Appends touch the table, four indexes and the tree; SQLite's default
                     // 2 MB page cache sends most of those page reads to the kernel.
                     .pragma("cache_size", WRITER_CACHE),
             )

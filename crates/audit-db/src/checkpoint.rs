@@ -443,6 +443,30 @@ mod tests {
         ));
     }
 
+    /// Signed by the log's own key, but naming another log in its body.
+    #[test]
+    fn a_checkpoint_naming_another_log_is_refused() {
+        let (key, _) = LogKey::generate("vigil.example/audit").unwrap();
+        let body = Body::new(
+            "elsewhere.example/log",
+            3,
+            tlog_tiles::tlog::Hash([1; 32]),
+            "",
+        )
+        .unwrap();
+        let mut note = Note::new(&body.to_bytes(), &[]).unwrap();
+        note.add_sigs(&[&key.signer as &dyn Signer]).unwrap();
+        match open(&note.to_bytes(), key.public()) {
+            Err(CheckpointError::OtherLog { expected, found }) => {
+                assert_eq!(
+                    (expected.as_str(), found.as_str()),
+                    ("vigil.example/audit", "elsewhere.example/log")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn junk_is_not_a_checkpoint() {
         let (key, _) = LogKey::generate("vigil.example/audit").unwrap();

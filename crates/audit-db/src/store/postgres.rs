@@ -253,33 +253,30 @@ impl PgStore {
     }
 
     /// Rows `from..=to` packed for verification, from their columns.
-    /// Rows `from..=to` packed for verification, each read with its tree
-    /// row in one statement: one round trip and one row to decode per
-    /// event, not two. The tree side is bounded to the range in a subquery:
-    /// joined whole, PostgreSQL hashed every tree row for every page.
+    /// Rows `from..=to` packed for verification, then the tree's rows for
+    /// the same seqs. Two plain index range scans: joined in one statement
+    /// (bounded to the page, or PostgreSQL hashed the whole tree for every
+    /// page), verifying a freshly written log was slower in every run
+    /// (3.8-4.5 s against 2.6 s for 305,000 events, measured).
     pub(crate) async fn packed_page(&self, from: i64, to: i64, limit: i64) -> Result<PackedPage> {
-        let rows: Vec<WithTree> = sqlx::query_as(concat!(
-            "SELECT ",
-            columns!(),
-            ", hashes FROM audit_events LEFT JOIN \
-             (SELECT seq, hashes FROM audit_tree WHERE seq BETWEEN $1 AND $2) tree USING (seq) \
-             WHERE seq BETWEEN $1 AND $2 ORDER BY seq LIMIT $3"
-        ))
-        .bind(from)
-        .bind(to)
-        .bind(limit)
+        let rows: Vec<(i64, Option<Vec<u8>>)> = self
+            .range_page(from, to, limit)
+            .await?
+            .iter()
+            .map(|row| (row.seq, Some(row.packed())))
+            .collect();
+        let (Some(&(first, _)), Some(&(last, _))) = (rows.first(), rows.last()) else {
+            return Ok(PackedPage::default());
+        };
+        let tree = sqlx::query_as(
+            "SELECT seq, hashes FROM audit_tree WHERE seq BETWEEN $1 AND $2 ORDER BY seq",
+        )
+        .bind(first)
+        .bind(last)
         .fetch_all(&self.readers)
         .await
-        .map_err(db("reading events"))?;
-        let mut page = PackedPage::default();
-        for WithTree { row, hashes } in rows {
-            let event = StoredEvent::try_from(row)?;
-            if let Some(hashes) = hashes {
-                page.tree.push((event.seq, hashes));
-            }
-            page.rows.push((event.seq, Some(event.packed())));
-        }
-        Ok(page)
+        .map_err(db("reading the Merkle tree"))?;
+        Ok(PackedPage { rows, tree })
     }
 
     pub(crate) async fn range_page(
@@ -303,14 +300,6 @@ impl PgStore {
         .map(StoredEvent::try_from)
         .collect()
     }
-}
-
-/// An event row with its Merkle tree row, if it has one.
-#[derive(sqlx::FromRow)]
-struct WithTree {
-    #[sqlx(flatten)]
-    row: RawRow,
-    hashes: Option<Vec<u8>>,
 }
 
 /// Adds `leaves` to the Merkle tree of the `size` events before them, in

@@ -370,11 +370,70 @@ pub(crate) fn grow(size: i64, leaves: &[Hash], edge: &merkle::Stored) -> Result<
     Ok((merkle::leaf_rows(size, &nodes), (new_size, new_edge)))
 }
 
+/// Inserts rows of `audit_tree` on one backend's connection (each backend
+/// writes them its own way: a multi-row VALUES, or arrays and UNNEST).
+pub(crate) type InsertTree<DB> = for<'c> fn(
+    &'c mut <DB as sqlx::Database>::Connection,
+    &'c [(i64, Vec<u8>)],
+) -> futures::future::BoxFuture<'c, Result<()>>;
+
+/// The events of seqs `$1..=$2`, at most `$3`, in the column order both
+/// backends read (rusqlite too: SQLite numbers `$n` in order of appearance).
+pub(crate) const RANGE_SQL: &str = concat!(
+    "SELECT ",
+    row::columns!(),
+    " FROM audit_events WHERE seq BETWEEN $1 AND $2 ORDER BY seq LIMIT $3"
+);
+
+/// Brings a log from an older vigil up to date inside the caller's locked
+/// transaction on `conn`, whose chain head is `head`: its rows are
+/// converted to encoding format 3 (if they are older), then the Merkle tree
+/// is brought up to the head (a log written before the tree existed, or
+/// just converted), a page of events at a time.
+pub(crate) async fn complete_with<DB>(
+    conn: &mut DB::Connection,
+    head: Head,
+    insert: InsertTree<DB>,
+) -> Result<()>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q [u8]: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'r> (i16,): sqlx::FromRow<'r, DB::Row>,
+    for<'r> (i64,): sqlx::FromRow<'r, DB::Row>,
+    for<'r> (Option<i64>,): sqlx::FromRow<'r, DB::Row>,
+    for<'r> (i64, Vec<u8>): sqlx::FromRow<'r, DB::Row>,
+    for<'r> row::RawRow: sqlx::FromRow<'r, DB::Row>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+{
+    let head = convert_rows::<DB>(conn, head).await?;
+    let mut size = tree_size_with(&mut *conn).await?;
+    while (size as i64) < head.seq {
+        let rows: Vec<row::RawRow> = sqlx::query_as(RANGE_SQL)
+            .bind(size as i64 + 1)
+            .bind(head.seq)
+            .bind(TREE_BACKFILL_PAGE)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(crate::error::db("reading events for the Merkle tree"))?;
+        let leaves = leaves_of(rows)?;
+        if leaves.is_empty() {
+            break;
+        }
+        let fresh = merkle::EdgeCache::default();
+        let (tree_rows, _) = tree_growth(&mut *conn, size as i64, &leaves, &fresh).await?;
+        insert(conn, &tree_rows).await?;
+        size += leaves.len() as u64;
+    }
+    Ok(())
+}
+
 /// Converts a log written in encoding formats 1 and 2 to format 3 (see
 /// [`crate::chain::Conversion`]) inside the caller's locked transaction on
 /// `conn`, and returns the new head; a log whose first row is of format 3
 /// is left alone. A log that does not verify is refused, its rows unchanged.
-pub(crate) async fn convert_rows<DB>(conn: &mut DB::Connection, head: Head) -> Result<Head>
+async fn convert_rows<DB>(conn: &mut DB::Connection, head: Head) -> Result<Head>
 where
     DB: sqlx::Database,
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
@@ -400,17 +459,13 @@ where
     let mut conversion = Conversion::new(head.seq);
     let mut after = 0;
     loop {
-        let rows: Vec<row::RawRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            row::columns!(),
-            " FROM audit_events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3"
-        ))
-        .bind(after)
-        .bind(head.seq)
-        .bind(TREE_BACKFILL_PAGE)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(crate::error::db("reading events to convert"))?;
+        let rows: Vec<row::RawRow> = sqlx::query_as(RANGE_SQL)
+            .bind(after + 1)
+            .bind(head.seq)
+            .bind(TREE_BACKFILL_PAGE)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(crate::error::db("reading events to convert"))?;
         let Some(last) = rows.last().map(|r| r.seq()) else {
             break;
         };
@@ -499,7 +554,7 @@ where
 }
 
 /// The leaf hashes of stored rows, in order.
-pub(crate) fn leaves_of(rows: Vec<row::RawRow>) -> Result<Vec<Hash>> {
+fn leaves_of(rows: Vec<row::RawRow>) -> Result<Vec<Hash>> {
     rows.into_iter()
         .map(|r| {
             let e = StoredEvent::try_from(r)?;

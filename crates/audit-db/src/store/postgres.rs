@@ -19,7 +19,6 @@ use crate::merkle;
 use crate::query::{PageQuery, PageSender, Param, READ_PAGE};
 use crate::record::{Hash, Receipt, StoredEvent};
 use crate::store::row::{columns, placed, HeadRow, PlacedRow, RawRow};
-use crate::store::{leaves_of, tree_size_with, TREE_BACKFILL_PAGE};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -285,45 +284,35 @@ impl PgStore {
         to: i64,
         limit: i64,
     ) -> Result<Vec<StoredEvent>> {
-        sqlx::query_as::<_, RawRow>(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM audit_events WHERE seq BETWEEN $1 AND $2 ORDER BY seq LIMIT $3"
-        ))
-        .bind(from)
-        .bind(to)
-        .bind(limit)
-        .fetch_all(&self.readers)
-        .await
-        .map_err(db("reading events"))?
-        .into_iter()
-        .map(StoredEvent::try_from)
-        .collect()
+        sqlx::query_as::<_, RawRow>(super::RANGE_SQL)
+            .bind(from)
+            .bind(to)
+            .bind(limit)
+            .fetch_all(&self.readers)
+            .await
+            .map_err(db("reading events"))?
+            .into_iter()
+            .map(StoredEvent::try_from)
+            .collect()
     }
 }
 
-/// Adds `leaves` to the Merkle tree of the `size` events before them, in
-/// the caller's transaction; returns the new tree's right edge, for
-/// `cache` once the transaction has committed.
-async fn grow_tree(
-    conn: &mut PgConnection,
-    size: i64,
-    leaves: &[Hash],
-    cache: &merkle::EdgeCache,
-) -> Result<Option<(u64, merkle::Stored)>> {
-    if leaves.is_empty() {
-        return Ok(None);
-    }
-    let (rows, grown) = super::tree_growth(&mut *conn, size, leaves, cache).await?;
-    sqlx::query(
-        "INSERT INTO audit_tree (seq, hashes) SELECT * FROM UNNEST($1::int8[], $2::bytea[])",
-    )
-    .bind(rows.iter().map(|(seq, _)| *seq).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(_, h)| &h[..]).collect::<Vec<_>>())
-    .execute(&mut *conn)
-    .await
-    .map_err(db("extending the Merkle tree"))?;
-    Ok(Some(grown))
+/// Inserts rows of `audit_tree` in one statement (a [`super::InsertTree`]).
+fn insert_tree<'c>(
+    conn: &'c mut PgConnection,
+    rows: &'c [(i64, Vec<u8>)],
+) -> futures::future::BoxFuture<'c, Result<()>> {
+    Box::pin(async move {
+        sqlx::query(
+            "INSERT INTO audit_tree (seq, hashes) SELECT * FROM UNNEST($1::int8[], $2::bytea[])",
+        )
+        .bind(rows.iter().map(|(seq, _)| *seq).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, h)| &h[..]).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await
+        .map_err(db("extending the Merkle tree"))?;
+        Ok(())
+    })
 }
 
 /// Reads the chain head and locks it until the transaction ends: every
@@ -337,37 +326,15 @@ async fn lock_head(conn: &mut PgConnection) -> Result<Head> {
         .try_into()
 }
 
-/// Brings a log from an older vigil up to date, in one transaction: its
-/// rows are converted to encoding format 3 (if they are older), then the
-/// Merkle tree is brought up to the head (a log written before the tree
-/// existed, or converted), with the head locked, a page of events at a time.
+/// Brings a log from an older vigil up to date ([`super::complete_with`])
+/// with the head locked, in one transaction.
 async fn complete_tree(conn: &mut PgConnection) -> Result<()> {
     let mut tx = conn
         .begin()
         .await
         .map_err(db("starting a transaction to complete the Merkle tree"))?;
     let head = lock_head(&mut tx).await?;
-    let head = super::convert_rows::<sqlx::Postgres>(&mut tx, head).await?;
-    let mut size = tree_size_with(&mut *tx).await?;
-    while (size as i64) < head.seq {
-        let rows: Vec<RawRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM audit_events WHERE seq BETWEEN $1 AND $2 ORDER BY seq LIMIT $3"
-        ))
-        .bind(size as i64 + 1)
-        .bind(head.seq)
-        .bind(TREE_BACKFILL_PAGE)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db("reading events for the Merkle tree"))?;
-        let leaves = leaves_of(rows)?;
-        if leaves.is_empty() {
-            break;
-        }
-        grow_tree(&mut tx, size as i64, &leaves, &merkle::EdgeCache::default()).await?;
-        size += leaves.len() as u64;
-    }
+    super::complete_with::<Postgres>(&mut tx, head, insert_tree).await?;
     tx.commit().await.map_err(db("committing the Merkle tree"))
 }
 
@@ -447,7 +414,13 @@ async fn write_once(
         Err(e) => return Err(db("inserting events")(e)),
     }
     let leaves: Vec<Hash> = plan.rows.iter().map(|r| r.leaf).collect();
-    let grown = grow_tree(&mut tx, head.seq, &leaves, cache).await?;
+    let grown = if leaves.is_empty() {
+        None
+    } else {
+        let (rows, grown) = super::tree_growth(&mut *tx, head.seq, &leaves, cache).await?;
+        insert_tree(&mut tx, &rows).await?;
+        Some(grown)
+    };
     sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
         .bind(plan.head.seq)
         .bind(&plan.head.hash.0[..])

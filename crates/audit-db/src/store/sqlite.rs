@@ -12,7 +12,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, QueryBuilder, Sqlite};
 use uuid::Uuid;
 
-use super::{check_schema_version, is_unique_violation, OpenMode, PackedPage};
+use super::{check_schema_version, is_unique_violation, OpenMode, PackedPage, RANGE_SQL};
 use crate::chain::{self, Head, Pending, Placed};
 use crate::encoding::{BodyRef, CURRENT_FORMAT};
 use crate::error::{db, Error, Result};
@@ -20,7 +20,6 @@ use crate::merkle;
 use crate::query::{PageQuery, PageSender, Param, READ_PAGE};
 use crate::record::{Hash, Receipt, StoredEvent};
 use crate::store::row::{body, columns, placed, HeadRow, PlacedRow, RawRow, COLUMN_NAMES};
-use crate::store::{leaves_of, tree_size_with, TREE_BACKFILL_PAGE};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -347,12 +346,6 @@ impl SqliteStore {
             .collect()
     }
 }
-
-const RANGE_SQL: &str = concat!(
-    "SELECT ",
-    columns!(),
-    " FROM audit_events WHERE seq BETWEEN ? AND ? ORDER BY seq LIMIT ?"
-);
 
 /// A rusqlite connection to an existing file that cannot write (`PRAGMA
 /// query_only`), for reading. Not `SQLITE_OPEN_READONLY`, for the reason
@@ -821,65 +814,35 @@ async fn write_once(
 /// Tree rows per INSERT statement (two parameters each).
 const TREE_CHUNK: usize = 4_096;
 
-/// Adds `leaves` to the Merkle tree of the `size` events before them, in
-/// the caller's transaction; returns the new tree's right edge, for
-/// `cache` once the transaction has committed.
-async fn grow_tree(
-    conn: &mut SqliteConnection,
-    size: i64,
-    leaves: &[Hash],
-    cache: &merkle::EdgeCache,
-) -> Result<Option<(u64, merkle::Stored)>> {
-    if leaves.is_empty() {
-        return Ok(None);
-    }
-    let (rows, grown) = super::tree_growth(&mut *conn, size, leaves, cache).await?;
-    insert_tree(conn, &rows).await?;
-    Ok(Some(grown))
+/// Inserts rows of `audit_tree` (a [`super::InsertTree`]).
+fn insert_tree<'c>(
+    conn: &'c mut SqliteConnection,
+    rows: &'c [(i64, Vec<u8>)],
+) -> futures::future::BoxFuture<'c, Result<()>> {
+    Box::pin(async move {
+        for chunk in rows.chunks(TREE_CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO audit_tree (seq, hashes) ");
+            q.push_values(chunk, |mut b, (seq, hashes)| {
+                b.push_bind(*seq).push_bind(&hashes[..]);
+            });
+            q.build()
+                .execute(&mut *conn)
+                .await
+                .map_err(db("extending the Merkle tree"))?;
+        }
+        Ok(())
+    })
 }
 
-/// Inserts rows of `audit_tree`.
-async fn insert_tree(conn: &mut SqliteConnection, rows: &[(i64, Vec<u8>)]) -> Result<()> {
-    for chunk in rows.chunks(TREE_CHUNK) {
-        let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO audit_tree (seq, hashes) ");
-        q.push_values(chunk, |mut b, (seq, hashes)| {
-            b.push_bind(*seq).push_bind(&hashes[..]);
-        });
-        q.build()
-            .execute(&mut *conn)
-            .await
-            .map_err(db("extending the Merkle tree"))?;
-    }
-    Ok(())
-}
-
-/// Brings a log from an older vigil up to date, in one transaction: its
-/// rows are converted to encoding format 3 (if they are older), then the
-/// Merkle tree is brought up to the head (a log written before the tree
-/// existed, or converted), under the write lock, a page of events at a time.
+/// Brings a log from an older vigil up to date ([`super::complete_with`])
+/// under the write lock, in one transaction.
 async fn complete_tree(conn: &mut SqliteConnection) -> Result<()> {
     let mut tx = conn
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(db("locking the database to complete the Merkle tree"))?;
     let head = read_head(&mut tx).await?;
-    let head = super::convert_rows::<sqlx::Sqlite>(&mut tx, head).await?;
-    let mut size = tree_size_with(&mut *tx).await?;
-    while (size as i64) < head.seq {
-        let rows: Vec<RawRow> = sqlx::query_as(RANGE_SQL)
-            .bind(size as i64 + 1)
-            .bind(head.seq)
-            .bind(TREE_BACKFILL_PAGE)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db("reading events for the Merkle tree"))?;
-        let leaves = leaves_of(rows)?;
-        if leaves.is_empty() {
-            break;
-        }
-        grow_tree(&mut tx, size as i64, &leaves, &merkle::EdgeCache::default()).await?;
-        size += leaves.len() as u64;
-    }
+    super::complete_with::<Sqlite>(&mut tx, head, insert_tree).await?;
     tx.commit().await.map_err(db("committing the Merkle tree"))
 }
 

@@ -408,6 +408,25 @@ impl Walker {
     }
 }
 
+/// Checks that the log ends where its chain head says: no row lies past
+/// the head (`max_seq` is the highest stored seq), and the last row walked
+/// (`last`: seq and hash), if it is the head's, has the head's hash.
+pub fn check_end(head: Head, max_seq: i64, last: Option<(i64, Hash)>) -> Result<(), ChainBreak> {
+    if max_seq > head.seq {
+        return Err(ChainBreak {
+            seq: head.seq + 1,
+            kind: BreakKind::BeyondHead { head_seq: head.seq },
+        });
+    }
+    if last.is_some_and(|(seq, hash)| seq == head.seq && hash != head.hash) {
+        return Err(ChainBreak {
+            seq: head.seq,
+            kind: BreakKind::HeadMismatch { head_seq: head.seq },
+        });
+    }
+    Ok(())
+}
+
 /// A stored row's new place once its log is converted to format 3.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Converted {
@@ -481,18 +500,7 @@ impl Conversion {
     /// and the head named the last row. Returns the new head.
     pub fn finish(self, head: Head, max_seq: i64) -> Result<Head, ChainBreak> {
         self.check.finish()?;
-        if max_seq > head.seq {
-            return Err(ChainBreak {
-                seq: head.seq + 1,
-                kind: BreakKind::BeyondHead { head_seq: head.seq },
-            });
-        }
-        if self.check.last.is_some_and(|(_, hash)| hash != head.hash) {
-            return Err(ChainBreak {
-                seq: head.seq,
-                kind: BreakKind::HeadMismatch { head_seq: head.seq },
-            });
-        }
+        check_end(head, max_seq, self.check.last)?;
         Ok(self.head)
     }
 }

@@ -136,29 +136,12 @@ pub async fn verify_in_stretches(
         before = walker.last.or(before);
     }
 
-    if outcome.is_ok() && head.seq > 0 {
-        outcome = if max_seq > head.seq {
-            Err(ChainBreak {
-                seq: head.seq + 1,
-                kind: BreakKind::BeyondHead { head_seq: head.seq },
-            })
-        } else if before.is_some_and(|(seq, hash)| seq == head.seq && hash != head.hash) {
-            Err(ChainBreak {
-                seq: head.seq,
-                kind: BreakKind::HeadMismatch { head_seq: head.seq },
-            })
-        } else {
-            tree_beyond(store, check_tree, head.seq).await?
-        };
-    } else if outcome.is_ok() && max_seq > 0 {
-        // Rows but an empty head: every row was added outside vigil.
-        outcome = Err(ChainBreak {
-            seq: 1,
-            kind: BreakKind::BeyondHead { head_seq: 0 },
-        });
+    // An empty head with rows means every row was added outside vigil.
+    if outcome.is_ok() {
+        outcome = crate::chain::check_end(head, max_seq, before);
     }
-    if outcome.is_ok() && head.seq == 0 && max_seq == 0 {
-        outcome = tree_beyond(store, check_tree, 0).await?;
+    if outcome.is_ok() {
+        outcome = tree_beyond(store, check_tree, head.seq).await?;
     }
     Ok(VerifyReport {
         events,

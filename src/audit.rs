@@ -111,14 +111,16 @@ fn open_checkpoints(args: &VerifyArgs) -> Result<Vec<(PathBuf, Checkpoint)>> {
     };
     args.checkpoints
         .iter()
-        .map(|path| {
-            let note =
-                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            let cp =
-                checkpoint::open(&note, &public).with_context(|| path.display().to_string())?;
-            Ok((path.clone(), cp))
-        })
+        .map(|path| Ok((path.clone(), read_checkpoint(path, &public)?.1)))
         .collect()
+}
+
+/// Reads the checkpoint file at `path` and checks it is signed with `public`:
+/// the note as written, and what it says.
+fn read_checkpoint(path: &Path, public: &str) -> Result<(Vec<u8>, Checkpoint)> {
+    let note = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let cp = checkpoint::open(&note, public).with_context(|| path.display().to_string())?;
+    Ok((note, cp))
 }
 
 /// The log's signing key at `path`, made there if there is none: named
@@ -190,12 +192,8 @@ pub async fn prove(
     let store = log.store();
     let (note, cp) = match checkpoint_file {
         Some(path) => {
-            let note =
-                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             let key = LogKey::load(key_path).context("the log key checks the checkpoint")?;
-            let cp = checkpoint::open(&note, key.public())
-                .with_context(|| path.display().to_string())?;
-            (note, cp)
+            read_checkpoint(path, key.public())?
         }
         None => {
             let key = log_key(key_path)?;
@@ -204,13 +202,8 @@ pub async fn prove(
             if size > tree {
                 anyhow::bail!("--size {size} is more than the log's {tree} events");
             }
-            let root = store.root(size).await?;
-            let cp = Checkpoint {
-                origin: key.origin().to_owned(),
-                size,
-                root,
-            };
-            (key.sign(size, root)?, cp)
+            let (cp, note) = checkpoint::of_log_at(store, &key, size).await?;
+            (note, cp)
         }
     };
     let proof = EventProof::build(store, seq, &note, &cp).await?;

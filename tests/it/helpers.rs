@@ -182,6 +182,7 @@ fn keeps_data(args: &[&str]) -> bool {
     match args.first().copied() {
         Some("login" | "console" | "applet" | "convert") => false,
         Some("recording") => args.get(1) == Some(&"verify"),
+        Some("audit") => args.get(1) != Some(&"verify-proof"),
         _ => true,
     }
 }

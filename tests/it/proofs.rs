@@ -3,12 +3,11 @@
 //! gateway's checkpoints, and the bad input of each.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use audit_db::{Actor, AuditLog, DbUrl, NewEvent, OpenMode, Source};
 use testkit::TestDb;
 
-use crate::helpers::{json_lines, run, Run};
+use crate::helpers::{json_lines, run, run_in, Run};
 
 testkit::both_backends! {
     mod cases;
@@ -20,29 +19,7 @@ testkit::both_backends! {
 
 /// `vigil --db URL --data DIR ARGS`: the log key lives in the test's own directory.
 fn keyed(db: &TestDb, args: &[&str]) -> Run {
-    Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .env_remove("RUST_LOG")
-        .arg("--db")
-        .arg(&db.url)
-        .arg("--data")
-        .arg(db.dir())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("starting vigil")
-        .into()
-}
-
-/// `vigil ARGS` with no database and no data directory, from `cwd`.
-fn bare(cwd: &Path, args: &[&str]) -> Run {
-    Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .env_remove("RUST_LOG")
-        .current_dir(cwd)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("starting vigil")
-        .into()
+    run_in(db.dir(), &[&["--db", db.url.as_str()], args].concat(), "")
 }
 
 fn notes(db: &TestDb, n: usize) {
@@ -194,9 +171,10 @@ mod cases {
         std::fs::remove_file(db.dir().join(audit_db::checkpoint::KEY_FILE)).unwrap();
 
         let check = |file: &Path, key: &str| {
-            bare(
+            run_in(
                 proofs.path(),
                 &["audit", "verify-proof", path_str(file), "--key", key],
+                "",
             )
         };
         let held = check(&proof, &key);
@@ -259,7 +237,7 @@ mod cases {
             "does not match its text: it was altered",
         );
         let other = tempfile::tempdir().unwrap();
-        let other_key = bare(other.path(), &["--data", "d", "audit", "key"])
+        let other_key = run_in(&other.path().join("d"), &["audit", "key"], "")
             .ok()
             .trim()
             .to_owned();
@@ -292,12 +270,19 @@ mod cases {
         let other_db = format!("sqlite://{}", other.path().join("audit.db").display());
         let other_cp = other.path().join("cp");
         run(&other_db, &["admin", "note", "elsewhere"]).ok();
-        let r = Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .args(["--db", &other_db, "--data", path_str(other.path())])
-            .args(["audit", "checkpoint", "-o", path_str(&other_cp)])
-            .output()
-            .unwrap();
-        assert!(r.status.success(), "{r:?}");
+        run_in(
+            other.path(),
+            &[
+                "--db",
+                &other_db,
+                "audit",
+                "checkpoint",
+                "-o",
+                path_str(&other_cp),
+            ],
+            "",
+        )
+        .ok();
         verify_refuses(&other_cp, "is not signed by key");
 
         // --seq and --size beyond the log; the key file unreadable or not a key.
@@ -362,7 +347,7 @@ fn the_gateway_keeps_checkpoints() {
     };
     wait_for("checkpoint at start", &|s| !s.is_empty());
     let first = sizes()[0];
-    crate::helpers::run_in(data.path(), &["admin", "note", "while it runs"], "").ok();
+    run_in(data.path(), &["admin", "note", "while it runs"], "").ok();
     wait_for("checkpoint after the note", &|s| {
         s.iter().any(|&n| n > first)
     });
@@ -374,7 +359,7 @@ fn the_gateway_keeps_checkpoints() {
         args.push(dir.join(format!("{size}.checkpoint")).display().to_string());
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let verified = crate::helpers::run_in(data.path(), &args, "");
+    let verified = run_in(data.path(), &args, "");
     assert!(
         verified.ok().contains("extends checkpoint "),
         "{verified:#?}"

@@ -258,7 +258,15 @@ pub const CHECKPOINT_DIR: &str = "checkpoints";
 
 /// Signs a checkpoint of the log as it is now: its tree's size and root.
 pub async fn of_log(store: &Store, key: &LogKey) -> crate::Result<(Checkpoint, Vec<u8>)> {
-    let size = store.tree_size().await?;
+    of_log_at(store, key, store.tree_size().await?).await
+}
+
+/// Signs a checkpoint of the log's first `size` events (at most its tree's size).
+pub async fn of_log_at(
+    store: &Store,
+    key: &LogKey,
+    size: u64,
+) -> crate::Result<(Checkpoint, Vec<u8>)> {
     let root = store.root(size).await?;
     let note = key.sign(size, root)?;
     Ok((

@@ -40,6 +40,14 @@ async fn verify(log: &AuditLog) -> VerifyReport {
     log.verify(None).await.expect("verify runs")
 }
 
+/// The outcome of verifying `log` split into `stretches` parts checked at once.
+async fn outcome_in_stretches(log: &AuditLog, stretches: usize) -> Result<(), ChainBreak> {
+    audit_db::verify::verify_in_stretches(log.store(), None, stretches, &Default::default())
+        .await
+        .unwrap()
+        .outcome
+}
+
 async fn first_break(log: &AuditLog) -> ChainBreak {
     verify(log)
         .await
@@ -411,16 +419,8 @@ pub async fn stretches_are_joined_when_verifying_in_parallel(db: &TestDb) {
     ))
     .await;
     for stretches in [1, 4] {
-        let report = audit_db::verify::verify_in_stretches(
-            log.store(),
-            None,
-            stretches,
-            &Default::default(),
-        )
-        .await
-        .unwrap();
         assert_eq!(
-            report.outcome,
+            outcome_in_stretches(&log, stretches).await,
             Err(ChainBreak {
                 seq: 251,
                 kind: BreakKind::Relinked
@@ -1044,15 +1044,14 @@ pub async fn an_altered_tree_is_named(db: &TestDb) {
     db.exec("UPDATE audit_tree SET hashes = (SELECT hashes FROM audit_tree WHERE seq = 79) WHERE seq = 77")
         .await;
     for stretches in [1, 4] {
-        let report = audit_db::verify::verify_in_stretches(
-            log.store(),
-            None,
-            stretches,
-            &Default::default(),
-        )
-        .await
-        .unwrap();
-        expect(report, 77, BreakKind::TreeMismatch);
+        assert_eq!(
+            outcome_in_stretches(&log, stretches).await,
+            Err(ChainBreak {
+                seq: 77,
+                kind: BreakKind::TreeMismatch
+            }),
+            "with {stretches} stretches"
+        );
     }
     log.close().await;
 }

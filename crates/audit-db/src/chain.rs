@@ -330,6 +330,8 @@ pub struct Walker {
     pub rows: u64,
     /// Rows checked whose body was erased.
     pub erased: u64,
+    /// Seqs passed over because their events are archived.
+    pub archived: u64,
     /// The leaf hashes of the rows checked since the caller last took them.
     pub leaves: Vec<Hash>,
 }
@@ -347,6 +349,7 @@ impl Walker {
             last: None,
             rows: 0,
             erased: 0,
+            archived: 0,
             leaves: Vec::new(),
         }
     }
@@ -388,6 +391,30 @@ impl Walker {
         self.rows += 1;
         self.erased += u64::from(row.erased);
         self.leaves.push(crate::merkle::leaf_hash(row.encoding));
+        Ok(())
+    }
+
+    /// The seq the walker expects next.
+    pub fn next_seq(&self) -> i64 {
+        self.expected
+    }
+
+    /// Passes over an event that left the live log for an archive: its
+    /// chain link cannot be checked (the next row's link is taken as it
+    /// is), its leaf, from the tree (`None` if the tree has none), goes on
+    /// to the tree check like any other.
+    pub fn push_archived(&mut self, seq: i64, leaf: Option<Hash>) -> Result<(), ChainBreak> {
+        if seq != self.expected {
+            return Err(ChainBreak {
+                seq: self.expected,
+                kind: BreakKind::Missing,
+            });
+        }
+        self.prev = None;
+        self.expected += 1;
+        self.archived += 1;
+        // A missing leaf cannot match the stored tree: the tree check names it.
+        self.leaves.push(leaf.unwrap_or_default());
         Ok(())
     }
 

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod archive;
 pub mod chain;
 pub mod checkpoint;
 pub mod encoding;

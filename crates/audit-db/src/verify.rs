@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::archive::Archive;
 use crate::chain::{Anchor, BreakKind, ChainBreak, Head, Walker};
 use crate::error::{Error, Result};
 use crate::merkle;
@@ -24,6 +25,9 @@ pub struct VerifyReport {
     pub events: u64,
     /// Of those, rows whose body was erased (their leaves are intact).
     pub erased: u64,
+    /// Seqs whose events left for archives (their leaves are checked
+    /// against the tree; their bodies, by `retention verify`).
+    pub archived: u64,
     /// The chain head as recorded by the last append.
     pub head: Head,
     /// `Ok` when intact; otherwise the first break.
@@ -82,6 +86,14 @@ pub async fn verify_in_stretches(
         Some(first) => first.format >= crate::encoding::CURRENT_FORMAT,
         None => true,
     };
+    let archived: Arc<Vec<(i64, i64)>> = Arc::new(
+        Archive::new(store.clone())
+            .ranges()
+            .await?
+            .into_iter()
+            .map(|r| (r.first_seq, r.last_seq))
+            .collect(),
+    );
     let to = head.seq.max(max_seq).max(anchor.map_or(0, |a| a.seq));
     progress.total.store(to.max(0) as u64, Ordering::Relaxed);
     let stretches = stretches.max(1) as i64;
@@ -101,12 +113,14 @@ pub async fn verify_in_stretches(
             prev,
             anchor,
             check_tree.then_some(head.seq),
+            archived.clone(),
             progress.checked.clone(),
         )));
     }
 
     let mut events = 0;
     let mut erased = 0;
+    let mut archived = 0;
     let mut before: Option<(i64, Hash)> = None;
     let mut outcome = Ok(());
     for task in tasks {
@@ -115,6 +129,7 @@ pub async fn verify_in_stretches(
             .map_err(|e| Error::Task(format!("verifier: {e}")))??;
         events += walker.rows;
         erased += walker.erased;
+        archived += walker.archived;
         if outcome.is_err() {
             continue;
         }
@@ -146,6 +161,7 @@ pub async fn verify_in_stretches(
     Ok(VerifyReport {
         events,
         erased,
+        archived,
         head,
         outcome,
     })
@@ -212,8 +228,38 @@ impl TreeCheck {
     }
 }
 
+/// Passes the walker over the archived seqs from where it is up to
+/// `until` (inclusive), with their leaves from `tree` (this page's rows of
+/// `audit_tree`); it stops at the first seq no archived stretch covers,
+/// which the walker then names as missing.
+fn pass_archived(
+    walker: &mut Walker,
+    archived: &[(i64, i64)],
+    until: i64,
+    tree: &[(i64, Vec<u8>)],
+) -> std::result::Result<(), ChainBreak> {
+    while walker.next_seq() <= until {
+        let seq = walker.next_seq();
+        let i = archived.partition_point(|&(_, last)| last < seq);
+        let Some(&(first, last)) = archived.get(i).filter(|&&(first, _)| first <= seq) else {
+            return Ok(());
+        };
+        debug_assert!(first <= seq);
+        for seq in seq..=last.min(until) {
+            let leaf = tree
+                .binary_search_by_key(&seq, |(s, _)| *s)
+                .ok()
+                .and_then(|i| Hash::from_slice(tree[i].1.get(..32)?));
+            walker.push_archived(seq, leaf)?;
+        }
+    }
+    Ok(())
+}
+
 /// Walks seqs `from..=to`, and checks the tree up to `tree_to` if given;
-/// returns the walker and the first break, if any.
+/// returns the walker and the first break, if any. `archived` is the
+/// stretches of seqs that left for archives (first, last), in order.
+#[allow(clippy::too_many_arguments)]
 async fn walk(
     store: Store,
     from: i64,
@@ -221,6 +267,7 @@ async fn walk(
     prev: Option<Hash>,
     anchor: Option<Anchor>,
     tree_to: Option<i64>,
+    archived: Arc<Vec<(i64, i64)>>,
     checked: Arc<AtomicU64>,
 ) -> Result<(Walker, Option<ChainBreak>)> {
     let tree_break = |seq| ChainBreak {
@@ -236,20 +283,24 @@ async fn walk(
         }
     }
     let mut cursor = from;
+    // A window of seqs at a time, so that a long archived stretch (no rows,
+    // a tree row per seq) is read in bounded pages too.
     while cursor <= to {
-        let page = store.packed_page(cursor, to, PAGE).await?;
-        let Some(&(last, _)) = page.rows.last() else {
-            break;
-        };
-        cursor = last + 1;
-        let full = page.rows.len() as i64 == PAGE;
-        let page_len = page.rows.len() as u64;
+        let end = (cursor + PAGE - 1).min(to);
+        let page = store.packed_page(cursor, end, PAGE).await?;
+        let page_len = (end - cursor + 1) as u64;
+        cursor = end + 1;
+        let archived = archived.clone();
         // Hashing is CPU work: keep it off the async worker threads.
         let (w, t, broke) = tokio::task::spawn_blocking(move || {
             let chain = page
                 .rows
                 .iter()
-                .try_for_each(|(seq, packed)| walker.push(*seq, packed.as_deref()))
+                .try_for_each(|(seq, packed)| {
+                    pass_archived(&mut walker, &archived, *seq - 1, &page.tree)?;
+                    walker.push(*seq, packed.as_deref())
+                })
+                .and_then(|()| pass_archived(&mut walker, &archived, end, &page.tree))
                 .err();
             // The leaves of the rows before a chain break are checked too:
             // the first break by seq is the one reported.
@@ -266,9 +317,6 @@ async fn walk(
         checked.fetch_add(page_len, Ordering::Relaxed);
         if broke.is_some() {
             return Ok((walker, broke));
-        }
-        if !full {
-            break;
         }
     }
     let broke = walker.finish().err();

@@ -108,7 +108,15 @@ impl TestDb {
 
     /// Runs raw SQL (one or more statements) directly against the database.
     pub async fn exec(&self, sql: &str) {
-        let result = match self.backend {
+        self.try_exec(sql)
+            .await
+            .unwrap_or_else(|e| panic!("raw SQL failed: {e}\n{sql}"));
+    }
+
+    /// Runs raw SQL on the database and says whether the database took it
+    /// (for statements a trigger should refuse).
+    pub async fn try_exec(&self, sql: &str) -> Result<(), String> {
+        match self.backend {
             Backend::Sqlite => {
                 let conn = self.raw_sqlite();
                 let r = conn.execute_batch(sql).map_err(|e| e.to_string());
@@ -124,8 +132,7 @@ impl TestDb {
                     .map(drop)
                     .map_err(|e| e.to_string())
             }
-        };
-        result.unwrap_or_else(|e| panic!("raw SQL failed: {e}\n{sql}"));
+        }
     }
 
     /// Drops the append-only triggers of the events and the Merkle tree,

@@ -246,8 +246,8 @@ pub struct PackedPage {
     /// `None` where the database could not build it (a NULL where none
     /// may be, a value of the wrong type).
     pub rows: Vec<(i64, Option<Vec<u8>>)>,
-    /// The Merkle tree's rows (seq, hashes) from the first row's seq to
-    /// the last's, in seq order.
+    /// The Merkle tree's rows (seq, hashes) of the seqs asked for, in seq
+    /// order (archived events have a row here and none in `rows`).
     pub tree: Vec<(i64, Vec<u8>)>,
 }
 

@@ -264,14 +264,11 @@ impl PgStore {
             .iter()
             .map(|row| (row.seq, Some(row.packed())))
             .collect();
-        let (Some(&(first, _)), Some(&(last, _))) = (rows.first(), rows.last()) else {
-            return Ok(PackedPage::default());
-        };
         let tree = sqlx::query_as(
             "SELECT seq, hashes FROM audit_tree WHERE seq BETWEEN $1 AND $2 ORDER BY seq",
         )
-        .bind(first)
-        .bind(last)
+        .bind(from)
+        .bind(to)
         .fetch_all(&self.readers)
         .await
         .map_err(db("reading the Merkle tree"))?;

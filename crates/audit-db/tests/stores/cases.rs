@@ -1055,3 +1055,114 @@ pub async fn an_altered_tree_is_named(db: &TestDb) {
     }
     log.close().await;
 }
+
+fn bundle_row(
+    name: &str,
+    first_seq: i64,
+    last_seq: i64,
+    events: i64,
+) -> audit_db::archive::BundleRow {
+    audit_db::archive::BundleRow {
+        name: name.into(),
+        sha256: "00".repeat(32),
+        events,
+        first_seq,
+        last_seq,
+        oldest_at_us: 0,
+        run_id: 1,
+        purged: false,
+    }
+}
+
+/// Events leave only inside a stretch recorded as archived; the log still
+/// verifies (every seq in 1 and 3 stretches, the tree still checked), and a
+/// row missing outside such a stretch is still named.
+pub async fn archived_stretches_leave_the_log_verifiable(db: &TestDb) {
+    let log = log_of(db, 120).await;
+    let root = log.store().root(120).await.unwrap();
+    let archive = audit_db::archive::Archive::new(log.store().clone());
+    // The triggers refuse a deletion outside an archived stretch.
+    let refused = db.try_exec("DELETE FROM audit_events WHERE seq = 7").await;
+    assert!(
+        refused.is_err(),
+        "a deletion outside an archived stretch was allowed"
+    );
+
+    let runs = [(1, 10), (40, 41), (90, 119)];
+    let bundle = bundle_row("b1", 1, 119, 42);
+    archive.commit_archive(&bundle, &runs).await.unwrap();
+    // Again: nothing changes.
+    archive.commit_archive(&bundle, &runs).await.unwrap();
+    let left: Vec<i64> = log
+        .store()
+        .range_page(1, 200, 200)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(left.len(), 120 - 42);
+    assert!(!left.contains(&1) && !left.contains(&41) && left.contains(&120) && left.contains(&11));
+    let report = verify(&log).await;
+    assert_eq!(report.outcome, Ok(()));
+    assert_eq!((report.events, report.archived), (120 - 42, 42));
+    for stretches in [2, 3, 7] {
+        assert_eq!(
+            outcome_in_stretches(&log, stretches).await,
+            Ok(()),
+            "{stretches} stretches"
+        );
+    }
+    assert_eq!(log.store().root(120).await.unwrap(), root);
+    assert_eq!(archive.ranges().await.unwrap().len(), 3);
+
+    // A purge keeps the stretches (now without a bundle), and a replacement.
+    archive
+        .commit_purge(
+            "b1",
+            &[(1, 10), (90, 119)],
+            Some((&bundle_row("b2", 40, 41, 2), &[(40, 41)])),
+        )
+        .await
+        .unwrap();
+    let ranges = archive.ranges().await.unwrap();
+    assert_eq!(
+        ranges
+            .iter()
+            .map(|r| (r.first_seq, r.bundle.clone()))
+            .collect::<Vec<_>>(),
+        vec![(1, None), (40, Some("b2".into())), (90, None)]
+    );
+    let bundles = archive.bundles().await.unwrap();
+    assert_eq!(
+        bundles
+            .iter()
+            .map(|b| (b.name.as_str(), b.purged))
+            .collect::<Vec<_>>(),
+        [("b1", true), ("b2", false)]
+    );
+    assert_eq!(verify(&log).await.outcome, Ok(()));
+
+    // A tree leaf of an archived seq altered is named at that seq.
+    db.allow_tampering().await;
+    db.exec("UPDATE audit_tree SET hashes = hashes || hashes WHERE seq = 5")
+        .await;
+    db.exec("DELETE FROM audit_events WHERE seq = 60").await;
+    assert_eq!(
+        first_break(&log).await,
+        ChainBreak {
+            seq: 5,
+            kind: BreakKind::TreeMismatch
+        }
+    );
+    db.exec("DELETE FROM audit_archived WHERE first_seq = 1")
+        .await;
+    assert_eq!(
+        first_break(&log).await,
+        ChainBreak {
+            seq: 1,
+            kind: BreakKind::Missing
+        }
+    );
+    log.close().await;
+}

@@ -31,4 +31,5 @@ testkit::both_backends! {
     accounts_and_groups_round_trip,
     concurrent_login_attempts_never_check_more_than_the_threshold,
     settings_are_stored_as_json,
+    archived_stretches_leave_the_log_verifiable,
 }

@@ -1,0 +1,490 @@
+//! What retention keeps beside the log: the archive bundles events left
+//! for, the stretches of seqs that left (which verification accepts as
+//! gone), the runs that moved them and the legal holds. This module only
+//! stores and reads them; what is archived, purged or held, and when, is
+//! `retention`'s.
+//!
+//! Events leave `audit_events` only here ([`Archive::commit_archive`]), in
+//! the transaction that records the stretch they left for; the triggers
+//! refuse a deletion outside such a stretch. Their leaves stay in
+//! `audit_tree`, so every root and proof is unchanged.
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::error::{db, Error, Result};
+use crate::store::{on_pool, Pools, Store};
+
+/// Seqs `[first, last]` that left the live log for `bundle` (`None`: its
+/// archive period is over and they were purged).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ArchivedRange {
+    /// The first seq.
+    pub first_seq: i64,
+    /// The last seq (inclusive).
+    pub last_seq: i64,
+    /// The bundle holding them, by name; `None` once purged.
+    pub bundle: Option<String>,
+}
+
+/// A bundle as the database knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BundleRow {
+    /// Its file name in the archive directory, without extension.
+    pub name: String,
+    /// Lower-case hex SHA-256 of its data file.
+    pub sha256: String,
+    /// Events in it.
+    pub events: i64,
+    /// Its first and last seq.
+    pub first_seq: i64,
+    /// Its last seq.
+    pub last_seq: i64,
+    /// The earliest time an event in it occurred (microseconds).
+    pub oldest_at_us: i64,
+    /// The run that wrote it.
+    pub run_id: i64,
+    /// `archived`, or `purged` once its file is to go.
+    pub purged: bool,
+}
+
+/// One retention run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RunRow {
+    /// Its number.
+    pub id: i64,
+    /// The clock it ran at (microseconds).
+    pub as_of_us: i64,
+    /// When it started (microseconds, wall clock).
+    pub started_at_us: i64,
+    /// The id its `retention.run` event gets (or got).
+    pub event_id: Uuid,
+    /// When it finished; `None` for a run that was interrupted.
+    pub finished_at_us: Option<i64>,
+}
+
+/// What a legal hold covers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldScope {
+    /// One session.
+    Session(Uuid),
+    /// Every session of one technician, and what they did.
+    Technician(String),
+    /// Everything that happened in `[since, until)` (microseconds).
+    Period {
+        /// From.
+        since_us: i64,
+        /// Until (exclusive).
+        until_us: i64,
+    },
+}
+
+/// A legal hold.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Hold {
+    /// Its number.
+    pub id: i64,
+    /// What it covers.
+    pub scope: HoldScope,
+    /// Why it was placed.
+    pub reason: String,
+    /// Who placed it.
+    pub created_by: String,
+    /// When (microseconds).
+    pub created_at_us: i64,
+    /// Who released it, when and why; `None` while it holds.
+    pub released: Option<Release>,
+}
+
+/// A hold's release.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Release {
+    /// Who released it.
+    pub by: String,
+    /// When (microseconds).
+    pub at_us: i64,
+    /// Why.
+    pub reason: String,
+}
+
+type HoldRow = (
+    i64,
+    Option<Vec<u8>>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    String,
+    String,
+    i64,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+);
+
+type BundleTuple = (String, String, i64, i64, i64, i64, i64, String);
+
+const BUNDLE_COLUMNS: &str = "name, sha256, events, first_seq, last_seq, oldest_at, run_id, state";
+
+/// Retention's tables in one audit database.
+#[derive(Clone, Debug)]
+pub struct Archive {
+    store: Store,
+}
+
+impl Archive {
+    /// Retention's tables in `store`'s database.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    /// Every stretch of seqs that left the live log, in seq order.
+    pub async fn ranges(&self) -> Result<Vec<ArchivedRange>> {
+        let sql = "SELECT first_seq, last_seq, bundle FROM audit_archived ORDER BY first_seq";
+        let rows: Vec<(i64, i64, Option<String>)> = on_pool!(self, pool => sqlx::query_as(sql)
+            .fetch_all(pool).await.map_err(db("reading the archived stretches"))?);
+        Ok(rows
+            .into_iter()
+            .map(|(first_seq, last_seq, bundle)| ArchivedRange {
+                first_seq,
+                last_seq,
+                bundle,
+            })
+            .collect())
+    }
+
+    /// Every bundle, purged ones too, by first seq.
+    pub async fn bundles(&self) -> Result<Vec<BundleRow>> {
+        let sql =
+            format!("SELECT {BUNDLE_COLUMNS} FROM retention_bundles ORDER BY first_seq, name");
+        let rows: Vec<BundleTuple> = on_pool!(self, pool => sqlx::query_as(&sql)
+            .fetch_all(pool).await.map_err(db("reading the archive bundles"))?);
+        rows.into_iter().map(decode_bundle).collect()
+    }
+
+    /// The last run, finished or not.
+    pub async fn last_run(&self) -> Result<Option<RunRow>> {
+        let sql = "SELECT id, as_of, started_at, event_id, finished_at FROM retention_runs \
+                   ORDER BY id DESC LIMIT 1";
+        let row: Option<(i64, i64, i64, Vec<u8>, Option<i64>)> = on_pool!(self, pool =>
+            sqlx::query_as(sql).fetch_optional(pool).await.map_err(db("reading the last retention run"))?);
+        row.map(|(id, as_of_us, started_at_us, event_id, finished_at_us)| {
+            Ok(RunRow {
+                id,
+                as_of_us,
+                started_at_us,
+                event_id: Uuid::from_slice(&event_id).map_err(|_| Error::BadRow {
+                    seq: 0,
+                    reason: format!(
+                        "retention run {id} has an event id of {} bytes",
+                        event_id.len()
+                    ),
+                })?,
+                finished_at_us,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records the start of a run at `as_of_us`.
+    pub async fn start_run(&self, as_of_us: i64, now_us: i64) -> Result<RunRow> {
+        let event_id = Uuid::new_v4();
+        let sql = "INSERT INTO retention_runs (as_of, started_at, event_id) VALUES ($1, $2, $3) \
+                   RETURNING id";
+        let id: i64 = on_pool!(self, pool => sqlx::query_scalar(sql)
+            .bind(as_of_us).bind(now_us).bind(&event_id.as_bytes()[..])
+            .fetch_one(pool).await.map_err(db("recording a retention run"))?);
+        Ok(RunRow {
+            id,
+            as_of_us,
+            started_at_us: now_us,
+            event_id,
+            finished_at_us: None,
+        })
+    }
+
+    /// Records that run `id` finished.
+    pub async fn finish_run(&self, id: i64, now_us: i64) -> Result<()> {
+        let sql = "UPDATE retention_runs SET finished_at = $1 WHERE id = $2";
+        on_pool!(self, pool => sqlx::query(sql).bind(now_us).bind(id)
+            .execute(pool).await.map_err(db("finishing a retention run"))?.rows_affected());
+        Ok(())
+    }
+
+    /// Records `bundle` (whose events are the seqs of `runs`, inclusive
+    /// ranges in order) as archived and deletes those events from the live
+    /// log, in one transaction; done again, it changes nothing.
+    pub async fn commit_archive(&self, bundle: &BundleRow, runs: &[(i64, i64)]) -> Result<()> {
+        match self.store.pools() {
+            Pools::Sqlite(pool) => commit_archive_with(pool, bundle, runs).await,
+            Pools::Postgres(pool) => commit_archive_with(pool, bundle, runs).await,
+        }
+    }
+
+    /// Records the purge of bundle `old`: the seqs of `purged` are gone for
+    /// good, those of `kept` (if any) now live in `replacement`. One
+    /// transaction; done again, it changes nothing.
+    pub async fn commit_purge(
+        &self,
+        old: &str,
+        purged: &[(i64, i64)],
+        replacement: Option<(&BundleRow, &[(i64, i64)])>,
+    ) -> Result<()> {
+        match self.store.pools() {
+            Pools::Sqlite(pool) => commit_purge_with(pool, old, purged, replacement).await,
+            Pools::Postgres(pool) => commit_purge_with(pool, old, purged, replacement).await,
+        }
+    }
+
+    /// Places a hold; returns its id.
+    pub async fn add_hold(
+        &self,
+        scope: &HoldScope,
+        reason: &str,
+        by: &str,
+        now_us: i64,
+    ) -> Result<i64> {
+        let (session, technician, since, until) = match scope {
+            HoldScope::Session(id) => (Some(id.as_bytes().to_vec()), None, None, None),
+            HoldScope::Technician(email) => (None, Some(email.clone()), None, None),
+            HoldScope::Period { since_us, until_us } => {
+                (None, None, Some(*since_us), Some(*until_us))
+            }
+        };
+        let sql = "INSERT INTO retention_holds \
+                   (session_id, technician, since_at, until_at, reason, created_by, created_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id";
+        Ok(on_pool!(self, pool => sqlx::query_scalar(sql)
+            .bind(session).bind(technician).bind(since).bind(until)
+            .bind(reason).bind(by).bind(now_us)
+            .fetch_one(pool).await.map_err(db("placing a legal hold"))?))
+    }
+
+    /// Every hold, released ones too, by id.
+    pub async fn holds(&self) -> Result<Vec<Hold>> {
+        let sql = "SELECT id, session_id, technician, since_at, until_at, reason, created_by, \
+                   created_at, released_by, released_at, release_reason \
+                   FROM retention_holds ORDER BY id";
+        let rows: Vec<HoldRow> = on_pool!(self, pool => sqlx::query_as(sql)
+            .fetch_all(pool).await.map_err(db("reading the legal holds"))?);
+        rows.into_iter().map(decode_hold).collect()
+    }
+
+    /// Releases hold `id`; `false` if there is no such hold still in force.
+    pub async fn release_hold(&self, id: i64, by: &str, reason: &str, now_us: i64) -> Result<bool> {
+        let sql = "UPDATE retention_holds SET released_by = $1, released_at = $2, \
+                   release_reason = $3 WHERE id = $4 AND released_at IS NULL";
+        let n = on_pool!(self, pool => sqlx::query(sql)
+            .bind(by).bind(now_us).bind(reason).bind(id)
+            .execute(pool).await.map_err(db("releasing a legal hold"))?.rows_affected());
+        Ok(n == 1)
+    }
+}
+
+async fn commit_archive_with<DB>(
+    pool: &sqlx::Pool<DB>,
+    bundle: &BundleRow,
+    runs: &[(i64, i64)],
+) -> Result<()>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+{
+    const DOING: &str = "moving events to an archive bundle";
+    let mut tx = begin_write(pool, DOING).await?;
+    insert_bundle::<DB>(&mut tx, bundle).await?;
+    insert_ranges::<DB>(&mut tx, runs, Some(&bundle.name)).await?;
+    for &(first, last) in runs {
+        sqlx::query("DELETE FROM audit_events WHERE seq BETWEEN $1 AND $2")
+            .bind(first)
+            .bind(last)
+            .execute(&mut *tx)
+            .await
+            .map_err(db(DOING))?;
+    }
+    tx.commit().await.map_err(db(DOING))?;
+    Ok(())
+}
+
+async fn commit_purge_with<DB>(
+    pool: &sqlx::Pool<DB>,
+    old: &str,
+    purged: &[(i64, i64)],
+    replacement: Option<(&BundleRow, &[(i64, i64)])>,
+) -> Result<()>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'r> (String,): sqlx::FromRow<'r, DB::Row>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+{
+    const DOING: &str = "recording a purge";
+    let mut tx = begin_write(pool, DOING).await?;
+    let state: Option<(String,)> =
+        sqlx::query_as("SELECT state FROM retention_bundles WHERE name = $1")
+            .bind(old)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db(DOING))?;
+    if state.is_some_and(|(s,)| s == "archived") {
+        sqlx::query("DELETE FROM audit_archived WHERE bundle = $1")
+            .bind(old)
+            .execute(&mut *tx)
+            .await
+            .map_err(db(DOING))?;
+        insert_ranges::<DB>(&mut tx, purged, None).await?;
+        if let Some((bundle, kept)) = replacement {
+            insert_bundle::<DB>(&mut tx, bundle).await?;
+            insert_ranges::<DB>(&mut tx, kept, Some(&bundle.name)).await?;
+        }
+        sqlx::query("UPDATE retention_bundles SET state = 'purged' WHERE name = $1")
+            .bind(old)
+            .execute(&mut *tx)
+            .await
+            .map_err(db(DOING))?;
+    }
+    tx.commit().await.map_err(db(DOING))?;
+    Ok(())
+}
+
+/// A write transaction: on SQLite it takes the write lock at once
+/// (`BEGIN IMMEDIATE`), so it waits for the log's writer instead of failing
+/// half-way when it first writes.
+async fn begin_write<DB: sqlx::Database>(
+    pool: &sqlx::Pool<DB>,
+    doing: &'static str,
+) -> Result<sqlx::Transaction<'static, DB>> {
+    let statement = if DB::NAME == "SQLite" {
+        "BEGIN IMMEDIATE"
+    } else {
+        "BEGIN"
+    };
+    pool.begin_with(statement).await.map_err(db(doing))
+}
+
+async fn insert_bundle<DB>(conn: &mut DB::Connection, b: &BundleRow) -> Result<()>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+{
+    let sql = format!(
+        "INSERT INTO retention_bundles ({BUNDLE_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'archived') ON CONFLICT (name) DO NOTHING"
+    );
+    sqlx::query(&sql)
+        .bind(b.name.as_str())
+        .bind(b.sha256.as_str())
+        .bind(b.events)
+        .bind(b.first_seq)
+        .bind(b.last_seq)
+        .bind(b.oldest_at_us)
+        .bind(b.run_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("recording an archive bundle"))?;
+    Ok(())
+}
+
+async fn insert_ranges<DB>(
+    conn: &mut DB::Connection,
+    runs: &[(i64, i64)],
+    bundle: Option<&str>,
+) -> Result<()>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+{
+    for &(first, last) in runs {
+        sqlx::query(
+            "INSERT INTO audit_archived (first_seq, last_seq, bundle) VALUES ($1, $2, $3) \
+             ON CONFLICT (first_seq) DO NOTHING",
+        )
+        .bind(first)
+        .bind(last)
+        .bind(bundle)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("recording an archived stretch"))?;
+    }
+    Ok(())
+}
+
+fn decode_bundle(
+    (name, sha256, events, first_seq, last_seq, oldest_at_us, run_id, state): BundleTuple,
+) -> Result<BundleRow> {
+    let purged = match state.as_str() {
+        "archived" => false,
+        "purged" => true,
+        other => {
+            return Err(Error::BadSetting {
+                key: format!("retention_bundles.{name}"),
+                reason: format!("unknown state {other:?}"),
+            })
+        }
+    };
+    Ok(BundleRow {
+        name,
+        sha256,
+        events,
+        first_seq,
+        last_seq,
+        oldest_at_us,
+        run_id,
+        purged,
+    })
+}
+
+fn decode_hold(
+    (
+        id,
+        session,
+        technician,
+        since,
+        until,
+        reason,
+        created_by,
+        created_at_us,
+        released_by,
+        released_at,
+        release_reason,
+    ): HoldRow,
+) -> Result<Hold> {
+    let bad = |what: &str| Error::BadSetting {
+        key: format!("retention_holds.{id}"),
+        reason: what.to_owned(),
+    };
+    let scope = match (session, technician, since, until) {
+        (Some(s), None, None, None) => {
+            HoldScope::Session(Uuid::from_slice(&s).map_err(|_| bad("a session id not 16 bytes"))?)
+        }
+        (None, Some(t), None, None) => HoldScope::Technician(t),
+        (None, None, Some(since_us), Some(until_us)) => HoldScope::Period { since_us, until_us },
+        _ => return Err(bad("not exactly one of session, technician or period")),
+    };
+    let released = match (released_by, released_at, release_reason) {
+        (Some(by), Some(at_us), Some(reason)) => Some(Release { by, at_us, reason }),
+        (None, None, None) => None,
+        _ => return Err(bad("a release with missing fields")),
+    };
+    Ok(Hold {
+        id,
+        scope,
+        reason,
+        created_by,
+        created_at_us,
+        released,
+    })
+}

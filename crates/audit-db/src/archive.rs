@@ -122,6 +122,8 @@ type HoldRow = (
     Option<String>,
 );
 
+type RunTuple = (i64, i64, i64, Vec<u8>, Option<i64>);
+
 type BundleTuple = (String, String, i64, i64, i64, i64, i64, String);
 
 const BUNDLE_COLUMNS: &str = "name, sha256, events, first_seq, last_seq, oldest_at, run_id, state";
@@ -166,7 +168,7 @@ impl Archive {
     pub async fn last_run(&self) -> Result<Option<RunRow>> {
         let sql = "SELECT id, as_of, started_at, event_id, finished_at FROM retention_runs \
                    ORDER BY id DESC LIMIT 1";
-        let row: Option<(i64, i64, i64, Vec<u8>, Option<i64>)> = on_pool!(self, pool =>
+        let row: Option<RunTuple> = on_pool!(self, pool =>
             sqlx::query_as(sql).fetch_optional(pool).await.map_err(db("reading the last retention run"))?);
         row.map(|(id, as_of_us, started_at_us, event_id, finished_at_us)| {
             Ok(RunRow {
@@ -213,8 +215,14 @@ impl Archive {
 
     /// Records `bundle` (whose events are the seqs of `runs`, inclusive
     /// ranges in order) as archived and deletes those events from the live
-    /// log, in one transaction; done again, it changes nothing.
-    pub async fn commit_archive(&self, bundle: &BundleRow, runs: &[(i64, i64)]) -> Result<()> {
+    /// log, in one transaction; done again, it changes nothing. Without a
+    /// bundle the events are purged straight from the live log (they were
+    /// past their archive period too).
+    pub async fn commit_archive(
+        &self,
+        bundle: Option<&BundleRow>,
+        runs: &[(i64, i64)],
+    ) -> Result<()> {
         match self.store.pools() {
             Pools::Sqlite(pool) => commit_archive_with(pool, bundle, runs).await,
             Pools::Postgres(pool) => commit_archive_with(pool, bundle, runs).await,
@@ -283,7 +291,7 @@ impl Archive {
 
 async fn commit_archive_with<DB>(
     pool: &sqlx::Pool<DB>,
-    bundle: &BundleRow,
+    bundle: Option<&BundleRow>,
     runs: &[(i64, i64)],
 ) -> Result<()>
 where
@@ -295,19 +303,55 @@ where
     for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
 {
     const DOING: &str = "moving events to an archive bundle";
-    let mut tx = begin_write(pool, DOING).await?;
-    insert_bundle::<DB>(&mut tx, bundle).await?;
-    insert_ranges::<DB>(&mut tx, runs, Some(&bundle.name)).await?;
-    for &(first, last) in runs {
-        sqlx::query("DELETE FROM audit_events WHERE seq BETWEEN $1 AND $2")
-            .bind(first)
-            .bind(last)
-            .execute(&mut *tx)
+    let sqlite = DB::NAME == "SQLite";
+    let mut conn = pool.acquire().await.map_err(db(DOING))?;
+    // SQLite: the deleted rows' bytes are overwritten, not left in free
+    // pages, so that what is purged or erased from the archive later is
+    // not still in the database file (PostgreSQL: see README, VACUUM FULL).
+    if sqlite {
+        sqlx::query("PRAGMA secure_delete = ON")
+            .execute(&mut *conn)
             .await
             .map_err(db(DOING))?;
     }
-    tx.commit().await.map_err(db(DOING))?;
-    Ok(())
+    let done = async {
+        let mut tx = sqlx::Connection::begin_with(
+            &mut *conn,
+            if sqlite { "BEGIN IMMEDIATE" } else { "BEGIN" },
+        )
+        .await
+        .map_err(db(DOING))?;
+        if let Some(bundle) = bundle {
+            insert_bundle::<DB>(&mut tx, bundle).await?;
+        }
+        insert_ranges::<DB>(&mut tx, runs, bundle.map(|b| b.name.as_str())).await?;
+        for &(first, last) in runs {
+            sqlx::query("DELETE FROM audit_events WHERE seq BETWEEN $1 AND $2")
+                .bind(first)
+                .bind(last)
+                .execute(&mut *tx)
+                .await
+                .map_err(db(DOING))?;
+        }
+        tx.commit().await.map_err(db(DOING))
+    }
+    .await;
+    if sqlite {
+        let off = sqlx::query("PRAGMA secure_delete = OFF")
+            .execute(&mut *conn)
+            .await
+            .map_err(db(DOING));
+        done?;
+        off?;
+        // The deleted rows' old pages leave the WAL too (a reader holding
+        // them keeps them until the next checkpoint).
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut *conn)
+            .await
+            .map_err(db(DOING))?;
+        return Ok(());
+    }
+    done
 }
 
 async fn commit_purge_with<DB>(

@@ -613,11 +613,11 @@ mod tests {
             for pattern in [
                 1u64,
                 0b110,
-                0b1011_0110_1,
-                0xf0f0_f0f0_f0,
+                0b1_0110_1101,
+                0x00f0_f0f0_f0f0,
                 !0,
                 0x8000_0001,
-                0x5555_5555_55,
+                0x0055_5555_5555,
             ] {
                 let mask = pattern & ((1u64 << n) - 1).max(1);
                 let mut runs: Vec<(u64, u64)> = Vec::new();

@@ -877,15 +877,102 @@ pub struct BodiesErased {
     pub reason: String,
 }
 
-/// A retention run.
+/// A retention run: recorded before it deletes anything, naming every
+/// bundle it wrote and every one it purged, so an interrupted run can be
+/// finished from this event alone.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RetentionRun {
     /// Events moved to archives.
     pub archived: u64,
-    /// Events whose bodies were purged.
+    /// Events purged (deleted from the archive for good).
     pub purged: u64,
-    /// Events kept for a legal hold.
+    /// Events past their time kept for a legal hold.
     pub held: u64,
+    /// The run's number.
+    #[serde(default)]
+    pub run: i64,
+    /// The clock it ran at (RFC 3339; `--as-of`, or now).
+    #[serde(default)]
+    pub as_of: String,
+    /// The archive directory.
+    #[serde(default)]
+    pub archive_dir: String,
+    /// The policy that decided (as `vigil admin retention show --json` prints it).
+    #[serde(default)]
+    pub policy: serde_json::Value,
+    /// Bundles written, whose events leave the live log.
+    #[serde(default)]
+    pub bundles: Vec<ArchivedBundle>,
+    /// Bundles whose events' archive period is over.
+    #[serde(default)]
+    pub purges: Vec<PurgedBundle>,
+    /// Events past both periods purged straight from the live log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purged_online: Option<PurgedOnline>,
+    /// Recordings moved to the archive, or deleted.
+    #[serde(default)]
+    pub recordings: Vec<RecordingMove>,
+}
+
+/// Events a retention run found past their online and archive periods
+/// while still online, and purged without archiving them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PurgedOnline {
+    /// Events purged.
+    pub events: u64,
+    /// Events purged per record class.
+    pub classes: std::collections::BTreeMap<String, u64>,
+    /// Their seqs, as inclusive `[first, last]` ranges.
+    pub ranges: Vec<[i64; 2]>,
+}
+
+/// A bundle a retention run wrote.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ArchivedBundle {
+    /// Its name in the archive directory.
+    pub bundle: String,
+    /// SHA-256 of its data file.
+    pub sha256: String,
+    /// Its first and last seq.
+    pub first_seq: i64,
+    /// Its last seq.
+    pub last_seq: i64,
+    /// Events in it.
+    pub events: u64,
+    /// Events per record class.
+    pub classes: std::collections::BTreeMap<String, u64>,
+}
+
+/// A bundle a retention run purged, whole or in part.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PurgedBundle {
+    /// Its name.
+    pub bundle: String,
+    /// SHA-256 of its data file.
+    pub sha256: String,
+    /// Events purged.
+    pub events: u64,
+    /// Events purged per record class.
+    pub classes: std::collections::BTreeMap<String, u64>,
+    /// The seqs purged, as inclusive `[first, last]` ranges.
+    pub ranges: Vec<[i64; 2]>,
+    /// The bundle holding the events it kept (held, or not yet due).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_in: Option<ArchivedBundle>,
+}
+
+/// A recording a retention run moved to the archive or deleted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordingMove {
+    /// Its session.
+    pub session: Uuid,
+    /// Where it was.
+    pub from: String,
+    /// Where it went; absent when it was deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// Its SHA-256 (as its `recording.stopped` event has it).
+    pub sha256: String,
 }
 
 /// A webhook post's final outcome, or an endpoint disabled by the worker.

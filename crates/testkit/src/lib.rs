@@ -253,6 +253,95 @@ impl TestDb {
 }
 
 impl TestDb {
+    /// Whether `text` is anywhere in the bytes of the audit table's files
+    /// (SQLite: the database and its WAL; PostgreSQL: the table's heap file,
+    /// after a checkpoint).
+    pub async fn files_hold(&self, text: &[u8]) -> bool {
+        let files = match self.backend {
+            Backend::Sqlite => {
+                let file = self.dir().join(SQLITE_FILE);
+                vec![file.clone(), file.with_extension("db-wal")]
+            }
+            Backend::Postgres => {
+                self.exec("CHECKPOINT").await;
+                let mut conn = sqlx::PgConnection::connect(&self.url)
+                    .await
+                    .expect("raw PostgreSQL connection");
+                let (path,): (String,) = sqlx::query_as(
+                    "SELECT current_setting('data_directory') || '/' || pg_relation_filepath('audit_events')",
+                )
+                .fetch_one(&mut conn)
+                .await
+                .expect("the audit table's file");
+                vec![path.into()]
+            }
+        };
+        let mut found = false;
+        for file in files {
+            match std::fs::read(&file) {
+                Ok(bytes) => found |= bytes.windows(text.len()).any(|w| w == text),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                // PostgreSQL's files are its own user's: under CI (root) they are read.
+                Err(e) if std::env::var_os("CI").is_none() => {
+                    eprintln!("{} not read ({e}): file bytes not checked", file.display());
+                    return false;
+                }
+                Err(e) => panic!("reading {}: {e}", file.display()),
+            }
+        }
+        found
+    }
+
+    /// Whether `text` has left the audit table's files. On PostgreSQL old
+    /// row versions stay in the heap until the table is rewritten (`VACUUM
+    /// FULL`, which the README tells operators to run after an erasure),
+    /// and a rewrite keeps them while any transaction that might still see
+    /// them runs (other tests' on the same server): bounded retries.
+    pub async fn text_gone(&self, text: &[u8]) -> bool {
+        for _ in 0..200 {
+            if !self.files_hold(text).await {
+                return true;
+            }
+            if self.backend != Backend::Postgres {
+                return false;
+            }
+            self.exec("VACUUM FULL audit_events").await;
+            if !self.files_hold(text).await {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// Runs a query returning integers, one per row, directly against the database.
+    pub async fn query_i64s(&self, sql: &str) -> Vec<i64> {
+        match self.backend {
+            Backend::Sqlite => {
+                let conn = self.raw_sqlite();
+                let r: Vec<i64> = {
+                    let mut stmt = conn.prepare(sql).expect("preparing raw SQL");
+                    let rows = stmt
+                        .query_map([], |row| row.get(0))
+                        .expect("running raw SQL");
+                    rows.collect::<Result<_, _>>()
+                        .expect("reading raw SQL's rows")
+                };
+                close(conn);
+                r
+            }
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url)
+                    .await
+                    .expect("raw PostgreSQL connection");
+                sqlx::query_scalar(sql)
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap_or_else(|e| panic!("raw SQL failed: {e}\n{sql}"))
+            }
+        }
+    }
+
     /// Runs a query returning one integer, directly against the database.
     pub async fn query_i64(&self, sql: &str) -> i64 {
         let result = match self.backend {

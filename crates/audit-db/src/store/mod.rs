@@ -202,6 +202,21 @@ impl Store {
         rows.into_iter().map(StoredEvent::try_from).collect()
     }
 
+    /// The event with id `id`, if the live log holds it.
+    pub async fn event_by_id(&self, id: &uuid::Uuid) -> Result<Option<StoredEvent>> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            crate::store::row::columns!(),
+            " FROM audit_events WHERE event_id = $1"
+        );
+        let row: Option<row::RawRow> = match self.pools() {
+            Pools::Sqlite(pool) => sqlx::query_as(SQL).bind(id).fetch_optional(pool).await,
+            Pools::Postgres(pool) => sqlx::query_as(SQL).bind(id).fetch_optional(pool).await,
+        }
+        .map_err(crate::error::db("looking an event up by id"))?;
+        row.map(StoredEvent::try_from).transpose()
+    }
+
     /// Up to `limit` stored rows with `from <= seq <= to`, in seq order.
     pub async fn range_page(&self, from: i64, to: i64, limit: i64) -> Result<Vec<StoredEvent>> {
         dispatch!(self, s => s.range_page(from, to, limit).await)

@@ -79,6 +79,79 @@ pub enum Command {
     Webhook(WebhookCommand),
     /// Compliance reports over the audit log; every run is itself audited
     Report(ReportArgs),
+    /// Archive, purge and check what retention policy says (see `admin retention`)
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+}
+
+/// `vigil retention ...`
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Move events past their online period to archive bundles and purge
+    /// archived ones past their archive period (the gateway does this daily);
+    /// safe to interrupt: the next run finishes what one began
+    Run {
+        /// Decide and count, change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Decide as of this time instead of now (RFC 3339 or YYYY-MM-DD; never
+        /// before the last run's)
+        #[arg(long, value_name = "T", value_parser = audit_db::time_us::parse)]
+        as_of: Option<i64>,
+        #[command(flatten)]
+        archive: ArchiveDirArgs,
+        #[command(flatten)]
+        log_key: LogKeyArgs,
+        /// Print the summary as one JSON object
+        #[arg(long)]
+        json: bool,
+        /// Events per bundle at most (for tests that want many bundles)
+        #[arg(long, hide = true, default_value_t = retention::run::BUNDLE_EVENTS)]
+        bundle_events: usize,
+        #[command(flatten)]
+        by: AsAdmin,
+    },
+    /// Check archive bundles on their own (no database): their files, every
+    /// event, and the signed checkpoint they are proven against; exit 0 if
+    /// all hold, 1 naming the first that does not
+    Verify {
+        /// Bundles (manifest or data file), or directories of them
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The log's public key (as `vigil audit key` prints it), or a file
+        /// holding it [default: the key each manifest names]
+        #[arg(long, value_name = "PUBKEY")]
+        key: Option<String>,
+        /// One JSON object per bundle
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Where archive bundles are.
+#[derive(Debug, Args)]
+pub struct ArchiveDirArgs {
+    /// The archive directory [default: DATA/archive, made on first use]
+    #[arg(long, value_name = "DIR")]
+    pub archive_dir: Option<PathBuf>,
+}
+
+impl ArchiveDirArgs {
+    /// The directory given, or the data directory's (made if missing).
+    pub fn dir(&self, data_dir: &std::path::Path) -> std::io::Result<PathBuf> {
+        match &self.archive_dir {
+            Some(dir) => Ok(dir.clone()),
+            None => {
+                use std::os::unix::fs::DirBuilderExt;
+                let dir = data_dir.join("archive");
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&dir)?;
+                Ok(dir)
+            }
+        }
+    }
 }
 
 impl Command {
@@ -92,6 +165,7 @@ impl Command {
             Command::Applet(_) => Some("applet"),
             Command::Convert(_) => Some("convert"),
             Command::Recording(RecordingCommand::Verify { .. }) => None,
+            Command::Retention(RetentionCommand::Verify { .. }) => Some("retention verify"),
             Command::Audit(AuditCommand::VerifyProof { .. }) => Some("audit verify-proof"),
             Command::Recording(_) => Some("recording"),
             Command::Webhook(WebhookCommand::Receive { .. }) => Some("webhook receive"),
@@ -100,6 +174,7 @@ impl Command {
             | Command::Audit(_)
             | Command::Admin(_)
             | Command::Webhook(_)
+            | Command::Retention(_)
             | Command::Report(_) => None,
         }
     }
@@ -493,6 +568,37 @@ pub enum AdminCommand {
     /// Manage CRM webhook endpoints
     #[command(subcommand)]
     Webhook(WebhookAdminCommand),
+    /// Show or set how long each kind of record is kept, online and archived
+    #[command(subcommand)]
+    Retention(RetentionAdminCommand),
+    /// Place, list and release legal holds (held records are never purged or erased)
+    #[command(subcommand)]
+    Hold(HoldCommand),
+    /// Erase one session's chat text, file names and recordings, online and in
+    /// the archive (a privacy request); the log still verifies
+    Erase {
+        /// The session (GUID)
+        #[arg(long, value_name = "GUID")]
+        session: uuid::Uuid,
+        /// Its chat messages' text
+        #[arg(long)]
+        chat: bool,
+        /// The names of files that crossed it
+        #[arg(long)]
+        files: bool,
+        /// Its recording files
+        #[arg(long)]
+        recording: bool,
+        /// Why (e.g. the request's reference); recorded in the log
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        #[command(flatten)]
+        archive: ArchiveDirArgs,
+        #[command(flatten)]
+        log_key: LogKeyArgs,
+        #[command(flatten)]
+        by: AsAdmin,
+    },
     /// Append an administrator's note to the audit log (e.g. "investigation opened")
     Note {
         /// The note; omit it with --stdin
@@ -843,6 +949,96 @@ pub enum UserCommand {
         /// One JSON object per line
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `vigil admin retention ...`
+#[derive(Debug, Subcommand)]
+pub enum RetentionAdminCommand {
+    /// Print the retention policy
+    Show {
+        /// As JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change the policy: the default, or one group's (only what is given)
+    Set(RetentionSettings),
+}
+
+/// `vigil admin retention set` options. Periods are like 2y, 18m, 90d or
+/// 1y6m; each class takes ONLINE+ARCHIVED, e.g. 2y+2y.
+#[derive(Debug, Args)]
+pub struct RetentionSettings {
+    /// Change this technician group's policy (made from the default if it has
+    /// none) instead of the default
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
+    /// Start from a preset: default (2y+2y) or hipaa (6y+0)
+    #[arg(long, value_name = "NAME")]
+    pub preset: Option<String>,
+    /// Every class
+    #[arg(long, value_name = "ONLINE+ARCHIVED", allow_hyphen_values = true)]
+    pub all: Option<String>,
+    /// Session events, chat included
+    #[arg(long, value_name = "ONLINE+ARCHIVED", allow_hyphen_values = true)]
+    pub session_events: Option<String>,
+    /// Session recordings (.vrec files)
+    #[arg(long, value_name = "ONLINE+ARCHIVED", allow_hyphen_values = true)]
+    pub recordings: Option<String>,
+    /// Logins, lockouts, administrative changes (at least a year in all)
+    #[arg(long, value_name = "ONLINE+ARCHIVED", allow_hyphen_values = true)]
+    pub security_events: Option<String>,
+    /// Webhook delivery outcomes
+    #[arg(long, value_name = "ONLINE+ARCHIVED", allow_hyphen_values = true)]
+    pub webhook_deliveries: Option<String>,
+    /// Drop the group's own policy: it follows the default again
+    #[arg(long, requires = "group", conflicts_with_all = ["preset", "all", "session_events", "recordings", "security_events", "webhook_deliveries"])]
+    pub inherit: bool,
+    #[command(flatten)]
+    pub by: AsAdmin,
+}
+
+/// `vigil admin hold ...`
+#[derive(Debug, Subcommand)]
+pub enum HoldCommand {
+    /// Place a legal hold on a session, a technician's sessions, or a time range
+    Add {
+        /// One session (GUID)
+        #[arg(long, value_name = "GUID", conflicts_with_all = ["technician", "since"])]
+        session: Option<uuid::Uuid>,
+        /// Every session of this technician, and what they did
+        #[arg(long, value_name = "EMAIL", conflicts_with = "since")]
+        technician: Option<String>,
+        /// Everything that happened from T (with --until)
+        #[arg(long, value_name = "T", value_parser = audit_db::time_us::parse, requires = "until")]
+        since: Option<i64>,
+        /// ... until T
+        #[arg(long, value_name = "T", value_parser = audit_db::time_us::parse, requires = "since")]
+        until: Option<i64>,
+        /// Why (e.g. the matter's reference)
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        #[command(flatten)]
+        by: AsAdmin,
+    },
+    /// List the holds in force
+    List {
+        /// Released ones too
+        #[arg(long)]
+        all: bool,
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+    },
+    /// Release a hold: what it kept is then kept only as policy says
+    Release {
+        /// The hold's id
+        id: i64,
+        /// Why
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        #[command(flatten)]
+        by: AsAdmin,
     },
 }
 

@@ -16,6 +16,7 @@ mod page;
 mod progress;
 mod recording;
 mod report;
+mod retention;
 mod webhooks;
 
 use std::process::ExitCode;
@@ -29,7 +30,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use anyhow::{Context, Result};
 use audit_db::{AuditLog, OpenMode};
 use clap::Parser;
-use cli::{AdminCommand, AuditCommand, Cli, Command, RecordingCommand, WebhookCommand};
+use cli::{
+    AdminCommand, AuditCommand, Cli, Command, RecordingCommand, RetentionCommand, WebhookCommand,
+};
 
 /// Exit status for an operational failure (as opposed to 1, a broken chain).
 const EXIT_ERROR: u8 = 2;
@@ -187,6 +190,36 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             })
             .await
         }
+        Command::Retention(RetentionCommand::Verify { paths, key, json }) => {
+            retention::verify(&paths, key.as_deref(), json)
+        }
+        Command::Retention(RetentionCommand::Run {
+            dry_run,
+            as_of,
+            archive,
+            log_key,
+            json,
+            bundle_events,
+            by,
+        }) => {
+            let archive_dir = archive.dir(&data_dir)?;
+            with_log(&url, OpenMode::Create, |log| async move {
+                let (name, source) = admin::acting(&by);
+                retention::run(
+                    &log,
+                    &log_key.path(&data_dir),
+                    archive_dir,
+                    as_of,
+                    dry_run,
+                    json,
+                    bundle_events,
+                    audit_db::Actor::admin(&name),
+                    source,
+                )
+                .await
+            })
+            .await
+        }
         Command::Admin(command) => {
             with_log(&url, OpenMode::Create, |log| async move {
                 match command {
@@ -195,6 +228,38 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     AdminCommand::Group(c) => admin::group(&log, c).await,
                     AdminCommand::Policy(c) => admin::policy(&log, c).await,
                     AdminCommand::Webhook(c) => webhooks::admin(&log, c).await,
+                    AdminCommand::Retention(c) => retention::admin(&log, c).await,
+                    AdminCommand::Hold(c) => retention::hold(&log, c).await,
+                    AdminCommand::Erase {
+                        session,
+                        chat,
+                        files,
+                        recording,
+                        reason,
+                        archive,
+                        log_key,
+                        by,
+                    } => {
+                        // Nothing named: everything the command can erase.
+                        let all = !(chat || files || recording);
+                        let request = ::retention::erase::Request {
+                            session,
+                            chat: chat || all,
+                            files: files || all,
+                            recording: recording || all,
+                            reason,
+                        };
+                        let (name, source) = admin::acting(&by);
+                        retention::erase(
+                            &log,
+                            &log_key.path(&data_dir),
+                            &archive.dir(&data_dir)?,
+                            request,
+                            audit_db::Actor::admin(&name),
+                            source,
+                        )
+                        .await
+                    }
                 }
             })
             .await

@@ -166,6 +166,21 @@ pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     files
 }
 
+/// Asserts that two [`snapshot`]s are the same, naming the files that differ.
+#[track_caller]
+pub fn assert_same_files(
+    before: &BTreeMap<PathBuf, Vec<u8>>,
+    after: &BTreeMap<PathBuf, Vec<u8>>,
+    what: &str,
+) {
+    let changed: Vec<&PathBuf> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|p| before.get(*p) != after.get(*p))
+        .collect();
+    assert!(changed.is_empty(), "{what} changed {changed:?}");
+}
+
 /// The JSON objects of a `--json` listing.
 pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines()
@@ -183,6 +198,7 @@ fn keeps_data(args: &[&str]) -> bool {
         Some("login" | "console" | "applet" | "convert") => false,
         Some("recording") => args.get(1) == Some(&"verify"),
         Some("audit") => args.get(1) != Some(&"verify-proof"),
+        Some("retention") => args.get(1) != Some(&"verify"),
         _ => true,
     }
 }

@@ -15,6 +15,7 @@ mod page;
 mod proofs;
 mod recording;
 mod report;
+mod retention;
 mod security;
 mod session;
 mod webhook;

@@ -908,3 +908,39 @@ pub fn manifests_in(dir: &Path) -> Result<Vec<PathBuf>, BundleError> {
     found.sort();
     Ok(found)
 }
+
+/// [`verify`] of each manifest in `paths`, on every core, results in order.
+pub fn verify_all(paths: &[PathBuf], key: Option<&str>) -> Vec<Result<Verified, BundleError>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let next = AtomicUsize::new(0);
+    let results: Vec<Mutex<Option<Result<Verified, BundleError>>>> =
+        paths.iter().map(|_| Mutex::new(None)).collect();
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(paths.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(path) = paths.get(i) else { break };
+                let result = verify(path, key);
+                if let Ok(mut slot) = results[i].lock() {
+                    *slot = Some(result);
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .zip(paths)
+        .map(|(slot, path)| {
+            slot.into_inner().ok().flatten().unwrap_or_else(|| {
+                Err(BundleError::Corrupt {
+                    path: path.clone(),
+                    why: "its check did not finish".into(),
+                })
+            })
+        })
+        .collect()
+}

@@ -6,6 +6,7 @@
 //! when, and asks `audit-db` to move them (`audit_db::archive`).
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod bundle;
 pub mod erase;
 pub mod hold;

@@ -161,10 +161,15 @@ impl Runner<'_> {
         options: &Options,
         progress: &dyn Progress,
     ) -> Result<Summary, RunError> {
-        let dir = &options.archive_dir;
-        check_dir(dir)?;
-        let _lock = lock(dir)?;
+        check_dir(&options.archive_dir)?;
+        // Absolute: the run's record names it, for whoever finishes the run.
+        let dir =
+            &std::fs::canonicalize(&options.archive_dir).map_err(|e| RunError::ArchiveDir {
+                dir: options.archive_dir.clone(),
+                why: e.to_string(),
+            })?;
         check_bundles_are_ours(dir, self.key.origin())?;
+        let _lock = lock(dir)?;
         let archive = Archive::new(self.log.store().clone());
         let mut summary = Summary::default();
         if let Some(last) = archive.last_run().await? {

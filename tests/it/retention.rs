@@ -1,0 +1,370 @@
+//! `vigil retention` and `vigil admin retention|hold|erase` as a user runs
+//! them: bad input refused in one line with nothing changed, and a run
+//! killed with SIGKILL at twenty points that the next run finishes into
+//! exactly what an uninterrupted run leaves. (What runs keep over years,
+//! on both stores, is `crates/retention/tests/years.rs`.)
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use audit_db::{Actor, AuditLog, DbUrl, EventKind, NewEvent, OpenMode, Source};
+use uuid::Uuid;
+
+use crate::helpers::{assert_same_files, run_in, snapshot};
+
+/// A day at noon UTC, in microseconds.
+fn day(y: i32, m: u8, d: u8) -> i64 {
+    let date = time::Date::from_calendar_date(y, time::Month::try_from(m).unwrap(), d).unwrap();
+    audit_db::time_us::from_datetime(date.with_hms(12, 0, 0).unwrap().assume_utc())
+}
+
+/// A log in `data` of `sessions` sessions, one every `every_hours` hours
+/// from 2021-01-01 (a creation, a chat message and an end each, and a
+/// login before each); returns the sessions in order.
+async fn fixture(data: &Path, sessions: usize, every_hours: i64) -> Vec<Uuid> {
+    let url: DbUrl = format!("sqlite://{}", data.join("audit.db").display())
+        .parse()
+        .unwrap();
+    let log = AuditLog::open(&url, OpenMode::Create).await.unwrap();
+    let mut ids = Vec::new();
+    let mut batch = Vec::new();
+    for i in 0..sessions {
+        let at = day(2021, 1, 1) + i as i64 * every_hours * 3_600_000_000;
+        let session = Uuid::new_v4();
+        ids.push(session);
+        let tech = "ann@example.com";
+        let make = |kind: &str, payload: serde_json::Value, session: Option<Uuid>, at: i64| {
+            let mut e = NewEvent::now(
+                Actor::technician(tech),
+                Source::gateway(),
+                EventKind::from_stored(kind, &payload.to_string())
+                    .unwrap()
+                    .unwrap(),
+            );
+            e.session = session;
+            e.occurred_at_us = at;
+            e
+        };
+        batch.push(make(
+            "login.succeeded",
+            serde_json::json!({"email": tech, "ip": "10.0.0.9"}),
+            None,
+            at,
+        ));
+        batch.push(make(
+            "session.created",
+            serde_json::json!({"technician": tech, "pin_issued": true}),
+            Some(session),
+            at,
+        ));
+        batch.push(make("chat.message", serde_json::json!({"from": "end_user", "text": format!("chat-{}", session.simple()), "chars": 37}), Some(session), at + 60_000_000));
+        batch.push(make("session.ended", serde_json::json!({"reason": "console_left", "duration_ms": 1, "bytes_to_applet": 1, "bytes_to_console": 1}), Some(session), at + 120_000_000));
+        if batch.len() >= 4_000 {
+            log.append(std::mem::take(&mut batch)).await.unwrap();
+        }
+    }
+    log.append(batch).await.unwrap();
+    log.close().await;
+    ids
+}
+
+/// Where a data directory's fixture events are: online seqs, archived
+/// seqs (read from the bundles the database lists), and the log's size.
+fn state(data: &Path, up_to: i64) -> (BTreeSet<i64>, BTreeSet<i64>) {
+    let conn = rusqlite::Connection::open(data.join("audit.db")).unwrap();
+    let online: BTreeSet<i64> = conn
+        .prepare("SELECT seq FROM audit_events WHERE seq <= ?1")
+        .unwrap()
+        .query_map([up_to], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let bundles: Vec<String> = conn
+        .prepare("SELECT name FROM retention_bundles WHERE state = 'archived'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    drop(conn);
+    let mut archived = BTreeSet::new();
+    for name in bundles {
+        let (_, manifest) = retention::bundle::paths(&data.join("archive"), &name);
+        retention::bundle::verify(&manifest, None).unwrap();
+        for (e, _) in retention::bundle::read_events(&manifest).unwrap().1 {
+            if e.seq <= up_to {
+                assert!(archived.insert(e.seq), "seq {} in two bundles", e.seq);
+            }
+        }
+    }
+    assert!(online.is_disjoint(&archived));
+    (online, archived)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700)).unwrap();
+}
+
+const RUN_2024: &[&str] = &[
+    "retention",
+    "run",
+    "--as-of",
+    "2024-07-01",
+    "--bundle-events",
+    "1500",
+];
+
+/// SIGKILL at twenty points spread over a run (its length measured on a
+/// clean copy first), then a run to completion: the events online, archived
+/// and purged are exactly the clean run's, the log verifies, and no file is
+/// left behind that the database does not know.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_anywhere_is_finished_by_the_next() {
+    let root = tempfile::tempdir().unwrap();
+    let base = root.path().join("base");
+    std::fs::create_dir_all(&base).unwrap();
+    // Sessions every 6 hours over 2021-2023: at mid 2024 with 1y+1y, the
+    // first half year is purged straight, the rest up to mid 2023 archived.
+    fixture(&base, 4 * 365 * 3, 6).await;
+    run_in(&base, &["admin", "retention", "set", "--all", "1y+1y"], "").ok();
+    run_in(&base, &["audit", "key"], "").ok();
+    let up_to = 4 * 365 * 3 * 4 + 2;
+
+    let clean = root.path().join("clean");
+    copy_dir(&base, &clean);
+    let started = std::time::Instant::now();
+    run_in(&clean, RUN_2024, "").ok();
+    let took = started.elapsed();
+    let expected = state(&clean, up_to);
+    assert!(
+        !expected.0.is_empty() && !expected.1.is_empty(),
+        "the run neither archived nor kept"
+    );
+    assert!(
+        expected.0.len() + expected.1.len() < up_to as usize,
+        "nothing was purged"
+    );
+
+    let mut killed_mid_run = 0;
+    for point in 0..20u32 {
+        let data = root.path().join(format!("kill-{point}"));
+        copy_dir(&base, &data);
+        // Spread over the run, a little past its measured length too.
+        let after = took.mul_f64(f64::from(point) / 18.0);
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .env_remove("RUST_LOG")
+            .arg("--data")
+            .arg(&data)
+            .args(RUN_2024)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // The kill instant is the point of the test: it is not waiting for anything.
+        std::thread::sleep(after);
+        if child.try_wait().unwrap().is_none() {
+            killed_mid_run += 1;
+        }
+        child.kill().ok();
+        child.wait().unwrap();
+        let again = run_in(&data, RUN_2024, "");
+        again.ok();
+        assert_eq!(state(&data, up_to), expected, "killed after {after:?}");
+        let verify = run_in(&data, &["audit", "verify"], "");
+        assert_eq!(verify.code, 0, "killed after {after:?}: {verify:#?}");
+        // Every file in the archive is a bundle the database lists.
+        let listed = run_in(
+            &data,
+            &[
+                "retention",
+                "verify",
+                data.join("archive").to_str().unwrap(),
+            ],
+            "",
+        );
+        assert_eq!(listed.code, 0, "{listed:#?}");
+        let names: BTreeSet<String> = std::fs::read_dir(data.join("archive"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        let clean_names = std::fs::read_dir(clean.join("archive")).unwrap().count() - 1;
+        assert_eq!(
+            names.len(),
+            clean_names,
+            "killed after {after:?}: {names:?}"
+        );
+        std::fs::remove_dir_all(&data).unwrap();
+    }
+    assert!(
+        killed_mid_run >= 10,
+        "only {killed_mid_run} kills landed during a run"
+    );
+}
+
+/// Each bad input: one line on stderr, exit 2, and the data directory as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_in_one_line_and_changes_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let sessions = fixture(&data, 40, 24 * 30).await;
+    run_in(&data, &["admin", "retention", "set", "--all", "1y+1y"], "").ok();
+    run_in(&data, &["retention", "run", "--as-of", "2023-06-01"], "").ok();
+    let held = sessions[35];
+    run_in(
+        &data,
+        &[
+            "admin",
+            "hold",
+            "add",
+            "--session",
+            &held.to_string(),
+            "--reason",
+            "matter 1",
+        ],
+        "",
+    )
+    .ok();
+    // Another log's bundle, in a directory of its own.
+    let other = root.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    fixture(&other, 5, 24).await;
+    run_in(&other, &["retention", "run", "--as-of", "2024-01-01"], "").ok();
+    let foreign = root.path().join("foreign");
+    copy_dir(&other.join("archive"), &foreign);
+    std::fs::remove_file(foreign.join(".retention.lock")).ok();
+    let not_a_dir = root.path().join("file");
+    std::fs::write(&not_a_dir, b"x").unwrap();
+
+    let foreign_dir = foreign.to_str().unwrap().to_owned();
+    let missing = root.path().join("missing").to_str().unwrap().to_owned();
+    let file = not_a_dir.to_str().unwrap().to_owned();
+    let held_id = held.to_string();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["admin", "retention", "set", "--all", "-1y+1y"],
+            "cannot be negative",
+        ),
+        (
+            vec!["admin", "retention", "set", "--session-events", "2y"],
+            "not ONLINE+ARCHIVED",
+        ),
+        (
+            vec!["admin", "retention", "set", "--security-events", "6m+5m"],
+            "must be kept",
+        ),
+        (
+            vec![
+                "admin",
+                "retention",
+                "set",
+                "--group",
+                "eu",
+                "--security-events",
+                "3m+0",
+            ],
+            "must be kept",
+        ),
+        (
+            vec!["admin", "retention", "set", "--preset", "forever"],
+            "not a retention preset",
+        ),
+        (
+            vec!["retention", "run", "--archive-dir", &missing],
+            "cannot be used",
+        ),
+        (
+            vec!["retention", "run", "--archive-dir", &file],
+            "not a directory",
+        ),
+        (
+            vec![
+                "retention",
+                "run",
+                "--archive-dir",
+                &foreign_dir,
+                "--as-of",
+                "2024-01-01",
+            ],
+            "not of this log",
+        ),
+        (
+            vec!["retention", "run", "--as-of", "2023-01-01"],
+            "before the last run",
+        ),
+        (
+            vec!["admin", "hold", "release", "99", "--reason", "done"],
+            "no legal hold 99",
+        ),
+        (
+            vec![
+                "admin",
+                "hold",
+                "add",
+                "--since",
+                "2023-01-02",
+                "--until",
+                "2023-01-01",
+                "--reason",
+                "x",
+            ],
+            "is not before",
+        ),
+        (
+            vec![
+                "admin",
+                "erase",
+                "--session",
+                &held_id,
+                "--chat",
+                "--reason",
+                "request 9",
+            ],
+            "legal hold",
+        ),
+        (
+            vec![
+                "admin",
+                "erase",
+                "--session",
+                "6a0f2a5c-0000-4000-8000-000000000000",
+                "--reason",
+                "x",
+            ],
+            "no session",
+        ),
+    ];
+    for (args, says) in cases {
+        let before = snapshot(&data);
+        let foreign_before = snapshot(&foreign);
+        let r = run_in(&data, &args, "");
+        let line = r.error_line();
+        assert!(line.contains(says), "{args:?}: {line}");
+        assert_same_files(&before, &snapshot(&data), &format!("{args:?}"));
+        assert_same_files(&foreign_before, &snapshot(&foreign), &format!("{args:?}"));
+    }
+    // A bundle of another log, checked against this log's key: named, exit 1.
+    let key = run_in(&data, &["audit", "key"], "").ok().trim().to_owned();
+    let r = run_in(
+        &data,
+        &["retention", "verify", &foreign_dir, "--key", &key],
+        "",
+    );
+    assert_eq!(r.code, 1, "{r:#?}");
+    assert!(
+        r.stdout.contains("FAILED") && r.stdout.contains("not signed by"),
+        "{r:#?}"
+    );
+}

@@ -432,6 +432,12 @@ pub struct GatewayArgs {
     /// (when it has grown), and at start and stop (1 s to 24 h)
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_checkpoint_every)]
     pub checkpoint_every: std::time::Duration,
+    /// Run retention (archive and purge as `admin retention` says) at start
+    /// and this often after (1 s to 7 days), or "never"
+    #[arg(long, value_name = "DURATION|never", default_value = "1d", value_parser = parse_retention_every)]
+    pub retention_every: OrNever<std::time::Duration>,
+    #[command(flatten)]
+    pub archive: ArchiveDirArgs,
     #[command(flatten)]
     pub log_key: LogKeyArgs,
 }
@@ -1248,6 +1254,18 @@ fn parse_handshake_timeout(text: &str) -> Result<std::time::Duration, String> {
         std::time::Duration::from_secs(1),
         std::time::Duration::from_secs(300),
     )
+}
+
+fn parse_retention_every(text: &str) -> Result<OrNever<std::time::Duration>, String> {
+    if text.trim() == "never" {
+        return Ok(OrNever(None));
+    }
+    duration_within(
+        text,
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(7 * 24 * 3600),
+    )
+    .map(|d| OrNever(Some(d)))
 }
 
 fn parse_checkpoint_every(text: &str) -> Result<std::time::Duration, String> {

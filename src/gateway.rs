@@ -49,8 +49,29 @@ pub async fn run(log: &AuditLog, data_dir: &Path, args: GatewayArgs) -> Result<E
         args.checkpoint_every,
         stopping.clone().cancelled_owned(),
     ));
+    let retention = match args.retention_every.0 {
+        Some(every) => {
+            let log = log.clone();
+            let key = crate::audit::log_key(&args.log_key.path(data_dir))?;
+            let archive_dir = args.archive.dir(data_dir)?;
+            let stop = stopping.clone().cancelled_owned();
+            Some(tokio::spawn(async move {
+                let runner = retention::run::Runner {
+                    log: &log,
+                    key: &key,
+                    actor: audit_db::Actor::system("retention"),
+                    source: audit_db::Source::gateway(),
+                };
+                retention::run::keep_running(runner, archive_dir, every, stop).await;
+            }))
+        }
+        None => None,
+    };
     let report = gateway.run(stop).await;
     stopping.cancel();
+    if let Some(retention) = retention {
+        let _ = retention.await;
+    }
     if let Some(worker) = worker {
         let _ = worker.await;
     }

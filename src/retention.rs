@@ -43,6 +43,7 @@ pub async fn run(
         dry_run,
         archive_dir,
         bundle_events: bundle_events.max(1),
+        record_idle: true,
     };
     let runner = Runner {
         log,

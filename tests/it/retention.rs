@@ -368,3 +368,44 @@ async fn bad_input_is_refused_in_one_line_and_changes_nothing() {
         "{r:#?}"
     );
 }
+
+/// The gateway runs retention at start and every `--retention-every`: old
+/// events leave for the archive while it serves, recorded as the system's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_runs_retention_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    fixture(data, 12, 24 * 30).await;
+    // 2021's events: past 3 years online, within 3 more archived.
+    run_in(data, &["admin", "retention", "set", "--all", "3y+3y"], "").ok();
+    let _gw = crate::helpers::start_gateway(data, &["--retention-every", "1s"]);
+    let mut recorded = Vec::new();
+    for _ in 0..300 {
+        recorded = crate::helpers::json_lines(
+            run_in(
+                data,
+                &["audit", "query", "--type", "retention.run", "--json"],
+                "",
+            )
+            .ok(),
+        );
+        if !recorded.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let [run] = &recorded[..] else {
+        panic!("expected one recorded run: {recorded:?}");
+    };
+    assert_eq!(run["actor"], "system:retention");
+    assert_eq!(run["payload"]["archived"], 12 * 4);
+    // What it wrote verifies, and so does the log.
+    let archive = data.join("archive");
+    let r = run_in(
+        data,
+        &["retention", "verify", archive.to_str().unwrap()],
+        "",
+    );
+    assert_eq!(r.code, 0, "{r:#?}");
+    crate::helpers::assert_verifies(data);
+}

@@ -108,6 +108,38 @@ pub struct Release {
     pub reason: String,
 }
 
+/// A session recording as retention tracks it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RecordingRow {
+    /// Where the console wrote it (its `recording.stopped` event's path).
+    pub path: String,
+    /// Its session.
+    pub session: Uuid,
+    /// Lower-case hex SHA-256, as its event has it.
+    pub sha256: String,
+    /// When its periods start (its session's creation, microseconds).
+    pub age_from_us: i64,
+    /// The technician group whose policy applies.
+    pub group: Option<String>,
+    /// The session's technician.
+    pub technician: Option<String>,
+    /// Its copy in the archive directory, once moved there.
+    pub archived_to: Option<String>,
+    /// When it was deleted, once purged or erased.
+    pub gone_at_us: Option<i64>,
+}
+
+type RecordingTuple = (
+    String,
+    Vec<u8>,
+    String,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+);
+
 type HoldRow = (
     i64,
     Option<Vec<u8>>,
@@ -138,6 +170,11 @@ impl Archive {
     /// Retention's tables in `store`'s database.
     pub fn new(store: Store) -> Self {
         Self { store }
+    }
+
+    /// The database these tables are in.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Every stretch of seqs that left the live log, in seq order.
@@ -242,6 +279,87 @@ impl Archive {
             Pools::Sqlite(pool) => commit_purge_with(pool, old, purged, replacement).await,
             Pools::Postgres(pool) => commit_purge_with(pool, old, purged, replacement).await,
         }
+    }
+
+    /// Starts tracking `r` (a recording not seen before; one already
+    /// tracked is left as it is).
+    pub async fn track_recording(&self, r: &RecordingRow) -> Result<()> {
+        let sql = "INSERT INTO retention_recordings \
+                   (path, session_id, sha256, age_from, grp, technician) \
+                   VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (path) DO NOTHING";
+        on_pool!(self, pool => sqlx::query(sql)
+            .bind(&r.path).bind(&r.session.as_bytes()[..]).bind(&r.sha256)
+            .bind(r.age_from_us).bind(&r.group).bind(&r.technician)
+            .execute(pool).await.map_err(db("tracking a recording"))?.rows_affected());
+        Ok(())
+    }
+
+    /// Every tracked recording not yet deleted (or, with `session`, that
+    /// session's, deleted ones too).
+    pub async fn recordings(&self, session: Option<Uuid>) -> Result<Vec<RecordingRow>> {
+        let columns = "path, session_id, sha256, age_from, grp, technician, archived_to, gone_at";
+        let rows: Vec<RecordingTuple> = match session {
+            None => {
+                let sql = format!("SELECT {columns} FROM retention_recordings WHERE gone_at IS NULL ORDER BY age_from, path");
+                on_pool!(self, pool => sqlx::query_as(&sql).fetch_all(pool).await.map_err(db("reading the tracked recordings"))?)
+            }
+            Some(id) => {
+                let sql = format!("SELECT {columns} FROM retention_recordings WHERE session_id = $1 ORDER BY path");
+                on_pool!(self, pool => sqlx::query_as(&sql).bind(&id.as_bytes()[..]).fetch_all(pool).await.map_err(db("reading a session's recordings"))?)
+            }
+        };
+        rows.into_iter()
+            .map(
+                |(
+                    path,
+                    session,
+                    sha256,
+                    age_from_us,
+                    group,
+                    technician,
+                    archived_to,
+                    gone_at_us,
+                )| {
+                    Ok(RecordingRow {
+                        session: Uuid::from_slice(&session).map_err(|_| Error::BadSetting {
+                            key: format!("retention_recordings.{path}"),
+                            reason: "a session id not 16 bytes".into(),
+                        })?,
+                        path,
+                        sha256,
+                        age_from_us,
+                        group,
+                        technician,
+                        archived_to,
+                        gone_at_us,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    /// The path of every recording ever tracked, deleted ones too.
+    pub async fn recordings_ever(&self) -> Result<Vec<String>> {
+        let sql = "SELECT path FROM retention_recordings";
+        Ok(on_pool!(self, pool => sqlx::query_scalar(sql)
+            .fetch_all(pool).await.map_err(db("reading the tracked recordings"))?))
+    }
+
+    /// Records that the recording at `path` now lives at `archived_to`.
+    pub async fn recording_archived(&self, path: &str, archived_to: &str) -> Result<()> {
+        let sql = "UPDATE retention_recordings SET archived_to = $1 WHERE path = $2";
+        on_pool!(self, pool => sqlx::query(sql).bind(archived_to).bind(path)
+            .execute(pool).await.map_err(db("recording where a recording went"))?.rows_affected());
+        Ok(())
+    }
+
+    /// Records that the recording at `path` was deleted.
+    pub async fn recording_gone(&self, path: &str, at_us: i64) -> Result<()> {
+        let sql =
+            "UPDATE retention_recordings SET gone_at = $1 WHERE path = $2 AND gone_at IS NULL";
+        on_pool!(self, pool => sqlx::query(sql).bind(at_us).bind(path)
+            .execute(pool).await.map_err(db("recording a recording's deletion"))?.rows_affected());
+        Ok(())
     }
 
     /// Places a hold; returns its id.

@@ -474,6 +474,37 @@ impl Webhooks {
             .fetch_all(pool).await.map_err(db("reading webhook attempts"))?))
     }
 
+    /// Finished messages (delivered or failed) created before `before_us`:
+    /// (id, session id, created at), oldest first.
+    pub async fn finished_before(
+        &self,
+        before_us: i64,
+    ) -> Result<Vec<(String, Option<String>, i64)>> {
+        let sql = "SELECT id, session_id, created_at FROM webhook_messages \
+                   WHERE created_at < $1 AND status IN ('delivered', 'failed') ORDER BY created_at";
+        Ok(on_pool!(self, pool => sqlx::query_as(sql)
+            .bind(before_us)
+            .fetch_all(pool).await.map_err(db("reading finished webhook messages"))?))
+    }
+
+    /// Deletes the messages `ids` with their delivery log, in one
+    /// transaction; returns how many messages went.
+    pub async fn delete_messages(&self, ids: &[String]) -> Result<u64> {
+        const DOING: &str = "deleting webhook messages";
+        Ok(on_pool!(self, pool => {
+            let mut tx = pool.begin().await.map_err(db(DOING))?;
+            let mut n = 0;
+            for id in ids {
+                sqlx::query("DELETE FROM webhook_attempts WHERE message_id = $1")
+                    .bind(id).execute(&mut *tx).await.map_err(db(DOING))?;
+                n += sqlx::query("DELETE FROM webhook_messages WHERE id = $1")
+                    .bind(id).execute(&mut *tx).await.map_err(db(DOING))?.rows_affected();
+            }
+            tx.commit().await.map_err(db(DOING))?;
+            n
+        }))
+    }
+
     /// Makes the messages `filter` selects due again at `now_us`, keeping
     /// their ids and bodies (a replay); returns how many.
     pub async fn replay(&self, filter: &DeliveryFilter, now_us: i64) -> Result<u64> {

@@ -912,6 +912,14 @@ pub struct RetentionRun {
     /// Recordings moved to the archive, or deleted.
     #[serde(default)]
     pub recordings: Vec<RecordingMove>,
+    /// Webhook delivery log entries (messages with their attempts) created
+    /// before this time (RFC 3339) leave the live database; their outcomes
+    /// stay in the `webhook.delivery` events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_log_before: Option<String>,
+    /// How many of them (held ones stay).
+    #[serde(default)]
+    pub webhook_log_purged: u64,
 }
 
 /// Events a retention run found past their online and archive periods

@@ -176,17 +176,22 @@ pub async fn erase(
         .filter(|f| wanted(&f.event.kind) && !f.event.is_erased())
         .map(|f| f.event.seq)
         .collect();
-    let recordings: Vec<PathBuf> = if request.recording {
-        found
-            .iter()
-            .filter_map(|f| match f.event.decode() {
-                Ok(Some(EventKind::RecordingStopped(r))) => Some(PathBuf::from(r.path)),
-                _ => None,
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+    // Where the console wrote them, and (moved by retention) where they went.
+    let tracked = archive.recordings(Some(request.session)).await?;
+    let mut recordings: Vec<PathBuf> = Vec::new();
+    if request.recording {
+        let written = found.iter().filter_map(|f| match f.event.decode() {
+            Ok(Some(EventKind::RecordingStopped(r))) => Some(r.path),
+            _ => None,
+        });
+        let moved = tracked.iter().filter_map(|r| r.archived_to.clone());
+        for path in written.chain(moved) {
+            let path = PathBuf::from(path);
+            if !recordings.contains(&path) {
+                recordings.push(path);
+            }
+        }
+    }
 
     // The record first: a crash after it leaves the bodies, and erasing
     // again finishes.
@@ -261,6 +266,13 @@ pub async fn erase(
             Ok(()) => done.recordings_deleted.push(path.display().to_string()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => return Err(EraseError::Recording { path, source }),
+        }
+    }
+    if request.recording {
+        for row in tracked.iter().filter(|r| r.gone_at_us.is_none()) {
+            archive
+                .recording_gone(&row.path, audit_db::time_us::now())
+                .await?;
         }
     }
     Ok(done)

@@ -11,7 +11,10 @@ pub mod bundle;
 pub mod erase;
 pub mod hold;
 pub mod policy;
+pub mod recordings;
 pub mod run;
+mod subject;
+mod webhook_log;
 
 pub use hold::Holds;
 pub use policy::{Period, Periods, Policy, RecordClass};

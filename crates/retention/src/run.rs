@@ -24,11 +24,13 @@ use audit_db::event::{ArchivedBundle, PurgedBundle, PurgedOnline, RetentionRun};
 use audit_db::{Accounts, Actor, AuditLog, EventKind, Filter, NewEvent, Source, StoredEvent};
 use futures::TryStreamExt;
 use serde::Serialize;
-use uuid::Uuid;
 
 use crate::bundle::{self, BundleError, Manifest, Subject, Writer};
 use crate::hold::{Holds, Record};
-use crate::policy::{Period, Policy, PolicyError, RecordClass};
+use crate::policy::{Policy, PolicyError, RecordClass};
+use crate::recordings;
+use crate::subject::People;
+use crate::webhook_log;
 
 /// Events per bundle: a bundle's leaves stay in memory while it is written
 /// (32 bytes each) and its events when it is partly purged.
@@ -45,6 +47,9 @@ pub struct Options {
     pub archive_dir: PathBuf,
     /// Events per bundle at most.
     pub bundle_events: usize,
+    /// Record a run that found nothing to do (a person's run is always
+    /// recorded; the gateway's daily one only when it moved something).
+    pub record_idle: bool,
 }
 
 /// What a run did (or, dry, would do).
@@ -210,9 +215,56 @@ impl Runner<'_> {
         };
         let (written, purged_online) = ctx.archive(&accounts, &mut summary, progress).await?;
         let purges = ctx.purge(&archive, &mut summary, progress).await?;
+        let head = self.log.store().head().await?;
+        let mut people = People::load(&accounts).await?;
+        let tracked = recordings::learn(
+            self.log.store(),
+            &archive,
+            &mut people,
+            head.seq,
+            options.dry_run,
+        )
+        .await?;
+        let recording_moves = recordings::plan(
+            &tracked,
+            &policy,
+            &holds,
+            options.as_of_us,
+            dir,
+            options.dry_run,
+            &mut summary.held,
+        )?;
+        let webhook_cutoff = webhook_log::cutoff(&policy, options.as_of_us);
+        let webhook_due = webhook_log::due(self.log.store(), &holds, webhook_cutoff)
+            .await?
+            .len() as u64;
+        if webhook_due > 0 {
+            *summary
+                .purged
+                .entry(RecordClass::WebhookDeliveries)
+                .or_default() += webhook_due;
+        }
+        for m in &recording_moves {
+            let counts = if m.to.is_some() {
+                &mut summary.archived
+            } else {
+                &mut summary.purged
+            };
+            *counts.entry(RecordClass::Recordings).or_default() += 1;
+        }
         let Some(run) = run else {
             return Ok(summary);
         };
+        if written.is_empty()
+            && purges.is_empty()
+            && purged_online.is_none()
+            && recording_moves.is_empty()
+            && webhook_due == 0
+            && !options.record_idle
+        {
+            archive.finish_run(run.id, audit_db::time_us::now()).await?;
+            return Ok(summary);
+        }
         let record = RetentionRun {
             archived: summary.archived.values().sum(),
             purged: summary.purged.values().sum(),
@@ -224,7 +276,10 @@ impl Runner<'_> {
             bundles: written.iter().map(archived_bundle).collect(),
             purges: purges.iter().map(|p| p.record.clone()).collect(),
             purged_online,
-            recordings: Vec::new(),
+            recordings: recording_moves,
+            webhook_log_before: (webhook_due > 0)
+                .then(|| audit_db::time_us::format(webhook_cutoff)),
+            webhook_log_purged: webhook_due,
         };
         let mut event = NewEvent::now(
             self.actor.clone(),
@@ -233,7 +288,7 @@ impl Runner<'_> {
         );
         event.id = run.event_id;
         summary.event_seq = Some(self.log.append_one(event).await?.seq);
-        commit(&archive, dir, &record).await?;
+        commit(&archive, dir, &record, &holds).await?;
         archive.finish_run(run.id, audit_db::time_us::now()).await?;
         Ok(summary)
     }
@@ -254,7 +309,8 @@ impl Runner<'_> {
                 Err(e) => return Err(bad(e.to_string())),
             };
             tracing::info!(run = last.id, "finishing an interrupted retention run");
-            commit(archive, Path::new(&record.archive_dir), &record).await?;
+            let holds = Holds::in_force(archive.holds().await?);
+            commit(archive, Path::new(&record.archive_dir), &record, &holds).await?;
         }
         archive
             .finish_run(last.id, audit_db::time_us::now())
@@ -502,7 +558,12 @@ const SESSION_MARGIN_US: i64 = 2 * 86_400 * 1_000_000;
 
 /// Makes durable in the database what `record` says a run did, and
 /// deletes the files of the bundles it purged. Idempotent.
-async fn commit(archive: &Archive, dir: &Path, record: &RetentionRun) -> Result<(), RunError> {
+async fn commit(
+    archive: &Archive,
+    dir: &Path,
+    record: &RetentionRun,
+    holds: &Holds,
+) -> Result<(), RunError> {
     for b in &record.bundles {
         let (_, path) = bundle::paths(dir, &b.bundle);
         let manifest = bundle::read_manifest(&path)?;
@@ -534,6 +595,12 @@ async fn commit(archive: &Archive, dir: &Path, record: &RetentionRun) -> Result<
         remove_bundle(dir, &p.bundle)?;
     }
     bundle::sync_dir(dir)?;
+    recordings::commit(archive, &record.recordings).await?;
+    if let Some(before) = &record.webhook_log_before {
+        if let Ok(before_us) = audit_db::time_us::parse(before) {
+            webhook_log::commit(archive.store(), holds, before_us).await?;
+        }
+    }
     Ok(())
 }
 
@@ -669,110 +736,40 @@ fn check_bundles_are_ours(dir: &Path, origin: &str) -> Result<(), BundleError> {
     Ok(())
 }
 
-/// Who sessions and technicians belong to, learned as the log is read.
-struct People {
-    groups: HashMap<String, String>,
-    sessions: HashMap<Uuid, SessionInfo>,
-}
-
-#[derive(Clone)]
-struct SessionInfo {
-    created_at_us: i64,
-    technician: Option<String>,
-    group: Option<String>,
-}
-
-impl People {
-    async fn load(accounts: &Accounts) -> Result<Self, RunError> {
-        Ok(People {
-            groups: accounts
-                .technicians()
-                .await?
-                .into_iter()
-                .map(|t| (t.email.to_ascii_lowercase(), t.group))
-                .collect(),
-            sessions: HashMap::new(),
-        })
-    }
-
-    fn group_of(&self, technician: &str) -> Option<String> {
-        self.groups.get(&technician.to_ascii_lowercase()).cloned()
-    }
-
-    /// What retention needs to know of `event`.
-    async fn subject(
-        &mut self,
-        store: &audit_db::Store,
-        event: &StoredEvent,
-    ) -> Result<Subject, RunError> {
-        let class = RecordClass::of_event(&event.kind, event.session.is_some());
-        if let Some(session) = event.session {
-            if !self.sessions.contains_key(&session) {
-                let info = self.learn(store, session, event).await?;
-                self.sessions.insert(session, info);
-            }
-            let info = &self.sessions[&session];
-            return Ok(Subject {
-                class,
-                group: info.group.clone(),
-                technician: info.technician.clone(),
-                age_from_us: info.created_at_us,
-            });
+/// Runs retention now and every `every` after, as of the wall clock, until
+/// `stop` resolves (the gateway's daily run). A run that fails is logged
+/// and tried again at the next tick: the gateway keeps serving.
+pub async fn keep_running(
+    runner: Runner<'_>,
+    archive_dir: PathBuf,
+    every: std::time::Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = &mut stop => return,
         }
-        let technician = event.actor.strip_prefix("technician:").map(str::to_owned);
-        Ok(Subject {
-            class,
-            group: technician.as_deref().and_then(|t| self.group_of(t)),
-            technician,
-            age_from_us: event.occurred_at_us,
-        })
+        let options = Options {
+            as_of_us: audit_db::time_us::now(),
+            dry_run: false,
+            archive_dir: archive_dir.clone(),
+            bundle_events: BUNDLE_EVENTS,
+            record_idle: false,
+        };
+        // A run is not cut short by the stop: it is safe to kill, but one
+        // that finishes leaves less for the next.
+        match runner.run(&options, &()).await {
+            Ok(s) => tracing::info!(
+                archived = s.archived.values().sum::<u64>(),
+                purged = s.purged.values().sum::<u64>(),
+                held = s.held,
+                "retention run"
+            ),
+            Err(e) => tracing::warn!("retention run: {e}"),
+        }
     }
-
-    /// A session's creation, from its `session.created` event (the first of
-    /// its events, normally the one in hand).
-    async fn learn(
-        &self,
-        store: &audit_db::Store,
-        session: Uuid,
-        event: &StoredEvent,
-    ) -> Result<SessionInfo, RunError> {
-        let created = if event.kind == "session.created" {
-            Some(event.clone())
-        } else {
-            let filter = Filter {
-                session: Some(session),
-                kind: Some("session.created".into()),
-                ..Filter::default()
-            };
-            store.page(&filter, 0, 1).await?.into_iter().next()
-        };
-        let Some(created) = created else {
-            // Its creation was archived by an earlier run: this event counts
-            // from its own time, which is no earlier.
-            let technician = event.actor.strip_prefix("technician:").map(str::to_owned);
-            return Ok(SessionInfo {
-                created_at_us: event.occurred_at_us,
-                group: technician.as_deref().and_then(|t| self.group_of(t)),
-                technician,
-            });
-        };
-        let (technician, group) = match created.decode() {
-            Ok(Some(EventKind::SessionCreated(c))) => {
-                let group = c.group.clone().or_else(|| self.group_of(&c.technician));
-                (Some(c.technician), group)
-            }
-            _ => (None, None),
-        };
-        Ok(SessionInfo {
-            created_at_us: created.occurred_at_us,
-            technician,
-            group,
-        })
-    }
-}
-
-/// The shortest period any class is kept online, for callers that want
-/// to know how far back a run reads.
-pub fn reads_back(policy: &Policy) -> Period {
-    policy.shortest_online()
 }

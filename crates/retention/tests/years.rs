@@ -76,9 +76,14 @@ mod cases {
         key: LogKey,
         dir: tempfile::TempDir,
         fixtures: Vec<Fixture>,
+        /// Each session's recording file and day (policy: 2 + 2 years).
+        recordings: BTreeMap<Uuid, (std::path::PathBuf, OffsetDateTime)>,
+        _recording_dir: tempfile::TempDir,
         /// Each session's technician and day.
         sessions: BTreeMap<Uuid, (&'static str, OffsetDateTime)>,
         chat_of: BTreeMap<Uuid, String>,
+        /// The seqs of the webhook delivery events.
+        webhook_seqs: BTreeSet<i64>,
     }
 
     /// Sessions every 9 days from 2020 through 2023, alternately of ann
@@ -109,6 +114,9 @@ mod cases {
         let mut plan = Vec::new();
         let mut sessions = BTreeMap::new();
         let mut chat_of = BTreeMap::new();
+        let mut recordings = BTreeMap::new();
+        let mut webhooks = Vec::new();
+        let recording_dir = tempfile::tempdir().unwrap();
         let mut day = at(2020, 1, 3);
         let mut n = 0;
         while day < at(2024, 1, 1) {
@@ -149,17 +157,26 @@ mod cases {
                 Some(session),
             ));
             plan.push((Some(session), years, day));
+            let file = recording_dir.path().join(format!("session-{n:04}.vrec"));
+            let content = format!("a recording of session {session}");
+            std::fs::write(&file, &content).unwrap();
+            let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(content.as_bytes()));
+            recordings.insert(session, (file.clone(), day));
+            events.push(event("recording.stopped", serde_json::json!({"recording": "", "path": file, "size": content.len(), "sha256": sha}), t.clone(), day + time::Duration::minutes(90), Some(session)));
+            plan.push((Some(session), years, day));
             events.push(event("session.ended", serde_json::json!({"reason": "console_left", "duration_ms": 1000, "bytes_to_applet": 1, "bytes_to_console": 1}), t.clone(), day + time::Duration::hours(2), Some(session)));
             plan.push((Some(session), years, day));
             if n % 3 == 0 {
                 let when = day + time::Duration::hours(3);
                 events.push(event("webhook.delivery", serde_json::json!({"endpoint": "wh_1", "message": Uuid::new_v4(), "attempt": 1, "status": 200, "delivered": true, "error": null}), Actor::system("webhook"), when, None));
                 plan.push((None, (2, 2), when));
+                webhooks.push(events.len() - 1);
             }
             n += 1;
             day += time::Duration::days(9);
         }
         let receipts = log.append(events).await.unwrap();
+        let webhook_seqs = webhooks.iter().map(|&i| receipts[i].seq).collect();
         let fixtures = receipts
             .iter()
             .zip(plan)
@@ -177,6 +194,9 @@ mod cases {
             fixtures,
             sessions,
             chat_of,
+            recordings,
+            _recording_dir: recording_dir,
+            webhook_seqs,
         }
     }
 
@@ -196,6 +216,7 @@ mod cases {
                 dry_run: false,
                 archive_dir: self.dir.path().to_owned(),
                 bundle_events: 100,
+                record_idle: true,
             };
             self.runner().run(&options, &()).await.unwrap()
         }
@@ -265,6 +286,55 @@ mod cases {
         }
     }
 
+    impl World {
+        /// Where each recording should be at `as_of` (2 + 2 years from its
+        /// session's day), held ones kept, erased ones gone.
+        fn expected_recordings(
+            &self,
+            as_of: OffsetDateTime,
+            held: &BTreeSet<Uuid>,
+            erased: &BTreeSet<Uuid>,
+        ) -> BTreeMap<Uuid, Place> {
+            self.recordings
+                .iter()
+                .map(|(s, (_, day))| {
+                    let place = if erased.contains(s) {
+                        Place::Purged
+                    } else if plus_years(*day, 2) > as_of {
+                        Place::Online
+                    } else if plus_years(*day, 4) > as_of || held.contains(s) {
+                        Place::Archived
+                    } else {
+                        Place::Purged
+                    };
+                    (*s, place)
+                })
+                .collect()
+        }
+
+        /// Where each recording is: where it was written, in the archive, or gone.
+        fn actual_recordings(&self) -> BTreeMap<Uuid, Place> {
+            self.recordings
+                .iter()
+                .map(|(s, (path, _))| {
+                    let archived = self
+                        .dir
+                        .path()
+                        .join("recordings")
+                        .join(s.to_string())
+                        .join(path.file_name().unwrap());
+                    let place = match (path.exists(), archived.exists()) {
+                        (true, false) => Place::Online,
+                        (false, true) => Place::Archived,
+                        (false, false) => Place::Purged,
+                        (true, true) => panic!("recording of {s} is in both places"),
+                    };
+                    (*s, place)
+                })
+                .collect()
+        }
+    }
+
     fn counts(places: &BTreeMap<i64, Place>) -> BTreeMap<Place, usize> {
         let mut c = BTreeMap::new();
         for p in places.values() {
@@ -284,6 +354,9 @@ mod cases {
         };
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
+            if !path.is_file() {
+                continue;
+            }
             let bytes = std::fs::read(&path).unwrap();
             let plain = if path.extension().is_some_and(|e| e == "vbundle") {
                 zstd::decode_all(&bytes[..]).unwrap()
@@ -308,6 +381,7 @@ mod cases {
         let archive = Archive::new(w.log.store().clone());
         let mut checkpoints = Vec::new();
         let mut held = BTreeSet::new();
+        let mut erased = BTreeSet::new();
         // An ann session of early 2020 (purge date early 2024) is held.
         let pick = |tech: &str, from: OffsetDateTime| {
             *w.sessions
@@ -351,6 +425,11 @@ mod cases {
                 "as of {year}: {summary:?}"
             );
             assert_eq!(actual, expected, "as of {year}");
+            assert_eq!(
+                w.actual_recordings(),
+                w.expected_recordings(as_of, &held, &erased),
+                "recordings as of {year}"
+            );
             let report = w.log.verify(None).await.unwrap();
             assert_eq!(report.outcome, Ok(()), "verify after the {year} run");
             for c in &checkpoints {
@@ -402,6 +481,9 @@ mod cases {
                 .await
                 .unwrap();
                 assert_eq!(done.bodies, 1, "{done:?}");
+                assert_eq!(done.recordings_deleted.len(), 1, "{done:?}");
+                erased.insert(erased_session);
+                assert_eq!(w.actual_recordings()[&erased_session], Place::Purged);
                 assert!(
                     !files_hold(db, w.dir.path(), &text, true).await,
                     "the chat text is still in a file"
@@ -450,6 +532,7 @@ mod cases {
             dry_run: false,
             archive_dir: dir.to_owned(),
             bundle_events: 100,
+            record_idle: true,
         };
         let before = w.actual(db).await;
         let e = w
@@ -515,6 +598,128 @@ mod cases {
         w.log.close().await;
     }
 
+    /// A period hold keeps a record of every class past its purge date, by
+    /// each deletion path (events online and archived, recordings, the
+    /// webhook delivery log), and only those in its period. The match below
+    /// has no catch-all: a class added to `RecordClass` does not compile
+    /// here until its deletion path is shown to honour holds.
+    pub async fn every_class_is_held_by_every_deletion_path(db: &TestDb) {
+        let w = world(db).await;
+        let archive = Archive::new(w.log.store().clone());
+        // The webhook delivery log: a finished message every month.
+        let mut month = at(2020, 1, 15);
+        let mut messages = Vec::new();
+        while month < at(2024, 1, 1) {
+            let id = Uuid::new_v4().to_string();
+            db.exec(&format!(
+                "INSERT INTO webhook_messages (id, endpoint_id, event_seq, event_type, body, status, \
+                 attempts, next_attempt_at, created_at, finished_at) VALUES \
+                 ('{id}', 'wh_1', 0, 'session.ended', '{{}}', 'delivered', 1, 0, {t}, {t})",
+                t = us(month)
+            ))
+            .await;
+            db.exec(&format!(
+                "INSERT INTO webhook_attempts (message_id, attempt, at, http_status, latency_ms) \
+                 VALUES ('{id}', 1, {}, 200, 5)",
+                us(month)
+            ))
+            .await;
+            messages.push((id, month));
+            month = month
+                .replace_month(if month.month() == Month::December {
+                    Month::January
+                } else {
+                    month.month().next()
+                })
+                .unwrap();
+            if month.month() == Month::January {
+                month = month.replace_year(month.year() + 1).unwrap();
+            }
+        }
+        let (since, until) = (at(2020, 3, 1), at(2020, 5, 1));
+        archive
+            .add_hold(
+                &HoldScope::Period {
+                    since_us: us(since),
+                    until_us: us(until),
+                },
+                "audit of spring 2020",
+                "admin:test",
+                0,
+            )
+            .await
+            .unwrap();
+        let held = |t: OffsetDateTime| (since..until).contains(&t);
+        w.run(at(2030, 1, 1)).await;
+        let places = w.actual(db).await;
+        let left: BTreeSet<String> = db
+            .query_i64s("SELECT created_at FROM webhook_messages")
+            .await
+            .into_iter()
+            .map(|t| t.to_string())
+            .collect();
+        for class in RecordClass::ALL {
+            match class {
+                RecordClass::SessionEvents
+                | RecordClass::SecurityEvents
+                | RecordClass::WebhookDeliveries => {
+                    let of_class: Vec<&Fixture> = w
+                        .fixtures
+                        .iter()
+                        .filter(|f| {
+                            let kind = class_of_fixture(f, &w);
+                            kind == class
+                        })
+                        .collect();
+                    assert!(
+                        of_class.iter().any(|f| held(f.from)),
+                        "no {class} fixture in the held period"
+                    );
+                    for f in of_class {
+                        let want = if held(f.from) {
+                            Place::Archived
+                        } else {
+                            Place::Purged
+                        };
+                        assert_eq!(places[&f.seq], want, "{class} seq {} of {}", f.seq, f.from);
+                    }
+                    if class == RecordClass::WebhookDeliveries {
+                        for (_, t) in &messages {
+                            assert_eq!(
+                                left.contains(&us(*t).to_string()),
+                                held(*t),
+                                "webhook log entry of {t}"
+                            );
+                        }
+                    }
+                }
+                RecordClass::Recordings => {
+                    let actual = w.actual_recordings();
+                    for (s, (_, day)) in &w.recordings {
+                        let want = if held(*day) {
+                            Place::Archived
+                        } else {
+                            Place::Purged
+                        };
+                        assert_eq!(actual[s], want, "recording of {day}");
+                    }
+                }
+            }
+        }
+        w.log.close().await;
+    }
+
+    /// A fixture's class, from what this file made it as.
+    fn class_of_fixture(f: &Fixture, w: &World) -> RecordClass {
+        if f.session.is_some() {
+            RecordClass::SessionEvents
+        } else if w.webhook_seqs.contains(&f.seq) {
+            RecordClass::WebhookDeliveries
+        } else {
+            RecordClass::SecurityEvents
+        }
+    }
+
     fn first_seq(manifest: &str) -> i64 {
         let v: serde_json::Value = serde_json::from_str(manifest).unwrap();
         v["stretches"][0]["first"].as_i64().unwrap()
@@ -525,4 +730,5 @@ testkit::both_backends! {
     mod cases;
     four_years_of_runs_keep_exactly_what_policy_says,
     bad_input_is_refused_and_altered_bundles_are_named,
+    every_class_is_held_by_every_deletion_path,
 }

@@ -26,6 +26,19 @@ CREATE TABLE retention_runs (
     finished_at BIGINT
 );
 
+-- Session recordings retention knows of (from their recording.stopped
+-- events): where each was written, and where it went.
+CREATE TABLE retention_recordings (
+    path        TEXT    PRIMARY KEY,
+    session_id  BYTEA    NOT NULL,
+    sha256      TEXT    NOT NULL,
+    age_from    BIGINT NOT NULL,
+    grp         TEXT,
+    technician  TEXT,
+    archived_to TEXT,               -- its copy in the archive directory
+    gone_at     BIGINT                -- deleted (purged or erased)
+);
+
 CREATE TABLE retention_holds (
     id              BIGSERIAL PRIMARY KEY,
     session_id      BYTEA,

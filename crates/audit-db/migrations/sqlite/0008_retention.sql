@@ -36,6 +36,19 @@ CREATE TABLE retention_runs (
     finished_at INTEGER
 );
 
+-- Session recordings retention knows of (from their recording.stopped
+-- events): where each was written, and where it went.
+CREATE TABLE retention_recordings (
+    path        TEXT    PRIMARY KEY,
+    session_id  BLOB    NOT NULL,
+    sha256      TEXT    NOT NULL,
+    age_from    INTEGER NOT NULL,
+    grp         TEXT,
+    technician  TEXT,
+    archived_to TEXT,               -- its copy in the archive directory
+    gone_at     INTEGER                -- deleted (purged or erased)
+);
+
 -- Legal holds: what they cover is one session, one technician's sessions,
 -- or a time range; released holds are kept, with who and why.
 CREATE TABLE retention_holds (

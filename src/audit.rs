@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use audit_db::checkpoint::{self, Checkpoint, LogKey};
 use audit_db::proof::EventProof;
+use audit_db::query::EventSource;
 use audit_db::{Anchor, AuditLog, Filter};
 use reporter::events::Format;
 
@@ -276,7 +277,15 @@ pub async fn query(log: &AuditLog, args: QueryArgs) -> Result<ExitCode> {
     // Large writes: a listing is hundreds of bytes an event, and a system
     // call per 8 KiB shows in its speed.
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    reporter::events::write(log.query(filter), format, &mut out)
+    let events = match &args.archive {
+        Some(dir) => {
+            let archive = retention::archived::WithArchive::open(log.store().clone(), dir)
+                .with_context(|| format!("reading the archive in {}", dir.display()))?;
+            archive.events(filter)
+        }
+        None => Box::pin(log.query(filter)),
+    };
+    reporter::events::write(events, format, &mut out)
         .await
         .context("listing events")?;
     Ok(ExitCode::SUCCESS)

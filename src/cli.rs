@@ -390,6 +390,9 @@ pub struct QueryArgs {
     /// One JSON object per line instead of a table
     #[arg(long)]
     pub json: bool,
+    /// Read the archive bundles in DIR too, as if their events were online
+    #[arg(long, value_name = "DIR")]
+    pub archive: Option<PathBuf>,
 }
 
 /// `vigil gateway`.
@@ -673,6 +676,9 @@ pub struct ReportArgs {
     /// (a broken log makes no report)
     #[arg(long)]
     pub verify: bool,
+    /// Read the archive bundles in DIR too, as if their events were online
+    #[arg(long, value_name = "DIR")]
+    pub archive: Option<PathBuf>,
     #[command(flatten)]
     pub by: AsAdmin,
 }

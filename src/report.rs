@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use audit_db::event::ReportGenerated;
+use audit_db::query::EventSource;
 use audit_db::{AuditLog, EventKind, NewEvent};
 use futures::StreamExt;
 use reporter::bundle::{self, ChainPosition, Manifest};
@@ -153,9 +154,21 @@ pub async fn run(log: &AuditLog, args: ReportArgs) -> Result<ExitCode> {
         head,
         proof: &proof,
     };
+    let with_archive = match &args.archive {
+        Some(dir) => Some(
+            retention::archived::WithArchive::open(log.store().clone(), dir)
+                .with_context(|| format!("reading the archive in {}", dir.display()))?,
+        ),
+        None => None,
+    };
+    let source: &dyn EventSource = match &with_archive {
+        Some(a) => a,
+        None => log.store(),
+    };
     let (rows, sha256, format_name) = if let Some(path) = &args.bundle {
         let rows = make_bundle(
             log,
+            source,
             &args,
             &run_as(RowFormat::Csv),
             &run_as(RowFormat::Html),
@@ -175,7 +188,7 @@ pub async fn run(log: &AuditLog, args: ReportArgs) -> Result<ExitCode> {
             ReportFormat::Jsonl => (RowFormat::JsonLines, "jsonl"),
             ReportFormat::Html => (RowFormat::Html, "html"),
         };
-        let (rows, sha) = write_report(log, &run_as(format), args.output.as_deref()).await?;
+        let (rows, sha) = write_report(source, &run_as(format), args.output.as_deref()).await?;
         // The stamp: in the table and the HTML themselves; beside the
         // machine formats (on stderr), so that they stay pure data.
         let stamp = reports::stamp(&head, &proof);
@@ -223,7 +236,7 @@ fn kind_of(report: ReportType) -> Option<ReportKind> {
 
 /// Writes one report to stdout or `output`; rows and the output's SHA-256.
 async fn write_report(
-    log: &AuditLog,
+    source: &dyn EventSource,
     run: &Run<'_>,
     output: Option<&Path>,
 ) -> Result<(u64, String)> {
@@ -233,14 +246,14 @@ async fn write_report(
                 1 << 16,
                 std::io::stdout().lock(),
             ));
-            let written = reports::run(log.store(), run, &mut out, None).await?;
+            let written = reports::run(source, run, &mut out, None).await?;
             out.flush()?;
             Ok((written.rows, out.hex()))
         }
         Some(path) => {
             let (rows, sha) = write_whole(path, |file| async move {
                 let mut out = Hashing::new(std::io::BufWriter::with_capacity(1 << 16, file));
-                let rows = reports::run(log.store(), run, &mut out, None).await?.rows;
+                let rows = reports::run(source, run, &mut out, None).await?.rows;
                 out.flush()?;
                 Ok((rows, out.hex()))
             })
@@ -255,6 +268,7 @@ async fn write_report(
 /// manifest, zipped into `path`; returns its rows.
 async fn make_bundle(
     log: &AuditLog,
+    source: &dyn EventSource,
     args: &ReportArgs,
     csv: &Run<'_>,
     html: &Run<'_>,
@@ -262,9 +276,9 @@ async fn make_bundle(
 ) -> Result<u64> {
     let mut sources = Sources::default();
     let mut csv_bytes = Vec::new();
-    let written = reports::run(log.store(), csv, &mut csv_bytes, Some(&mut sources)).await?;
+    let written = reports::run(source, csv, &mut csv_bytes, Some(&mut sources)).await?;
     let mut html_bytes = Vec::new();
-    reports::run(log.store(), html, &mut html_bytes, None).await?;
+    reports::run(source, html, &mut html_bytes, None).await?;
     let mut events = Vec::new();
     for session in &sources.sessions {
         let filter = audit_db::Filter {
@@ -272,13 +286,33 @@ async fn make_bundle(
             until_seq: Some(csv.head.seq),
             ..audit_db::Filter::default()
         };
-        let mut stream = std::pin::pin!(log.query(filter));
+        let mut stream = source.events(filter);
         while let Some(e) = stream.next().await {
             events.push(e?);
         }
     }
+    let mut missing = std::collections::BTreeSet::new();
     for seq in &sources.events {
-        events.extend(log.store().range_page(*seq, *seq, 1).await?);
+        match log.store().range_page(*seq, *seq, 1).await?.pop() {
+            Some(e) => events.push(e),
+            None => {
+                missing.insert(*seq);
+            }
+        }
+    }
+    // Archived: one pass over the archive for all of them.
+    if let (Some(&first), Some(&last)) = (missing.first(), missing.last()) {
+        let filter = audit_db::Filter {
+            until_seq: Some(last),
+            ..audit_db::Filter::default()
+        };
+        let mut stream = source.events(filter);
+        while let Some(e) = stream.next().await {
+            let e = e?;
+            if e.seq >= first && missing.contains(&e.seq) {
+                events.push(e);
+            }
+        }
     }
     events.sort_by_key(|e| e.seq);
     events.dedup_by_key(|e| e.seq);

@@ -409,3 +409,89 @@ async fn the_gateway_runs_retention_on_its_own() {
     assert_eq!(r.code, 0, "{r:#?}");
     crate::helpers::assert_verifies(data);
 }
+
+/// `audit query --archive` and `report --archive` read archived events as
+/// if they were online: the same events, in the same order, as before the
+/// run moved them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_archive_reads_as_if_online() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let sessions = fixture(data, 30, 24 * 30).await;
+    let before = run_in(data, &["audit", "query", "--json"], "")
+        .ok()
+        .to_owned();
+    let chat_before = run_in(data, &["report", "chat", "--format", "csv"], "")
+        .ok()
+        .to_owned();
+    run_in(data, &["admin", "retention", "set", "--all", "1y+10y"], "").ok();
+    run_in(
+        data,
+        &[
+            "retention",
+            "run",
+            "--as-of",
+            "2023-01-01",
+            "--bundle-events",
+            "25",
+        ],
+        "",
+    )
+    .ok();
+    let archive = data.join("archive");
+    let archive = archive.to_str().unwrap();
+    // Without the archive, the old events are gone from listings.
+    let online = crate::helpers::json_lines(run_in(data, &["audit", "query", "--json"], "").ok());
+    let all = crate::helpers::json_lines(
+        run_in(
+            data,
+            &["audit", "query", "--json", "--archive", archive],
+            "",
+        )
+        .ok(),
+    );
+    let expected = crate::helpers::json_lines(&before);
+    assert!(
+        online.len() + 40 < expected.len(),
+        "{} online of {}",
+        online.len(),
+        expected.len()
+    );
+    // The log gained the run's events after those read before.
+    assert_eq!(&all[..expected.len()], &expected[..]);
+    assert!(all[expected.len()..]
+        .iter()
+        .all(|e| e["seq"].as_i64() > expected.last().unwrap()["seq"].as_i64()));
+    // Filters apply to archived events too.
+    let one = crate::helpers::json_lines(
+        run_in(
+            data,
+            &[
+                "audit",
+                "query",
+                "--json",
+                "--archive",
+                archive,
+                "--session",
+                &sessions[2].to_string(),
+            ],
+            "",
+        )
+        .ok(),
+    );
+    assert_eq!(one.len(), 3);
+    assert!(one.iter().all(|e| e["session"] == sessions[2].to_string()));
+    // A report over the archive has the rows it had before the run.
+    let chat = run_in(
+        data,
+        &["report", "chat", "--format", "csv", "--archive", archive],
+        "",
+    )
+    .ok()
+    .to_owned();
+    assert_eq!(chat, chat_before);
+    let chat_online = run_in(data, &["report", "chat", "--format", "csv"], "")
+        .ok()
+        .to_owned();
+    assert!(chat_online.lines().count() < chat.lines().count());
+}

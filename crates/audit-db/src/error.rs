@@ -5,6 +5,15 @@ use std::path::PathBuf;
 /// Everything that can go wrong opening, writing or reading the audit log.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// An archive bundle read beside the log could not be read.
+    #[error("archive bundle {}: {reason}", bundle.display())]
+    Archive {
+        /// The bundle's manifest.
+        bundle: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+
     /// The `--db` value is not a database URL Vigil understands.
     #[error("invalid database URL {url:?}: {reason}")]
     BadUrl {

@@ -58,6 +58,33 @@ pub fn stream(
     .try_flatten()
 }
 
+impl Filter {
+    /// Whether `e` is one of the events this filter selects (what the page
+    /// statement's `WHERE` says, for events read from elsewhere).
+    pub fn matches(&self, e: &StoredEvent) -> bool {
+        self.session.is_none_or(|s| e.session == Some(s))
+            && self.actor.as_ref().is_none_or(|a| *a == e.actor)
+            && self.kind.as_ref().is_none_or(|k| *k == e.kind)
+            && (self.kinds.is_empty() || self.kinds.contains(&e.kind))
+            && self.until_seq.is_none_or(|u| e.seq <= u)
+            && self.since_us.is_none_or(|t| e.occurred_at_us >= t)
+            && self.until_us.is_none_or(|t| e.occurred_at_us < t)
+    }
+}
+
+/// Where readers (listings, reports) get events from: the live log, or the
+/// live log with its archive.
+pub trait EventSource: Send + Sync {
+    /// Every event `filter` matches, in seq order.
+    fn events(&self, filter: Filter) -> futures::stream::BoxStream<'static, Result<StoredEvent>>;
+}
+
+impl EventSource for Store {
+    fn events(&self, filter: Filter) -> futures::stream::BoxStream<'static, Result<StoredEvent>> {
+        Box::pin(stream(self.clone(), filter))
+    }
+}
+
 /// Where read pages go: each is a page of events or the error that ended the read.
 pub(crate) type PageSender = tokio::sync::mpsc::Sender<Result<Vec<StoredEvent>>>;
 

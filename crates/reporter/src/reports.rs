@@ -8,7 +8,8 @@ use std::io::Write;
 use std::net::IpAddr;
 
 use audit_db::event::{EventKind, LoginFailed, Party};
-use audit_db::{Filter, Store, StoredEvent};
+use audit_db::query::EventSource;
+use audit_db::{Filter, StoredEvent};
 use futures::StreamExt;
 use uuid::Uuid;
 
@@ -243,10 +244,10 @@ pub struct Run<'a> {
     pub proof: &'a str,
 }
 
-/// Runs a report over the log in `store` into `out`; with `sources`,
+/// Runs a report over the events of `source` into `out`; with `sources`,
 /// notes what its rows came from.
 pub async fn run<W: Write>(
-    store: &Store,
+    source: &dyn EventSource,
     run: &Run<'_>,
     out: W,
     mut sources: Option<&mut Sources>,
@@ -266,7 +267,7 @@ pub async fn run<W: Write>(
         since_us: filter.since_us,
         ..Filter::default()
     };
-    let mut events = std::pin::pin!(audit_db::query::stream(store.clone(), query));
+    let mut events = source.events(query);
     let mut open: HashMap<Uuid, SessionStory> = HashMap::new();
     let mut totals = Totals::in_zone(run.zone);
     while let Some(e) = events.next().await {

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod archived;
 pub mod bundle;
 pub mod erase;
 pub mod hold;

@@ -112,6 +112,7 @@ fn dependencies_point_one_way() {
         "webhook",
         &["audit-event", "audit-db", "reporter", "recorder"],
     );
+    only("retention", &["audit-event", "audit-db"]);
     only("testkit", &[]);
     for krate in OURS.iter().filter(|k| **k != "vigil") {
         assert!(

@@ -260,7 +260,7 @@ impl Archive {
         bundle: Option<&BundleRow>,
         runs: &[(i64, i64)],
     ) -> Result<()> {
-        match self.store.pools() {
+        match self.store.write_pools() {
             Pools::Sqlite(pool) => commit_archive_with(pool, bundle, runs).await,
             Pools::Postgres(pool) => commit_archive_with(pool, bundle, runs).await,
         }

@@ -150,6 +150,16 @@ impl Store {
         }
     }
 
+    /// The pool for bulk changes to the log's tables besides appends: the
+    /// writer's on SQLite (its page cache, and one writer at a time), the
+    /// pool on PostgreSQL.
+    pub(crate) fn write_pools(&self) -> Pools<'_> {
+        match &self.0 {
+            Backend::Sqlite(s) => Pools::Sqlite(s.writer()),
+            Backend::Postgres(s) => Pools::Postgres(s.readers()),
+        }
+    }
+
     /// Closes every connection (SQLite checkpoints its WAL on the last close).
     pub async fn close(&self) {
         dispatch!(self, s => s.close().await)

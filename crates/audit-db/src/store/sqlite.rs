@@ -9,7 +9,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::{Connection, QueryBuilder, Sqlite};
+use sqlx::{ConnectOptions, Connection, QueryBuilder, Sqlite};
 use uuid::Uuid;
 
 use super::{check_schema_version, is_unique_violation, OpenMode, PackedPage, RANGE_SQL};
@@ -98,6 +98,9 @@ impl SqliteStore {
             .connect_with(
                 options
                     .clone()
+                    // Retention deletes a bundle's events (up to 250,000
+                    // rows) in one statement: seconds are expected.
+                    .log_slow_statements(log::LevelFilter::Warn, std::time::Duration::from_secs(60))
                     .journal_mode(SqliteJournalMode::Wal)
                     // Appends touch the table, four indexes and the tree; SQLite's default
                     // 2 MB page cache sends most of those page reads to the kernel.
@@ -156,6 +159,12 @@ impl SqliteStore {
     /// The reader pool, also used for the few non-audit writes (accounts).
     pub(crate) fn readers(&self) -> &SqlitePool {
         &self.readers
+    }
+
+    /// The writer's pool (one connection, a large page cache): for bulk
+    /// changes besides appends, which it serialises with them.
+    pub(crate) fn writer(&self) -> &SqlitePool {
+        &self.writer
     }
 
     pub(crate) async fn close(&self) {

@@ -864,7 +864,7 @@ pub enum WebhookCommand {
         #[arg(long, value_name = "T", value_parser = audit_db::time_us::parse)]
         since: Option<i64>,
         /// Made before T
-        #[arg(long, value_name = "T", value_parser = audit_db::time_us::parse, requires = "since")]
+        #[arg(long, value_name = "T", value_parser = audit_db::time_us::parse)]
         until: Option<i64>,
     },
 }
@@ -1004,7 +1004,7 @@ pub struct RetentionSettings {
     #[arg(long, value_name = "ONLINE+ARCHIVED", allow_hyphen_values = true)]
     pub webhook_deliveries: Option<String>,
     /// Drop the group's own policy: it follows the default again
-    #[arg(long, requires = "group", conflicts_with_all = ["preset", "all", "session_events", "recordings", "security_events", "webhook_deliveries"])]
+    #[arg(long, conflicts_with_all = ["preset", "all", "session_events", "recordings", "security_events", "webhook_deliveries"])]
     pub inherit: bool,
     #[command(flatten)]
     pub by: AsAdmin,
@@ -1022,10 +1022,10 @@ pub enum HoldCommand {
         #[arg(long, value_name = "EMAIL", conflicts_with = "since")]
         technician: Option<String>,
         /// Everything that happened from T (with --until)
-        #[arg(long, value_name = "T", value_parser = audit_db::time_us::parse, requires = "until")]
+        #[arg(long, value_name = "T", value_parser = audit_db::time_us::parse)]
         since: Option<i64>,
         /// ... until T
-        #[arg(long, value_name = "T", value_parser = audit_db::time_us::parse, requires = "since")]
+        #[arg(long, value_name = "T", value_parser = audit_db::time_us::parse)]
         until: Option<i64>,
         /// Why (e.g. the matter's reference)
         #[arg(long, value_name = "TEXT")]
@@ -1405,6 +1405,13 @@ mod tests {
             "LIST" => &["10.0.0.0/8", "any"],
             "FILE" => &["/dev/null"],
             "ROLE" => &["admin"],
+            "GUID" => &["6a0f2a5c-0000-4000-8000-000000000000"],
+            _ if arg.get_id() == "id" => &["3"],
+            "T" => &["2024-01-01"],
+            "ONLINE+ARCHIVED" => &["2y+2y"],
+            "DIR" => &["/tmp"],
+            "NAME" if arg.get_id() == "preset" => &["hipaa"],
+            "TEXT" if !arg.is_positional() => &["matter 7"],
             _ if arg.get_id() == "role" => &["admin"],
             _ => &["someone@example.com"],
         };

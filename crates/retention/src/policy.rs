@@ -359,10 +359,20 @@ impl Policy {
             .unwrap_or(&self.default)
     }
 
-    /// The shortest online period of any class in any group: nothing
-    /// younger than this can be due for the archive.
+    /// The shortest online period of any class of events (recordings are
+    /// files, found apart) in any group: no event younger than this can be
+    /// due for the archive.
     pub fn shortest_online(&self) -> Period {
-        self.all().map(|p| p.online).min().unwrap_or_default()
+        std::iter::once(&self.default)
+            .chain(self.groups.values())
+            .flat_map(|c| {
+                RecordClass::ALL
+                    .into_iter()
+                    .filter(|&class| class != RecordClass::Recordings)
+                    .map(|class| c.periods(class).online)
+            })
+            .min()
+            .unwrap_or_default()
     }
 
     /// The shortest total period of any class in any group.

@@ -53,13 +53,21 @@ impl People {
                 let info = self.learn(store, session, event).await?;
                 self.sessions.insert(session, info);
             }
-            let info = &self.sessions[&session];
-            return Ok(Subject {
-                class,
-                group: info.group.clone(),
-                technician: info.technician.clone(),
-                age_from_us: info.created_at_us,
-            });
+            let subject = {
+                let info = &self.sessions[&session];
+                Subject {
+                    class,
+                    group: info.group.clone(),
+                    technician: info.technician.clone(),
+                    age_from_us: info.created_at_us,
+                }
+            };
+            // Memory stays bounded by the sessions open at once: an event
+            // after the end (rare) finds the creation again in the log.
+            if event.kind == "session.ended" {
+                self.sessions.remove(&session);
+            }
+            return Ok(subject);
         }
         let technician = event.actor.strip_prefix("technician:").map(str::to_owned);
         Ok(Subject {

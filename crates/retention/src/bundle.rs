@@ -369,11 +369,11 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> BundleError + '_ {
     }
 }
 
-/// Writes what passes through it to `inner` and hashes it.
-struct Hashing<W> {
-    inner: W,
-    hash: Sha256,
-    bytes: u64,
+/// Writes (or reads) what passes through it to (from) `inner` and hashes it.
+pub(crate) struct Hashing<W> {
+    pub(crate) inner: W,
+    pub(crate) hash: Sha256,
+    pub(crate) bytes: u64,
 }
 
 impl<W: Write> Write for Hashing<W> {

@@ -4,7 +4,6 @@
 //! period (copied, fsynced and checked against the event's SHA-256 before
 //! the original goes) and is deleted once past its archive period.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use audit_db::archive::{Archive, RecordingRow};
@@ -13,7 +12,7 @@ use audit_db::{EventKind, Filter, Store};
 use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
 
-use crate::bundle::BundleError;
+use crate::bundle::{BundleError, Hashing};
 use crate::hold::{Holds, Record};
 use crate::policy::{Policy, RecordClass};
 use crate::run::RunError;
@@ -157,9 +156,10 @@ fn copy_checked(from: &Path, to: &Path, sha256: &str) -> Result<(), RunError> {
     let tmp = to.with_extension("vrec.tmp");
     let mut input = std::fs::File::open(from).map_err(io(from))?;
     let mut output = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    let mut hash = HashingWriter {
+    let mut hash = Hashing {
         inner: &mut output,
         hash: Sha256::new(),
+        bytes: 0,
     };
     std::io::copy(&mut input, &mut hash).map_err(io(&tmp))?;
     let found = hex::encode(hash.hash.finalize());
@@ -175,22 +175,6 @@ fn copy_checked(from: &Path, to: &Path, sha256: &str) -> Result<(), RunError> {
     std::fs::rename(&tmp, to).map_err(io(to))?;
     crate::bundle::sync_dir(dir)?;
     Ok(())
-}
-
-struct HashingWriter<'a> {
-    inner: &'a mut std::fs::File,
-    hash: Sha256,
-}
-
-impl Write for HashingWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 fn file_sha256(path: &Path) -> std::io::Result<String> {

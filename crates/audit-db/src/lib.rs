@@ -30,7 +30,7 @@ pub use accounts::Accounts;
 pub use chain::{Anchor, BreakKind, ChainBreak, Head};
 pub use error::{Error, Result};
 pub use event::{Actor, EventKind, NewEvent, Permission, Source};
-pub use log::{AuditLog, MAX_NAME, MAX_PAYLOAD};
+pub use log::{ranges, AuditLog, MAX_NAME, MAX_PAYLOAD};
 pub use query::Filter;
 pub use record::{Hash, Receipt, StoredEvent};
 pub use store::{DbUrl, OpenMode, Store};

@@ -180,7 +180,8 @@ impl AuditLog {
 }
 
 /// Sorted, distinct seqs as inclusive `[first, last]` ranges.
-fn ranges(seqs: &[i64]) -> Vec<[i64; 2]> {
+/// Sorted seqs as inclusive `[first, last]` ranges, as audit events name them.
+pub fn ranges(seqs: &[i64]) -> Vec<[i64; 2]> {
     let mut out: Vec<[i64; 2]> = Vec::new();
     for &seq in seqs {
         match out.last_mut() {

@@ -241,10 +241,9 @@ fn pass_archived(
     while walker.next_seq() <= until {
         let seq = walker.next_seq();
         let i = archived.partition_point(|&(_, last)| last < seq);
-        let Some(&(first, last)) = archived.get(i).filter(|&&(first, _)| first <= seq) else {
+        let Some(&(_, last)) = archived.get(i).filter(|&&(first, _)| first <= seq) else {
             return Ok(());
         };
-        debug_assert!(first <= seq);
         for seq in seq..=last.min(until) {
             let leaf = tree
                 .binary_search_by_key(&seq, |(s, _)| *s)

@@ -33,33 +33,15 @@ impl WithArchive {
     /// The live log of `store` with every bundle in `dir`, which must all
     /// be of one log.
     pub fn open(store: Store, dir: &Path) -> Result<Self, BundleError> {
-        let mut bundles = Vec::new();
-        let mut log: Option<String> = None;
-        for path in bundle::manifests_in(dir)? {
-            let m = bundle::read_manifest(&path)?;
-            match &log {
-                Some(l) if *l != m.log => {
-                    return Err(BundleError::OtherLog {
-                        path,
-                        found: m.log,
-                        expected: l.clone(),
-                    })
-                }
-                Some(_) => {}
-                None => log = Some(m.log.clone()),
-            }
-            bundles.push(Span {
+        let mut bundles: Vec<Span> = bundle::manifests_of_one_log(dir, None)?
+            .into_iter()
+            .map(|(manifest, m)| Span {
                 first: m.first_seq(),
-                manifest: path,
-            });
-        }
+                manifest,
+            })
+            .collect();
         bundles.sort_by_key(|b| b.first);
         Ok(Self { store, bundles })
-    }
-
-    /// Bundles found.
-    pub fn bundles(&self) -> usize {
-        self.bundles.len()
     }
 }
 

@@ -203,17 +203,19 @@ impl<'a> Line<'a> {
     }
 
     /// The canonical encoding of the event into `out`.
-    fn encode(&self, out: &mut Vec<u8>) -> Result<(), String> {
-        let salt: Option<Salt> = match &self.salt {
-            Some(text) => {
-                let mut salt = [0u8; encoding::SALT_LEN];
-                hex::decode_to_slice(text.as_bytes(), &mut salt).map_err(|_| {
-                    format!("its salt {text:?} is not {} hex bytes", encoding::SALT_LEN)
-                })?;
-                Some(salt)
-            }
-            None => None,
+    /// Its salt, decoded (`None` once erased).
+    fn salt(&self) -> Result<Option<Salt>, String> {
+        let Some(text) = &self.salt else {
+            return Ok(None);
         };
+        let mut salt = [0u8; encoding::SALT_LEN];
+        hex::decode_to_slice(text.as_bytes(), &mut salt)
+            .map_err(|_| format!("its salt {text:?} is not {} hex bytes", encoding::SALT_LEN))?;
+        Ok(Some(salt))
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), String> {
+        let salt = self.salt()?;
         let body = match (&self.payload, &salt, &self.digest) {
             (Some(payload), Some(salt), None) => BodyRef::Kept {
                 payload: payload.get(),
@@ -243,15 +245,11 @@ impl<'a> Line<'a> {
     }
 
     fn event(&self, prev_hash: Hash, hash: Hash) -> Result<StoredEvent, String> {
-        let body = match (&self.payload, &self.salt, &self.digest) {
-            (Some(payload), Some(salt), None) => {
-                let mut s = [0u8; encoding::SALT_LEN];
-                hex::decode_to_slice(salt.as_bytes(), &mut s).map_err(|e| e.to_string())?;
-                Body::Kept {
-                    payload: payload.get().to_owned(),
-                    salt: Some(s),
-                }
-            }
+        let body = match (&self.payload, self.salt()?, &self.digest) {
+            (Some(payload), Some(salt), None) => Body::Kept {
+                payload: payload.get().to_owned(),
+                salt: Some(salt),
+            },
             (None, None, Some(digest)) => Body::Erased { digest: *digest },
             _ => return Err("it has neither a payload with its salt nor a digest".into()),
         };
@@ -621,6 +619,25 @@ pub fn sync_dir(dir: &Path) -> Result<(), BundleError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
+/// Deletes `path` if it is there.
+pub(crate) fn remove_file(path: &Path) -> Result<(), BundleError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(BundleError::Io {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Deletes bundle `name`'s files from `dir`, where they are.
+pub(crate) fn remove(dir: &Path, name: &str) -> Result<(), BundleError> {
+    let (data, manifest) = paths(dir, name);
+    remove_file(&data)?;
+    remove_file(&manifest)
+}
+
 /// Reads a manifest.
 pub fn read_manifest(path: &Path) -> Result<Manifest, BundleError> {
     let text = std::fs::read(path).map_err(io(path))?;
@@ -871,11 +888,9 @@ pub fn verify(path: &Path, key: Option<&str>) -> Result<Verified, BundleError> {
 /// checked as [`verify`] checks them (without the signature and proof:
 /// call [`verify`] first where those matter).
 pub fn read_events(path: &Path) -> Result<(Manifest, Vec<(StoredEvent, Subject)>), BundleError> {
-    let path = manifest_path(path);
-    let manifest = read_manifest(&path)?;
-    let mut events = Vec::with_capacity(manifest.events.min(1 << 20) as usize);
-    walk(&path, &manifest, |line, prev, hash| {
-        events.push((line.event(prev, hash)?, line.subject()));
+    let mut events = Vec::new();
+    let manifest = for_each_event(path, |event, subject| {
+        events.push((event, subject));
         Ok(())
     })?;
     Ok((manifest, events))
@@ -893,6 +908,32 @@ pub fn for_each_event(
         each(line.event(prev, hash)?, line.subject())
     })?;
     Ok(manifest)
+}
+
+/// Every manifest in `dir` (sorted by name), read; all must be of log
+/// `log`, or (without one) of the same log as the first.
+pub fn manifests_of_one_log(
+    dir: &Path,
+    log: Option<&str>,
+) -> Result<Vec<(PathBuf, Manifest)>, BundleError> {
+    let mut expected = log.map(str::to_owned);
+    let mut found = Vec::new();
+    for path in manifests_in(dir)? {
+        let manifest = read_manifest(&path)?;
+        match &expected {
+            Some(log) if *log != manifest.log => {
+                return Err(BundleError::OtherLog {
+                    path,
+                    found: manifest.log,
+                    expected: log.clone(),
+                })
+            }
+            Some(_) => {}
+            None => expected = Some(manifest.log.clone()),
+        }
+        found.push((path, manifest));
+    }
+    Ok(found)
 }
 
 /// The manifests in `dir` (sorted by name).

@@ -239,23 +239,14 @@ pub async fn erase(
                 &name,
                 &[],
                 Some((
-                    &audit_db::archive::BundleRow {
-                        name: rewritten.name.clone(),
-                        sha256: rewritten.data.sha256.clone(),
-                        events: rewritten.events as i64,
-                        first_seq: rewritten.first_seq(),
-                        last_seq: rewritten.last_seq(),
-                        oldest_at_us: rewritten.oldest_at_us,
-                        run_id: manifest.run,
-                        purged: false,
-                    },
+                    &crate::run::row_of(&rewritten, manifest.run),
                     &rewritten.ranges(),
                 )),
             )
             .await?;
-        for old in [bundle::paths(archive_dir, &name).0, path] {
-            let _ = std::fs::remove_file(old);
-        }
+        // The old files hold the erased text: a failure to delete them is
+        // reported, not passed over.
+        bundle::remove(archive_dir, &name)?;
         bundle::sync_dir(archive_dir)?;
         done.bodies += hits as u64;
         done.bundles_rewritten.push(name);

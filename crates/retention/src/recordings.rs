@@ -12,7 +12,7 @@ use audit_db::{EventKind, Filter, Store};
 use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
 
-use crate::bundle::{BundleError, Hashing};
+use crate::bundle::{self, BundleError, Hashing};
 use crate::hold::{Holds, Record};
 use crate::policy::{Policy, RecordClass};
 use crate::run::RunError;
@@ -200,11 +200,11 @@ pub(crate) async fn commit(archive: &Archive, moves: &[RecordingMove]) -> Result
             // leaves the row, which finds the original again.
             Some(to) => {
                 archive.recording_archived(&row.path, to).await?;
-                remove(Path::new(&m.from))?;
+                bundle::remove_file(Path::new(&m.from))?;
             }
             // The file first, then the row says so, for the same reason.
             None => {
-                remove(Path::new(&m.from))?;
+                bundle::remove_file(Path::new(&m.from))?;
                 archive
                     .recording_gone(&row.path, audit_db::time_us::now())
                     .await?;
@@ -212,16 +212,4 @@ pub(crate) async fn commit(archive: &Archive, moves: &[RecordingMove]) -> Result
         }
     }
     Ok(())
-}
-
-/// Deletes `path` if it is there.
-pub(crate) fn remove(path: &Path) -> Result<(), RunError> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(RunError::Bundle(BundleError::Io {
-            path: path.to_owned(),
-            source,
-        })),
-    }
 }

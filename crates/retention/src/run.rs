@@ -173,7 +173,8 @@ impl Runner<'_> {
                 dir: options.archive_dir.clone(),
                 why: e.to_string(),
             })?;
-        check_bundles_are_ours(dir, self.key.origin())?;
+        // An archive directory holding another log's bundles is refused.
+        bundle::manifests_of_one_log(dir, Some(self.key.origin()))?;
         let _lock = lock(dir)?;
         let archive = Archive::new(self.log.store().clone());
         let mut summary = Summary::default();
@@ -213,10 +214,10 @@ impl Runner<'_> {
             holds: &holds,
             run_id,
         };
-        let (written, purged_online) = ctx.archive(&accounts, &mut summary, progress).await?;
+        let mut people = People::load(&accounts).await?;
+        let (written, purged_online) = ctx.archive(&mut people, &mut summary, progress).await?;
         let purges = ctx.purge(&archive, &mut summary, progress).await?;
         let head = self.log.store().head().await?;
-        let mut people = People::load(&accounts).await?;
         let tracked = recordings::learn(
             self.log.store(),
             &archive,
@@ -274,7 +275,7 @@ impl Runner<'_> {
             archive_dir: dir.display().to_string(),
             policy: serde_json::to_value(&policy).unwrap_or_default(),
             bundles: written.iter().map(archived_bundle).collect(),
-            purges: purges.iter().map(|p| p.record.clone()).collect(),
+            purges,
             purged_online,
             recordings: recording_moves,
             webhook_log_before: (webhook_due > 0)
@@ -327,18 +328,13 @@ struct Context<'a> {
     run_id: i64,
 }
 
-/// A purge decided: what its record says, and the bundle to delete.
-struct Purge {
-    record: PurgedBundle,
-}
-
 impl Context<'_> {
     /// Moves events past their online period into new bundles, and finds
     /// those past their archive period too (purged without archiving);
     /// returns the manifests written and what is to be purged.
     async fn archive(
         &self,
-        accounts: &Accounts,
+        people: &mut People,
         summary: &mut Summary,
         progress: &dyn Progress,
     ) -> Result<(Vec<Manifest>, Option<PurgedOnline>), RunError> {
@@ -353,7 +349,6 @@ impl Context<'_> {
             until_us: Some(bound.saturating_add(SESSION_MARGIN_US)),
             ..Filter::default()
         };
-        let mut people = People::load(accounts).await?;
         let mut events = std::pin::pin!(audit_db::query::stream(store.clone(), filter));
         let mut writer: Option<Writer> = None;
         let mut written = Vec::new();
@@ -410,7 +405,7 @@ impl Context<'_> {
         let purged = (!purged.is_empty()).then(|| PurgedOnline {
             events: purged.len() as u64,
             classes: purged_classes,
-            ranges: ranges(&purged),
+            ranges: audit_db::ranges(&purged),
         });
         Ok((written, purged))
     }
@@ -421,14 +416,14 @@ impl Context<'_> {
             .await?)
     }
 
-    fn bundle_name(&self, n: usize) -> String {
+    /// `DAY-runN`: what the names of this run's bundles start with.
+    fn name_stem(&self) -> String {
         let day = audit_db::time_us::format(self.options.as_of_us);
-        format!(
-            "{}-run{}-{:03}",
-            &day[..10.min(day.len())],
-            self.run_id,
-            n + 1
-        )
+        format!("{}-run{}", &day[..10.min(day.len())], self.run_id)
+    }
+
+    fn bundle_name(&self, n: usize) -> String {
+        format!("{}-{:03}", self.name_stem(), n + 1)
     }
 
     /// Decides, for every archived bundle old enough to hold anything due,
@@ -439,7 +434,7 @@ impl Context<'_> {
         archive: &Archive,
         summary: &mut Summary,
         progress: &dyn Progress,
-    ) -> Result<Vec<Purge>, RunError> {
+    ) -> Result<Vec<PurgedBundle>, RunError> {
         let as_of = self.options.as_of_us;
         let shortest = self.policy.shortest_total();
         let mut purges = Vec::new();
@@ -485,13 +480,7 @@ impl Context<'_> {
                 None
             } else {
                 replaced += 1;
-                let name = format!(
-                    "{}-kept{:03}",
-                    self.bundle_name(usize::MAX - 1)
-                        .rsplit_once('-')
-                        .map_or("", |(a, _)| a),
-                    replaced
-                );
+                let name = format!("{}-kept{replaced:03}", self.name_stem());
                 let mut writer = Writer::create(&self.options.archive_dir, &name)?;
                 let gone_set: std::collections::HashSet<i64> = gone.iter().copied().collect();
                 let mut failed = None;
@@ -509,15 +498,13 @@ impl Context<'_> {
                 summary.bundles_written.push(kept.name.clone());
                 Some(archived_bundle(&kept))
             };
-            purges.push(Purge {
-                record: PurgedBundle {
-                    bundle: row.name.clone(),
-                    sha256: row.sha256.clone(),
-                    events: gone.len() as u64,
-                    classes,
-                    ranges: ranges(&gone),
-                    kept_in,
-                },
+            purges.push(PurgedBundle {
+                bundle: row.name.clone(),
+                sha256: row.sha256.clone(),
+                events: gone.len() as u64,
+                classes,
+                ranges: audit_db::ranges(&gone),
+                kept_in,
             });
         }
         Ok(purges)
@@ -592,25 +579,13 @@ async fn commit(
                 kept.as_ref().map(|(row, r)| (row, r.as_slice())),
             )
             .await?;
-        remove_bundle(dir, &p.bundle)?;
+        bundle::remove(dir, &p.bundle)?;
     }
     bundle::sync_dir(dir)?;
     recordings::commit(archive, &record.recordings).await?;
     if let Some(before) = &record.webhook_log_before {
         if let Ok(before_us) = audit_db::time_us::parse(before) {
             webhook_log::commit(archive.store(), holds, before_us).await?;
-        }
-    }
-    Ok(())
-}
-
-fn remove_bundle(dir: &Path, name: &str) -> Result<(), BundleError> {
-    let (data, manifest) = bundle::paths(dir, name);
-    for path in [data, manifest] {
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(BundleError::Io { path, source }),
         }
     }
     Ok(())
@@ -644,13 +619,14 @@ async fn clean_up(dir: &Path, archive: &Archive) -> Result<(), RunError> {
         };
         if known.get(name).is_none_or(|&purged| purged) {
             tracing::info!(bundle = name, "removing a bundle no archive holds");
-            remove_bundle(dir, name)?;
+            bundle::remove(dir, name)?;
         }
     }
     Ok(())
 }
 
-fn row_of(m: &Manifest, run: i64) -> BundleRow {
+/// The database's row for the bundle `m` describes, written by run `run`.
+pub(crate) fn row_of(m: &Manifest, run: i64) -> BundleRow {
     BundleRow {
         name: m.name.clone(),
         sha256: m.data.sha256.clone(),
@@ -672,18 +648,6 @@ fn archived_bundle(m: &Manifest) -> ArchivedBundle {
         events: m.events,
         classes: m.classes.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
     }
-}
-
-/// Sorted seqs as inclusive ranges.
-fn ranges(seqs: &[i64]) -> Vec<[i64; 2]> {
-    let mut out: Vec<[i64; 2]> = Vec::new();
-    for &s in seqs {
-        match out.last_mut() {
-            Some(r) if r[1] + 1 == s => r[1] = s,
-            _ => out.push([s, s]),
-        }
-    }
-    out
 }
 
 /// Checks that `dir` is a directory this process can write to.
@@ -719,21 +683,6 @@ fn lock(dir: &Path) -> Result<std::fs::File, RunError> {
             why: e.to_string(),
         }),
     }
-}
-
-/// Refuses an archive directory holding another log's bundles.
-fn check_bundles_are_ours(dir: &Path, origin: &str) -> Result<(), BundleError> {
-    for path in bundle::manifests_in(dir)? {
-        let manifest = bundle::read_manifest(&path)?;
-        if manifest.log != origin {
-            return Err(BundleError::OtherLog {
-                path,
-                found: manifest.log,
-                expected: origin.to_owned(),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// Runs retention now and every `every` after, as of the wall clock, until

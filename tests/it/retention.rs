@@ -355,6 +355,8 @@ async fn bad_input_is_refused_in_one_line_and_changes_nothing() {
         let r = run_in(&data, &args, "");
         let line = r.error_line();
         assert!(line.contains(says), "{args:?}: {line}");
+        // Settled the same way after as before: what differs is a change.
+        crate::helpers::assert_verifies(&data);
         assert_same_files(&before, &snapshot(&data), &format!("{args:?}"));
         assert_same_files(&foreign_before, &snapshot(&foreign), &format!("{args:?}"));
     }

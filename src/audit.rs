@@ -66,6 +66,7 @@ pub async fn verify(log: &AuditLog, args: VerifyArgs) -> Result<ExitCode> {
             "intact": outcome.is_ok(),
             "events": report.events,
             "erased": report.erased,
+            "restored": report.restored,
             "head": { "seq": head.seq, "hash": head.hash.to_string() },
             "checkpoints": checked,
             "break": broken,
@@ -73,6 +74,12 @@ pub async fn verify(log: &AuditLog, args: VerifyArgs) -> Result<ExitCode> {
         writeln!(out, "{v}")?;
     } else {
         match &outcome {
+            Ok(()) if !report.restored.is_empty() => writeln!(
+                out,
+                "restored database intact: {} events of bundle(s) {}, each proven by its signed checkpoint",
+                report.events,
+                report.restored.join(", ")
+            )?,
             Ok(()) => {
                 write!(
                     out,

@@ -14,12 +14,12 @@ pub struct Cli {
     /// Data directory of the commands that keep data (gateway, demo, audit,
     /// admin, recording verify): development certificates, and the audit log
     /// DIR/audit.db unless --db names another database [default: ./vigil-data]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     pub data: Option<PathBuf>,
 
     /// Audit database of the same commands: sqlite://PATH or
     /// postgres://USER@HOST[:PORT]/DB [default: sqlite://./vigil-data/audit.db]
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", global = true)]
     pub db: Option<String>,
 
     /// Log more to stderr (-v: info, -vv: debug); RUST_LOG overrides
@@ -125,6 +125,19 @@ pub enum RetentionCommand {
         /// One JSON object per bundle
         #[arg(long)]
         json: bool,
+    },
+    /// Put archive bundles back into a separate, new database (--db) for an
+    /// investigation: queries and reports read it like a log; it takes no
+    /// new events, and `audit verify` checks it against the bundles' signed
+    /// checkpoints
+    Restore {
+        /// Bundles (manifest or data file), or directories of them
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The log's public key (as `vigil audit key` prints it), or a file
+        /// holding it [default: the key each manifest names]
+        #[arg(long, value_name = "PUBKEY")]
+        key: Option<String>,
     },
 }
 

@@ -65,6 +65,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
     let url = cli.db_url()?;
     let data_dir = cli.data_dir();
+    let cli_db = cli.db.clone();
     match cli.command {
         // A client: no database of its own.
         Command::Login(args) => login::run(args).await,
@@ -192,6 +193,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Retention(RetentionCommand::Verify { paths, key, json }) => {
             retention::verify(&paths, key.as_deref(), json)
+        }
+        Command::Retention(RetentionCommand::Restore { paths, key }) => {
+            if cli_db.is_none() {
+                anyhow::bail!(
+                    "name the database to restore into with --db URL: a new one, never the live log"
+                );
+            }
+            retention::restore(&url, &paths, key.as_deref()).await
         }
         Command::Retention(RetentionCommand::Run {
             dry_run,

@@ -6,10 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use audit_db::archive::{Archive, HoldScope};
-use audit_db::{Accounts, Actor, AuditLog};
+use audit_db::{Accounts, Actor, AuditLog, DbUrl, OpenMode, Store};
 use retention::admin::RetentionAdmin;
 use retention::bundle;
 use retention::policy::{ClassPolicy, Periods, Policy, RecordClass};
+use retention::restore;
 use retention::run::{Options, Progress, Runner};
 
 use crate::cli::{HoldCommand, RetentionAdminCommand, RetentionSettings};
@@ -96,24 +97,70 @@ pub async fn run(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `retention restore`: the bundles are checked before the database is
+/// touched; a new SQLite file is removed again if the restore fails.
+pub async fn restore(url: &DbUrl, paths: &[PathBuf], key: Option<&str>) -> Result<ExitCode> {
+    let key = key
+        .map(audit_db::checkpoint::public_key)
+        .transpose()
+        .context("--key")?;
+    let manifests = restore::manifests_of(paths)?;
+    let bundles = restore::check(&manifests, key.as_deref())?;
+    let new_file = match url {
+        DbUrl::Sqlite(path) => (!path.exists()).then(|| path.clone()),
+        DbUrl::Postgres(_) => None,
+    };
+    let outcome = async {
+        let store = Store::open(url, OpenMode::Create).await?;
+        let restored =
+            restore::restore(&store, &bundles, key.as_deref(), audit_db::time_us::now()).await;
+        let verified = match &restored {
+            Ok(_) => Some(audit_db::verify::verify(&store, None, &Default::default()).await),
+            Err(_) => None,
+        };
+        store.close().await;
+        anyhow::Ok((restored?, verified.transpose()?))
+    }
+    .await;
+    let (restored, verified) = match outcome {
+        Ok(done) => done,
+        Err(e) => {
+            if let Some(path) = new_file {
+                for end in ["", "-wal", "-shm"] {
+                    let mut file = path.clone().into_os_string();
+                    file.push(end);
+                    let _ = std::fs::remove_file(file);
+                }
+            }
+            return Err(e);
+        }
+    };
+    println!(
+        "restored {} events (seqs {}..{}) of log {} from {} bundle(s) into {url}",
+        restored.events,
+        restored.seqs.0,
+        restored.seqs.1,
+        restored.log,
+        restored.bundles.len()
+    );
+    match verified.map(|v| v.outcome) {
+        Some(Ok(())) => println!(
+            "verified: every event chains and is proven by its bundle's signed checkpoint; \
+             query and report on it with --db {url} (it takes no new events)"
+        ),
+        Some(Err(broken)) => bail!("the restored database does not verify: {broken}"),
+        None => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `retention verify`: every bundle named or in a directory named.
 pub fn verify(paths: &[PathBuf], key: Option<&str>, json: bool) -> Result<ExitCode> {
     let key = key
         .map(audit_db::checkpoint::public_key)
         .transpose()
         .context("--key")?;
-    let mut manifests = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            let found = bundle::manifests_in(path)?;
-            if found.is_empty() {
-                bail!("{} holds no archive bundles", path.display());
-            }
-            manifests.extend(found);
-        } else {
-            manifests.push(bundle::manifest_path(path));
-        }
-    }
+    let manifests = restore::manifests_of(paths)?;
     let started = std::time::Instant::now();
     let results = bundle::verify_all(&manifests, key.as_deref());
     let mut events = 0;

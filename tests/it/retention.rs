@@ -250,6 +250,15 @@ async fn bad_input_is_refused_in_one_line_and_changes_nothing() {
 
     let foreign_dir = foreign.to_str().unwrap().to_owned();
     let missing = root.path().join("missing").to_str().unwrap().to_owned();
+    // Restores: into a file that must not come to exist, or into the log.
+    let archive = data.join("archive").to_str().unwrap().to_owned();
+    let a_bundle = retention::bundle::manifests_in(&data.join("archive")).unwrap()[0]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let target = root.path().join("restored.db");
+    let target_url = format!("sqlite://{}", target.display());
+    let live_url = format!("sqlite://{}", data.join("audit.db").display());
     let file = not_a_dir.to_str().unwrap().to_owned();
     let held_id = held.to_string();
     let cases: Vec<(Vec<&str>, &str)> = vec![
@@ -345,6 +354,37 @@ async fn bad_input_is_refused_in_one_line_and_changes_nothing() {
             ],
             "no session",
         ),
+        (vec!["retention", "restore", &archive], "--db URL"),
+        (
+            vec!["retention", "restore", &archive, "--db", &live_url],
+            "restore into a new, empty database",
+        ),
+        (
+            vec![
+                "retention",
+                "restore",
+                &archive,
+                &a_bundle,
+                "--db",
+                &target_url,
+            ],
+            "both hold seq",
+        ),
+        (
+            vec![
+                "retention",
+                "restore",
+                &archive,
+                &foreign_dir,
+                "--db",
+                &target_url,
+            ],
+            "not of this log",
+        ),
+        (
+            vec!["retention", "restore", &missing, "--db", &target_url],
+            "no such file",
+        ),
     ];
     for (args, says) in cases {
         // A read settles SQLite's housekeeping (a WAL left by the command
@@ -359,7 +399,37 @@ async fn bad_input_is_refused_in_one_line_and_changes_nothing() {
         crate::helpers::assert_verifies(&data);
         assert_same_files(&before, &snapshot(&data), &format!("{args:?}"));
         assert_same_files(&foreign_before, &snapshot(&foreign), &format!("{args:?}"));
+        assert!(!target.exists(), "{args:?} made {}", target.display());
     }
+    // A bundle with a flipped byte is not restored, and named.
+    let flipped = root.path().join("flipped");
+    copy_dir(&data.join("archive"), &flipped);
+    let manifest = retention::bundle::read_manifest(
+        &flipped.join(std::path::Path::new(&a_bundle).file_name().unwrap()),
+    )
+    .unwrap();
+    let file = flipped.join(&manifest.data.file);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x20;
+    std::fs::write(&file, bytes).unwrap();
+    let r = run_in(
+        &data,
+        &[
+            "retention",
+            "restore",
+            flipped.to_str().unwrap(),
+            "--db",
+            &target_url,
+        ],
+        "",
+    );
+    let line = r.error_line();
+    assert!(
+        line.contains(&manifest.data.file) && line.contains("altered"),
+        "{line}"
+    );
+    assert!(!target.exists());
     // A bundle of another log, checked against this log's key: named, exit 1.
     let key = run_in(&data, &["audit", "key"], "").ok().trim().to_owned();
     let r = run_in(
@@ -499,4 +569,108 @@ async fn the_archive_reads_as_if_online() {
         .ok()
         .to_owned();
     assert!(chat_online.lines().count() < chat.lines().count());
+}
+
+/// The events `query --json` printed, by seq.
+fn by_seq(text: &str) -> std::collections::BTreeMap<i64, serde_json::Value> {
+    crate::helpers::json_lines(text)
+        .into_iter()
+        .map(|e| (e["seq"].as_i64().unwrap(), e))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archived_bundles_restore_into_a_database_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let sessions = fixture(data, 30, 24 * 30).await;
+    let before = by_seq(run_in(data, &["audit", "query", "--json"], "").ok());
+    run_in(data, &["admin", "retention", "set", "--all", "1y+10y"], "").ok();
+    run_in(
+        data,
+        &[
+            "retention",
+            "run",
+            "--as-of",
+            "2023-01-01",
+            "--bundle-events",
+            "25",
+        ],
+        "",
+    )
+    .ok();
+    let key = run_in(data, &["audit", "key"], "").ok().trim().to_owned();
+    let archive = data.join("archive");
+    let online = by_seq(run_in(data, &["audit", "query", "--json"], "").ok());
+    let archived: Vec<i64> = before
+        .keys()
+        .copied()
+        .filter(|s| !online.contains_key(s))
+        .collect();
+    assert!(archived.len() > 40, "{} archived", archived.len());
+
+    let mut targets = vec![testkit::TestDb::sqlite()];
+    targets.extend(testkit::TestDb::postgres().await);
+    for target in &targets {
+        let db = target.url.as_str();
+        let restored = run_in(
+            data,
+            &[
+                "retention",
+                "restore",
+                archive.to_str().unwrap(),
+                "--key",
+                &key,
+                "--db",
+                db,
+            ],
+            "",
+        );
+        assert!(
+            restored
+                .ok()
+                .contains(&format!("restored {} events", archived.len())),
+            "{restored:?}"
+        );
+        let verified = run_in(data, &["audit", "verify", "--db", db], "");
+        assert!(
+            verified.ok().starts_with("restored database intact"),
+            "{verified:?}"
+        );
+        // Every archived event, exactly as it was online, and nothing else.
+        let back = by_seq(run_in(data, &["audit", "query", "--json", "--db", db], "").ok());
+        assert_eq!(back.keys().copied().collect::<Vec<_>>(), archived);
+        for (seq, event) in &back {
+            assert_eq!(event, &before[seq], "seq {seq}");
+        }
+        // Reports read it; their runs are not recorded in it.
+        let report = run_in(
+            data,
+            &["report", "chat", "--format", "csv", "--verify", "--db", db],
+            "",
+        );
+        assert!(report
+            .ok()
+            .contains(&format!("chat-{}", sessions[0].simple())));
+        assert!(report.stderr.contains("not recorded"), "{report:?}");
+        // It takes no new events.
+        let note = run_in(data, &["admin", "note", "x", "--db", db], "");
+        assert!(note.error_line().contains("not a live log"), "{note:?}");
+        let again = run_in(data, &["audit", "query", "--json", "--db", db], "");
+        assert_eq!(by_seq(again.ok()), back);
+        // A row altered in it is found, by seq.
+        let seq = archived[archived.len() / 2];
+        target.allow_tampering().await;
+        target
+            .exec(&format!(
+                "UPDATE audit_events SET actor = 'technician:mallory@example.com' WHERE seq = {seq}"
+            ))
+            .await;
+        let broken = run_in(data, &["audit", "verify", "--db", db], "");
+        assert_eq!(broken.code, 1, "{broken:?}");
+        assert!(
+            broken.stdout.contains(&format!("seq {seq} was modified")),
+            "{broken:?}"
+        );
+    }
 }

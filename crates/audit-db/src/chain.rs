@@ -262,6 +262,16 @@ pub enum BreakKind {
         /// The last event's seq.
         last_seq: i64,
     },
+    /// In a restored database: a row in none of the restored bundles.
+    NotRestored,
+    /// In a restored database: a bundle's events do not give the root of
+    /// the checkpoint it was proven against.
+    NotProven {
+        /// The bundle.
+        bundle: String,
+        /// What failed.
+        why: String,
+    },
 }
 
 impl fmt::Display for ChainBreak {
@@ -301,6 +311,14 @@ impl fmt::Display for ChainBreak {
             BreakKind::TreeBeyondLog { last_seq } => write!(
                 f,
                 "the Merkle tree has hashes for seq {seq}, past the last event (seq {last_seq}): it was altered"
+            ),
+            BreakKind::NotRestored => write!(
+                f,
+                "seq {seq} is in none of the restored bundles: it was added after the restore"
+            ),
+            BreakKind::NotProven { bundle, why } => write!(
+                f,
+                "restored bundle {bundle} (from seq {seq}) is not proven by its signed checkpoint: {why}"
             ),
         }
     }

@@ -14,6 +14,25 @@ pub enum Error {
         reason: String,
     },
 
+    /// A restore was pointed at a database that already holds events.
+    #[error("the database holds {events} events: restore into a new, empty database, never into a live log")]
+    NotEmpty {
+        /// Events found in it.
+        events: i64,
+    },
+
+    /// The bundles being restored stopped before their end (their reader
+    /// failed); nothing was restored.
+    #[error("the restore stopped before the bundles' end; nothing was restored")]
+    RestoreCut,
+
+    /// The database holds restored archive bundles, not a live log.
+    #[error("this database holds archive bundles put back by `vigil retention restore`, not a live log: {what} is not possible in it")]
+    Restored {
+        /// What was refused.
+        what: &'static str,
+    },
+
     /// The `--db` value is not a database URL Vigil understands.
     #[error("invalid database URL {url:?}: {reason}")]
     BadUrl {

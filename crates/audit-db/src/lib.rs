@@ -18,6 +18,7 @@ pub mod merkle;
 pub mod proof;
 pub mod query;
 pub mod record;
+pub mod restored;
 pub mod store;
 pub mod verify;
 pub mod webhooks;

@@ -288,7 +288,12 @@ async fn commit(store: &Store, requests: Vec<Request>) -> Option<i64> {
             last
         }
         Err(e) => {
-            tracing::error!(error = %e, events = requests.iter().map(|r| r.events.len()).sum::<usize>(), "audit append failed");
+            // Refused by design, not failed: the caller reports it.
+            if matches!(e, Error::Restored { .. }) {
+                tracing::debug!(error = %e, "audit append refused");
+            } else {
+                tracing::error!(error = %e, events = requests.iter().map(|r| r.events.len()).sum::<usize>(), "audit append failed");
+            }
             let message = e.to_string();
             for r in requests {
                 let _ = r.ack.send(Err(Error::Append(message.clone())));

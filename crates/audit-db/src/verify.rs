@@ -14,7 +14,7 @@ use crate::record::Hash;
 use crate::store::Store;
 
 /// Rows fetched per round trip while verifying.
-const PAGE: i64 = 8_192;
+pub(crate) const PAGE: i64 = 8_192;
 /// Below this many events one stretch is quicker than coordinating several.
 const PARALLEL_FROM: i64 = 50_000;
 
@@ -30,6 +30,10 @@ pub struct VerifyReport {
     pub archived: u64,
     /// The chain head as recorded by the last append.
     pub head: Head,
+    /// In a database made by `vigil retention restore`, the bundles in it
+    /// (their events were checked against their signed checkpoints);
+    /// empty for a live log.
+    pub restored: Vec<String>,
     /// `Ok` when intact; otherwise the first break.
     pub outcome: Result<(), ChainBreak>,
 }
@@ -38,8 +42,8 @@ pub struct VerifyReport {
 /// draw a progress bar). Clones share the same counters.
 #[derive(Clone, Debug, Default)]
 pub struct Progress {
-    checked: Arc<AtomicU64>,
-    total: Arc<AtomicU64>,
+    pub(crate) checked: Arc<AtomicU64>,
+    pub(crate) total: Arc<AtomicU64>,
 }
 
 impl Progress {
@@ -78,6 +82,10 @@ pub async fn verify_in_stretches(
     stretches: usize,
     progress: &Progress,
 ) -> Result<VerifyReport> {
+    let restorations = crate::restored::restorations(store).await?;
+    if !restorations.is_empty() {
+        return crate::restored::verify(store, &restorations, progress).await;
+    }
     let head = store.head().await?;
     let max_seq = store.max_seq().await?;
     // A log that could not be converted from formats 1 and 2 has no tree
@@ -164,6 +172,7 @@ pub async fn verify_in_stretches(
         archived,
         head,
         outcome,
+        restored: Vec::new(),
     })
 }
 

@@ -57,18 +57,8 @@ pub struct Subject {
 }
 
 /// A stretch of consecutive seqs in a bundle, with the chain hash before
-/// its first event and of its last.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stretch {
-    /// The first seq.
-    pub first: i64,
-    /// The last seq (inclusive).
-    pub last: i64,
-    /// The chain hash of the event before `first`.
-    pub prev_hash: Hash,
-    /// The chain hash of `last`.
-    pub hash: Hash,
-}
+/// its first event and of its last (the same a restored database keeps).
+pub use audit_db::restored::Stretch;
 
 /// The data file as the manifest names it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

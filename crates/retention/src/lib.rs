@@ -13,6 +13,7 @@ pub mod erase;
 pub mod hold;
 pub mod policy;
 pub mod recordings;
+pub mod restore;
 pub mod run;
 mod subject;
 mod webhook_log;

@@ -51,7 +51,10 @@ pub(crate) enum Pools<'a> {
 /// SQL is written once with `$n` placeholders, which both backends accept.
 macro_rules! on_pool {
     ($self:ident, $pool:ident => $body:expr) => {
-        match $self.store.pools() {
+        crate::store::on_pool!(store $self.store, $pool => $body)
+    };
+    (store $store:expr, $pool:ident => $body:expr) => {
+        match $store.pools() {
             crate::store::Pools::Sqlite($pool) => $body,
             crate::store::Pools::Postgres($pool) => $body,
         }
@@ -79,7 +82,9 @@ impl Store {
             }
         };
         let store = Store(backend);
-        if mode == OpenMode::Create {
+        // A restored database has part of a log: a tree (or a conversion)
+        // over it would be of other leaves.
+        if mode == OpenMode::Create && !crate::restored::is_restored(&store).await? {
             store.complete_tree().await?;
         }
         Ok(store)
@@ -105,9 +110,17 @@ impl Store {
 
     /// The stored tree hashes at `indexes`.
     pub async fn tree_hashes(&self, indexes: &[u64]) -> Result<merkle::Stored> {
-        match self.pools() {
+        let found = match self.pools() {
             Pools::Sqlite(pool) => tree_hashes_with(pool, indexes).await,
             Pools::Postgres(pool) => tree_hashes_with(pool, indexes).await,
+        };
+        match found {
+            Err(Error::Tree(_)) if crate::restored::is_restored(self).await? => {
+                Err(Error::Restored {
+                    what: "a Merkle root, proof or checkpoint",
+                })
+            }
+            found => found,
         }
     }
 
@@ -255,9 +268,16 @@ impl Store {
         batch: &[&Pending],
         recorded_at_us: i64,
     ) -> Result<Vec<Receipt>> {
-        if let Some(done) = dispatch!(self, s => s.write_once(batch, recorded_at_us, false).await)?
-        {
-            return Ok(done);
+        match dispatch!(self, s => s.write_once(batch, recorded_at_us, false).await) {
+            Ok(Some(done)) => return Ok(done),
+            Ok(None) => {}
+            Err(e) if crate::restored::is_restored(self).await? => {
+                tracing::debug!("append refused: {e}");
+                return Err(Error::Restored {
+                    what: "appending an event",
+                });
+            }
+            Err(e) => return Err(e),
         }
         dispatch!(self, s => s.write_once(batch, recorded_at_us, true).await)?
             .ok_or_else(|| Error::Append("event id conflict persisted after lookup".into()))

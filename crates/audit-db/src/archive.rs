@@ -160,6 +160,19 @@ type BundleTuple = (String, String, i64, i64, i64, i64, i64, String);
 
 const BUNDLE_COLUMNS: &str = "name, sha256, events, first_seq, last_seq, oldest_at, run_id, state";
 
+/// Events leaving the live log: for `bundle`, or (`None`) purged straight.
+#[derive(Clone, Copy, Debug)]
+pub struct Departure<'a> {
+    /// The bundle they now live in.
+    pub bundle: Option<&'a BundleRow>,
+    /// Their seqs, as inclusive ranges in order.
+    pub runs: &'a [(i64, i64)],
+}
+
+/// Below this many departing rows a deletion is never worth rebuilding
+/// SQLite's indexes for.
+const BULK_FROM: i64 = 10_000;
+
 /// Retention's tables in one audit database.
 #[derive(Clone, Debug)]
 pub struct Archive {
@@ -250,19 +263,18 @@ impl Archive {
         Ok(())
     }
 
-    /// Records `bundle` (whose events are the seqs of `runs`, inclusive
-    /// ranges in order) as archived and deletes those events from the live
-    /// log, in one transaction; done again, it changes nothing. Without a
-    /// bundle the events are purged straight from the live log (they were
-    /// past their archive period too).
-    pub async fn commit_archive(
-        &self,
-        bundle: Option<&BundleRow>,
-        runs: &[(i64, i64)],
-    ) -> Result<()> {
+    /// Records each bundle of `departures` (whose events are the seqs of
+    /// its runs, inclusive ranges in order) as archived and deletes those
+    /// events from the live log, all in one transaction; done again, it
+    /// changes nothing. Without a bundle the events are purged straight
+    /// from the live log (they were past their archive period too).
+    pub async fn commit_archive(&self, departures: &[Departure<'_>]) -> Result<()> {
+        if departures.is_empty() {
+            return Ok(());
+        }
         match self.store.write_pools() {
-            Pools::Sqlite(pool) => commit_archive_with(pool, bundle, runs).await,
-            Pools::Postgres(pool) => commit_archive_with(pool, bundle, runs).await,
+            Pools::Sqlite(pool) => commit_archive_with(pool, departures).await,
+            Pools::Postgres(pool) => commit_archive_with(pool, departures).await,
         }
     }
 
@@ -409,8 +421,7 @@ impl Archive {
 
 async fn commit_archive_with<DB>(
     pool: &sqlx::Pool<DB>,
-    bundle: Option<&BundleRow>,
-    runs: &[(i64, i64)],
+    departures: &[Departure<'_>],
 ) -> Result<()>
 where
     DB: sqlx::Database,
@@ -419,6 +430,8 @@ where
     for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'r> (i64,): sqlx::FromRow<'r, DB::Row>,
+    for<'r> (String, String, String): sqlx::FromRow<'r, DB::Row>,
 {
     const DOING: &str = "moving events to an archive bundle";
     let sqlite = DB::NAME == "SQLite";
@@ -439,17 +452,30 @@ where
         )
         .await
         .map_err(db(DOING))?;
-        if let Some(bundle) = bundle {
-            insert_bundle::<DB>(&mut tx, bundle).await?;
+        let rebuild = if sqlite {
+            drop_for_bulk::<DB>(&mut tx, departures).await?
+        } else {
+            Vec::new()
+        };
+        for d in departures {
+            if let Some(bundle) = d.bundle {
+                insert_bundle::<DB>(&mut tx, bundle).await?;
+            }
+            insert_ranges::<DB>(&mut tx, d.runs, d.bundle.map(|b| b.name.as_str())).await?;
+            for &(first, last) in d.runs {
+                sqlx::query("DELETE FROM audit_events WHERE seq BETWEEN $1 AND $2")
+                    .bind(first)
+                    .bind(last)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db(DOING))?;
+            }
         }
-        insert_ranges::<DB>(&mut tx, runs, bundle.map(|b| b.name.as_str())).await?;
-        for &(first, last) in runs {
-            sqlx::query("DELETE FROM audit_events WHERE seq BETWEEN $1 AND $2")
-                .bind(first)
-                .bind(last)
+        for sql in &rebuild {
+            sqlx::query(sql)
                 .execute(&mut *tx)
                 .await
-                .map_err(db(DOING))?;
+                .map_err(db("rebuilding the log's indexes after archiving"))?;
         }
         tx.commit().await.map_err(db(DOING))
     }
@@ -470,6 +496,63 @@ where
         return Ok(());
     }
     done
+}
+
+/// On SQLite, where `departures` take most of the live log: drops the
+/// events' secondary indexes and the delete guard inside the transaction
+/// and returns their stored definitions, to be made again before it
+/// commits. Deleting ten million rows one index entry at a time (the
+/// session index is in random order) costs far more than building the
+/// indexes again over what stays; the guard's per-row check is redundant
+/// here, where every deletion is of a stretch recorded in this transaction.
+async fn drop_for_bulk<DB>(
+    conn: &mut DB::Connection,
+    departures: &[Departure<'_>],
+) -> Result<Vec<String>>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'r> (i64,): sqlx::FromRow<'r, DB::Row>,
+    for<'r> (String, String, String): sqlx::FromRow<'r, DB::Row>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+{
+    const DOING: &str = "preparing a bulk archive";
+    let leaving: i64 = departures
+        .iter()
+        .flat_map(|d| d.runs.iter())
+        .map(|(first, last)| last - first + 1)
+        .sum();
+    if leaving < BULK_FROM {
+        return Ok(Vec::new());
+    }
+    // Rows online: the head less what already left (no count of the table).
+    let (online,): (i64,) = sqlx::query_as(
+        "SELECT (SELECT seq FROM audit_head WHERE id = 1) - \
+         (SELECT COALESCE(SUM(last_seq - first_seq + 1), 0) FROM audit_archived)",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db(DOING))?;
+    if leaving * 2 < online {
+        return Ok(Vec::new());
+    }
+    let found: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT type, name, sql FROM sqlite_master WHERE tbl_name = 'audit_events' \
+         AND sql IS NOT NULL AND (type = 'index' OR name = 'audit_events_no_delete')",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db(DOING))?;
+    let mut rebuild = Vec::new();
+    for (kind, name, sql) in found {
+        let drop = if kind == "index" { "INDEX" } else { "TRIGGER" };
+        sqlx::query(&format!("DROP {drop} \"{name}\""))
+            .execute(&mut *conn)
+            .await
+            .map_err(db(DOING))?;
+        rebuild.push(sql);
+    }
+    Ok(rebuild)
 }
 
 async fn commit_purge_with<DB>(

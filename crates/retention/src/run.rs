@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use audit_db::archive::{Archive, BundleRow, RunRow};
+use audit_db::archive::{Archive, BundleRow, Departure, RunRow};
 use audit_db::checkpoint::LogKey;
 use audit_db::event::{ArchivedBundle, PurgedBundle, PurgedOnline, RetentionRun};
 use audit_db::{Accounts, Actor, AuditLog, EventKind, Filter, NewEvent, Source, StoredEvent};
@@ -551,17 +551,32 @@ async fn commit(
     record: &RetentionRun,
     holds: &Holds,
 ) -> Result<(), RunError> {
+    // Every bundle's events leave in one transaction.
+    let mut rows = Vec::new();
     for b in &record.bundles {
         let (_, path) = bundle::paths(dir, &b.bundle);
         let manifest = bundle::read_manifest(&path)?;
-        archive
-            .commit_archive(Some(&row_of(&manifest, record.run)), &manifest.ranges())
-            .await?;
+        rows.push((row_of(&manifest, record.run), manifest.ranges()));
     }
-    if let Some(p) = &record.purged_online {
-        let ranges: Vec<(i64, i64)> = p.ranges.iter().map(|r| (r[0], r[1])).collect();
-        archive.commit_archive(None, &ranges).await?;
+    let purged: Vec<(i64, i64)> = record
+        .purged_online
+        .iter()
+        .flat_map(|p| p.ranges.iter().map(|r| (r[0], r[1])))
+        .collect();
+    let mut departures: Vec<Departure<'_>> = rows
+        .iter()
+        .map(|(row, runs)| Departure {
+            bundle: Some(row),
+            runs,
+        })
+        .collect();
+    if !purged.is_empty() {
+        departures.push(Departure {
+            bundle: None,
+            runs: &purged,
+        });
     }
+    archive.commit_archive(&departures).await?;
     for p in &record.purges {
         let ranges: Vec<(i64, i64)> = p.ranges.iter().map(|r| (r[0], r[1])).collect();
         let kept = match &p.kept_in {

@@ -32,4 +32,5 @@ testkit::both_backends! {
     concurrent_login_attempts_never_check_more_than_the_threshold,
     settings_are_stored_as_json,
     archived_stretches_leave_the_log_verifiable,
+    a_bulk_archive_keeps_the_indexes_and_the_guard,
 }

@@ -60,6 +60,34 @@ pub struct Subject {
 /// its first event and of its last (the same a restored database keeps).
 pub use audit_db::restored::Stretch;
 
+/// The latest time the periods of a bundle's events of one class and group
+/// start.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Newest {
+    /// The class.
+    pub class: RecordClass,
+    /// The technician group (`None`: the default policy's).
+    pub group: Option<String>,
+    /// When (microseconds).
+    pub at_us: i64,
+}
+
+/// Counts an event of `class` and `group` whose periods start `at_us`
+/// into `list` (few entries: a scan, and no allocation but for a new one).
+fn note_newest(list: &mut Vec<Newest>, class: RecordClass, group: Option<&str>, at_us: i64) {
+    match list
+        .iter_mut()
+        .find(|n| n.class == class && n.group.as_deref() == group)
+    {
+        Some(n) => n.at_us = n.at_us.max(at_us),
+        None => list.push(Newest {
+            class,
+            group: group.map(str::to_owned),
+            at_us,
+        }),
+    }
+}
+
 /// The data file as the manifest names it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataFile {
@@ -95,6 +123,11 @@ pub struct Manifest {
     pub classes: BTreeMap<RecordClass, u64>,
     /// The earliest time any of its events' periods start (microseconds).
     pub oldest_at_us: i64,
+    /// The latest time any of its events' periods start, per class and
+    /// group: with no hold in force, a purge decides the whole bundle from
+    /// these without reading it (absent from older bundles).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub newest: Vec<Newest>,
     /// Its stretches of seqs, in order.
     pub stretches: Vec<Stretch>,
     /// SHA-256 of the events' leaf hashes, concatenated in seq order.
@@ -404,6 +437,7 @@ pub struct Writer {
     leaf_hashes: Vec<Hash>,
     classes: BTreeMap<RecordClass, u64>,
     oldest_at_us: i64,
+    newest: Vec<Newest>,
     line: Vec<u8>,
     scratch: Vec<u8>,
 }
@@ -429,6 +463,7 @@ impl Writer {
             leaf_hashes: Vec::new(),
             classes: BTreeMap::new(),
             oldest_at_us: i64::MAX,
+            newest: Vec::new(),
             line: Vec::with_capacity(1024),
             scratch: Vec::with_capacity(512),
         })
@@ -482,19 +517,26 @@ impl Writer {
         self.leaf_hashes.push(leaf);
         *self.classes.entry(subject.class).or_default() += 1;
         self.oldest_at_us = self.oldest_at_us.min(subject.age_from_us);
+        note_newest(
+            &mut self.newest,
+            subject.class,
+            subject.group.as_deref(),
+            subject.age_from_us,
+        );
         Ok(())
     }
 
     /// Finishes the bundle: the data file is completed, fsynced and given
     /// its name; the range proof is read from `store` against a checkpoint
     /// signed now with `key`; the manifest is written the same way; then
-    /// both are read back from the disk and verified.
-    pub async fn finish(
+    /// both are read back from the disk and verified on a blocking thread,
+    /// which the returned [`Checking`] waits for.
+    pub async fn finish_in_background(
         self,
         store: &Store,
         key: &LogKey,
         run: i64,
-    ) -> Result<Manifest, BundleError> {
+    ) -> Result<Checking, BundleError> {
         let Writer {
             dir,
             name,
@@ -505,6 +547,7 @@ impl Writer {
             leaf_hashes,
             classes,
             oldest_at_us,
+            newest,
             ..
         } = self;
         let sink = encoder.finish().map_err(io(&tmp))?;
@@ -562,6 +605,11 @@ impl Writer {
             events: leaf_hashes.len() as u64,
             classes,
             oldest_at_us,
+            newest: {
+                let mut newest = newest;
+                newest.sort();
+                newest
+            },
             stretches,
             leaves_sha256: hex::encode(leaves.finalize()),
             tree_size: size,
@@ -574,18 +622,134 @@ impl Writer {
         )?;
         sync_dir(&dir)?;
         // Read back from the disk, as a verifier would.
-        let read = tokio::task::spawn_blocking(move || verify(&manifest_path, Some(&manifest.key)))
+        Ok(Checking {
+            handle: tokio::task::spawn_blocking(move || {
+                verify(&manifest_path, Some(&manifest.key))
+            }),
+            path: data_path,
+        })
+    }
+
+    /// [`Writer::finish_in_background`], then waits for the check.
+    pub async fn finish(
+        self,
+        store: &Store,
+        key: &LogKey,
+        run: i64,
+    ) -> Result<Manifest, BundleError> {
+        self.finish_in_background(store, key, run)
+            .await?
+            .done()
             .await
-            .map_err(|e| BundleError::Corrupt {
-                path: data_path.clone(),
-                why: format!("verifying what was written: {e}"),
-            })??;
-        Ok(read.manifest)
     }
 
     /// Abandons the bundle, removing its temporary file.
     pub fn abandon(self) {
         let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
+/// A finished bundle being read back from the disk and verified.
+pub struct Checking {
+    handle: tokio::task::JoinHandle<Result<Verified, BundleError>>,
+    path: PathBuf,
+}
+
+impl Checking {
+    /// Waits for the check; the manifest as read back.
+    pub async fn done(self) -> Result<Manifest, BundleError> {
+        let read = self.handle.await.map_err(|e| BundleError::Corrupt {
+            path: self.path,
+            why: format!("verifying what was written: {e}"),
+        })??;
+        Ok(read.manifest)
+    }
+}
+
+/// Events a [`Background`] writer takes at a time.
+const BACKGROUND_BATCH: usize = 4_096;
+
+/// A [`Writer`] fed in batches on a blocking thread, so that encoding,
+/// hashing and compressing one batch overlaps the caller reading the next.
+pub struct Background {
+    state: Option<State>,
+    batch: Vec<(StoredEvent, Subject)>,
+    len: usize,
+}
+
+enum State {
+    Idle(Box<Writer>),
+    Busy(tokio::task::JoinHandle<(Writer, Result<(), BundleError>)>),
+}
+
+impl Background {
+    /// Feeds `writer`.
+    pub fn new(writer: Writer) -> Self {
+        Self {
+            state: Some(State::Idle(Box::new(writer))),
+            batch: Vec::with_capacity(BACKGROUND_BATCH),
+            len: 0,
+        }
+    }
+
+    /// Events taken so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing was taken.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Adds `event` (after every event added before it, by seq); an error
+    /// of an earlier batch may surface here.
+    pub async fn push(&mut self, event: StoredEvent, subject: Subject) -> Result<(), BundleError> {
+        self.batch.push((event, subject));
+        self.len += 1;
+        if self.batch.len() >= BACKGROUND_BATCH {
+            self.send().await?;
+        }
+        Ok(())
+    }
+
+    /// The writer, every event written to it.
+    pub async fn into_writer(mut self) -> Result<Writer, BundleError> {
+        self.send().await?;
+        self.wait().await
+    }
+
+    async fn send(&mut self) -> Result<(), BundleError> {
+        let mut writer = self.wait().await?;
+        let batch = std::mem::take(&mut self.batch);
+        self.state = Some(State::Busy(tokio::task::spawn_blocking(move || {
+            let written = batch.iter().try_for_each(|(e, s)| writer.push(e, s));
+            (writer, written)
+        })));
+        Ok(())
+    }
+
+    async fn wait(&mut self) -> Result<Writer, BundleError> {
+        match self.state.take() {
+            Some(State::Idle(writer)) => Ok(*writer),
+            Some(State::Busy(handle)) => {
+                let (writer, written) = handle.await.map_err(|e| BundleError::Corrupt {
+                    path: PathBuf::new(),
+                    why: format!("writing a bundle: {e}"),
+                })?;
+                match written {
+                    Ok(()) => Ok(writer),
+                    Err(e) => {
+                        writer.abandon();
+                        Err(e)
+                    }
+                }
+            }
+            None => Err(BundleError::Corrupt {
+                path: PathBuf::new(),
+                why: "a bundle writer failed before".into(),
+            }),
+        }
     }
 }
 
@@ -703,6 +867,7 @@ fn walk(
     let mut leaves = Vec::with_capacity(manifest.events.min(1 << 24) as usize);
     let mut leaves_hash = Sha256::new();
     let mut classes: BTreeMap<RecordClass, u64> = BTreeMap::new();
+    let mut newest = Vec::new();
     let mut stretches = manifest.stretches.iter();
     let mut current: Option<(Stretch, Hash)> = None;
     let mut expected = 0i64;
@@ -778,6 +943,9 @@ fn walk(
             leaves_hash.update(leaf.0);
             leaves.push(leaf);
             *classes.entry(line.class).or_default() += 1;
+            if !manifest.newest.is_empty() {
+                note_newest(&mut newest, line.class, line.group.as_deref(), line.age_from);
+            }
             expected += 1;
         }
     };
@@ -814,6 +982,14 @@ fn walk(
                 leaves.len(),
                 classes
             ),
+        });
+    }
+    // A purge trusts these without reading the events: they must be theirs.
+    newest.sort();
+    if !manifest.newest.is_empty() && newest != manifest.newest {
+        return Err(BundleError::Manifest {
+            path: path.to_owned(),
+            why: "its newest times per class and group are not its events'".into(),
         });
     }
     if hex::encode(leaves_hash.finalize()) != manifest.leaves_sha256 {

@@ -15,7 +15,7 @@
 //! A run that finds the last one unfinished first finishes it from its
 //! event (or, if the event never became durable, drops the files it left).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 use audit_db::archive::{Archive, BundleRow, Departure, RunRow};
@@ -25,7 +25,7 @@ use audit_db::{Accounts, Actor, AuditLog, EventKind, Filter, NewEvent, Source, S
 use futures::TryStreamExt;
 use serde::Serialize;
 
-use crate::bundle::{self, BundleError, Manifest, Subject, Writer};
+use crate::bundle::{self, Background, BundleError, Checking, Manifest, Subject, Writer};
 use crate::hold::{Holds, Record};
 use crate::policy::{Policy, PolicyError, RecordClass};
 use crate::recordings;
@@ -350,7 +350,9 @@ impl Context<'_> {
             ..Filter::default()
         };
         let mut events = std::pin::pin!(audit_db::query::stream(store.clone(), filter));
-        let mut writer: Option<Writer> = None;
+        let mut writer: Option<Background> = None;
+        // Bundles being read back; at most two at once, for memory.
+        let mut checking: VecDeque<Checking> = VecDeque::new();
         let mut written = Vec::new();
         let mut purged = Vec::new();
         let mut purged_classes = BTreeMap::new();
@@ -385,21 +387,29 @@ impl Context<'_> {
             }
             let w = match writer.as_mut() {
                 Some(w) => w,
-                None => writer.insert(Writer::create(
+                None => writer.insert(Background::new(Writer::create(
                     &self.options.archive_dir,
-                    &self.bundle_name(written.len()),
-                )?),
+                    &self.bundle_name(written.len() + checking.len()),
+                )?)),
             };
-            w.push(&event, &subject)?;
+            w.push(event, subject).await?;
             if w.len() >= self.options.bundle_events {
                 if let Some(full) = writer.take() {
-                    written.push(self.finish(full).await?);
+                    if checking.len() >= 2 {
+                        if let Some(oldest) = checking.pop_front() {
+                            written.push(oldest.done().await?);
+                        }
+                    }
+                    checking.push_back(self.finish_in_background(full).await?);
                 }
             }
         }
         progress.update("archiving", seen);
         if let Some(last) = writer.take() {
-            written.push(self.finish(last).await?);
+            checking.push_back(self.finish_in_background(last).await?);
+        }
+        for c in checking {
+            written.push(c.done().await?);
         }
         summary.bundles_written = written.iter().map(|m| m.name.clone()).collect();
         let purged = (!purged.is_empty()).then(|| PurgedOnline {
@@ -408,6 +418,14 @@ impl Context<'_> {
             ranges: audit_db::ranges(&purged),
         });
         Ok((written, purged))
+    }
+
+    async fn finish_in_background(&self, writer: Background) -> Result<Checking, RunError> {
+        Ok(writer
+            .into_writer()
+            .await?
+            .finish_in_background(self.runner.log.store(), self.runner.key, self.run_id)
+            .await?)
     }
 
     async fn finish(&self, writer: Writer) -> Result<Manifest, RunError> {
@@ -445,22 +463,32 @@ impl Context<'_> {
                 continue;
             }
             let (_, path) = bundle::paths(&self.options.archive_dir, &row.name);
-            // Read once to decide, so that a bundle with nothing due costs
-            // no write; a second time to copy what stays.
             let mut gone: Vec<i64> = Vec::new();
             let mut classes: BTreeMap<String, u64> = BTreeMap::new();
             let mut held = 0u64;
-            let manifest = bundle::for_each_event(&path, |event, subject| {
-                match self.fate(&event, &subject) {
-                    Fate::Purge => {
-                        gone.push(event.seq);
-                        *classes.entry(subject.class.to_string()).or_default() += 1;
-                    }
-                    Fate::Held => held += 1,
-                    Fate::Stay => {}
+            let manifest = bundle::read_manifest(&path)?;
+            let manifest = match self.all_due(&manifest) {
+                // Every event is past its archive period and nothing is held:
+                // the manifest says all that is needed (`verify` checks it).
+                true => {
+                    gone.extend(manifest.stretches.iter().flat_map(|s| s.first..=s.last));
+                    classes.extend(manifest.classes.iter().map(|(c, n)| (c.to_string(), *n)));
+                    manifest
                 }
-                Ok(())
-            })?;
+                // Read once to decide, so that a bundle with nothing due
+                // costs no write; a second time to copy what stays.
+                false => bundle::for_each_event(&path, |event, subject| {
+                    match self.fate(&event, &subject) {
+                        Fate::Purge => {
+                            gone.push(event.seq);
+                            *classes.entry(subject.class.to_string()).or_default() += 1;
+                        }
+                        Fate::Held => held += 1,
+                        Fate::Stay => {}
+                    }
+                    Ok(())
+                })?,
+            };
             done += manifest.events;
             progress.update("purging", done);
             summary.held += held;
@@ -508,6 +536,22 @@ impl Context<'_> {
             });
         }
         Ok(purges)
+    }
+
+    /// Whether every event of `manifest`'s bundle is to be purged now, as
+    /// its newest times say, with no hold in force (a hold may cover any
+    /// event: then each is decided on its own).
+    fn all_due(&self, manifest: &Manifest) -> bool {
+        self.holds.is_empty()
+            && !manifest.newest.is_empty()
+            && manifest.newest.iter().all(|n| {
+                self.policy
+                    .for_group(n.group.as_deref())
+                    .periods(n.class)
+                    .total()
+                    .after(n.at_us)
+                    <= self.options.as_of_us
+            })
     }
 
     /// What happens to an archived event now.

@@ -591,7 +591,15 @@ mod cases {
             e.to_string().contains(&format!("{name}.manifest.json")),
             "{e}"
         );
-        std::fs::write(&manifest, text).unwrap();
+        std::fs::write(&manifest, &text).unwrap();
+        // Newest times moved back (a purge trusts them without reading).
+        let mut m: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let at = m["newest"][0]["at_us"].as_i64().expect("newest times");
+        m["newest"][0]["at_us"] = (at - 1).into();
+        std::fs::write(&manifest, m.to_string()).unwrap();
+        let e = bundle::verify(&manifest, None).unwrap_err();
+        assert!(e.to_string().contains("newest times"), "{e}");
+        std::fs::write(&manifest, &text).unwrap();
         // Another key than the log's.
         let e = bundle::verify(&manifest, Some(other.public())).unwrap_err();
         assert!(e.to_string().contains("not signed by"), "{e}");

@@ -419,10 +419,7 @@ impl Archive {
     }
 }
 
-async fn commit_archive_with<DB>(
-    pool: &sqlx::Pool<DB>,
-    departures: &[Departure<'_>],
-) -> Result<()>
+async fn commit_archive_with<DB>(pool: &sqlx::Pool<DB>, departures: &[Departure<'_>]) -> Result<()>
 where
     DB: sqlx::Database,
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,

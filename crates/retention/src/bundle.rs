@@ -944,7 +944,12 @@ fn walk(
             leaves.push(leaf);
             *classes.entry(line.class).or_default() += 1;
             if !manifest.newest.is_empty() {
-                note_newest(&mut newest, line.class, line.group.as_deref(), line.age_from);
+                note_newest(
+                    &mut newest,
+                    line.class,
+                    line.group.as_deref(),
+                    line.age_from,
+                );
             }
             expected += 1;
         }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use audit_db::DbUrl;
-use clap::{ArgAction, Args, Parser, Subcommand};
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use uuid::Uuid;
 
 /// Vigil: accountable remote support. Every session authenticated, end-to-end
@@ -28,9 +28,83 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
+
+    /// The command's words, e.g. `retention verify`.
+    #[arg(skip)]
+    pub path: String,
 }
 
+/// Commands that keep no data of their own (clients of the gateway, tools on
+/// files): `--data` and `--db` would mean nothing to them, so their help
+/// leaves those out and they refuse them.
+const KEEPS_NO_DATA: &[&str] = &[
+    "login",
+    "console",
+    "applet",
+    "convert",
+    "recording encode",
+    "recording info",
+    "recording frame",
+    "recording repair",
+    "retention verify",
+    "audit verify-proof",
+    "webhook receive",
+];
+
 impl Cli {
+    /// The command line of this process, or the exit clap makes on `--help`
+    /// and on what it cannot parse.
+    pub fn from_env() -> Cli {
+        Self::from_argv(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// Parses a command line.
+    pub fn from_argv<I, T>(argv: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Self::command_line().try_get_matches_from(argv)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        let mut words = Vec::new();
+        let mut at = &matches;
+        while let Some((word, sub)) = at.subcommand() {
+            words.push(word);
+            at = sub;
+        }
+        cli.path = words.join(" ");
+        Ok(cli)
+    }
+
+    /// The clap command, with `--data` and `--db` hidden where they mean
+    /// nothing. Clap shows a global option on every subcommand unless the
+    /// subcommand has its own of that id; a hidden copy is that (still
+    /// global, so a value given there still reaches [`Cli`] to be refused).
+    fn command_line() -> clap::Command {
+        fn hide(command: clap::Command, words: &[&str], hidden: &[clap::Arg]) -> clap::Command {
+            match words {
+                [] => command.args(hidden),
+                [first, rest @ ..] => command.mut_subcommand(*first, |c| hide(c, rest, hidden)),
+            }
+        }
+        let command = Cli::command();
+        let hidden: Vec<clap::Arg> = command
+            .get_arguments()
+            .filter(|a| ["data", "db"].contains(&a.get_id().as_str()))
+            .map(|a| a.clone().hide(true))
+            .collect();
+        KEEPS_NO_DATA.iter().fold(command, |command, path| {
+            hide(command, &path.split(' ').collect::<Vec<_>>(), &hidden)
+        })
+    }
+
+    /// The command's words if it keeps no data of its own.
+    pub fn keeps_no_data(&self) -> Option<&str> {
+        KEEPS_NO_DATA
+            .contains(&self.path.as_str())
+            .then_some(self.path.as_str())
+    }
+
     /// The audit database the command works on. Parsed here rather than by
     /// clap so that a bad URL is reported in one line like every other error.
     pub fn db_url(&self) -> Result<DbUrl, audit_db::Error> {
@@ -163,32 +237,6 @@ impl ArchiveDirArgs {
                     .create(&dir)?;
                 Ok(dir)
             }
-        }
-    }
-}
-
-impl Command {
-    /// The command's name if it keeps no data of its own (a client of the
-    /// gateway, or a tool on recording files), so `--data` and `--db`
-    /// would mean nothing to it.
-    pub fn keeps_no_data(&self) -> Option<&'static str> {
-        match self {
-            Command::Login(_) => Some("login"),
-            Command::Console(_) => Some("console"),
-            Command::Applet(_) => Some("applet"),
-            Command::Convert(_) => Some("convert"),
-            Command::Recording(RecordingCommand::Verify { .. }) => None,
-            Command::Retention(RetentionCommand::Verify { .. }) => Some("retention verify"),
-            Command::Audit(AuditCommand::VerifyProof { .. }) => Some("audit verify-proof"),
-            Command::Recording(_) => Some("recording"),
-            Command::Webhook(WebhookCommand::Receive { .. }) => Some("webhook receive"),
-            Command::Gateway(_)
-            | Command::Demo
-            | Command::Audit(_)
-            | Command::Admin(_)
-            | Command::Webhook(_)
-            | Command::Retention(_)
-            | Command::Report(_) => None,
         }
     }
 }
@@ -1389,6 +1437,43 @@ pub fn format_clock(us: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_options_are_hidden_and_refused_where_they_mean_nothing() {
+        let help = |words: &str| {
+            let mut command = Cli::command_line();
+            command.build();
+            let mut at = &mut command;
+            for word in words.split(' ') {
+                at = at.find_subcommand_mut(word).unwrap();
+            }
+            at.render_long_help().to_string()
+        };
+        for path in KEEPS_NO_DATA {
+            assert!(!help(path).contains("--db"), "{path}");
+            let mut argv = vec!["vigil"];
+            argv.extend(path.split(' '));
+            argv.push("--help");
+            let Err(e) = Cli::from_argv(&argv) else {
+                panic!("{path}: --help parsed");
+            };
+            assert!(!e.to_string().contains("--data"), "{path}");
+        }
+        for path in [
+            "gateway",
+            "retention restore",
+            "recording verify",
+            "audit query",
+        ] {
+            assert!(help(path).contains("--db"), "{path}");
+        }
+        let cli =
+            Cli::from_argv(["vigil", "retention", "verify", "x", "--db", "sqlite://x"]).unwrap();
+        assert_eq!(cli.keeps_no_data(), Some("retention verify"));
+        let cli =
+            Cli::from_argv(["vigil", "retention", "restore", "x", "--db", "sqlite://x"]).unwrap();
+        assert_eq!(cli.keeps_no_data(), None);
+    }
 
     #[test]
     fn clock_times_parse_and_print() {

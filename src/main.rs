@@ -29,7 +29,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anyhow::{Context, Result};
 use audit_db::{AuditLog, OpenMode};
-use clap::Parser;
 use cli::{
     AdminCommand, AuditCommand, Cli, Command, RecordingCommand, RetentionCommand, WebhookCommand,
 };
@@ -38,7 +37,7 @@ use cli::{
 const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_env();
     logging::init(cli.verbose);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -56,7 +55,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
-    if let Some(client) = cli.command.keeps_no_data() {
+    if let Some(client) = cli.keeps_no_data() {
         if cli.data.is_some() || cli.db.is_some() {
             anyhow::bail!(
                 "--data and --db mean nothing to `vigil {client}`: it keeps no audit log"

@@ -499,20 +499,7 @@ async fn the_archive_reads_as_if_online() {
     let chat_before = run_in(data, &["report", "chat", "--format", "csv"], "")
         .ok()
         .to_owned();
-    run_in(data, &["admin", "retention", "set", "--all", "1y+10y"], "").ok();
-    run_in(
-        data,
-        &[
-            "retention",
-            "run",
-            "--as-of",
-            "2023-01-01",
-            "--bundle-events",
-            "25",
-        ],
-        "",
-    )
-    .ok();
+    archive_what_is_a_year_old(data);
     let archive = data.join("archive");
     let archive = archive.to_str().unwrap();
     // Without the archive, the old events are gone from listings.
@@ -571,6 +558,21 @@ async fn the_archive_reads_as_if_online() {
     assert!(chat_online.lines().count() < chat.lines().count());
 }
 
+/// Archives (into bundles of 25 events) what is a year old at 2023-01-01,
+/// kept ten years more.
+fn archive_what_is_a_year_old(data: &Path) {
+    run_in(data, &["admin", "retention", "set", "--all", "1y+10y"], "").ok();
+    let run = [
+        "retention",
+        "run",
+        "--as-of",
+        "2023-01-01",
+        "--bundle-events",
+        "25",
+    ];
+    run_in(data, &run, "").ok();
+}
+
 /// The events `query --json` printed, by seq.
 fn by_seq(text: &str) -> std::collections::BTreeMap<i64, serde_json::Value> {
     crate::helpers::json_lines(text)
@@ -585,20 +587,7 @@ async fn archived_bundles_restore_into_a_database_of_their_own() {
     let data = dir.path();
     let sessions = fixture(data, 30, 24 * 30).await;
     let before = by_seq(run_in(data, &["audit", "query", "--json"], "").ok());
-    run_in(data, &["admin", "retention", "set", "--all", "1y+10y"], "").ok();
-    run_in(
-        data,
-        &[
-            "retention",
-            "run",
-            "--as-of",
-            "2023-01-01",
-            "--bundle-events",
-            "25",
-        ],
-        "",
-    )
-    .ok();
+    archive_what_is_a_year_old(data);
     let key = run_in(data, &["audit", "key"], "").ok().trim().to_owned();
     let archive = data.join("archive");
     let online = by_seq(run_in(data, &["audit", "query", "--json"], "").ok());

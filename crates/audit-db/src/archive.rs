@@ -169,6 +169,10 @@ pub struct Departure<'a> {
     pub runs: &'a [(i64, i64)],
 }
 
+/// SQLite's page cache while events leave, in KiB (negative, as
+/// `PRAGMA cache_size` takes it).
+const ARCHIVE_CACHE_KIB: i64 = -16_384;
+
 /// Below this many departing rows a deletion is never worth rebuilding
 /// SQLite's indexes for.
 const BULK_FROM: i64 = 10_000;
@@ -436,11 +440,24 @@ where
     // SQLite: the deleted rows' bytes are overwritten, not left in free
     // pages, so that what is purged or erased from the archive later is
     // not still in the database file (PostgreSQL: see README, VACUUM FULL).
+    // SQLite: a smaller page cache while the events leave, whose deletes
+    // walk the table in order; the writer's usual 64 MiB would be most of
+    // a large run's memory.
+    let mut cache = None;
     if sqlite {
         sqlx::query("PRAGMA secure_delete = ON")
             .execute(&mut *conn)
             .await
             .map_err(db(DOING))?;
+        let (size,): (i64,) = sqlx::query_as("PRAGMA cache_size")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db(DOING))?;
+        sqlx::query(&format!("PRAGMA cache_size = {ARCHIVE_CACHE_KIB}"))
+            .execute(&mut *conn)
+            .await
+            .map_err(db(DOING))?;
+        cache = Some(size);
     }
     let done = async {
         let mut tx = sqlx::Connection::begin_with(
@@ -477,13 +494,18 @@ where
         tx.commit().await.map_err(db(DOING))
     }
     .await;
-    if sqlite {
+    if let Some(size) = cache {
         let off = sqlx::query("PRAGMA secure_delete = OFF")
+            .execute(&mut *conn)
+            .await
+            .map_err(db(DOING));
+        let restored = sqlx::query(&format!("PRAGMA cache_size = {size}"))
             .execute(&mut *conn)
             .await
             .map_err(db(DOING));
         done?;
         off?;
+        restored?;
         // The deleted rows' old pages leave the WAL too (a reader holding
         // them keeps them until the next checkpoint).
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -8,7 +8,8 @@
 //!
 //! Run: `cargo bench --bench retention` (needs `sqlite3` for the VACUUM).
 //! `-- --quick` uses 1,000,000 events; `-- --pg-events N` sets PostgreSQL's
-//! count (default: as SQLite's).
+//! count (default: as SQLite's). `--keep DIR` builds in DIR and leaves it;
+//! `--fill-only` stops once the SQLite log is built.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -53,6 +54,9 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .map(std::path::PathBuf::from);
     let archive_only = args.iter().any(|a| a == "--archive-only");
+    // `--fill-only`: only build the SQLite log (with `--keep`, to time runs
+    // on copies of it by hand).
+    let fill_only = args.iter().any(|a| a == "--fill-only");
     let mut lines = Vec::new();
     let temp = tempfile::tempdir().expect("a temporary directory");
     let root = keep.unwrap_or_else(|| temp.path().to_owned());
@@ -64,6 +68,9 @@ fn main() {
     runtime.block_on(fill(&url, events));
     checkpoint_sqlite(&file);
     let bytes_before = file_bytes(&file);
+    if fill_only {
+        return;
+    }
     println!(
         "SQLite, {events} events ({:.0} MiB):",
         bytes_before as f64 / 1048576.0

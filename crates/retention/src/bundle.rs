@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use audit_db::checkpoint::{self, Checkpoint, LogKey};
 use audit_db::encoding::{self, BodyRef, Fields, Salt};
@@ -43,14 +44,15 @@ const ZSTD_LEVEL: i32 = 3;
 /// are counted from and whose it is. Kept beside the event in the bundle
 /// (outside what the leaf covers), so that a purge years later decides as
 /// the archiving did, even after the session's other events are gone.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Names are shared (`Arc`): every event of a session has the same.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Subject {
     /// Its record class.
     pub class: RecordClass,
     /// The technician group whose policy applies (`None`: the default).
-    pub group: Option<String>,
+    pub group: Option<Arc<str>>,
     /// The technician whose session it is, or who acted.
-    pub technician: Option<String>,
+    pub technician: Option<Arc<str>>,
     /// When its periods start (microseconds): its session's creation, or
     /// its own time.
     pub age_from_us: i64,
@@ -296,8 +298,8 @@ impl<'a> Line<'a> {
     fn subject(&self) -> Subject {
         Subject {
             class: self.class,
-            group: self.group.as_deref().map(str::to_owned),
-            technician: self.technician.as_deref().map(str::to_owned),
+            group: self.group.as_deref().map(Arc::from),
+            technician: self.technician.as_deref().map(Arc::from),
             age_from_us: self.age_from,
         }
     }
@@ -434,7 +436,7 @@ pub struct Writer {
     encoder: zstd::Encoder<'static, Hashing<BufWriter<File>>>,
     stretches: Vec<Stretch>,
     leaves: Sha256,
-    leaf_hashes: Vec<Hash>,
+    events: usize,
     classes: BTreeMap<RecordClass, u64>,
     oldest_at_us: i64,
     newest: Vec<Newest>,
@@ -460,7 +462,7 @@ impl Writer {
             encoder,
             stretches: Vec::new(),
             leaves: Sha256::new(),
-            leaf_hashes: Vec::new(),
+            events: 0,
             classes: BTreeMap::new(),
             oldest_at_us: i64::MAX,
             newest: Vec::new(),
@@ -471,12 +473,12 @@ impl Writer {
 
     /// Events written so far.
     pub fn len(&self) -> usize {
-        self.leaf_hashes.len()
+        self.events
     }
 
     /// Whether nothing was written.
     pub fn is_empty(&self) -> bool {
-        self.leaf_hashes.is_empty()
+        self.events == 0
     }
 
     /// Adds `event` (after every event added before it, by seq).
@@ -514,7 +516,7 @@ impl Writer {
             }),
         }
         self.leaves.update(leaf.0);
-        self.leaf_hashes.push(leaf);
+        self.events += 1;
         *self.classes.entry(subject.class).or_default() += 1;
         self.oldest_at_us = self.oldest_at_us.min(subject.age_from_us);
         note_newest(
@@ -544,7 +546,7 @@ impl Writer {
             encoder,
             stretches,
             leaves,
-            leaf_hashes,
+            events,
             classes,
             oldest_at_us,
             newest,
@@ -577,16 +579,10 @@ impl Writer {
                 path: manifest_path.clone(),
                 why: e.to_string(),
             })?;
+        // Whether the leaves with this proof give the root the checkpoint
+        // signs is what the read-back below checks, before anything that
+        // depends on the bundle is done.
         let (_, note) = checkpoint::of_log_at(store, key, size).await?;
-        // A proof that does not give the root the checkpoint signs would make
-        // a bundle that never verifies: better to find out before writing it.
-        let root = merkle::range_root(size, &runs, &leaf_hashes, &range_proof);
-        if root.ok() != Some(store.root(size).await?) {
-            return Err(BundleError::NotProven {
-                path: manifest_path,
-                why: "the leaves of the events read do not give the log's root".into(),
-            });
-        }
         let manifest = Manifest {
             format: MANIFEST_FORMAT.to_owned(),
             name: name.clone(),
@@ -602,7 +598,7 @@ impl Writer {
                 bytes,
                 sha256,
             },
-            events: leaf_hashes.len() as u64,
+            events: events as u64,
             classes,
             oldest_at_us,
             newest: {
@@ -721,7 +717,7 @@ impl Background {
 
     async fn send(&mut self) -> Result<(), BundleError> {
         let mut writer = self.wait().await?;
-        let batch = std::mem::take(&mut self.batch);
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BACKGROUND_BATCH));
         self.state = Some(State::Busy(tokio::task::spawn_blocking(move || {
             let written = batch.iter().try_for_each(|(e, s)| writer.push(e, s));
             (writer, written)

@@ -132,7 +132,7 @@ pub async fn erase(
                 any = true;
                 found.push(Found {
                     event,
-                    technician: subject.technician,
+                    technician: subject.technician.as_deref().map(str::to_owned),
                 });
             }
             Ok(())

@@ -241,6 +241,57 @@ impl<'de> Deserialize<'de> for Period {
     }
 }
 
+/// Decides, for many start times, whether periods counted from them have
+/// run out at one moment: what `period.after(start) <= as_of` says, with
+/// the calendar arithmetic done only for starts near the edge (a run asks
+/// it of every event).
+#[derive(Clone, Debug)]
+pub struct Deadlines {
+    as_of_us: i64,
+    /// Each period the policy has, with `period.before(as_of)`.
+    edges: Vec<(Period, i64)>,
+}
+
+/// How far from `period.before(as_of)` a start can be and still have a
+/// different answer than its side says. Moving by whole months clamps to
+/// a month's last day and months differ by up to three days; a month of
+/// slack is far more than both together.
+const EDGE_SLACK_US: i64 = 31 * 86_400 * 1_000_000;
+
+/// 0001-01-01T00:00:00Z, the earliest start [`Period::after`] moves (it
+/// saturates before).
+const YEAR_ONE_US: i64 = -62_135_596_800_000_000;
+
+impl Deadlines {
+    /// For the periods of `policy`, at `as_of_us`.
+    pub fn new(policy: &Policy, as_of_us: i64) -> Self {
+        let mut edges: Vec<(Period, i64)> = Vec::new();
+        for periods in policy.all() {
+            for period in [periods.online, periods.total()] {
+                if !edges.iter().any(|(p, _)| *p == period) {
+                    edges.push((period, period.before(as_of_us)));
+                }
+            }
+        }
+        Deadlines { as_of_us, edges }
+    }
+
+    /// Whether `period` counted from `start_us` has run out.
+    pub fn passed(&self, period: Period, start_us: i64) -> bool {
+        if let Some(&(_, edge)) = self.edges.iter().find(|(p, _)| *p == period) {
+            // `after` never moves a time backwards, and moves nearer times
+            // to nearer times: far from the edge, the side decides.
+            if start_us >= YEAR_ONE_US && start_us < edge.saturating_sub(EDGE_SLACK_US) {
+                return true;
+            }
+            if start_us > edge.saturating_add(EDGE_SLACK_US) {
+                return false;
+            }
+        }
+        period.after(start_us) <= self.as_of_us
+    }
+}
+
 /// How long one class is kept: online, then in the archive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Periods {
@@ -380,7 +431,8 @@ impl Policy {
         self.all().map(|p| p.total()).min().unwrap_or_default()
     }
 
-    fn all(&self) -> impl Iterator<Item = Periods> + '_ {
+    /// Every class's periods in every group.
+    pub fn all(&self) -> impl Iterator<Item = Periods> + '_ {
         std::iter::once(&self.default)
             .chain(self.groups.values())
             .flat_map(|c| RecordClass::ALL.map(|class| c.periods(class)))
@@ -503,5 +555,42 @@ mod tests {
             "webhook-deliveries".parse::<RecordClass>().unwrap(),
             RecordClass::WebhookDeliveries
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn deadlines_decide_as_the_calendar_does(
+            months in 0u32..1_200,
+            days in 0u32..4_000,
+            archive_months in 0u32..120,
+            as_of in -2_000_000_000_000_000i64..8_000_000_000_000_000,
+            start in proptest::prop_oneof![
+                proptest::num::i64::ANY,
+                -70_000_000_000_000_000i64..260_000_000_000_000_000,
+            ],
+            near in -40i64..40,
+        ) {
+            let online = Period { months, days };
+            let policy = Policy {
+                default: ClassPolicy::uniform(Periods {
+                    online,
+                    archive: Period { months: archive_months, days: 0 },
+                }),
+                groups: BTreeMap::new(),
+            };
+            let deadlines = Deadlines::new(&policy, as_of);
+            let total = online.plus(Period { months: archive_months, days: 0 });
+            // Anywhere, and a few days either side of the edge.
+            let edge = online.before(as_of);
+            for start in [start, edge.saturating_add(near * 86_400_000_000)] {
+                for period in [online, total, Period::years(7)] {
+                    proptest::prop_assert_eq!(
+                        deadlines.passed(period, start),
+                        period.after(start) <= as_of,
+                        "{} from {}", period, start
+                    );
+                }
+            }
+        }
     }
 }

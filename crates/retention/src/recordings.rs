@@ -55,8 +55,8 @@ pub(crate) async fn learn(
             session,
             sha256: r.sha256,
             age_from_us: subject.age_from_us,
-            group: subject.group,
-            technician: subject.technician,
+            group: subject.group.as_deref().map(str::to_owned),
+            technician: subject.technician.as_deref().map(str::to_owned),
             archived_to: None,
             gone_at_us: None,
         };

@@ -27,7 +27,7 @@ use serde::Serialize;
 
 use crate::bundle::{self, Background, BundleError, Checking, Manifest, Subject, Writer};
 use crate::hold::{Holds, Record};
-use crate::policy::{Policy, PolicyError, RecordClass};
+use crate::policy::{Deadlines, Policy, PolicyError, RecordClass};
 use crate::recordings;
 use crate::subject::People;
 use crate::webhook_log;
@@ -211,6 +211,7 @@ impl Runner<'_> {
             runner: self,
             options,
             policy: &policy,
+            deadlines: Deadlines::new(&policy, options.as_of_us),
             holds: &holds,
             run_id,
         };
@@ -324,6 +325,7 @@ struct Context<'a> {
     runner: &'a Runner<'a>,
     options: &'a Options,
     policy: &'a Policy,
+    deadlines: Deadlines,
     holds: &'a Holds,
     run_id: i64,
 }
@@ -367,7 +369,7 @@ impl Context<'_> {
                 .policy
                 .for_group(subject.group.as_deref())
                 .periods(subject.class);
-            if periods.online.after(subject.age_from_us) > as_of {
+            if !self.deadlines.passed(periods.online, subject.age_from_us) {
                 continue;
             }
             // Past its archive period too: it goes now, unless held.
@@ -560,7 +562,7 @@ impl Context<'_> {
             .policy
             .for_group(subject.group.as_deref())
             .periods(subject.class);
-        if periods.total().after(subject.age_from_us) > self.options.as_of_us {
+        if !self.deadlines.passed(periods.total(), subject.age_from_us) {
             return Fate::Stay;
         }
         let record = Record {

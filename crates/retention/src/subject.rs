@@ -3,6 +3,7 @@
 //! from their own time and follow their actor's.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use audit_db::{Accounts, EventKind, Filter, StoredEvent};
 use uuid::Uuid;
@@ -13,15 +14,15 @@ use crate::run::RunError;
 
 /// Who sessions and technicians belong to, learned as the log is read.
 pub(crate) struct People {
-    groups: HashMap<String, String>,
+    groups: HashMap<String, Arc<str>>,
     sessions: HashMap<Uuid, SessionInfo>,
 }
 
 #[derive(Clone)]
 struct SessionInfo {
     created_at_us: i64,
-    technician: Option<String>,
-    group: Option<String>,
+    technician: Option<Arc<str>>,
+    group: Option<Arc<str>>,
 }
 
 impl People {
@@ -31,14 +32,17 @@ impl People {
                 .technicians()
                 .await?
                 .into_iter()
-                .map(|t| (t.email.to_ascii_lowercase(), t.group))
+                .map(|t| (t.email.to_ascii_lowercase(), Arc::from(t.group)))
                 .collect(),
             sessions: HashMap::new(),
         })
     }
 
-    fn group_of(&self, technician: &str) -> Option<String> {
-        self.groups.get(&technician.to_ascii_lowercase()).cloned()
+    fn group_of(&self, technician: &str) -> Option<Arc<str>> {
+        match self.groups.get(technician) {
+            Some(group) => Some(group.clone()),
+            None => self.groups.get(&technician.to_ascii_lowercase()).cloned(),
+        }
     }
 
     /// What retention needs to know of `event`.
@@ -69,7 +73,7 @@ impl People {
             }
             return Ok(subject);
         }
-        let technician = event.actor.strip_prefix("technician:").map(str::to_owned);
+        let technician = event.actor.strip_prefix("technician:").map(Arc::from);
         Ok(Subject {
             class,
             group: technician.as_deref().and_then(|t| self.group_of(t)),
@@ -86,20 +90,22 @@ impl People {
         session: Uuid,
         event: &StoredEvent,
     ) -> Result<SessionInfo, RunError> {
+        let found;
         let created = if event.kind == "session.created" {
-            Some(event.clone())
+            Some(event)
         } else {
             let filter = Filter {
                 session: Some(session),
                 kind: Some("session.created".into()),
                 ..Filter::default()
             };
-            store.page(&filter, 0, 1).await?.into_iter().next()
+            found = store.page(&filter, 0, 1).await?.into_iter().next();
+            found.as_ref()
         };
         let Some(created) = created else {
             // Its creation was archived by an earlier run: this event counts
             // from its own time, which is no earlier.
-            let technician = event.actor.strip_prefix("technician:").map(str::to_owned);
+            let technician = event.actor.strip_prefix("technician:").map(Arc::from);
             return Ok(SessionInfo {
                 created_at_us: event.occurred_at_us,
                 group: technician.as_deref().and_then(|t| self.group_of(t)),
@@ -108,8 +114,11 @@ impl People {
         };
         let (technician, group) = match created.decode() {
             Ok(Some(EventKind::SessionCreated(c))) => {
-                let group = c.group.clone().or_else(|| self.group_of(&c.technician));
-                (Some(c.technician), group)
+                let group = c
+                    .group
+                    .map(Arc::from)
+                    .or_else(|| self.group_of(&c.technician));
+                (Some(Arc::from(c.technician)), group)
             }
             _ => (None, None),
         };

@@ -1573,7 +1573,7 @@ mod tests {
                     if long == "--stdin" {
                         argv.retain(|a| a != "someone@example.com");
                     }
-                    let parsed = Cli::try_parse_from(&argv);
+                    let parsed = Cli::from_argv(&argv);
                     assert!(parsed.is_ok(), "{argv:?}: {}", parsed.unwrap_err());
                     tried += 1;
                 }

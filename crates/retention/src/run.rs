@@ -455,13 +455,12 @@ impl Context<'_> {
         summary: &mut Summary,
         progress: &dyn Progress,
     ) -> Result<Vec<PurgedBundle>, RunError> {
-        let as_of = self.options.as_of_us;
         let shortest = self.policy.shortest_total();
         let mut purges = Vec::new();
         let mut done = 0u64;
         let mut replaced = 0usize;
         for row in archive.bundles().await? {
-            if row.purged || shortest.after(row.oldest_at_us) > as_of {
+            if row.purged || !self.deadlines.passed(shortest, row.oldest_at_us) {
                 continue;
             }
             let (_, path) = bundle::paths(&self.options.archive_dir, &row.name);
@@ -547,12 +546,8 @@ impl Context<'_> {
         self.holds.is_empty()
             && !manifest.newest.is_empty()
             && manifest.newest.iter().all(|n| {
-                self.policy
-                    .for_group(n.group.as_deref())
-                    .periods(n.class)
-                    .total()
-                    .after(n.at_us)
-                    <= self.options.as_of_us
+                let periods = self.policy.for_group(n.group.as_deref()).periods(n.class);
+                self.deadlines.passed(periods.total(), n.at_us)
             })
     }
 

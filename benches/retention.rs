@@ -242,7 +242,9 @@ fn vacuum_sqlite(file: &Path) {
 }
 
 fn sqlite3(file: &Path, sql: &str) {
+    // The log's last connection may still be closing (its own checkpoint).
     let out = Command::new("sqlite3")
+        .args(["-cmd", ".timeout 60000"])
         .arg(file)
         .arg(sql)
         .output()

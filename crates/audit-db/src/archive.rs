@@ -173,6 +173,10 @@ pub struct Departure<'a> {
 /// `PRAGMA cache_size` takes it).
 const ARCHIVE_CACHE_KIB: i64 = -16_384;
 
+/// SQLite's page cache while a VACUUM drops an archive's freed pages, in
+/// KiB (negative, as `PRAGMA cache_size` takes it).
+const VACUUM_CACHE_KIB: i64 = -4_096;
+
 /// Below this many departing rows a deletion is never worth rebuilding
 /// SQLite's indexes for.
 const BULK_FROM: i64 = 10_000;
@@ -432,23 +436,16 @@ where
     for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
     for<'r> (i64,): sqlx::FromRow<'r, DB::Row>,
-    for<'r> (String, String, String): sqlx::FromRow<'r, DB::Row>,
+    for<'r> (String, String): sqlx::FromRow<'r, DB::Row>,
 {
     const DOING: &str = "moving events to an archive bundle";
     let sqlite = DB::NAME == "SQLite";
     let mut conn = pool.acquire().await.map_err(db(DOING))?;
-    // SQLite: the deleted rows' bytes are overwritten, not left in free
-    // pages, so that what is purged or erased from the archive later is
-    // not still in the database file (PostgreSQL: see README, VACUUM FULL).
     // SQLite: a smaller page cache while the events leave, whose deletes
     // walk the table in order; the writer's usual 64 MiB would be most of
     // a large run's memory.
     let mut cache = None;
     if sqlite {
-        sqlx::query("PRAGMA secure_delete = ON")
-            .execute(&mut *conn)
-            .await
-            .map_err(db(DOING))?;
         let (size,): (i64,) = sqlx::query_as("PRAGMA cache_size")
             .fetch_one(&mut *conn)
             .await
@@ -466,16 +463,45 @@ where
         )
         .await
         .map_err(db(DOING))?;
-        let rebuild = if sqlite {
-            drop_for_bulk::<DB>(&mut tx, departures).await?
-        } else {
-            Vec::new()
-        };
+        let bulk = sqlite && is_bulk::<DB>(&mut tx, departures).await?;
+        // SQLite: the deleted rows' bytes must not stay in free pages, so
+        // that what is purged or erased from the archive later is not still
+        // in the database file (PostgreSQL: see README, VACUUM FULL). A few
+        // rows are overwritten where they lie (secure delete). When most of
+        // the log leaves, what stays moves to a new table and the old one is
+        // dropped whole, and a VACUUM after the commit, which writes only
+        // what stays, removes the freed pages; zeroing them instead would
+        // write them twice (WAL, then checkpoint). The pending mark,
+        // committed with the drop, makes the next opening finish a VACUUM
+        // that a stopped run did not.
+        if sqlite {
+            sqlx::query(if bulk {
+                "PRAGMA secure_delete = OFF"
+            } else {
+                "PRAGMA secure_delete = ON"
+            })
+            .execute(&mut *tx)
+            .await
+            .map_err(db(DOING))?;
+        }
+        if bulk {
+            sqlx::query(
+                "INSERT INTO settings (key, value) VALUES ($1, 'true') \
+                 ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(VACUUM_PENDING)
+            .execute(&mut *tx)
+            .await
+            .map_err(db(DOING))?;
+        }
         for d in departures {
             if let Some(bundle) = d.bundle {
                 insert_bundle::<DB>(&mut tx, bundle).await?;
             }
             insert_ranges::<DB>(&mut tx, d.runs, d.bundle.map(|b| b.name.as_str())).await?;
+            if bulk {
+                continue;
+            }
             for &(first, last) in d.runs {
                 sqlx::query("DELETE FROM audit_events WHERE seq BETWEEN $1 AND $2")
                     .bind(first)
@@ -485,11 +511,13 @@ where
                     .map_err(db(DOING))?;
             }
         }
-        for sql in &rebuild {
-            sqlx::query(sql)
-                .execute(&mut *tx)
-                .await
-                .map_err(db("rebuilding the log's indexes after archiving"))?;
+        if bulk {
+            let mut leaving: Vec<(i64, i64)> = departures
+                .iter()
+                .flat_map(|d| d.runs.iter().copied())
+                .collect();
+            leaving.sort_unstable();
+            keep_only_staying::<DB>(&mut tx, &leaving).await?;
         }
         tx.commit().await.map_err(db(DOING))
     }
@@ -506,6 +534,11 @@ where
         done?;
         off?;
         restored?;
+        // The commit stands: a VACUUM that fails leaves its mark for the
+        // next opening, and says so.
+        if let Err(e) = vacuum_if_pending::<DB>(&mut conn).await {
+            tracing::warn!("{e}: the archived events' free pages stay in the database file until it is next opened for writing");
+        }
         // The deleted rows' old pages leave the WAL too (a reader holding
         // them keeps them until the next checkpoint).
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -517,32 +550,74 @@ where
     done
 }
 
-/// On SQLite, where `departures` take most of the live log: drops the
-/// events' secondary indexes and the delete guard inside the transaction
-/// and returns their stored definitions, to be made again before it
-/// commits. Deleting ten million rows one index entry at a time (the
-/// session index is in random order) costs far more than building the
-/// indexes again over what stays; the guard's per-row check is redundant
-/// here, where every deletion is of a stretch recorded in this transaction.
-async fn drop_for_bulk<DB>(
-    conn: &mut DB::Connection,
-    departures: &[Departure<'_>],
-) -> Result<Vec<String>>
+/// The `settings` key a bulk archive on SQLite commits with its deletion
+/// and removes once a VACUUM has dropped the freed pages.
+const VACUUM_PENDING: &str = "sqlite.vacuum_pending";
+
+/// On SQLite: if a bulk archive left free pages holding its events (its
+/// [`VACUUM_PENDING`] mark), rewrites the file without them, then removes
+/// the mark. Outside any transaction.
+pub(crate) async fn vacuum_if_pending<DB>(conn: &mut DB::Connection) -> Result<()>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'r> (i64,): sqlx::FromRow<'r, DB::Row>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+{
+    const DOING: &str = "dropping an archive's freed pages (VACUUM)";
+    let pending: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM settings WHERE key = $1")
+        .bind(VACUUM_PENDING)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db(DOING))?;
+    if pending.is_none() {
+        return Ok(());
+    }
+    tracing::info!("rewriting the database without the archived events' free pages");
+    // VACUUM's copy and index builds take several times the connection's
+    // page cache: with the writer's, hundreds of MiB; with a small one, a
+    // few percent more time.
+    let (size,): (i64,) = sqlx::query_as("PRAGMA cache_size")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db(DOING))?;
+    for sql in [
+        format!("PRAGMA cache_size = {VACUUM_CACHE_KIB}"),
+        "VACUUM".to_owned(),
+        format!("PRAGMA cache_size = {size}"),
+    ] {
+        sqlx::query(&sql)
+            .execute(&mut *conn)
+            .await
+            .map_err(db(DOING))?;
+    }
+    sqlx::query("DELETE FROM settings WHERE key = $1")
+        .bind(VACUUM_PENDING)
+        .execute(&mut *conn)
+        .await
+        .map_err(db(DOING))?;
+    Ok(())
+}
+
+/// Whether `departures` take so much of the live log (on SQLite) that
+/// moving what stays beats deleting what leaves: deleting ten million rows
+/// one table and index entry at a time costs far more than copying the
+/// rest to a new table and dropping the old one whole.
+async fn is_bulk<DB>(conn: &mut DB::Connection, departures: &[Departure<'_>]) -> Result<bool>
 where
     DB: sqlx::Database,
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
     for<'r> (i64,): sqlx::FromRow<'r, DB::Row>,
-    for<'r> (String, String, String): sqlx::FromRow<'r, DB::Row>,
     for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
 {
-    const DOING: &str = "preparing a bulk archive";
     let leaving: i64 = departures
         .iter()
         .flat_map(|d| d.runs.iter())
         .map(|(first, last)| last - first + 1)
         .sum();
     if leaving < BULK_FROM {
-        return Ok(Vec::new());
+        return Ok(false);
     }
     // Rows online: the head less what already left (no count of the table).
     let (online,): (i64,) = sqlx::query_as(
@@ -551,27 +626,82 @@ where
     )
     .fetch_one(&mut *conn)
     .await
-    .map_err(db(DOING))?;
-    if leaving * 2 < online {
-        return Ok(Vec::new());
-    }
-    let found: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT type, name, sql FROM sqlite_master WHERE tbl_name = 'audit_events' \
-         AND sql IS NOT NULL AND (type = 'index' OR name = 'audit_events_no_delete')",
+    .map_err(db("preparing a bulk archive"))?;
+    Ok(leaving * 2 >= online)
+}
+
+/// On SQLite, inside the archive's transaction: replaces the events table
+/// by a copy holding only the events outside `leaving` (sorted inclusive
+/// seq ranges), with the same definition, indexes and triggers, read from
+/// the schema so that a column or index added later comes along.
+async fn keep_only_staying<DB>(conn: &mut DB::Connection, leaving: &[(i64, i64)]) -> Result<()>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'r> (String, String): sqlx::FromRow<'r, DB::Row>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+{
+    const DOING: &str = "moving the staying events to a new table";
+    let schema: Vec<(String, String)> = sqlx::query_as(
+        "SELECT type, sql FROM sqlite_master WHERE tbl_name = 'audit_events' \
+         AND sql IS NOT NULL ORDER BY type = 'table' DESC, rowid",
     )
     .fetch_all(&mut *conn)
     .await
     .map_err(db(DOING))?;
-    let mut rebuild = Vec::new();
-    for (kind, name, sql) in found {
-        let drop = if kind == "index" { "INDEX" } else { "TRIGGER" };
-        sqlx::query(&format!("DROP {drop} \"{name}\""))
+    let columns = match schema.first() {
+        Some((kind, sql)) if kind == "table" => sql.find('(').map(|at| &sql[at..]),
+        _ => None,
+    }
+    .ok_or(Error::NoEventsTable)?;
+    sqlx::query(&format!("CREATE TABLE audit_events_staying {columns}"))
+        .execute(&mut *conn)
+        .await
+        .map_err(db(DOING))?;
+    for (first, last) in staying(leaving) {
+        sqlx::query(
+            "INSERT INTO audit_events_staying SELECT * FROM audit_events \
+             WHERE seq BETWEEN $1 AND $2",
+        )
+        .bind(first)
+        .bind(last)
+        .execute(&mut *conn)
+        .await
+        .map_err(db(DOING))?;
+    }
+    for sql in [
+        "DROP TABLE audit_events",
+        "ALTER TABLE audit_events_staying RENAME TO audit_events",
+    ] {
+        sqlx::query(sql)
             .execute(&mut *conn)
             .await
             .map_err(db(DOING))?;
-        rebuild.push(sql);
     }
-    Ok(rebuild)
+    for (_, sql) in &schema[1..] {
+        sqlx::query(sql).execute(&mut *conn).await.map_err(db(
+            "rebuilding the log's indexes and triggers after archiving",
+        ))?;
+    }
+    Ok(())
+}
+
+/// The inclusive seq ranges outside the sorted inclusive ranges `leaving`.
+fn staying(leaving: &[(i64, i64)]) -> Vec<(i64, i64)> {
+    // i128: the range after one ending at i64::MAX is empty, not a wrap.
+    let mut stay = Vec::with_capacity(leaving.len() + 1);
+    let mut from = i128::from(i64::MIN);
+    for &(first, last) in leaving {
+        if i128::from(first) > from {
+            stay.push((from as i64, first - 1));
+        }
+        from = from.max(i128::from(last) + 1);
+    }
+    if from <= i128::from(i64::MAX) {
+        stay.push((from as i64, i64::MAX));
+    }
+    stay
 }
 
 async fn commit_purge_with<DB>(
@@ -751,4 +881,25 @@ fn decode_hold(
         created_at_us,
         released,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::staying;
+
+    #[test]
+    fn what_stays_is_everything_outside_what_leaves() {
+        let all = (i64::MIN, i64::MAX);
+        assert_eq!(staying(&[]), vec![all]);
+        assert_eq!(
+            staying(&[(1, 10), (12, 20)]),
+            vec![(i64::MIN, 0), (11, 11), (21, i64::MAX)]
+        );
+        assert_eq!(
+            staying(&[(1, 10), (11, 20)]),
+            vec![(i64::MIN, 0), (21, i64::MAX)]
+        );
+        assert_eq!(staying(&[(5, i64::MAX)]), vec![(i64::MIN, 4)]);
+        assert_eq!(staying(&[(i64::MIN, 3)]), vec![(4, i64::MAX)]);
+    }
 }

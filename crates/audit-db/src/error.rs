@@ -133,6 +133,11 @@ pub enum Error {
     #[error("the chain head (table audit_head) is missing or malformed")]
     NoHead,
 
+    /// The events table's definition is missing from the SQLite schema:
+    /// the database was edited by hand.
+    #[error("the events table's definition is missing from the database's schema: it was edited by hand")]
+    NoEventsTable,
+
     /// An event was refused before it reached the log.
     #[error("event {id} refused: {reason}")]
     BadEvent {

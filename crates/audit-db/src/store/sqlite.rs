@@ -109,6 +109,13 @@ impl SqliteStore {
             .await
             .map_err(connect_err)?;
         migrate(&writer).await?;
+        {
+            let mut conn = writer
+                .acquire()
+                .await
+                .map_err(db("acquiring the writer connection"))?;
+            crate::archive::vacuum_if_pending::<Sqlite>(&mut conn).await?;
+        }
         drop(creating);
         let readers = SqlitePoolOptions::new()
             .max_connections(4)

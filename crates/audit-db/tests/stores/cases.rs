@@ -1122,9 +1122,10 @@ pub async fn archived_stretches_leave_the_log_verifiable(db: &TestDb) {
     log.close().await;
 }
 
-/// An archive of most of the live log (on SQLite, the bulk path: indexes
-/// and the delete guard dropped and made again in its transaction) leaves
-/// the same indexes and guard, and a log that verifies and reads by index.
+/// An archive of most of the live log (on SQLite, the bulk path: what
+/// stays moves to a new table, the old one is dropped, a VACUUM follows)
+/// leaves the same indexes and guard, a log that verifies and reads by
+/// index, and (SQLite) none of the departed text in the files.
 pub async fn a_bulk_archive_keeps_the_indexes_and_the_guard(db: &TestDb) {
     let log = log_of(db, 12_000).await;
     let indexes = match db.backend {
@@ -1153,6 +1154,18 @@ pub async fn a_bulk_archive_keeps_the_indexes_and_the_guard(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(db.query_i64(indexes).await, before);
+    if db.backend == testkit::Backend::Sqlite {
+        assert!(
+            !db.files_hold(b"note 10999").await,
+            "departed text in the files"
+        );
+        assert!(
+            db.files_hold(b"note 11999").await,
+            "staying text not in the files"
+        );
+        assert_eq!(db.query_i64("PRAGMA freelist_count").await, 0);
+        assert_eq!(db.query_i64("SELECT COUNT(*) FROM settings").await, 0);
+    }
     assert!(
         db.try_exec("DELETE FROM audit_events WHERE seq = 11500")
             .await
@@ -1166,4 +1179,35 @@ pub async fn a_bulk_archive_keeps_the_indexes_and_the_guard(db: &TestDb) {
     assert_eq!(report.outcome, Ok(()));
     assert_eq!((report.events, report.archived), (1_000, 11_000));
     log.close().await;
+}
+
+/// A SQLite bulk archive stopped after its commit, before its VACUUM
+/// (its mark still set, free pages holding what left): the next opening
+/// for writing finishes the VACUUM and clears the mark.
+pub async fn an_unfinished_vacuum_is_finished_on_opening(db: &TestDb) {
+    let log = log_of(db, 3_000).await;
+    log.close().await;
+    // What a stopped bulk archive leaves: rows gone without secure delete
+    // (text in free pages) and the mark committed with them.
+    db.exec(
+        "PRAGMA secure_delete = OFF; DROP TRIGGER audit_events_no_delete; \
+         DELETE FROM audit_events WHERE seq <= 2500; \
+         INSERT INTO settings (key, value) VALUES ('sqlite.vacuum_pending', 'true'); \
+         PRAGMA wal_checkpoint(TRUNCATE)",
+    )
+    .await;
+    assert!(
+        db.files_hold(b"note 1000").await,
+        "the stopped state was not made"
+    );
+    assert!(db.query_i64("PRAGMA freelist_count").await > 0);
+    let log = open(db).await;
+    log.close().await;
+    assert_eq!(db.query_i64("SELECT COUNT(*) FROM settings").await, 0);
+    assert_eq!(db.query_i64("PRAGMA freelist_count").await, 0);
+    db.exec("PRAGMA wal_checkpoint(TRUNCATE)").await;
+    assert!(
+        !db.files_hold(b"note 1000").await,
+        "freed text still in the files"
+    );
 }

@@ -34,3 +34,9 @@ testkit::both_backends! {
     archived_stretches_leave_the_log_verifiable,
     a_bulk_archive_keeps_the_indexes_and_the_guard,
 }
+
+/// SQLite only: PostgreSQL has no bulk path and no VACUUM mark.
+#[tokio::test]
+async fn sqlite_an_unfinished_vacuum_is_finished_on_opening() {
+    cases::an_unfinished_vacuum_is_finished_on_opening(&testkit::TestDb::sqlite()).await;
+}

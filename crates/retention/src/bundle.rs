@@ -825,6 +825,108 @@ pub struct Verified {
     pub checkpoint: Checkpoint,
 }
 
+/// What [`walk`] keeps between lines.
+struct Walk<'m> {
+    path: &'m Path,
+    manifest: &'m Manifest,
+    leaves: Vec<Hash>,
+    leaves_hash: Sha256,
+    classes: BTreeMap<RecordClass, u64>,
+    newest: Vec<Newest>,
+    stretches: std::slice::Iter<'m, Stretch>,
+    /// The stretch being read, with the chain hash so far.
+    current: Option<(Stretch, Hash)>,
+    /// The next seq.
+    expected: i64,
+    /// The event's canonical encoding.
+    scratch: Vec<u8>,
+}
+
+impl Walk<'_> {
+    /// Checks one line of the data file at `data` and hands it to `each`.
+    fn line(
+        &mut self,
+        text: &[u8],
+        data: &Path,
+        each: &mut impl FnMut(&Line<'_>, Hash, Hash) -> Result<(), String>,
+    ) -> Result<(), BundleError> {
+        let event_error = |seq, why| BundleError::Event {
+            path: self.path.to_owned(),
+            seq,
+            why,
+        };
+        // One UTF-8 check of the whole line, not one per string in it.
+        let line: Line<'_> = match std::str::from_utf8(text)
+            .map_err(|e| e.to_string())
+            .and_then(|text| serde_json::from_str(text).map_err(|e| e.to_string()))
+        {
+            Ok(line) => line,
+            Err(e) => {
+                let after = if self.expected == 0 {
+                    "at its start".to_owned()
+                } else {
+                    format!("after seq {}", self.expected - 1)
+                };
+                return Err(BundleError::Corrupt {
+                    path: data.to_owned(),
+                    why: format!("an event {after} is not readable: {e}"),
+                });
+            }
+        };
+        let seq = line.seq;
+        if self.current.is_none_or(|(s, _)| s.last < self.expected) {
+            // The last stretch is done: it must end with the stored hash.
+            if let Some((s, hash)) = self.current {
+                if hash != s.hash {
+                    return Err(event_error(
+                        s.last,
+                        "the chain through its stretch does not end at the manifest's hash".into(),
+                    ));
+                }
+            }
+            let Some(s) = self.stretches.next() else {
+                return Err(event_error(
+                    seq,
+                    "is not in any of the manifest's stretches".into(),
+                ));
+            };
+            self.current = Some((*s, s.prev_hash));
+            self.expected = s.first;
+        }
+        if seq != self.expected {
+            return Err(event_error(
+                seq,
+                format!("came where seq {} was expected", self.expected),
+            ));
+        }
+        line.encode(&mut self.scratch)
+            .map_err(|why| event_error(seq, why))?;
+        if RecordClass::of_event(&line.kind, line.session.is_some()) != line.class {
+            return Err(event_error(seq, format!("is not of class {}", line.class)));
+        }
+        let Some((_, prev)) = self.current.as_mut() else {
+            return Err(event_error(seq, "no stretch".into()));
+        };
+        let hash = audit_db::chain::link_encoded(&prev.0, &self.scratch);
+        each(&line, *prev, hash).map_err(|why| event_error(seq, why))?;
+        *prev = hash;
+        let leaf = merkle::leaf_hash(&self.scratch);
+        self.leaves_hash.update(leaf.0);
+        self.leaves.push(leaf);
+        *self.classes.entry(line.class).or_default() += 1;
+        if !self.manifest.newest.is_empty() {
+            note_newest(
+                &mut self.newest,
+                line.class,
+                line.group.as_deref(),
+                line.age_from,
+            );
+        }
+        self.expected += 1;
+        Ok(())
+    }
+}
+
 /// Reads every event of the bundle whose manifest is at `path`, checking
 /// each against the manifest as it goes; `each` gets the event with its
 /// chain hashes and what retention knew of it. Verifies everything
@@ -851,105 +953,60 @@ fn walk(
         hash: Sha256::new(),
         bytes: 0,
     };
-    let corrupt = |why: String| BundleError::Corrupt {
-        path: data.clone(),
-        why,
-    };
     let event_error = |seq, why| BundleError::Event {
         path: path.to_owned(),
         seq,
         why,
     };
-    let mut leaves = Vec::with_capacity(manifest.events.min(1 << 24) as usize);
-    let mut leaves_hash = Sha256::new();
-    let mut classes: BTreeMap<RecordClass, u64> = BTreeMap::new();
-    let mut newest = Vec::new();
-    let mut stretches = manifest.stretches.iter();
-    let mut current: Option<(Stretch, Hash)> = None;
-    let mut expected = 0i64;
-    let mut scratch = Vec::with_capacity(512);
-    let mut text = Vec::with_capacity(1024);
-    let decoded = {
+    let mut walk = Walk {
+        path,
+        manifest,
+        leaves: Vec::with_capacity(manifest.events.min(1 << 24) as usize),
+        leaves_hash: Sha256::new(),
+        classes: BTreeMap::new(),
+        newest: Vec::new(),
+        stretches: manifest.stretches.iter(),
+        current: None,
+        expected: 0,
+        scratch: Vec::with_capacity(512),
+    };
+    let decoded = (|| -> Result<(), BundleError> {
         let decoder = zstd::Decoder::new(&mut source).map_err(io(&data))?;
         let mut lines = BufReader::with_capacity(1 << 20, decoder);
+        // A line cut by the buffer's end is gathered here; every other line
+        // is read where the decompressor put it.
+        let mut cut = Vec::new();
         loop {
-            text.clear();
-            match lines.read_until(b'\n', &mut text) {
-                Ok(0) => break Ok(()),
-                Ok(_) => {}
-                Err(e) => break Err(corrupt(format!("cannot be decompressed: {e}"))),
-            }
-            let line: Line<'_> = match serde_json::from_slice(&text) {
-                Ok(line) => line,
-                Err(e) => {
-                    let after = if expected == 0 {
-                        "at its start".to_owned()
-                    } else {
-                        format!("after seq {}", expected - 1)
-                    };
-                    break Err(corrupt(format!("an event {after} is not readable: {e}")));
+            let chunk = lines.fill_buf().map_err(|e| BundleError::Corrupt {
+                path: data.clone(),
+                why: format!("cannot be decompressed: {e}"),
+            })?;
+            if chunk.is_empty() {
+                if !cut.is_empty() {
+                    walk.line(&cut, &data, &mut each)?;
                 }
+                return Ok(());
+            }
+            let Some(end) = memchr::memrchr(b'\n', chunk) else {
+                cut.extend_from_slice(chunk);
+                let n = chunk.len();
+                lines.consume(n);
+                continue;
             };
-            let seq = line.seq;
-            if current.is_none_or(|(s, _)| s.last < expected) {
-                // The last stretch is done: it must end with the stored hash.
-                if let Some((s, hash)) = current {
-                    if hash != s.hash {
-                        break Err(event_error(
-                            s.last,
-                            "the chain through its stretch does not end at the manifest's hash"
-                                .into(),
-                        ));
-                    }
+            let mut from = 0;
+            for at in memchr::memchr_iter(b'\n', &chunk[..=end]) {
+                if cut.is_empty() {
+                    walk.line(&chunk[from..at], &data, &mut each)?;
+                } else {
+                    cut.extend_from_slice(&chunk[..at]);
+                    walk.line(&cut, &data, &mut each)?;
+                    cut.clear();
                 }
-                match stretches.next() {
-                    Some(s) => {
-                        current = Some((*s, s.prev_hash));
-                        expected = s.first;
-                    }
-                    None => {
-                        break Err(event_error(
-                            seq,
-                            "is not in any of the manifest's stretches".into(),
-                        ))
-                    }
-                }
+                from = at + 1;
             }
-            if seq != expected {
-                break Err(event_error(
-                    seq,
-                    format!("came where seq {expected} was expected"),
-                ));
-            }
-            if let Err(why) = line.encode(&mut scratch) {
-                break Err(event_error(seq, why));
-            }
-            if RecordClass::of_event(&line.kind, line.session.is_some()) != line.class {
-                break Err(event_error(seq, format!("is not of class {}", line.class)));
-            }
-            let Some((_, prev)) = current.as_mut() else {
-                break Err(event_error(seq, "no stretch".into()));
-            };
-            let hash = audit_db::chain::link_encoded(&prev.0, &scratch);
-            if let Err(why) = each(&line, *prev, hash) {
-                break Err(event_error(seq, why));
-            }
-            *prev = hash;
-            let leaf = merkle::leaf_hash(&scratch);
-            leaves_hash.update(leaf.0);
-            leaves.push(leaf);
-            *classes.entry(line.class).or_default() += 1;
-            if !manifest.newest.is_empty() {
-                note_newest(
-                    &mut newest,
-                    line.class,
-                    line.group.as_deref(),
-                    line.age_from,
-                );
-            }
-            expected += 1;
+            lines.consume(end + 1);
         }
-    };
+    })();
     // The hash of the whole file, read to its end even after an error, so
     // an altered file is named as such before what it breaks.
     let _ = std::io::copy(&mut source, &mut std::io::sink());
@@ -962,6 +1019,16 @@ fn walk(
         });
     }
     decoded?;
+    let Walk {
+        leaves,
+        leaves_hash,
+        classes,
+        mut newest,
+        mut stretches,
+        current,
+        expected,
+        ..
+    } = walk;
     if let Some((s, hash)) = current {
         if hash != s.hash || expected != s.last + 1 {
             return Err(event_error(s.last, "its stretch ends early or the chain through it does not end at the manifest's hash".into()));

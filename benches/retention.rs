@@ -9,7 +9,9 @@
 //! Run: `cargo bench --bench retention` (needs `sqlite3` for the VACUUM).
 //! `-- --quick` uses 1,000,000 events; `-- --pg-events N` sets PostgreSQL's
 //! count (default: as SQLite's). `--keep DIR` builds in DIR and leaves it;
-//! `--fill-only` stops once the SQLite log is built.
+//! `--fill-only` stops once the SQLite log is built; `--postgres-only`
+//! skips SQLite (with `--keep DIR --fill-only`, it leaves the filled
+//! PostgreSQL schema and prints its URL, to time runs by hand).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -57,50 +59,57 @@ fn main() {
     // `--fill-only`: only build the SQLite log (with `--keep`, to time runs
     // on copies of it by hand).
     let fill_only = args.iter().any(|a| a == "--fill-only");
+    // `--postgres-only`: skip SQLite (with `--keep DIR --fill-only`, the
+    // filled PostgreSQL schema is left, and its URL printed).
+    let postgres_only = args.iter().any(|a| a == "--postgres-only");
     let mut lines = Vec::new();
     let temp = tempfile::tempdir().expect("a temporary directory");
-    let root = keep.unwrap_or_else(|| temp.path().to_owned());
+    let root = keep.clone().unwrap_or_else(|| temp.path().to_owned());
     let dir = &root;
-    let data = dir.join("sqlite");
-    std::fs::create_dir_all(&data).expect("data directory");
-    let file = data.join("audit.db");
-    let url = format!("sqlite://{}", file.display());
-    runtime.block_on(fill(&url, events));
-    checkpoint_sqlite(&file);
-    let bytes_before = file_bytes(&file);
-    if fill_only {
-        return;
-    }
-    println!(
-        "SQLite, {events} events ({:.0} MiB):",
-        bytes_before as f64 / 1048576.0
-    );
-    let sqlite = runs(&data, &url, events, archive_only);
-    if archive_only {
-        return;
-    }
-    vacuum_sqlite(&file);
-    let event_bytes = bytes_before.saturating_sub(file_bytes(&file));
-    let ratio = sqlite.archive_bytes as f64 / event_bytes as f64;
-    println!(
-        "  archive {:.1} MiB for {:.1} MiB of SQLite events: {ratio:.3} (target ≤ {TARGET_SIZE_RATIO})",
-        sqlite.archive_bytes as f64 / 1048576.0,
-        event_bytes as f64 / 1048576.0
-    );
-    lines.push(sqlite.verdict("sqlite", TARGET_SQLITE_S));
-    lines.push(format!(
-        "sqlite archive size: {ratio:.3} of the events' bytes (target ≤ {TARGET_SIZE_RATIO}): {}",
-        if ratio <= TARGET_SIZE_RATIO {
-            "met"
-        } else {
-            "NOT met"
+    let mut sqlite_total = None;
+    if !postgres_only {
+        let data = dir.join("sqlite");
+        std::fs::create_dir_all(&data).expect("data directory");
+        let file = data.join("audit.db");
+        let url = format!("sqlite://{}", file.display());
+        runtime.block_on(fill(&url, events));
+        checkpoint_sqlite(&file);
+        let bytes_before = file_bytes(&file);
+        if fill_only {
+            return;
         }
-    ));
-    let rate = sqlite.verified as f64 / sqlite.verify_s;
-    lines.push(format!(
-        "retention verify: {rate:.0} events/s vs target {TARGET_VERIFY_RATE:.0}: ratio {:.2}",
-        rate / TARGET_VERIFY_RATE
-    ));
+        println!(
+            "SQLite, {events} events ({:.0} MiB):",
+            bytes_before as f64 / 1048576.0
+        );
+        let sqlite = runs(&data, &url, events, archive_only);
+        if archive_only {
+            return;
+        }
+        vacuum_sqlite(&file);
+        let event_bytes = bytes_before.saturating_sub(file_bytes(&file));
+        let ratio = sqlite.archive_bytes as f64 / event_bytes as f64;
+        println!(
+            "  archive {:.1} MiB for {:.1} MiB of SQLite events: {ratio:.3} (target ≤ {TARGET_SIZE_RATIO})",
+            sqlite.archive_bytes as f64 / 1048576.0,
+            event_bytes as f64 / 1048576.0
+        );
+        lines.push(sqlite.verdict("sqlite", TARGET_SQLITE_S));
+        lines.push(format!(
+            "sqlite archive size: {ratio:.3} of the events' bytes (target ≤ {TARGET_SIZE_RATIO}): {}",
+            if ratio <= TARGET_SIZE_RATIO {
+                "met"
+            } else {
+                "NOT met"
+            }
+        ));
+        let rate = sqlite.verified as f64 / sqlite.verify_s;
+        lines.push(format!(
+            "retention verify: {rate:.0} events/s vs target {TARGET_VERIFY_RATE:.0}: ratio {:.2}",
+            rate / TARGET_VERIFY_RATE
+        ));
+        sqlite_total = Some(sqlite.total_s());
+    }
 
     let server = std::env::var(testkit::POSTGRES_ENV)
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
@@ -108,6 +117,10 @@ fn main() {
     let pg_data = dir.join("postgres");
     std::fs::create_dir_all(&pg_data).expect("data directory");
     runtime.block_on(fill(&db.url, pg_events));
+    if fill_only && keep.is_some() {
+        println!("PostgreSQL log kept: {}", db.url);
+        return;
+    }
     println!("PostgreSQL, {pg_events} events:");
     let pg = runs(&pg_data, &db.url, pg_events, false);
     lines.push(pg.verdict("postgres", TARGET_POSTGRES_S));
@@ -117,11 +130,17 @@ fn main() {
     for line in &lines {
         println!("{line}");
     }
-    let total = sqlite.total_s() / TARGET_SQLITE_S;
-    println!(
-        "ours vs target, SQLite archive + purge of {events} events: {:.1} s vs {TARGET_SQLITE_S} s: ratio {total:.2}",
-        sqlite.total_s()
-    );
+    match sqlite_total {
+        Some(total) => println!(
+            "ours vs target, SQLite archive + purge of {events} events: {total:.1} s vs {TARGET_SQLITE_S} s: ratio {:.2}",
+            total / TARGET_SQLITE_S
+        ),
+        None => println!(
+            "ours vs target, PostgreSQL archive + purge of {pg_events} events: {:.1} s vs {TARGET_POSTGRES_S} s: ratio {:.2}",
+            pg.total_s(),
+            pg.total_s() / TARGET_POSTGRES_S
+        ),
+    }
 }
 
 /// What the runs of one backend measured.

@@ -463,7 +463,21 @@ where
         )
         .await
         .map_err(db(DOING))?;
-        let bulk = sqlite && is_bulk::<DB>(&mut tx, departures).await?;
+        let bulk = is_bulk::<DB>(&mut tx, departures).await?;
+        // PostgreSQL: the delete guard is a row trigger that asks
+        // audit_archived about every row. A bulk archive, every deletion of
+        // which is of a stretch recorded in this transaction, turns it off
+        // inside the transaction: DDL is transactional, so no other session
+        // ever sees it off (appends wait for the commit, as on SQLite).
+        let unguarded = bulk && !sqlite;
+        if unguarded {
+            sqlx::query("ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_change")
+                .execute(&mut *tx)
+                .await
+                .map_err(db(DOING))?;
+        }
+        // SQLite: what stays moves to a new table.
+        let rebuild = bulk && sqlite;
         // SQLite: the deleted rows' bytes must not stay in free pages, so
         // that what is purged or erased from the archive later is not still
         // in the database file (PostgreSQL: see README, VACUUM FULL). A few
@@ -475,7 +489,7 @@ where
         // committed with the drop, makes the next opening finish a VACUUM
         // that a stopped run did not.
         if sqlite {
-            sqlx::query(if bulk {
+            sqlx::query(if rebuild {
                 "PRAGMA secure_delete = OFF"
             } else {
                 "PRAGMA secure_delete = ON"
@@ -484,7 +498,7 @@ where
             .await
             .map_err(db(DOING))?;
         }
-        if bulk {
+        if rebuild {
             sqlx::query(
                 "INSERT INTO settings (key, value) VALUES ($1, 'true') \
                  ON CONFLICT (key) DO NOTHING",
@@ -499,7 +513,7 @@ where
                 insert_bundle::<DB>(&mut tx, bundle).await?;
             }
             insert_ranges::<DB>(&mut tx, d.runs, d.bundle.map(|b| b.name.as_str())).await?;
-            if bulk {
+            if rebuild {
                 continue;
             }
             for &(first, last) in d.runs {
@@ -511,7 +525,13 @@ where
                     .map_err(db(DOING))?;
             }
         }
-        if bulk {
+        if unguarded {
+            sqlx::query("ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_change")
+                .execute(&mut *tx)
+                .await
+                .map_err(db(DOING))?;
+        }
+        if rebuild {
             let mut leaving: Vec<(i64, i64)> = departures
                 .iter()
                 .flat_map(|d| d.runs.iter().copied())
@@ -600,10 +620,11 @@ where
     Ok(())
 }
 
-/// Whether `departures` take so much of the live log (on SQLite) that
-/// moving what stays beats deleting what leaves: deleting ten million rows
-/// one table and index entry at a time costs far more than copying the
-/// rest to a new table and dropping the old one whole.
+/// Whether `departures` take so much of the live log that a bulk path
+/// pays: on SQLite, deleting ten million rows one table and index entry at
+/// a time costs far more than copying the rest to a new table and dropping
+/// the old one whole; on PostgreSQL, the delete guard's check of every row
+/// is most of the deletion's time.
 async fn is_bulk<DB>(conn: &mut DB::Connection, departures: &[Departure<'_>]) -> Result<bool>
 where
     DB: sqlx::Database,
@@ -621,8 +642,8 @@ where
     }
     // Rows online: the head less what already left (no count of the table).
     let (online,): (i64,) = sqlx::query_as(
-        "SELECT (SELECT seq FROM audit_head WHERE id = 1) - \
-         (SELECT COALESCE(SUM(last_seq - first_seq + 1), 0) FROM audit_archived)",
+        "SELECT CAST((SELECT seq FROM audit_head WHERE id = 1) - \
+         (SELECT COALESCE(SUM(last_seq - first_seq + 1), 0) FROM audit_archived) AS BIGINT)",
     )
     .fetch_one(&mut *conn)
     .await

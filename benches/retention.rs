@@ -196,6 +196,7 @@ fn runs(data: &Path, url: &str, events: usize, archive_only: bool) -> Measured {
         "  archive run: {archive_s:.1} s, peak RSS {archive_rss:.1} MiB, {:.1} MiB of bundles",
         archive_bytes as f64 / 1048576.0
     );
+    settle();
     let started = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
         .args(["retention", "verify"])
@@ -238,7 +239,15 @@ fn vigil(data: &Path, url: &str, args: &[&str]) -> Command {
 }
 
 /// Seconds and peak RSS (MiB) of `vigil ARGS`.
+/// Writes every dirty page to disk first, so that a step is not timed
+/// while the kernel writes back the gigabytes the one before left.
+fn settle() {
+    let status = Command::new("sync").status().expect("running sync");
+    assert!(status.success(), "sync failed");
+}
+
 fn timed(data: &Path, url: &str, args: &[&str]) -> (f64, f64) {
+    settle();
     let started = Instant::now();
     let mut child = vigil(data, url, args)
         .stdout(Stdio::null())

@@ -602,16 +602,20 @@ where
         .fetch_one(&mut *conn)
         .await
         .map_err(db(DOING))?;
-    for sql in [
-        format!("PRAGMA cache_size = {VACUUM_CACHE_KIB}"),
-        "VACUUM".to_owned(),
-        format!("PRAGMA cache_size = {size}"),
-    ] {
-        sqlx::query(&sql)
-            .execute(&mut *conn)
-            .await
-            .map_err(db(DOING))?;
-    }
+    sqlx::query(&format!("PRAGMA cache_size = {VACUUM_CACHE_KIB}"))
+        .execute(&mut *conn)
+        .await
+        .map_err(db(DOING))?;
+    let vacuumed = sqlx::query("VACUUM")
+        .execute(&mut *conn)
+        .await
+        .map_err(db(DOING));
+    // The writer's cache comes back whether or not the VACUUM succeeded.
+    sqlx::query(&format!("PRAGMA cache_size = {size}"))
+        .execute(&mut *conn)
+        .await
+        .map_err(db(DOING))?;
+    vacuumed?;
     sqlx::query("DELETE FROM settings WHERE key = $1")
         .bind(VACUUM_PENDING)
         .execute(&mut *conn)

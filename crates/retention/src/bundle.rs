@@ -827,7 +827,10 @@ pub struct Verified {
 
 /// What [`walk`] keeps between lines.
 struct Walk<'m> {
+    /// The manifest's path.
     path: &'m Path,
+    /// The data file's.
+    data: &'m Path,
     manifest: &'m Manifest,
     leaves: Vec<Hash>,
     leaves_hash: Sha256,
@@ -842,19 +845,25 @@ struct Walk<'m> {
     scratch: Vec<u8>,
 }
 
+/// What is wrong with the event at `seq` of the bundle whose manifest is
+/// at `path`.
+fn event_error(path: &Path, seq: i64, why: String) -> BundleError {
+    BundleError::Event {
+        path: path.to_owned(),
+        seq,
+        why,
+    }
+}
+
 impl Walk<'_> {
-    /// Checks one line of the data file at `data` and hands it to `each`.
+    /// Checks one line of the data file and hands it to `each`.
     fn line(
         &mut self,
         text: &[u8],
-        data: &Path,
         each: &mut impl FnMut(&Line<'_>, Hash, Hash) -> Result<(), String>,
     ) -> Result<(), BundleError> {
-        let event_error = |seq, why| BundleError::Event {
-            path: self.path.to_owned(),
-            seq,
-            why,
-        };
+        let path = self.path;
+        let event_error = |seq, why| event_error(path, seq, why);
         // One UTF-8 check of the whole line, not one per string in it.
         let line: Line<'_> = match std::str::from_utf8(text)
             .map_err(|e| e.to_string())
@@ -868,7 +877,7 @@ impl Walk<'_> {
                     format!("after seq {}", self.expected - 1)
                 };
                 return Err(BundleError::Corrupt {
-                    path: data.to_owned(),
+                    path: self.data.to_owned(),
                     why: format!("an event {after} is not readable: {e}"),
                 });
             }
@@ -925,6 +934,62 @@ impl Walk<'_> {
         self.expected += 1;
         Ok(())
     }
+
+    /// After the last line: what the manifest says of the data file as a
+    /// whole holds; the events' leaves, in order.
+    fn finish(self) -> Result<Vec<Hash>, BundleError> {
+        let Walk {
+            path,
+            manifest,
+            leaves,
+            leaves_hash,
+            classes,
+            mut newest,
+            mut stretches,
+            current,
+            expected,
+            ..
+        } = self;
+        if let Some((s, hash)) = current {
+            if hash != s.hash || expected != s.last + 1 {
+                return Err(event_error(path, s.last, "its stretch ends early or the chain through it does not end at the manifest's hash".into()));
+            }
+        }
+        if let Some(s) = stretches.next() {
+            return Err(event_error(
+                path,
+                s.first,
+                "is named by the manifest but not in the data file".into(),
+            ));
+        }
+        if leaves.len() as u64 != manifest.events || classes != manifest.classes {
+            return Err(BundleError::Manifest {
+                path: path.to_owned(),
+                why: format!(
+                    "it counts {} events by class as {:?}; the data file holds {} as {:?}",
+                    manifest.events,
+                    manifest.classes,
+                    leaves.len(),
+                    classes
+                ),
+            });
+        }
+        // A purge trusts these without reading the events: they must be theirs.
+        newest.sort();
+        if !manifest.newest.is_empty() && newest != manifest.newest {
+            return Err(BundleError::Manifest {
+                path: path.to_owned(),
+                why: "its newest times per class and group are not its events'".into(),
+            });
+        }
+        if hex::encode(leaves_hash.finalize()) != manifest.leaves_sha256 {
+            return Err(BundleError::Manifest {
+                path: path.to_owned(),
+                why: "leaves_sha256 is not the digest of the events' leaves".into(),
+            });
+        }
+        Ok(leaves)
+    }
 }
 
 /// Reads every event of the bundle whose manifest is at `path`, checking
@@ -953,13 +1018,9 @@ fn walk(
         hash: Sha256::new(),
         bytes: 0,
     };
-    let event_error = |seq, why| BundleError::Event {
-        path: path.to_owned(),
-        seq,
-        why,
-    };
     let mut walk = Walk {
         path,
+        data: &data,
         manifest,
         leaves: Vec::with_capacity(manifest.events.min(1 << 24) as usize),
         leaves_hash: Sha256::new(),
@@ -983,7 +1044,7 @@ fn walk(
             })?;
             if chunk.is_empty() {
                 if !cut.is_empty() {
-                    walk.line(&cut, &data, &mut each)?;
+                    walk.line(&cut, &mut each)?;
                 }
                 return Ok(());
             }
@@ -996,10 +1057,10 @@ fn walk(
             let mut from = 0;
             for at in memchr::memchr_iter(b'\n', &chunk[..=end]) {
                 if cut.is_empty() {
-                    walk.line(&chunk[from..at], &data, &mut each)?;
+                    walk.line(&chunk[from..at], &mut each)?;
                 } else {
                     cut.extend_from_slice(&chunk[..at]);
-                    walk.line(&cut, &data, &mut each)?;
+                    walk.line(&cut, &mut each)?;
                     cut.clear();
                 }
                 from = at + 1;
@@ -1019,54 +1080,7 @@ fn walk(
         });
     }
     decoded?;
-    let Walk {
-        leaves,
-        leaves_hash,
-        classes,
-        mut newest,
-        mut stretches,
-        current,
-        expected,
-        ..
-    } = walk;
-    if let Some((s, hash)) = current {
-        if hash != s.hash || expected != s.last + 1 {
-            return Err(event_error(s.last, "its stretch ends early or the chain through it does not end at the manifest's hash".into()));
-        }
-    }
-    if let Some(s) = stretches.next() {
-        return Err(event_error(
-            s.first,
-            "is named by the manifest but not in the data file".into(),
-        ));
-    }
-    if leaves.len() as u64 != manifest.events || classes != manifest.classes {
-        return Err(BundleError::Manifest {
-            path: path.to_owned(),
-            why: format!(
-                "it counts {} events by class as {:?}; the data file holds {} as {:?}",
-                manifest.events,
-                manifest.classes,
-                leaves.len(),
-                classes
-            ),
-        });
-    }
-    // A purge trusts these without reading the events: they must be theirs.
-    newest.sort();
-    if !manifest.newest.is_empty() && newest != manifest.newest {
-        return Err(BundleError::Manifest {
-            path: path.to_owned(),
-            why: "its newest times per class and group are not its events'".into(),
-        });
-    }
-    if hex::encode(leaves_hash.finalize()) != manifest.leaves_sha256 {
-        return Err(BundleError::Manifest {
-            path: path.to_owned(),
-            why: "leaves_sha256 is not the digest of the events' leaves".into(),
-        });
-    }
-    Ok(leaves)
+    walk.finish()
 }
 
 /// Verifies the bundle whose manifest (or data file) is at `path` on its

@@ -35,6 +35,9 @@ pub enum Role {
     Technician,
     /// Also administers accounts, groups and the policy.
     Admin,
+    /// Reads and exports the whole log and its recordings; changes nothing
+    /// but legal holds (in the web portal).
+    Compliance,
 }
 
 impl Role {
@@ -43,6 +46,7 @@ impl Role {
         match self {
             Role::Technician => "technician",
             Role::Admin => "admin",
+            Role::Compliance => "compliance",
         }
     }
 }
@@ -53,7 +57,10 @@ impl std::str::FromStr for Role {
         match s {
             "technician" => Ok(Role::Technician),
             "admin" => Ok(Role::Admin),
-            other => Err(format!("unknown role {other:?} (technician or admin)")),
+            "compliance" => Ok(Role::Compliance),
+            other => Err(format!(
+                "unknown role {other:?} (technician, admin or compliance)"
+            )),
         }
     }
 }

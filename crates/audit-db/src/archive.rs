@@ -525,6 +525,8 @@ where
                     .map_err(db(DOING))?;
             }
         }
+        // The sessions index may hold what leaves: emptied with it, built again later.
+        crate::session_index::reset_with::<DB>(&mut tx).await?;
         if unguarded {
             sqlx::query("ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_change")
                 .execute(&mut *tx)

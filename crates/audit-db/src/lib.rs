@@ -19,6 +19,7 @@ pub mod proof;
 pub mod query;
 pub mod record;
 pub mod restored;
+pub mod session_index;
 pub mod store;
 pub mod verify;
 pub mod webhooks;

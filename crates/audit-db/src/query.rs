@@ -27,6 +27,8 @@ pub struct Filter {
     /// Only events up to this seq (a reader that took the head first
     /// knows everything up to it has been read, whatever matched).
     pub until_seq: Option<i64>,
+    /// Only events after this seq (a reader catching up from where it was).
+    pub after_seq: Option<i64>,
     /// Occurred at or after, microseconds since the epoch.
     pub since_us: Option<i64>,
     /// Occurred before, microseconds since the epoch.
@@ -67,6 +69,7 @@ impl Filter {
             && self.kind.as_ref().is_none_or(|k| *k == e.kind)
             && (self.kinds.is_empty() || self.kinds.contains(&e.kind))
             && self.until_seq.is_none_or(|u| e.seq <= u)
+            && self.after_seq.is_none_or(|a| e.seq > a)
             && self.since_us.is_none_or(|t| e.occurred_at_us >= t)
             && self.until_us.is_none_or(|t| e.occurred_at_us < t)
     }
@@ -122,6 +125,8 @@ pub(crate) struct PageQuery {
     pub sql: String,
     /// The values of `$2`, `$3`, … before the page size.
     pub params: Vec<Param>,
+    /// The seq the first page starts after.
+    pub start: i64,
 }
 
 impl PageQuery {
@@ -179,7 +184,11 @@ impl PageQuery {
             bind(&mut sql, Param::Int(t));
         }
         sql.push_str(&format!(" ORDER BY seq LIMIT ${}", params.len() + 2));
-        PageQuery { sql, params }
+        PageQuery {
+            sql,
+            params,
+            start: filter.after_seq.unwrap_or(0).max(0),
+        }
     }
 }
 

@@ -127,6 +127,10 @@ impl Source {
     pub fn applet(peer: &str) -> Self {
         Self(format!("applet@{peer}"))
     }
+    /// The web portal running on `host`.
+    pub fn web(host: &str) -> Self {
+        Self(format!("web@{host}"))
+    }
     /// The `vigil` command run locally on `host`.
     pub fn cli(host: &str) -> Self {
         Self(format!("cli@{host}"))
@@ -232,6 +236,10 @@ event_kinds! {
     BodiesErased = "audit.erased",
     /// Someone ran a report or export over the audit data.
     ReportGenerated = "report.generated",
+    /// Someone looked at a session's records (timeline, transcript, files) or played a recording.
+    RecordViewed = "record.viewed",
+    /// Someone downloaded a recording or a session's records.
+    RecordExported = "record.exported",
     /// A webhook delivery was attempted.
     WebhookDelivery = "webhook.delivery",
     /// The gateway saw something that looks like an attack.
@@ -865,6 +873,33 @@ pub struct ReportGenerated {
     pub sha256: String,
     /// The log position it was built from: the last seq it could see.
     pub up_to_seq: i64,
+}
+
+/// Someone looked at records in the web portal: who is the event's actor,
+/// the session (if any) the event's session.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordViewed {
+    /// What was shown: `session` (its timeline, transcript and files),
+    /// `recording`, `events`.
+    pub what: String,
+    /// Which one: a recording's id, an event's seq; empty for the session itself.
+    #[serde(default)]
+    pub target: String,
+}
+
+/// Someone took a copy of records out of the portal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordExported {
+    /// What was exported: `recording`, `report`.
+    pub what: String,
+    /// Which one: a recording's id, a report's name and filters.
+    pub target: String,
+    /// Its format (`mp4`, `vrec`, `csv`...).
+    pub format: String,
+    /// Bytes sent.
+    pub bytes: u64,
+    /// Lower-case hex SHA-256 of what was sent.
+    pub sha256: String,
 }
 
 /// Events' bodies (payloads and their salts) were erased: by whom is the

@@ -2,7 +2,8 @@
 //! authenticates technicians, brokers sessions (GUID, PIN, queue, pickup),
 //! issues session certificates, and relays the paired links' inner bytes.
 //! Beside the engine: the access policy and password rules (`auth`), the
-//! password-checking pool (`hasher`), attempt counting (`throttle`), the
+//! login checks every door shares (`login`), the password-checking pool
+//! (`hasher`), attempt counting (`throttle`), the
 //! session CA (`session_ca`) and account administration (`admin`).
 //!
 //! Every connection is one task. Its first frames say what it is: `Hello`,
@@ -13,6 +14,7 @@
 pub mod admin;
 pub mod auth;
 pub mod hasher;
+pub mod login;
 pub mod session_ca;
 pub mod throttle;
 
@@ -36,7 +38,7 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::auth::Policy;
-use crate::hasher::Hasher;
+use crate::login::Gatekeeper;
 use crate::session_ca::SessionCa;
 use crate::throttle::Throttle;
 use audit_db::event::EndReason;
@@ -148,16 +150,13 @@ pub(crate) struct Shared {
     accounts: Accounts,
     ca: SessionCa,
     registry: Mutex<Registry>,
-    login_throttle: Throttle,
+    /// The login rules (throttle, lockout, hashing pool).
+    gate: Gatekeeper,
     pin_throttle: Throttle,
     /// Wrong PINs from all addresses.
     pin_gateway: Throttle<()>,
     /// When the PIN-guessing alarm was last audited.
     pin_alarm: Mutex<Option<Instant>>,
-    /// Password checks: a fixed pool of threads and a bounded queue.
-    hasher: Hasher,
-    /// Verified when an account does not exist, so the answer takes as long.
-    dummy_hash: String,
     /// Cancelled when shutdown begins: control links close, nothing new starts.
     stopping: CancellationToken,
 }
@@ -235,18 +234,17 @@ impl Gateway {
         policy.check()?;
         accounts.forget_pending_logins().await?;
         close_orphans(&log, &config.name).await?;
-        let hasher = Hasher::start(config.hash_workers, config.hash_queue)
-            .map_err(|e| GatewayError::Hash(e.to_string()))?;
-        let dummy_hash = hasher
-            .hash("vigil-no-such-account")
-            .await
-            .map_err(|e| GatewayError::Hash(e.to_string()))?;
+        let gate = Gatekeeper::start(
+            log.clone(),
+            policy.clone(),
+            config.hash_workers,
+            config.hash_queue,
+            Source::gateway(),
+        )
+        .await?;
         let shared = Shared {
             ca: SessionCa::new(&config.name)?,
-            login_throttle: Throttle::new(
-                policy.ip_failure_limit,
-                Duration::from_secs(policy.ip_window_s),
-            ),
+            gate,
             pin_throttle: Throttle::new(
                 policy.pin_failure_limit,
                 Duration::from_secs(policy.pin_window_s),
@@ -256,10 +254,8 @@ impl Gateway {
                 Duration::from_secs(policy.pin_window_s),
             ),
             pin_alarm: Mutex::new(None),
-            hasher,
             registry: Mutex::new(Registry::new(policy.pin_guess_budget)),
             stopping: CancellationToken::new(),
-            dummy_hash,
             policy,
             accounts,
             log,
@@ -574,19 +570,4 @@ async fn say(link: &mut ServerLink, message: Message) {
         link.shutdown().await
     })
     .await;
-}
-
-/// Whether `ip` may act for `group`: its allow-list is empty or has a
-/// network (CIDR) or address containing it. Entries are validated when an
-/// administrator sets them; one that does not parse matches nothing.
-fn ip_allowed(group: &audit_db::accounts::Group, ip: IpAddr) -> bool {
-    let ip = ip.to_canonical();
-    group.ip_allow.is_empty()
-        || group
-            .ip_allow
-            .iter()
-            .any(|entry| match entry.parse::<ipnet::IpNet>() {
-                Ok(net) => net.contains(&ip),
-                Err(_) => entry.parse::<IpAddr>().is_ok_and(|a| a == ip),
-            })
 }

@@ -48,7 +48,7 @@ pub(super) async fn attach(
         .await;
         return;
     };
-    if !super::ip_allowed(&group, ip) {
+    if !crate::login::ip_allowed(&group, ip) {
         shared.registry().remove(guid);
         refused(AttachRefusal::IpNotAllowed).await;
         refuse(

@@ -107,6 +107,7 @@ impl ReportKind {
             ReportKind::Access => {
                 vec![
                     "time", "actor", "source", "report", "format", "filters", "rows", "sha256",
+                    "event", "session", "target",
                 ]
             }
             ReportKind::Permissions => {
@@ -163,7 +164,7 @@ impl ReportKind {
                 "password.changed",
             ],
             ReportKind::Admin => &["admin.change", "admin.note"],
-            ReportKind::Access => &["report.generated"],
+            ReportKind::Access => &["report.generated", "record.viewed", "record.exported"],
             ReportKind::Recordings => &["recording.stopped"],
         };
         names.iter().map(|n| (*n).to_owned()).collect()
@@ -748,6 +749,35 @@ fn event_row(kind: ReportKind, e: &StoredEvent, f: &ReportFilter) -> Option<Vec<
             Cell::Text(r.filters),
             Cell::Int(r.rows as i64),
             Cell::Text(r.sha256),
+            Cell::Text(e.kind.clone()),
+            Cell::Empty,
+            Cell::Empty,
+        ]),
+        (ReportKind::Access, EventKind::RecordViewed(r)) => Some(vec![
+            time,
+            Cell::Text(e.actor.clone()),
+            Cell::Text(e.source.clone()),
+            Cell::Text(r.what),
+            Cell::Empty,
+            Cell::Empty,
+            Cell::Empty,
+            Cell::Empty,
+            Cell::Text(e.kind.clone()),
+            Cell::text(e.session.map(|s| s.to_string())),
+            Cell::Text(r.target),
+        ]),
+        (ReportKind::Access, EventKind::RecordExported(r)) => Some(vec![
+            time,
+            Cell::Text(e.actor.clone()),
+            Cell::Text(e.source.clone()),
+            Cell::Text(r.what),
+            Cell::Text(r.format),
+            Cell::Empty,
+            Cell::Int(r.bytes as i64),
+            Cell::Text(r.sha256),
+            Cell::Text(e.kind.clone()),
+            Cell::text(e.session.map(|s| s.to_string())),
+            Cell::Text(r.target),
         ]),
         _ => None,
     }

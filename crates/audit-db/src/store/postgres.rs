@@ -161,6 +161,8 @@ impl PgStore {
             .await
             .map_err(db("starting a write transaction"))?;
         let erased = super::erase_with::<Postgres>(&mut tx, seqs).await?;
+        // The index may hold the erased chat: emptied with it, built again later.
+        crate::session_index::reset_with::<Postgres>(&mut tx).await?;
         tx.commit().await.map_err(db("committing the erasure"))?;
         Ok(erased)
     }
@@ -220,7 +222,7 @@ impl PgStore {
     pub(crate) fn read_pages(&self, query: PageQuery, pages: PageSender) {
         let readers = self.readers.clone();
         tokio::spawn(async move {
-            let mut rows = bound(&query, 0, i64::MAX).fetch(&readers);
+            let mut rows = bound(&query, query.start, i64::MAX).fetch(&readers);
             let mut page = Vec::with_capacity(READ_PAGE as usize);
             while let Some(row) = rows.next().await {
                 match row

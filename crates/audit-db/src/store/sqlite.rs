@@ -231,6 +231,8 @@ impl SqliteStore {
                 .await
                 .map_err(db("starting a write transaction"))?;
             let erased = super::erase_with::<Sqlite>(&mut tx, seqs).await?;
+            // The index may hold the erased chat: emptied with it, built again later.
+            crate::session_index::reset_with::<Sqlite>(&mut tx).await?;
             tx.commit().await.map_err(db("committing the erasure"))?;
             Ok::<_, Error>(erased)
         }
@@ -310,7 +312,7 @@ impl SqliteStore {
                     return;
                 }
             };
-            let mut after = 0;
+            let mut after = query.start;
             loop {
                 let mut page = Vec::with_capacity(READ_PAGE as usize);
                 let read = read_page(&conn, &path, &query, after, READ_PAGE, &mut page);

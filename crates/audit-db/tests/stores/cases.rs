@@ -1211,3 +1211,150 @@ pub async fn an_unfinished_vacuum_is_finished_on_opening(db: &TestDb) {
         "freed text still in the files"
     );
 }
+
+/// The sessions index: built from the log, found by technician, group,
+/// address, time and chat words, paged newest first; an erasure empties it
+/// (and the erased words leave the files), and catching up again rebuilds
+/// it without them.
+pub async fn the_sessions_index_finds_sessions_and_forgets_erased_chat(db: &TestDb) {
+    use audit_db::event::{JoinMethod, SessionCreated, SessionJoined};
+    use audit_db::session_index::{SessionIndex, SessionQuery};
+    let log = open(db).await;
+    let secret = format!("secret{}", Uuid::new_v4().simple());
+    let sessions: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+    let mut events = Vec::new();
+    for (i, s) in sessions.iter().enumerate() {
+        let tech = if i == 2 {
+            "bob@example.com"
+        } else {
+            "ann@example.com"
+        };
+        events.push(
+            NewEvent::now(
+                Actor::technician(tech),
+                Source::gateway(),
+                EventKind::SessionCreated(SessionCreated {
+                    technician: tech.into(),
+                    pin_issued: true,
+                    gateway: None,
+                    group: Some(if i == 0 { "desk" } else { "field" }.into()),
+                }),
+            )
+            .in_session(*s),
+        );
+        events.push(
+            NewEvent::now(
+                Actor::end_user(),
+                Source::gateway(),
+                EventKind::SessionJoined(SessionJoined {
+                    via: JoinMethod::Pin,
+                    ip: Some(format!("192.0.2.{}", i + 1).parse().unwrap()),
+                }),
+            )
+            .in_session(*s),
+        );
+        let text = match i {
+            0 => format!("the printer jams {secret}"),
+            _ => format!("printer number {i} is fine"),
+        };
+        events.push(
+            NewEvent::now(
+                Actor::end_user(),
+                Source::applet("192.0.2.1"),
+                EventKind::ChatMessage(ChatMessage {
+                    from: Party::EndUser,
+                    chars: text.chars().count() as u64,
+                    text: Some(text),
+                }),
+            )
+            .in_session(*s),
+        );
+    }
+    log.append(events).await.unwrap();
+    let index = SessionIndex::new(log.store().clone());
+    assert_eq!(index.catch_up().await.unwrap(), 9);
+    assert_eq!(index.catch_up().await.unwrap(), 0, "nothing new");
+    let found = |q: SessionQuery| {
+        let index = index.clone();
+        async move {
+            index
+                .search(&SessionQuery { limit: 50, ..q })
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|s| s.session)
+                .collect::<Vec<_>>()
+        }
+    };
+    // Newest first: they were appended in one batch, so by id.
+    assert_eq!(
+        found(SessionQuery::default()).await,
+        [sessions[2], sessions[1], sessions[0]]
+    );
+    let ann = SessionQuery {
+        technician: Some("ann@example.com".into()),
+        ..SessionQuery::default()
+    };
+    assert_eq!(found(ann.clone()).await, [sessions[1], sessions[0]]);
+    let words = |w: &str| SessionQuery {
+        words: Some(w.into()),
+        ..SessionQuery::default()
+    };
+    assert_eq!(found(words("printer")).await.len(), 3);
+    assert_eq!(found(words("printer jams")).await, [sessions[0]]);
+    assert_eq!(found(words(&secret)).await, [sessions[0]]);
+    assert_eq!(
+        found(words("\"OR* (")).await,
+        Vec::<Uuid>::new(),
+        "typed syntax is only words"
+    );
+    let address = SessionQuery {
+        address: Some("192.0.2.2".into()),
+        ..SessionQuery::default()
+    };
+    assert_eq!(found(address).await, [sessions[1]]);
+    let group = SessionQuery {
+        group: Some("field".into()),
+        technician: Some("ann@example.com".into()),
+        ..SessionQuery::default()
+    };
+    assert_eq!(found(group).await, [sessions[1]]);
+    // The next page starts after the last one shown.
+    let first = index
+        .search(&SessionQuery {
+            limit: 2,
+            ..SessionQuery::default()
+        })
+        .await
+        .unwrap();
+    let last = first.last().unwrap();
+    let next = SessionQuery {
+        before: Some((last.created_at_us, last.id)),
+        ..SessionQuery::default()
+    };
+    assert_eq!(found(next).await, [sessions[0]]);
+    let row = index.get(sessions[0]).await.unwrap().unwrap();
+    assert_eq!(row.technician.as_deref(), Some("ann@example.com"));
+    assert_eq!(row.address.as_deref(), Some("192.0.2.1"));
+    assert_eq!((row.events, row.chat_lines), (3, 1));
+
+    // Erasing the chat line empties the index in the same transaction.
+    let chat_seq = 3;
+    log.erase(
+        &[chat_seq],
+        Actor::admin("dpo@example.com"),
+        Source::cli("test"),
+        "request",
+    )
+    .await
+    .unwrap();
+    assert_eq!(index.seq().await.unwrap(), 0);
+    assert!(
+        db.text_gone(secret.as_bytes()).await,
+        "the erased words left the files"
+    );
+    assert_eq!(index.catch_up().await.unwrap(), 10);
+    assert_eq!(found(words(&secret)).await, Vec::<Uuid>::new());
+    assert_eq!(found(words("printer")).await, [sessions[2], sessions[1]]);
+    log.close().await;
+}

@@ -33,6 +33,7 @@ testkit::both_backends! {
     settings_are_stored_as_json,
     archived_stretches_leave_the_log_verifiable,
     a_bulk_archive_keeps_the_indexes_and_the_guard,
+    the_sessions_index_finds_sessions_and_forgets_erased_chat,
 }
 
 /// SQLite only: PostgreSQL has no bulk path and no VACUUM mark.

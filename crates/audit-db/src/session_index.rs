@@ -1,0 +1,446 @@
+//! The sessions index: one row per session (who, which group, the end
+//! user's address and computer, when, how it ended, what it held) and its
+//! chat lines searchable by word, derived from the log so that a page of
+//! sessions is found through indexes instead of by reading the log.
+//!
+//! The index is never a source of truth. It takes in events after the last
+//! seq it has seen ([`SessionIndex::catch_up`]); whatever takes events or
+//! bodies out of the log (an erasure, a retention archive) empties it in
+//! the same transaction, so it never holds text the log no longer holds,
+//! and the next catch-up builds it again.
+
+use std::collections::BTreeMap;
+
+use futures::TryStreamExt;
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::error::{db, Result};
+use crate::query::{self, Filter};
+use crate::store::{on_pool, Pools, Store};
+use crate::{EventKind, StoredEvent};
+
+/// Events taken in per transaction while catching up.
+const CHUNK: usize = 5_000;
+
+/// Sessions a page shows at most.
+pub const MAX_PAGE: u32 = 500;
+
+/// The sessions index of one database. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SessionIndex {
+    store: Store,
+}
+
+/// A session as the index knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexedSession {
+    /// The index's own number for it (the tie-breaker of the page order).
+    pub id: i64,
+    /// The session.
+    pub session: Uuid,
+    /// The technician who created it (or picked it up).
+    pub technician: Option<String>,
+    /// The technician's group when it was created.
+    pub group: Option<String>,
+    /// The end user's address, as the gateway saw it.
+    pub address: Option<String>,
+    /// The end user's computer, as their applet named it.
+    pub host: Option<String>,
+    /// When it was created (or, if that event is gone, its first event).
+    pub created_at_us: i64,
+    /// When it ended.
+    pub ended_at_us: Option<i64>,
+    /// How it ended.
+    pub end_reason: Option<String>,
+    /// Its events.
+    pub events: i64,
+    /// Chat lines.
+    pub chat_lines: i64,
+    /// File reports (each end reports a file it sent or received).
+    pub files: i64,
+    /// Recordings finished.
+    pub recordings: i64,
+}
+
+/// Which sessions to list: every given filter must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionQuery {
+    /// Only this technician's.
+    pub technician: Option<String>,
+    /// Only this group's.
+    pub group: Option<String>,
+    /// Only those joined from this address.
+    pub address: Option<String>,
+    /// Created at or after (microseconds since the epoch).
+    pub since_us: Option<i64>,
+    /// Created before.
+    pub until_us: Option<i64>,
+    /// Words that one chat line of the session holds, all of them.
+    pub words: Option<String>,
+    /// Only sessions listed after this one (created earlier, or at the same
+    /// time with a lower id): the next page.
+    pub before: Option<(i64, i64)>,
+    /// Sessions on the page.
+    pub limit: u32,
+}
+
+/// What one chunk of events changes of one session.
+#[derive(Debug, Default)]
+struct Delta {
+    technician: Option<String>,
+    group: Option<String>,
+    address: Option<String>,
+    host: Option<String>,
+    created_at: Option<i64>,
+    first_at: i64,
+    ended_at: Option<i64>,
+    end_reason: Option<String>,
+    events: i64,
+    chat: Vec<String>,
+    chat_lines: i64,
+    files: i64,
+    recordings: i64,
+}
+
+impl Delta {
+    fn add(&mut self, e: &StoredEvent) {
+        if self.events == 0 {
+            self.first_at = e.occurred_at_us;
+        }
+        self.events += 1;
+        // A body that does not decode (erased, or of a newer version) still counts as an event.
+        let Ok(Some(kind)) = e.decode() else { return };
+        match kind {
+            EventKind::SessionCreated(c) => {
+                self.technician.get_or_insert(c.technician);
+                self.group = self.group.take().or(c.group);
+                self.created_at = Some(e.occurred_at_us);
+            }
+            EventKind::SessionPickedUp(p) => {
+                self.technician.get_or_insert(p.technician);
+            }
+            EventKind::SessionJoined(j) => {
+                if let Some(ip) = j.ip {
+                    self.address = Some(ip.to_string());
+                }
+            }
+            EventKind::SessionEndUser(u) => self.host = Some(u.host),
+            EventKind::SessionEnded(end) => {
+                self.ended_at = Some(e.occurred_at_us);
+                self.end_reason = Some(end.reason.to_string());
+            }
+            EventKind::ChatMessage(c) => {
+                self.chat_lines += 1;
+                if let Some(text) = c.text.filter(|t| !t.trim().is_empty()) {
+                    self.chat.push(text);
+                }
+            }
+            EventKind::FileTransferred(_) => self.files += 1,
+            EventKind::RecordingStopped(_) => self.recordings += 1,
+            _ => {}
+        }
+    }
+}
+
+/// A row of [`COLUMNS`] as an [`IndexedSession`] (a macro: the two
+/// backends' rows are different types).
+macro_rules! indexed_from_row {
+    ($r:expr) => {{
+        let r = $r;
+        (|| -> std::result::Result<IndexedSession, sqlx::Error> {
+            let session: Vec<u8> = r.try_get(1)?;
+            Ok(IndexedSession {
+                id: r.try_get(0)?,
+                session: Uuid::from_slice(&session).map_err(|e| sqlx::Error::Decode(e.into()))?,
+                technician: r.try_get(2)?,
+                group: r.try_get(3)?,
+                address: r.try_get(4)?,
+                host: r.try_get(5)?,
+                created_at_us: r.try_get(6)?,
+                ended_at_us: r.try_get(7)?,
+                end_reason: r.try_get(8)?,
+                events: r.try_get(9)?,
+                chat_lines: r.try_get(10)?,
+                files: r.try_get(11)?,
+                recordings: r.try_get(12)?,
+            })
+        })()
+    }};
+}
+
+const COLUMNS: &str = "id, session_id, technician, group_name, address, host, created_at, \
+                       ended_at, end_reason, events, chat_lines, files, recordings";
+
+const UPSERT: &str = "INSERT INTO session_index (session_id, technician, group_name, address, \
+     host, created_at, ended_at, end_reason, events, chat_lines, files, recordings) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+     ON CONFLICT (session_id) DO UPDATE SET \
+     technician = COALESCE(session_index.technician, excluded.technician), \
+     group_name = COALESCE(session_index.group_name, excluded.group_name), \
+     address = COALESCE(excluded.address, session_index.address), \
+     host = COALESCE(excluded.host, session_index.host), \
+     created_at = CASE WHEN $13 THEN excluded.created_at ELSE session_index.created_at END, \
+     ended_at = COALESCE(excluded.ended_at, session_index.ended_at), \
+     end_reason = COALESCE(excluded.end_reason, session_index.end_reason), \
+     events = session_index.events + excluded.events, \
+     chat_lines = session_index.chat_lines + excluded.chat_lines, \
+     files = session_index.files + excluded.files, \
+     recordings = session_index.recordings + excluded.recordings \
+     RETURNING id";
+
+/// The statements that empty the index, for the backend named `backend`
+/// (`sqlx::Database::NAME`). On SQLite the full-text index is rebuilt from
+/// its (then empty) content, so no word of the old chat stays in its pages.
+pub(crate) fn reset_statements(backend: &str) -> &'static [&'static str] {
+    if backend == "SQLite" {
+        &[
+            "DELETE FROM session_chat",
+            "INSERT INTO session_chat (session_chat) VALUES ('rebuild')",
+            "DELETE FROM session_index",
+            "UPDATE session_index_head SET seq = 0",
+        ]
+    } else {
+        &[
+            "DELETE FROM session_chat",
+            "DELETE FROM session_index",
+            "UPDATE session_index_head SET seq = 0",
+        ]
+    }
+}
+
+/// Empties the index inside `conn`'s transaction (see [`reset_statements`]).
+pub(crate) async fn reset_with<DB>(conn: &mut DB::Connection) -> Result<()>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+{
+    for sql in reset_statements(DB::NAME) {
+        sqlx::query(sql)
+            .execute(&mut *conn)
+            .await
+            .map_err(db("emptying the sessions index"))?;
+    }
+    Ok(())
+}
+
+impl SessionIndex {
+    /// The index kept in `store`.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    /// The last seq the index has taken in.
+    pub async fn seq(&self) -> Result<i64> {
+        let sql = "SELECT seq FROM session_index_head WHERE one = 1";
+        Ok(on_pool!(self, pool => sqlx::query_scalar(sql)
+            .fetch_one(pool).await.map_err(db("reading the sessions index's head"))?))
+    }
+
+    /// Takes in every event after the last one it has, a chunk per
+    /// transaction; returns the events taken in. Another process catching
+    /// up at the same time, or an erasure emptying the index meanwhile,
+    /// makes a chunk's commit find another head: that chunk is dropped and
+    /// the catch-up stops, leaving the index as the other left it.
+    pub async fn catch_up(&self) -> Result<u64> {
+        let mut head = self.seq().await?;
+        let mut events = std::pin::pin!(query::stream(
+            self.store.clone(),
+            Filter {
+                after_seq: Some(head),
+                ..Filter::default()
+            },
+        ));
+        let mut taken = 0u64;
+        let mut chunk: BTreeMap<Uuid, Delta> = BTreeMap::new();
+        let mut last = head;
+        loop {
+            let next = events.try_next().await?;
+            if let Some(e) = &next {
+                last = e.seq;
+                if let Some(session) = e.session {
+                    chunk.entry(session).or_default().add(e);
+                }
+                taken += 1;
+            }
+            if last > head && (next.is_none() || taken.is_multiple_of(CHUNK as u64)) {
+                if !self.apply(head, last, std::mem::take(&mut chunk)).await? {
+                    return Ok(taken);
+                }
+                head = last;
+            }
+            if next.is_none() {
+                return Ok(taken);
+            }
+        }
+    }
+
+    /// Applies one chunk and moves the head from `from` to `to`, in one
+    /// transaction; `false` if the head was no longer `from`.
+    async fn apply(&self, from: i64, to: i64, chunk: BTreeMap<Uuid, Delta>) -> Result<bool> {
+        const DOING: &str = "updating the sessions index";
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await.map_err(db(DOING))?;
+            // First, so that the write lock is taken before anything is read.
+            let moved = sqlx::query("UPDATE session_index_head SET seq = $1 WHERE seq = $2")
+                .bind(to)
+                .bind(from)
+                .execute(&mut *tx)
+                .await
+                .map_err(db(DOING))?
+                .rows_affected();
+            if moved != 1 {
+                return Ok(false);
+            }
+            for (session, d) in &chunk {
+                let id: i64 = sqlx::query_scalar(UPSERT)
+                    .bind(&session.as_bytes()[..])
+                    .bind(&d.technician)
+                    .bind(&d.group)
+                    .bind(&d.address)
+                    .bind(&d.host)
+                    .bind(d.created_at.unwrap_or(d.first_at))
+                    .bind(d.ended_at)
+                    .bind(&d.end_reason)
+                    .bind(d.events)
+                    .bind(d.chat_lines)
+                    .bind(d.files)
+                    .bind(d.recordings)
+                    .bind(d.created_at.is_some())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db(DOING))?;
+                for text in &d.chat {
+                    sqlx::query("INSERT INTO session_chat (session, text) VALUES ($1, $2)")
+                        .bind(id)
+                        .bind(text)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db(DOING))?;
+                }
+            }
+            tx.commit().await.map_err(db(DOING))?;
+            Ok(true)
+        })
+    }
+
+    /// The sessions `q` selects, newest first.
+    pub async fn search(&self, q: &SessionQuery) -> Result<Vec<IndexedSession>> {
+        let sqlite = matches!(self.store.pools(), Pools::Sqlite(_));
+        let mut sql = format!("SELECT {COLUMNS} FROM session_index WHERE 1 = 1");
+        let mut texts: Vec<String> = Vec::new();
+        let mut ints: Vec<i64> = Vec::new();
+        let mut n = 0;
+        let mut param = |sql: &mut String| {
+            n += 1;
+            sql.push_str(&format!("${n}"));
+        };
+        for (column, value) in [
+            ("technician", &q.technician),
+            ("group_name", &q.group),
+            ("address", &q.address),
+        ] {
+            if let Some(v) = value {
+                sql.push_str(&format!(" AND {column} = "));
+                param(&mut sql);
+                texts.push(v.clone());
+            }
+        }
+        if let Some(t) = q.since_us {
+            sql.push_str(" AND created_at >= ");
+            param(&mut sql);
+            ints.push(t);
+        }
+        if let Some(t) = q.until_us {
+            sql.push_str(" AND created_at < ");
+            param(&mut sql);
+            ints.push(t);
+        }
+        if let Some((created, id)) = q.before {
+            sql.push_str(" AND (created_at < ");
+            param(&mut sql);
+            ints.push(created);
+            sql.push_str(" OR (created_at = ");
+            param(&mut sql);
+            ints.push(created);
+            sql.push_str(" AND id < ");
+            param(&mut sql);
+            ints.push(id);
+            sql.push_str("))");
+        }
+        let words = q.words.as_deref().map(str::trim).filter(|w| !w.is_empty());
+        let mut word_query = None;
+        if let Some(words) = words {
+            if sqlite {
+                sql.push_str(
+                    " AND id IN (SELECT session FROM session_chat WHERE session_chat MATCH ",
+                );
+                word_query = Some(fts5_query(words));
+            } else {
+                sql.push_str(
+                    " AND id IN (SELECT session FROM session_chat \
+                     WHERE to_tsvector('simple', text) @@ plainto_tsquery('simple', ",
+                );
+                word_query = Some(words.to_owned());
+            }
+            param(&mut sql);
+            sql.push_str(if sqlite { ")" } else { "))" });
+        }
+        sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT ");
+        let limit = i64::from(q.limit.clamp(1, MAX_PAGE));
+        param(&mut sql);
+        let rows = on_pool!(self, pool => {
+            let mut query = sqlx::query(&sql);
+            for t in &texts {
+                query = query.bind(t.as_str());
+            }
+            for v in &ints {
+                query = query.bind(*v);
+            }
+            if let Some(w) = &word_query {
+                query = query.bind(w.as_str());
+            }
+            query = query.bind(limit);
+            let rows = query.fetch_all(pool).await.map_err(db("searching the sessions index"))?;
+            rows.iter().map(|r| indexed_from_row!(r)).collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(db("reading the sessions index"))?
+        });
+        Ok(rows)
+    }
+
+    /// The index's row of `session`, if it has one.
+    pub async fn get(&self, session: Uuid) -> Result<Option<IndexedSession>> {
+        let sql = format!("SELECT {COLUMNS} FROM session_index WHERE session_id = $1");
+        let found = on_pool!(self, pool => sqlx::query(&sql)
+            .bind(&session.as_bytes()[..])
+            .fetch_optional(pool)
+            .await
+            .map_err(db("reading the sessions index"))?
+            .map(|r| indexed_from_row!(r))
+            .transpose()
+            .map_err(db("reading the sessions index"))?);
+        Ok(found)
+    }
+}
+
+/// Words as an FTS5 query that means "all of them": each quoted (quotes
+/// doubled), so that nothing a person types is read as FTS5 syntax.
+fn fts5_query(words: &str) -> String {
+    words
+        .split_whitespace()
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_words_are_never_fts5_syntax() {
+        assert_eq!(fts5_query("printer  jam"), "\"printer\" \"jam\"");
+        assert_eq!(fts5_query("a\"b OR c*"), "\"a\"\"b\" \"OR\" \"c*\"");
+    }
+}

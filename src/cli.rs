@@ -156,6 +156,47 @@ pub enum Command {
     /// Archive, purge and check what retention policy says (see `admin retention`)
     #[command(subcommand)]
     Retention(RetentionCommand),
+    /// The web portal: find sessions, read their timelines and transcripts,
+    /// play recordings in the browser (HTTPS; the gateway's accounts and
+    /// rules; every view audited)
+    Web(WebArgs),
+}
+
+/// `vigil web`.
+#[derive(Debug, Args)]
+pub struct WebArgs {
+    /// Address to listen on
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
+    pub listen: std::net::SocketAddr,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+    #[command(flatten)]
+    pub portal: PortalArgs,
+}
+
+/// What the portal needs beside its address (`vigil web`, `vigil gateway --web`).
+#[derive(Debug, Args)]
+pub struct PortalArgs {
+    /// A directory recordings were moved to, where the portal looks for a
+    /// recording (by its file name) that is no longer where the log says the
+    /// console wrote it (repeatable)
+    #[arg(long = "recordings", value_name = "DIR")]
+    pub recordings: Vec<PathBuf>,
+}
+
+/// The TLS certificate a server presents.
+#[derive(Debug, Args)]
+pub struct IdentityArgs {
+    /// PEM certificate chain [default: a development CA and certificate made
+    /// once in the data directory]
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of --cert
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Extra DNS name or address for the development certificate (repeatable)
+    #[arg(long = "dev-name", value_name = "NAME")]
+    pub dev_names: Vec<String>,
 }
 
 /// `vigil retention ...`
@@ -462,21 +503,18 @@ pub struct GatewayArgs {
     /// Address to listen on
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7443")]
     pub listen: std::net::SocketAddr,
-    /// PEM certificate chain for the gateway [default: a development CA and
-    /// certificate made once in the data directory]
-    #[arg(long, value_name = "FILE", requires = "key")]
-    pub cert: Option<PathBuf>,
-    /// PEM private key of --cert
-    #[arg(long, value_name = "FILE", requires = "cert")]
-    pub key: Option<PathBuf>,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+    /// Also serve the web portal (as `vigil web`) on this address, from this process
+    #[arg(long, value_name = "ADDR")]
+    pub web: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    pub portal: PortalArgs,
     /// This gateway's name, recorded with the sessions it creates; at start
     /// it ends, in the log, those of its sessions an earlier run left open.
     /// Give each gateway sharing a database its own [default: the host name]
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
-    /// Extra DNS name or address for the development certificate (repeatable)
-    #[arg(long = "dev-name", value_name = "NAME")]
-    pub dev_names: Vec<String>,
     /// Time a client has to finish TLS and send its first request
     /// (1 s to 5 min)
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_handshake_timeout)]

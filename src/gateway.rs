@@ -9,23 +9,13 @@ use audit_db::AuditLog;
 use gateway::{Gateway, GatewayConfig};
 use protocol::tls::{self, DevCertificates, Identity};
 
-use crate::cli::GatewayArgs;
+use crate::cli::{GatewayArgs, IdentityArgs};
 
 /// Runs the gateway until SIGINT or SIGTERM.
 pub async fn run(log: &AuditLog, data_dir: &Path, args: GatewayArgs) -> Result<ExitCode> {
-    let host = gethostname::gethostname().to_string_lossy().into_owned();
-    let identity = match (&args.cert, &args.key) {
-        (Some(cert), Some(key)) => Identity::load(cert, key)?,
-        _ => {
-            let mut names = args.dev_names.clone();
-            names.push(host.clone());
-            let dev = DevCertificates::load_or_create(data_dir, &names)
-                .context("preparing the development certificates")?;
-            println!("CA certificate: {}", dev.ca_path.display());
-            println!("CA fingerprint (SHA-256): {}", dev.ca_fingerprint);
-            dev.identity
-        }
-    };
+    let host = crate::web::host();
+    let identity = identity(data_dir, &args.identity, &host)?;
+    let tls_config = tls::server_config(identity)?;
     // Read (or made) before anything is served: a key that cannot sign stops the start.
     let key = crate::audit::log_key(&args.log_key.path(data_dir))?;
     let name = args.name.as_deref().unwrap_or(&host);
@@ -33,7 +23,13 @@ pub async fn run(log: &AuditLog, data_dir: &Path, args: GatewayArgs) -> Result<E
     config.handshake_timeout = args.handshake_timeout;
     config.drain_timeout = args.drain_timeout;
     config.relay_capture = args.relay_capture;
-    let gateway = Gateway::bind(config, tls::server_config(identity)?, log.clone()).await?;
+    let gateway = Gateway::bind(config, tls_config.clone(), log.clone()).await?;
+    let portal = match args.web {
+        Some(listen) => {
+            Some(crate::web::bind(log, data_dir, listen, &args.portal, tls_config).await?)
+        }
+        None => None,
+    };
     // Before the line below: a SIGTERM sent as soon as it appears must
     // stop the gateway cleanly, not kill it.
     let stop = shutdown_signal()?;
@@ -41,6 +37,10 @@ pub async fn run(log: &AuditLog, data_dir: &Path, args: GatewayArgs) -> Result<E
     println!("listening on {}", gateway.local_addr());
     // Cancelled once the gateway has stopped: the background tasks finish.
     let stopping = tokio_util::sync::CancellationToken::new();
+    let portal = portal.map(|p| {
+        println!("portal on https://{}", p.local_addr());
+        tokio::spawn(p.run(stopping.clone()))
+    });
     let worker = (!args.no_webhooks).then(|| crate::webhooks::start_worker(log, stopping.clone()));
     let checkpoints = tokio::spawn(audit_db::checkpoint::keep_writing(
         log.store().clone(),
@@ -69,6 +69,9 @@ pub async fn run(log: &AuditLog, data_dir: &Path, args: GatewayArgs) -> Result<E
     };
     let report = gateway.run(stop).await;
     stopping.cancel();
+    if let Some(portal) = portal {
+        let _ = portal.await;
+    }
     if let Some(retention) = retention {
         let _ = retention.await;
     }
@@ -82,6 +85,23 @@ pub async fn run(log: &AuditLog, data_dir: &Path, args: GatewayArgs) -> Result<E
     }
     println!("gateway stopped after {} connections", report.connections);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The server certificate: the given one, or the development CA's (made
+/// once in the data directory, its fingerprint printed for clients to pin).
+pub fn identity(data_dir: &Path, args: &IdentityArgs, host: &str) -> Result<Identity> {
+    Ok(match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => Identity::load(cert, key)?,
+        _ => {
+            let mut names = args.dev_names.clone();
+            names.push(host.to_owned());
+            let dev = DevCertificates::load_or_create(data_dir, &names)
+                .context("preparing the development certificates")?;
+            println!("CA certificate: {}", dev.ca_path.display());
+            println!("CA fingerprint (SHA-256): {}", dev.ca_fingerprint);
+            dev.identity
+        }
+    })
 }
 
 /// Resolves on the first SIGINT or SIGTERM.

@@ -17,6 +17,7 @@ mod progress;
 mod recording;
 mod report;
 mod retention;
+mod web;
 mod webhooks;
 
 use std::process::ExitCode;
@@ -73,6 +74,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Demo => {
             with_log(&url, OpenMode::Create, |log| async move {
                 demo::run(&log, &data_dir).await
+            })
+            .await
+        }
+        Command::Web(args) => {
+            with_log(&url, OpenMode::Create, |log| async move {
+                web::run(&log, &data_dir, args).await
             })
             .await
         }

@@ -104,6 +104,10 @@ impl Actor {
     pub fn admin(name: &str) -> Self {
         Self(format!("admin:{name}"))
     }
+    /// A compliance officer, named by login email.
+    pub fn compliance(email: &str) -> Self {
+        Self(format!("compliance:{email}"))
+    }
     /// The end user on the applet side of a session.
     pub fn end_user() -> Self {
         Self("end-user".to_owned())

@@ -68,7 +68,7 @@ fn reach(graph: &BTreeMap<String, BTreeSet<String>>, root: &str) -> BTreeSet<Str
     seen
 }
 
-const OURS: [&str; 11] = [
+const OURS: [&str; 12] = [
     "vigil",
     "audit-event",
     "audit-db",
@@ -80,6 +80,7 @@ const OURS: [&str; 11] = [
     "reporter",
     "webhook",
     "retention",
+    "web",
 ];
 
 #[test]
@@ -113,6 +114,19 @@ fn dependencies_point_one_way() {
         &["audit-event", "audit-db", "reporter", "recorder"],
     );
     only("retention", &["audit-event", "audit-db"]);
+    // The portal reuses the gateway's login rules (`gateway::login`), not its engine.
+    only(
+        "web",
+        &[
+            "audit-event",
+            "audit-db",
+            "protocol",
+            "gateway",
+            "recorder",
+            "reporter",
+            "converter",
+        ],
+    );
     only("testkit", &[]);
     for krate in OURS.iter().filter(|k| **k != "vigil") {
         assert!(

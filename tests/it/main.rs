@@ -18,4 +18,5 @@ mod report;
 mod retention;
 mod security;
 mod session;
+mod web;
 mod webhook;

@@ -67,6 +67,8 @@ impl Browser {
         // of this process may have chosen it first.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut caps = serde_json::Map::new();
+        // The portal under test presents the data directory's development certificate.
+        caps.insert("acceptInsecureCerts".into(), serde_json::Value::Bool(true));
         caps.insert(
             "goog:chromeOptions".into(),
             serde_json::json!({

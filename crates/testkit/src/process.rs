@@ -1,4 +1,4 @@
-//! A `vigil gateway` running as a child process, for end-to-end tests and
+//! A `vigil gateway` (or `vigil web`) running as a child process, for end-to-end tests and
 //! benchmarks: started on a free loopback port, stopped with SIGTERM.
 
 use std::path::{Path, PathBuf};
@@ -31,19 +31,45 @@ impl GatewayProcess {
         args: &[&str],
         log: Stdio,
     ) -> Self {
+        Self::serve(bin, data, global, "gateway", args, log, "listening on ")
+    }
+
+    /// Starts `BIN --data DIR GLOBAL... web --listen 127.0.0.1:0 ARGS...`
+    /// (the portal: `addr` is its `127.0.0.1:PORT`) and waits until it listens.
+    pub fn start_portal(bin: &Path, data: &Path, global: &[&str], args: &[&str]) -> Self {
+        Self::serve(
+            bin,
+            data,
+            global,
+            "web",
+            args,
+            Stdio::inherit(),
+            "portal on https://",
+        )
+    }
+
+    fn serve(
+        bin: &Path,
+        data: &Path,
+        global: &[&str],
+        command: &str,
+        args: &[&str],
+        log: Stdio,
+        ready: &str,
+    ) -> Self {
         use std::io::BufRead;
         let mut child = Command::new(bin)
             .env_remove("RUST_LOG")
             .arg("--data")
             .arg(data)
             .args(global)
-            .args(["gateway", "--listen", "127.0.0.1:0"])
+            .args([command, "--listen", "127.0.0.1:0"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
-            .expect("starting vigil gateway");
+            .unwrap_or_else(|e| panic!("starting vigil {command}: {e}"));
         let mut lines =
             std::io::BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
         let (mut ca, mut fingerprint) = (None, None);
@@ -51,7 +77,7 @@ impl GatewayProcess {
             let line = match lines.next() {
                 Some(Ok(line)) => line,
                 other => panic!(
-                    "vigil gateway ended before listening: {other:?} (status {:?})",
+                    "vigil {command} ended before listening: {other:?} (status {:?})",
                     child.wait()
                 ),
             };
@@ -59,7 +85,7 @@ impl GatewayProcess {
                 ca = Some(PathBuf::from(v));
             } else if let Some(v) = line.strip_prefix("CA fingerprint (SHA-256): ") {
                 fingerprint = Some(v.to_owned());
-            } else if let Some(v) = line.strip_prefix("listening on ") {
+            } else if let Some(v) = line.strip_prefix(ready) {
                 break v.to_owned();
             }
         };
@@ -69,8 +95,8 @@ impl GatewayProcess {
         GatewayProcess {
             child,
             addr,
-            ca: ca.expect("the gateway printed its CA file"),
-            fingerprint: fingerprint.expect("the gateway printed its CA fingerprint"),
+            ca: ca.expect("vigil printed its CA file"),
+            fingerprint: fingerprint.expect("vigil printed its CA fingerprint"),
             output,
         }
     }

@@ -53,6 +53,34 @@ impl Xvfb {
         assert!(status.success(), "setxkbmap {name} failed");
     }
 
+    /// Paints a `w`×`h` rectangle at (`x`, `y`) of the root window in
+    /// colour `rgb` (0xRRGGBB), and returns once the server has done it.
+    pub fn paint(&self, x: i16, y: i16, w: u16, h: u16, rgb: u32) {
+        use x11rb::connection::Connection;
+        use x11rb::protocol::xproto::{ConnectionExt, CreateGCAux, Rectangle};
+        let (conn, screen) = x11rb::connect(Some(&self.display)).expect("connecting to Xvfb");
+        let root = conn.setup().roots[screen].root;
+        let gc = conn.generate_id().expect("an X id");
+        conn.create_gc(gc, root, &CreateGCAux::new().foreground(rgb))
+            .expect("a graphics context");
+        conn.poly_fill_rectangle(
+            root,
+            gc,
+            &[Rectangle {
+                x,
+                y,
+                width: w,
+                height: h,
+            }],
+        )
+        .expect("painting");
+        // A round trip: every request before it has been carried out.
+        conn.get_input_focus()
+            .expect("asking for the focus")
+            .reply()
+            .expect("the X server answered");
+    }
+
     /// The keycodes held down on the display now.
     pub fn keys_down(&self) -> Vec<u8> {
         use x11rb::protocol::xproto::ConnectionExt;

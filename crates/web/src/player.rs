@@ -64,8 +64,7 @@ impl Digests {
         if let Some(sha) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&k) {
             return Ok((meta.len(), sha.clone()));
         }
-        let (size, sha) =
-            recorder::vrec::integrity::digest(path).map_err(|e| WebError::internal(e))?;
+        let (size, sha) = recorder::vrec::integrity::digest(path).map_err(WebError::internal)?;
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -250,6 +249,7 @@ pub(crate) async fn page(
         }
         h3 { "Markers" }
         ol.markers id="markers" {}
+        script src="/assets/player.js" defer {}
     };
     Ok(layout("Recording", Some(&viewer), body))
 }

@@ -1,0 +1,342 @@
+//! The web portal in a real browser (Debian's Chromium over WebDriver):
+//! logins and lockout, roles (a technician sees only their own sessions,
+//! also by guessing addresses), CSRF, a session found by a word of its
+//! chat, a recording played and sought to a marker with the canvas's pixels
+//! compared with `vigil recording frame`, an altered recording refused, and
+//! the access audit afterwards. Screenshots of each page are saved under
+//! the test's target directory.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use session_core::lines::ConsoleLine;
+use testkit::{Browser, GatewayProcess};
+
+use crate::desk::{wait_until, Desk};
+use crate::helpers::{events, run_in};
+
+const COMPLIANCE: &str = "cora@example.com";
+const OTHER_TECH: &str = "bob@example.com";
+const LOCKED: &str = "lou@example.com";
+const PASSWORD: &str = "Portal-Pass-2026!";
+
+/// A recorded session on a 320×200 display: a red square, a chat line
+/// (the recording's marker), a blue square; then it ends. Returns the
+/// session and the recording's id and file.
+fn recorded_session(data: &Path) -> (String, String, PathBuf) {
+    let recordings = data.join("recordings");
+    let mut desk = Desk::start(
+        data,
+        &[
+            "--permissions",
+            "desktop_view",
+            "--force-recording",
+            "true",
+            "--store-chat",
+            "true",
+        ],
+        (320, 200),
+        &["--record", recordings.to_str().unwrap()],
+    );
+    let path = PathBuf::from(desk.wait(|l| match l {
+        ConsoleLine::Recording { path } => Some(path),
+        _ => None,
+    }));
+    desk.send("/view");
+    assert!(desk.view_granted());
+    let frames = |n: u64| {
+        let path = path.clone();
+        move || recorder::vrec::Recording::open(&path).is_ok_and(|r| r.index.frames >= n)
+    };
+    wait_until("the first screen in the file", frames(1));
+    desk.display.paint(20, 20, 80, 60, 0xd03030);
+    wait_until("the red square recorded", frames(2));
+    desk.send("the printer jams again");
+    wait_until("the chat line in the log", || {
+        events(data).iter().any(|e| e["type"] == "chat.message")
+    });
+    desk.display.paint(160, 100, 120, 80, 0x3060d0);
+    wait_until("the blue square recorded", frames(3));
+    desk.finish();
+    let all = events(data);
+    let stopped = all
+        .iter()
+        .find(|e| e["type"] == "recording.stopped")
+        .expect("the recording was finished");
+    (
+        stopped["session"].as_str().unwrap().to_owned(),
+        stopped["payload"]["recording"].as_str().unwrap().to_owned(),
+        path,
+    )
+}
+
+fn add_user(data: &Path, email: &str, role: &str) {
+    run_in(
+        data,
+        &[
+            "admin", "user", "add", email, "--group", "tier1", "--role", role,
+        ],
+        &format!("{PASSWORD}\n"),
+    )
+    .ok();
+}
+
+fn log_in(b: &Browser, base: &str, email: &str, password: &str) {
+    b.goto(&format!("{base}/login"));
+    b.type_into("#email", email);
+    b.type_into("#password", password);
+    submit(b, "#login");
+}
+
+/// Clicks `css` and waits for the page it leads to.
+fn submit(b: &Browser, css: &str) {
+    b.js("window.vigilLeaving = true; return true;");
+    b.click(css);
+    b.wait_until(
+        "the next page",
+        "return !window.vigilLeaving && document.readyState === 'complete';",
+    );
+}
+
+/// The canvas's pixels, RGBA, read in the page.
+fn canvas_rgba(b: &Browser) -> Vec<u8> {
+    let v = b.js(
+        "const c = document.getElementById('screen');
+         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+         let s = '';
+         for (let i = 0; i < d.length; i += 8192) s += String.fromCharCode.apply(null, d.subarray(i, i + 8192));
+         return btoa(s);",
+    );
+    base64_decode(v.as_str().unwrap())
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let clean: Vec<u8> = text.bytes().filter(|&c| c != b'=').collect();
+    clean
+        .chunks(4)
+        .flat_map(|q| {
+            let n = q.iter().enumerate().fold(0u32, |acc, (i, &c)| {
+                acc | u32::from(value(c)) << (18 - 6 * i)
+            });
+            let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+            bytes.into_iter().take(q.len() - 1)
+        })
+        .collect()
+}
+
+/// Waits until the player shows the screen at `t` (µs), then checks the
+/// canvas pixel for pixel against `vigil recording frame --at t`.
+fn same_as_recording_frame(b: &Browser, data: &Path, file: &Path, t: u64) {
+    b.wait_until(
+        "the picture at the time sought",
+        &format!("return window.vigilPlayer.state().shown === {t};"),
+    );
+    let shown = canvas_rgba(b);
+    let png = data.join(format!("at-{t}.png"));
+    let at = format!("{}.{:06}", t / 1_000_000, t % 1_000_000);
+    run_in(
+        data,
+        &[
+            "recording",
+            "frame",
+            file.to_str().unwrap(),
+            "--at",
+            &at,
+            "-o",
+            png.to_str().unwrap(),
+        ],
+        "",
+    )
+    .ok();
+    let mut expected = crate::recording::png_pixels(&png);
+    expected.chunks_exact_mut(4).for_each(|p| p.swap(0, 2));
+    assert_eq!(shown.len(), expected.len());
+    assert!(
+        shown == expected,
+        "the canvas at {t} µs is the frame `recording frame` gives"
+    );
+}
+
+fn player_state(b: &Browser) -> Value {
+    b.js("return window.vigilPlayer ? window.vigilPlayer.state() : null;")
+}
+
+#[test]
+fn the_portal_finds_plays_and_audits_in_a_browser() {
+    let Some(b) = Browser::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let (session, recording, file) = recorded_session(data);
+    add_user(data, COMPLIANCE, "compliance");
+    add_user(data, OTHER_TECH, "technician");
+    add_user(data, LOCKED, "technician");
+    let portal =
+        GatewayProcess::start_portal(Path::new(env!("CARGO_BIN_EXE_vigil")), data, &[], &[]);
+    let base = format!("https://{}", portal.addr);
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+
+    // Lockout after 5 wrong passwords, said in the page.
+    for _ in 0..5 {
+        log_in(&b, &base, LOCKED, "wrong-password");
+        assert!(b.text("#login-message").contains("wrong email or password"));
+    }
+    log_in(&b, &base, LOCKED, PASSWORD);
+    let message = b.text("#login-message");
+    assert!(message.contains("locked"), "{message}");
+    b.screenshot(&shots.join("login-locked.png"));
+
+    // Compliance finds the session by a word of its chat.
+    log_in(&b, &base, COMPLIANCE, PASSWORD);
+    b.wait_until(
+        "the sessions page",
+        "return !!document.getElementById('filters');",
+    );
+    b.type_into("#f-words", "jams");
+    submit(&b, "#search");
+    let row = format!("#sessions tr[data-session='{session}']");
+    b.wait_until(
+        "the session found by a chat word",
+        &format!("return !!document.querySelector(\"{row}\");"),
+    );
+    b.screenshot(&shots.join("sessions.png"));
+    b.type_into("#f-words", " nowhere-said");
+    submit(&b, "#search");
+    b.wait_until(
+        "no match",
+        "return !!document.getElementById('no-sessions');",
+    );
+
+    // The session page: transcript and recording.
+    b.goto(&format!("{base}/sessions/{session}"));
+    assert!(b.text("#chat").contains("the printer jams again"));
+    assert!(b.text("#recordings").contains(&recording));
+    b.screenshot(&shots.join("session.png"));
+
+    // The player: verified, a marker for the chat line, pixels as `recording frame` says.
+    submit(&b, "#recordings a");
+    b.wait_until(
+        "the first picture",
+        "const s = window.vigilPlayer && window.vigilPlayer.state(); return !!s && s.shown >= 0;",
+    );
+    assert_eq!(b.text("#badge"), "SHA-256 verified");
+    let marker_t: u64 = b
+        .js("const m = [...document.querySelectorAll('#markers button')].find(b => b.parentElement.textContent.includes('chat.message')); return m ? Number(m.dataset.t) : -1;")
+        .as_i64()
+        .and_then(|t| u64::try_from(t).ok())
+        .expect("a chat marker on the timeline");
+    b.js("[...document.querySelectorAll('#markers li')].find(l => l.textContent.includes('chat.message')).querySelector('button').click(); return true;");
+    same_as_recording_frame(&b, data, &file, marker_t);
+    b.screenshot(&shots.join("player.png"));
+    // Played at ×8 to the end.
+    b.js("document.getElementById('speed').value = '8'; document.getElementById('speed').dispatchEvent(new Event('change')); return true;");
+    b.click("#play");
+    b.wait_until(
+        "played to the end",
+        "const s = window.vigilPlayer.state(); return s.ended && !s.playing;",
+    );
+    let state = player_state(&b);
+    assert_eq!(state["late"], 0, "{state}");
+    // The last picture has both squares (canvas RGBA, Xvfb's 24-bit colours).
+    let last = canvas_rgba(&b);
+    let at = |x: usize, y: usize| last[(y * 320 + x) * 4..(y * 320 + x) * 4 + 3].to_vec();
+    assert_eq!(at(50, 50), [0xd0, 0x30, 0x30], "the red square at the end");
+    assert_eq!(
+        at(200, 150),
+        [0x30, 0x60, 0xd0],
+        "the blue square at the end"
+    );
+    let end = b
+        .js("return window.vigilPlayer.state().position;")
+        .as_u64()
+        .unwrap();
+    b.js(&format!("window.vigilPlayer.seek({end}); return true;"));
+    same_as_recording_frame(&b, data, &file, end);
+
+    // A form with a wrong CSRF token is refused and changes nothing.
+    let status = b.js(
+        "const x = new XMLHttpRequest(); x.open('POST', '/logout', false);
+         x.setRequestHeader('Content-Type', 'application/x-www-form-urlencoded');
+         x.send('csrf=forged'); return x.status;",
+    );
+    assert_eq!(status, 403);
+    b.goto(&format!("{base}/sessions"));
+    assert!(b.text(".who").contains(COMPLIANCE), "still logged in");
+    submit(&b, "#logout");
+    assert!(b.text("#login-message").contains("logged out"));
+
+    // Another technician sees none of it, by list or by address.
+    log_in(&b, &base, OTHER_TECH, PASSWORD);
+    b.wait_until(
+        "the sessions page",
+        "return !!document.getElementById('filters');",
+    );
+    assert!(b.js("return !!document.getElementById('no-sessions');") == Value::Bool(true));
+    for url in [
+        format!("{base}/sessions/{session}"),
+        format!("{base}/sessions/{session}/recordings/{recording}"),
+    ] {
+        b.goto(&url);
+        assert!(b.text("#error").contains("not found"), "{url}");
+    }
+    let api = b.js(&format!(
+        "const x = new XMLHttpRequest(); x.open('GET', '/api/sessions/{session}/recordings/{recording}/info', false); x.send(); return [x.status, x.responseText];"
+    ));
+    assert_eq!(api[0], 404, "{api}");
+    b.screenshot(&shots.join("not-found.png"));
+    b.goto(&format!("{base}/sessions"));
+    submit(&b, "#logout");
+
+    // An altered recording is refused with the verdict.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&file, bytes).unwrap();
+    log_in(&b, &base, COMPLIANCE, PASSWORD);
+    b.goto(&format!("{base}/sessions/{session}/recordings/{recording}"));
+    b.wait_until(
+        "the refusal",
+        "return document.getElementById('badge').textContent === 'altered';",
+    );
+    assert!(b
+        .text("#player-note")
+        .contains("not the one the log recorded"));
+    b.screenshot(&shots.join("player-altered.png"));
+    assert_eq!(portal.stop().0, 0);
+
+    // What cora saw is in the log, and in the access report.
+    let all = events(data);
+    let seen: Vec<&Value> = all
+        .iter()
+        .filter(|e| {
+            e["type"] == "record.viewed" && e["actor"] == format!("compliance:{COMPLIANCE}")
+        })
+        .collect();
+    assert!(seen
+        .iter()
+        .any(|e| e["payload"]["what"] == "session" && e["session"] == session));
+    assert!(seen
+        .iter()
+        .any(|e| e["payload"]["what"] == "recording" && e["payload"]["target"] == recording));
+    assert!(
+        !all.iter()
+            .any(|e| e["type"] == "record.viewed"
+                && e["actor"] == format!("technician:{OTHER_TECH}")),
+        "nothing was shown to bob, so nothing is recorded as seen by him"
+    );
+    assert!(all
+        .iter()
+        .any(|e| e["type"] == "account.locked" && e["payload"]["email"] == LOCKED));
+    assert!(all.iter().any(
+        |e| e["type"] == "login.succeeded" && e["source"].as_str().unwrap().starts_with("web@")
+    ));
+    let report = run_in(data, &["report", "access", "--format", "csv"], "");
+    assert!(report.ok().contains("record.viewed"), "{report:?}");
+}

@@ -15,18 +15,17 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use converter::output::{Container, Output};
 use converter::pictures::Pictures;
 use converter::{Options, DEFAULT_CRF};
-use recorder::raw::RawFrames;
 use recorder::vrec::reader::Target;
-use recorder::vrec::{Header, Recording, Writer};
+use recorder::vrec::{Header, Recording};
 
-const FPS: u64 = 10;
+use common::{long_recording, record, FPS};
 
 fn main() {
     let Some(corpus) = testkit::media::corpus() else {
@@ -45,7 +44,12 @@ fn main() {
     let mut worst_ratio = f64::INFINITY;
     for clip in clips {
         let rec = dir.path().join(format!("{clip}.vrec"));
-        record(&[corpus.join(format!("{clip}.mkv"))], &rec, dir.path());
+        record(
+            &[corpus.join(format!("{clip}.mkv"))],
+            &rec,
+            dir.path(),
+            Header::new(1920, 1080, "bench", 0),
+        );
         let recording = Recording::open(&rec).expect("the recording");
         let seconds = recording.index.duration_us as f64 / 1e6;
 
@@ -77,7 +81,7 @@ fn main() {
         println!("total: worst ours/naive speed ratio {worst_ratio:.2} (target > 1)");
         return;
     }
-    let hour = long_recording(&corpus, dir.path(), 1);
+    let hour = long_recording(&corpus, dir.path(), 1, Header::new(1920, 1080, "bench", 0));
     let (hour_time, peak_kb) = convert_process(&hour, &dir.path().join("hour.mp4"), &[]);
     println!(
         "1 hour: converted in {hour_time:.0} s ({:.1}× real time), peak RSS {} MB (target ≤ 300)",
@@ -88,20 +92,6 @@ fn main() {
         "total: worst ours/naive speed ratio {worst_ratio:.2} (target > 1); 1-hour peak RSS {} MB",
         peak_kb / 1024
     );
-}
-
-/// `hours` of recording: the clips fifteen times over for each.
-fn long_recording(corpus: &Path, dir: &Path, hours: usize) -> PathBuf {
-    let path = dir.join(format!("{hours}h.vrec"));
-    let list: Vec<PathBuf> = (0..15 * hours)
-        .flat_map(|_| {
-            testkit::media::CLIPS
-                .iter()
-                .map(|c| corpus.join(format!("{c}.mkv")))
-        })
-        .collect();
-    record(&list, &path, dir);
-    path
 }
 
 /// Runs `vigil convert IN OUT EXTRA...`; returns its wall time (s) and peak RSS (kB).
@@ -123,7 +113,7 @@ fn convert_process(input: &Path, output: &Path, extra: &[&str]) -> (f64, u64) {
 /// back by FFmpeg: the length it reports, and a picture 10 s before the
 /// end, found by seeking.
 fn avi_past_4gb(corpus: &Path, dir: &Path) {
-    let hour = long_recording(corpus, dir, 2);
+    let hour = long_recording(corpus, dir, 2, Header::new(1920, 1080, "bench", 0));
     let avi = dir.join("2h.avi");
     let (seconds, peak_kb) = convert_process(&hour, &avi, &["--quality", "2"]);
     let size = std::fs::metadata(&avi).expect("the AVI").len();
@@ -153,22 +143,6 @@ fn avi_past_4gb(corpus: &Path, dir: &Path) {
         recording.index.duration_us as f64 / 1e6,
         db >= 35.0
     );
-}
-
-/// Records the clips in `inputs`, one after the other, as `vigil recording encode` does.
-fn record(inputs: &[PathBuf], out: &Path, dir: &Path) {
-    let mut ffmpeg = testkit::media::raw_bgra(inputs, dir)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("ffmpeg");
-    let header = Header::new(1920, 1080, "bench", 0);
-    let _ = std::fs::remove_file(out);
-    let mut writer = Writer::create(out, header).expect("a new recording");
-    let mut source = RawFrames::new(ffmpeg.stdout.take().expect("piped"), 1920, 1080);
-    let done =
-        recorder::vrec::record(&mut source, &mut writer, FPS as f64, |_| {}).expect("recording");
-    assert!(ffmpeg.wait().expect("ffmpeg").success());
-    writer.finish(done.ended_us).expect("finishing");
 }
 
 /// Every 100 ms slot gets a frame, changed or not, into the same encoder settings.

@@ -203,6 +203,7 @@ async fn execute(
     }
     match command {
         Command::Help => out.emit(&ConsoleLine::Help {}, commands::HELP),
+        Command::Wait(pause) => tokio::time::sleep(pause).await,
         Command::New => {
             let s = tech.create_session().await?;
             out.emit(

@@ -18,12 +18,17 @@ use session_core::lines::{AppletLine, ConsoleLine};
 
 const GROUP: &str = "demo";
 const TECHNICIAN: &str = "demo.technician@example.com";
+const ADMIN: &str = "demo.admin@example.com";
 
 /// Runs the demo session against the audit log of `data`.
 pub async fn run(log: &AuditLog, data: &Path) -> Result<ExitCode> {
     let work = data.join("demo");
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    let password = prepare_accounts(log, &work).await?;
+    // With an X display (scripts/run starts one), the technician views and
+    // records the end user's screen, and the recording is converted to MP4.
+    let display = std::env::var("DISPLAY").ok().filter(|d| !d.is_empty());
+    let password = prepare_accounts(log, &work, display.is_some()).await?;
+    let admin_password = prepare_admin(log, &work).await?;
     let exe = std::env::current_exe().context("finding the vigil executable")?;
 
     println!("== starting a CRM webhook receiver (child process)");
@@ -74,7 +79,7 @@ pub async fn run(log: &AuditLog, data: &Path) -> Result<ExitCode> {
             break addr.to_owned();
         }
     };
-    let outcome = session(&exe, data, &work, &addr, &password).await;
+    let outcome = session(&exe, data, &work, &addr, &password, display.as_deref()).await;
     // The gateway posts the session's end within moments; wait for it
     // before stopping the gateway (it would be delivered at its next start).
     let post = outcome.as_ref().ok().and_then(|_| {
@@ -92,7 +97,50 @@ pub async fn run(log: &AuditLog, data: &Path) -> Result<ExitCode> {
     let guid = summary(log, data, &console, &applet).await?;
     webhook_summary(post.as_ref(), &secret)?;
     sessions_report(&exe, data, &guid)?;
+    recording_summary(log, &guid, &work).await?;
+    println!("== web portal");
+    println!("start it:           vigil --data {} web", data.display());
+    println!(
+        "open:               https://127.0.0.1:8443 (the certificate is the development CA's: {})",
+        data.join("tls/ca.pem").display()
+    );
+    println!(
+        "log in as:          {ADMIN} with the password in {} (new each run)",
+        admin_password.display()
+    );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The recording the console made (with a display), converted to MP4.
+async fn recording_summary(log: &AuditLog, guid: &str, work: &Path) -> Result<()> {
+    println!("== recording");
+    let filter = Filter {
+        session: guid.parse().ok(),
+        kind: Some("recording.stopped".into()),
+        ..Filter::default()
+    };
+    let stopped: Vec<_> = log.query(filter).try_collect().await?;
+    let Some(Ok(Some(audit_db::EventKind::RecordingStopped(r)))) =
+        stopped.first().map(|e| e.decode())
+    else {
+        println!("none:               no X display (DISPLAY unset); scripts/run provides one");
+        return Ok(());
+    };
+    let (path, size, sha256) = (r.path, r.size, r.sha256);
+    let mp4 = work.join("recording.mp4");
+    let options = converter::Options {
+        force: true,
+        ..converter::Options::default()
+    };
+    let converted = converter::convert(Path::new(&path), &mp4, &options, |_, _| true)
+        .with_context(|| format!("converting {path}"))?;
+    println!("recording:          {path} ({size} bytes, sha256 {sha256})");
+    println!(
+        "as MP4:             {} ({:.1} s of video)",
+        mp4.display(),
+        converted.duration_us as f64 / 1e6
+    );
+    Ok(())
 }
 
 /// The demo session's `sessions` report as HTML in the data directory,
@@ -188,7 +236,7 @@ fn webhook_summary(post: Option<&serde_json::Value>, secret: &webhook::sign::Sec
 }
 
 /// The demo group and technician, with a new random password each run.
-async fn prepare_accounts(log: &AuditLog, work: &Path) -> Result<PathBuf> {
+async fn prepare_accounts(log: &AuditLog, work: &Path, record: bool) -> Result<PathBuf> {
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     let admin = Admin::new(
         log.clone(),
@@ -196,21 +244,26 @@ async fn prepare_accounts(log: &AuditLog, work: &Path) -> Result<PathBuf> {
         Source::cli(&host),
     );
     let accounts = Accounts::new(log.store().clone());
-    if accounts.group(GROUP).await?.is_none() {
-        admin
-            .add_group(&Group {
-                name: GROUP.into(),
-                permissions: vec![
-                    Permission::SendFiles,
-                    Permission::ReceiveFiles,
-                    Permission::SystemInformation,
-                ],
-                ip_allow: vec!["127.0.0.0/8".into()],
-                single_prompt: false,
-                force_recording: false,
-                store_chat: true,
-            })
-            .await?;
+    let mut permissions = vec![
+        Permission::SendFiles,
+        Permission::ReceiveFiles,
+        Permission::SystemInformation,
+    ];
+    if record {
+        permissions.push(Permission::DesktopView);
+    }
+    let group = Group {
+        name: GROUP.into(),
+        permissions,
+        ip_allow: vec!["127.0.0.0/8".into()],
+        single_prompt: false,
+        force_recording: false,
+        store_chat: true,
+    };
+    match accounts.group(GROUP).await? {
+        None => admin.add_group(&group).await?,
+        Some(old) if old != group => admin.update_group(&group).await?,
+        Some(_) => {}
     }
     let mut random = [0u8; 12];
     getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
@@ -224,6 +277,35 @@ async fn prepare_accounts(log: &AuditLog, work: &Path) -> Result<PathBuf> {
         admin.unlock(TECHNICIAN).await?;
     }
     let file = work.join("technician-password");
+    write_private(&file, &password)?;
+    Ok(file)
+}
+
+/// The portal's administrator for the demo's data, with a new random
+/// password each run (written beside the technician's).
+async fn prepare_admin(log: &AuditLog, work: &Path) -> Result<PathBuf> {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let admin = Admin::new(
+        log.clone(),
+        &format!("vigil-demo@{host}"),
+        Source::cli(&host),
+    );
+    let mut random = [0u8; 12];
+    getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let password = format!("admin {}", hex::encode(random));
+    if Accounts::new(log.store().clone())
+        .technician(ADMIN)
+        .await?
+        .is_none()
+    {
+        admin
+            .add_user(ADMIN, GROUP, Role::Admin, &password, false)
+            .await?;
+    } else {
+        admin.set_password(ADMIN, &password, false).await?;
+        admin.unlock(ADMIN).await?;
+    }
+    let file = work.join("admin-password");
     write_private(&file, &password)?;
     Ok(file)
 }
@@ -263,6 +345,7 @@ async fn session(
     work: &Path,
     addr: &str,
     password: &Path,
+    display: Option<&str>,
 ) -> Result<(Vec<ConsoleLine>, Vec<AppletLine>)> {
     let ca = data.join("tls/ca.pem");
     let to_user = work.join("printer-fix.txt");
@@ -273,10 +356,16 @@ async fn session(
     let from_user = work.join("end-user-spool.log");
     std::fs::write(&from_user, "spooler: job 42 stuck (offline)\n")?;
     let script = work.join("console-script");
+    // With a display: the screen is viewed and recorded for a few seconds,
+    // the chat, files and permissions falling in between (markers on its timeline).
+    let (view, pause) = match display {
+        Some(_) => ("/view\n/record on\n/wait 2\n", "/wait 2\n"),
+        None => ("", ""),
+    };
     std::fs::write(
         &script,
         format!(
-            "/new\n/pick\nHello, this is Vigil support. I will send you a settings file.\n/ask remote_control\n/send {}\n/get {}\n/end\n",
+            "/new\n/pick\n{view}Hello, this is Vigil support. I will send you a settings file.\n{pause}/ask remote_control\n/send {}\n{pause}/get {}\n{pause}/end\n",
             to_user.display(),
             from_user.display()
         ),
@@ -287,28 +376,29 @@ async fn session(
 
     println!("== technician console (child process): logging in, creating a session");
     let spool = work.join("console-spool.jsonl");
-    let mut console = spawn(
-        exe,
-        None,
-        &[
-            "console",
-            "--gateway",
-            addr,
-            "--ca",
-            ca,
-            "--user",
-            TECHNICIAN,
-            "--password-file",
-            password,
-            "--script",
-            script,
-            "--json",
-            "--download-dir",
-            path_str(&console_dl)?,
-            "--spool",
-            path_str(&spool)?,
-        ],
-    )?;
+    let recordings = work.join("recordings");
+    let mut console_args = vec![
+        "console",
+        "--gateway",
+        addr,
+        "--ca",
+        ca,
+        "--user",
+        TECHNICIAN,
+        "--password-file",
+        password,
+        "--script",
+        script,
+        "--json",
+        "--download-dir",
+        path_str(&console_dl)?,
+        "--spool",
+        path_str(&spool)?,
+    ];
+    if display.is_some() {
+        console_args.extend(["--record", path_str(&recordings)?]);
+    }
+    let mut console = spawn(exe, None, &console_args)?;
     drop(console.stdin.take());
     let mut console_lines =
         BufReader::new(console.stdout.take().context("console stdout")?).lines();
@@ -332,24 +422,24 @@ async fn session(
     println!(
         "== end user's applet (child process): joining with the PIN, consenting to what is asked"
     );
-    let mut applet = spawn(
-        exe,
-        None,
-        &[
-            "applet",
-            "--gateway",
-            addr,
-            "--ca",
-            ca,
-            "--pin",
-            &pin,
-            "--consent",
-            "grant-all",
-            "--json",
-            "--download-dir",
-            path_str(&applet_dl)?,
-        ],
-    )?;
+    let mut applet_args = vec![
+        "applet",
+        "--gateway",
+        addr,
+        "--ca",
+        ca,
+        "--pin",
+        &pin,
+        "--consent",
+        "grant-all",
+        "--json",
+        "--download-dir",
+        path_str(&applet_dl)?,
+    ];
+    if let Some(display) = display {
+        applet_args.extend(["--display", display]);
+    }
+    let mut applet = spawn(exe, None, &applet_args)?;
     if let Some(mut stdin) = applet.stdin.take() {
         writeln!(stdin, "Thanks! My printer says it is offline.")?;
     }

@@ -204,3 +204,48 @@ fn vm_hwm_kb(status: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
+
+/// Frames a second the corpus clips are recorded at.
+pub const FPS: u64 = 10;
+
+/// Records the clips in `inputs` at 1920×1080, one after the other, as
+/// `vigil recording encode` does, into `out` with `header`.
+pub fn record(
+    inputs: &[std::path::PathBuf],
+    out: &Path,
+    dir: &Path,
+    header: recorder::vrec::Header,
+) {
+    use std::process::Stdio;
+    let mut ffmpeg = testkit::media::raw_bgra(inputs, dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("ffmpeg");
+    let _ = std::fs::remove_file(out);
+    let mut writer = recorder::vrec::Writer::create(out, header).expect("a new recording");
+    let mut source =
+        recorder::raw::RawFrames::new(ffmpeg.stdout.take().expect("piped"), 1920, 1080);
+    let done =
+        recorder::vrec::record(&mut source, &mut writer, FPS as f64, |_| {}).expect("recording");
+    assert!(ffmpeg.wait().expect("ffmpeg").success());
+    writer.finish(done.ended_us).expect("finishing");
+}
+
+/// `hours` of recording: the corpus clips fifteen times over for each.
+pub fn long_recording(
+    corpus: &Path,
+    dir: &Path,
+    hours: usize,
+    header: recorder::vrec::Header,
+) -> std::path::PathBuf {
+    let path = dir.join(format!("{hours}h.vrec"));
+    let list: Vec<std::path::PathBuf> = (0..15 * hours)
+        .flat_map(|_| {
+            testkit::media::CLIPS
+                .iter()
+                .map(|c| corpus.join(format!("{c}.mkv")))
+        })
+        .collect();
+    record(&list, &path, dir, header);
+    path
+}

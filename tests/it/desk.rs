@@ -92,6 +92,15 @@ impl Desk {
         })
     }
 
+    /// Kills the console as a crash would, and the applet; the gateway stops cleanly.
+    pub(crate) fn kill_console(mut self) {
+        self.console.kill().unwrap();
+        self.console.wait().unwrap();
+        let _ = self.applet.kill();
+        let _ = self.applet.wait();
+        assert_eq!(self.gw.stop().0, 0);
+    }
+
     /// Ends the input; the console finishes and exits 0; the gateway stops cleanly.
     pub(crate) fn finish(mut self) {
         drop(self.input.take());
@@ -137,10 +146,7 @@ fn a_console_killed_while_recording_leaves_a_readable_repairable_recording() {
             .iter()
             .any(|e| e["type"] == "recording.started")
     });
-    desk.console.kill().unwrap();
-    desk.console.wait().unwrap();
-    let _ = desk.applet.kill();
-    let _ = desk.applet.wait();
+    desk.kill_console();
 
     let p = path.to_str().unwrap();
     let info: serde_json::Value =
@@ -174,7 +180,6 @@ fn a_console_killed_while_recording_leaves_a_readable_repairable_recording() {
     )
     .ok();
     assert_eq!(png_pixels(&png).len(), 640 * 400 * 4);
-    assert_eq!(desk.gw.stop().0, 0);
 }
 
 #[test]

@@ -44,10 +44,7 @@ fn recorded_session(data: &Path) -> (String, String, PathBuf) {
     }));
     desk.send("/view");
     assert!(desk.view_granted());
-    let frames = |n: u64| {
-        let path = path.clone();
-        move || recorder::vrec::Recording::open(&path).is_ok_and(|r| r.index.frames >= n)
-    };
+    let frames = |n| frames_in(&path, n);
     wait_until("the first screen in the file", frames(1));
     desk.display.paint(20, 20, 80, 60, 0xd03030);
     wait_until("the red square recorded", frames(2));
@@ -68,6 +65,11 @@ fn recorded_session(data: &Path) -> (String, String, PathBuf) {
         stopped["payload"]["recording"].as_str().unwrap().to_owned(),
         path,
     )
+}
+
+/// Whether the recording at `path` holds at least `n` screen updates yet.
+fn frames_in(path: &Path, n: u64) -> impl FnMut() -> bool + '_ {
+    move || recorder::vrec::Recording::open(path).is_ok_and(|r| r.index.frames >= n)
 }
 
 fn add_user(data: &Path, email: &str, role: &str) {
@@ -339,4 +341,181 @@ fn the_portal_finds_plays_and_audits_in_a_browser() {
     ));
     let report = run_in(data, &["report", "access", "--format", "csv"], "");
     assert!(report.ok().contains("record.viewed"), "{report:?}");
+}
+
+/// An HTTPS client that trusts the portal's development CA and follows no redirects.
+fn client(portal: &GatewayProcess) -> reqwest::blocking::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&portal.ca).unwrap()).unwrap();
+    reqwest::blocking::Client::builder()
+        .add_root_certificate(ca)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// A player stream's end: its code and text.
+type StreamEnd = Option<(u8, String)>;
+
+/// The records of a player stream: (type, time) for pictures and pointers, and its end.
+fn stream_records(bytes: &[u8]) -> (Vec<(u8, u64)>, StreamEnd) {
+    let (mut records, mut at) = (Vec::new(), 0);
+    let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap()) as usize;
+    let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap());
+    while at < bytes.len() {
+        match bytes[at] {
+            b'P' => {
+                records.push((b'P', u64_at(at + 1)));
+                at += 21 + u32_at(at + 17);
+            }
+            b'C' => {
+                records.push((b'C', u64_at(at + 1)));
+                at += 26;
+            }
+            b'S' => at += 17 + u32_at(at + 13),
+            b'E' => {
+                let len = u32_at(at + 2);
+                let text = String::from_utf8(bytes[at + 6..at + 6 + len].to_vec()).unwrap();
+                assert_eq!(at + 6 + len, bytes.len(), "the end is the last record");
+                return (records, Some((bytes[at + 1], text)));
+            }
+            other => panic!("unknown record {other} at {at}"),
+        }
+    }
+    (records, None)
+}
+
+/// A recording whose console was killed plays up to its last whole chunk
+/// and says so; forged cookies and CSRF tokens, traversal in recording
+/// ids, over-long addresses, bad dates and posts from another origin get
+/// a clear answer with the right status.
+#[test]
+fn a_cut_off_recording_plays_and_bad_requests_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let recordings = data.join("recordings");
+    let mut desk = Desk::start(
+        data,
+        &["--permissions", "desktop_view", "--force-recording", "true"],
+        (320, 200),
+        &["--record", recordings.to_str().unwrap()],
+    );
+    let path = PathBuf::from(desk.wait(|l| match l {
+        ConsoleLine::Recording { path } => Some(path),
+        _ => None,
+    }));
+    desk.send("/view");
+    assert!(desk.view_granted());
+    let frames = |n| frames_in(&path, n);
+    wait_until("the first screen in the file", frames(1));
+    desk.display.paint(10, 10, 50, 50, 0x30d030);
+    wait_until("the green square in the file", frames(2));
+    wait_until("recording.started in the log", || {
+        events(data)
+            .iter()
+            .any(|e| e["type"] == "recording.started")
+    });
+    let started = events(data)
+        .into_iter()
+        .find(|e| e["type"] == "recording.started")
+        .unwrap();
+    let (session, recording) = (
+        started["session"].as_str().unwrap().to_owned(),
+        started["payload"]["recording"].as_str().unwrap().to_owned(),
+    );
+    desk.kill_console();
+    add_user(data, COMPLIANCE, "compliance");
+    let portal =
+        GatewayProcess::start_portal(Path::new(env!("CARGO_BIN_EXE_vigil")), data, &[], &[]);
+    let base = format!(
+        "https://localhost:{}",
+        portal.addr.rsplit(':').next().unwrap()
+    );
+    let http = client(&portal);
+
+    // A post naming another origin is refused before any password is checked.
+    let r = http
+        .post(format!("{base}/login"))
+        .header("origin", "https://evil.example")
+        .form(&[("email", COMPLIANCE), ("password", PASSWORD)])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = http
+        .post(format!("{base}/login"))
+        .form(&[("email", COMPLIANCE), ("password", PASSWORD)])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let get = |path: &str, cookie: &str| {
+        http.get(format!("{base}{path}"))
+            .header("cookie", cookie)
+            .send()
+            .unwrap()
+    };
+
+    // The cut-off recording: unfinished in the log, cut off in the file, played to its end.
+    let api = format!("/api/sessions/{session}/recordings/{recording}");
+    let info: Value = get(&format!("{api}/info"), &cookie).json().unwrap();
+    assert_eq!(info["verdict"]["state"], "unfinished", "{info}");
+    assert!(
+        info["cut_off"].as_str().unwrap().contains("cut off"),
+        "{info}"
+    );
+    let stream = get(&format!("{api}/stream?from=0"), &cookie)
+        .bytes()
+        .unwrap();
+    let (records, end) = stream_records(&stream);
+    assert!(
+        records.iter().filter(|r| r.0 == b'P').count() >= 2,
+        "{records:?}"
+    );
+    let (code, text) = end.expect("the stream says how it ends");
+    assert_eq!(code, 1, "cut off: {text}");
+    assert!(text.contains("cut off"), "{text}");
+
+    // A cookie the portal never gave, or none: back to the login form.
+    for c in ["__Host-vigil=0123456789abcdef", ""] {
+        let r = get("/sessions", c);
+        assert_eq!(r.status(), 303);
+        assert_eq!(r.headers()["location"], "/login?ended=1");
+    }
+    assert_eq!(
+        get(&format!("{api}/info"), "").status(),
+        401,
+        "the API answers 401"
+    );
+    // State changes without the visit's CSRF token.
+    for form in [vec![], vec![("csrf", "forged")]] {
+        let r = http
+            .post(format!("{base}/logout"))
+            .header("cookie", &cookie)
+            .form(&form)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        assert!(r.text().unwrap().contains("security token"));
+    }
+    assert_eq!(get("/sessions", &cookie).status(), 200, "still logged in");
+    // Traversal, malformed ids and dates, over-long addresses.
+    let r = get(
+        &format!("/sessions/{session}/recordings/..%2F..%2Fetc%2Fpasswd"),
+        &cookie,
+    );
+    assert_eq!(r.status(), 400);
+    assert!(r.text().unwrap().contains("is not a recording id"));
+    assert_eq!(get("/sessions/not-a-session", &cookie).status(), 400);
+    let r = get("/sessions?since=yesterday", &cookie);
+    assert_eq!(r.status(), 400);
+    assert!(r.text().unwrap().contains("YYYY-MM-DD"));
+    let long = format!("/sessions?words={}", "w".repeat(5000));
+    assert_eq!(get(&long, &cookie).status(), 414);
+    let r = get(&format!("{api}/stream?from=soon"), &cookie);
+    assert_eq!(r.status(), 400);
+    assert_eq!(portal.stop().0, 0);
 }

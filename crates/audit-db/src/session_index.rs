@@ -1,6 +1,6 @@
 //! The sessions index: one row per session (who, which group, the end
-//! user's address and computer, when, how it ended, what it held) and its
-//! chat lines searchable by word, derived from the log so that a page of
+//! user's address and computer, when, how it ended, what it held) and the
+//! words of its chat (an inverted index), derived from the log so that a page of
 //! sessions is found through indexes instead of by reading the log.
 //!
 //! The index is never a source of truth. It takes in events after the last
@@ -9,7 +9,7 @@
 //! the same transaction, so it never holds text the log no longer holds,
 //! and the next catch-up builds it again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use futures::TryStreamExt;
 use sqlx::Row;
@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::error::{db, Result};
 use crate::query::{self, Filter};
-use crate::store::{on_pool, Pools, Store};
+use crate::store::{on_pool, Store};
 use crate::{EventKind, StoredEvent};
 
 /// Events taken in per transaction while catching up.
@@ -25,6 +25,16 @@ const CHUNK: usize = 5_000;
 
 /// Sessions a page shows at most.
 pub const MAX_PAGE: u32 = 500;
+
+/// Words of a search used at most.
+const MAX_WORDS: usize = 8;
+
+/// Sessions a word may be said in and still be looked up from its own
+/// rows; a commoner one is probed session by session from the newest.
+const RARE: i64 = 2_000;
+
+/// The longest word indexed (longer ones are not words people search for).
+const MAX_WORD: usize = 64;
 
 /// The sessions index of one database. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -76,7 +86,7 @@ pub struct SessionQuery {
     pub since_us: Option<i64>,
     /// Created before.
     pub until_us: Option<i64>,
-    /// Words that one chat line of the session holds, all of them.
+    /// Words the session's chat holds, all of them (as [`words`] splits them).
     pub words: Option<String>,
     /// Only sessions listed after this one (created earlier, or at the same
     /// time with a lower id): the next page.
@@ -97,7 +107,7 @@ struct Delta {
     ended_at: Option<i64>,
     end_reason: Option<String>,
     events: i64,
-    chat: Vec<String>,
+    words: BTreeSet<String>,
     chat_lines: i64,
     files: i64,
     recordings: i64,
@@ -132,8 +142,8 @@ impl Delta {
             }
             EventKind::ChatMessage(c) => {
                 self.chat_lines += 1;
-                if let Some(text) = c.text.filter(|t| !t.trim().is_empty()) {
-                    self.chat.push(text);
+                if let Some(text) = c.text {
+                    self.words.extend(words(&text));
                 }
             }
             EventKind::FileTransferred(_) => self.files += 1,
@@ -190,20 +200,19 @@ const UPSERT: &str = "INSERT INTO session_index (session_id, technician, group_n
      RETURNING id";
 
 /// The statements that empty the index, for the backend named `backend`
-/// (`sqlx::Database::NAME`). On SQLite the full-text index is rebuilt from
-/// its (then empty) content, so no word of the old chat stays in its pages.
+/// (`sqlx::Database::NAME`); on SQLite the erasure's `secure_delete`
+/// zeroes the freed pages.
 pub(crate) fn reset_statements(backend: &str) -> &'static [&'static str] {
     if backend == "SQLite" {
         &[
-            "DELETE FROM session_chat",
-            "INSERT INTO session_chat (session_chat) VALUES ('rebuild')",
+            "DELETE FROM session_words",
             "DELETE FROM session_index",
             "UPDATE session_index_head SET seq = 0",
         ]
     } else {
+        // TRUNCATE: the rows leave the heap at once, not at the next VACUUM.
         &[
-            "DELETE FROM session_chat",
-            "DELETE FROM session_index",
+            "TRUNCATE session_words, session_index",
             "UPDATE session_index_head SET seq = 0",
         ]
     }
@@ -311,13 +320,16 @@ impl SessionIndex {
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(db(DOING))?;
-                for text in &d.chat {
-                    sqlx::query("INSERT INTO session_chat (session, text) VALUES ($1, $2)")
-                        .bind(id)
-                        .bind(text)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db(DOING))?;
+                for word in &d.words {
+                    sqlx::query(
+                        "INSERT INTO session_words (word, session) VALUES ($1, $2) \
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(word)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db(DOING))?;
                 }
             }
             tx.commit().await.map_err(db(DOING))?;
@@ -327,7 +339,6 @@ impl SessionIndex {
 
     /// The sessions `q` selects, newest first.
     pub async fn search(&self, q: &SessionQuery) -> Result<Vec<IndexedSession>> {
-        let sqlite = matches!(self.store.pools(), Pools::Sqlite(_));
         let mut sql = format!("SELECT {COLUMNS} FROM session_index WHERE 1 = 1");
         let mut texts: Vec<String> = Vec::new();
         let mut ints: Vec<i64> = Vec::new();
@@ -369,23 +380,37 @@ impl SessionIndex {
             ints.push(id);
             sql.push_str("))");
         }
-        let words = q.words.as_deref().map(str::trim).filter(|w| !w.is_empty());
-        let mut word_query = None;
-        if let Some(words) = words {
-            if sqlite {
-                sql.push_str(
-                    " AND id IN (SELECT session FROM session_chat WHERE session_chat MATCH ",
-                );
-                word_query = Some(fts5_query(words));
+        // The rarest word, if rare, picks the candidates; every other word
+        // (and a common rarest one) is probed per session, from the newest
+        // down, so a page of a common word stops at the page's end.
+        let mut searched: Vec<String> = q
+            .words
+            .as_deref()
+            .map(words)
+            .into_iter()
+            .flatten()
+            .collect();
+        searched.sort_unstable();
+        searched.dedup();
+        searched.truncate(MAX_WORDS);
+        let mut counted = Vec::with_capacity(searched.len());
+        for w in searched {
+            counted.push((self.sessions_saying(&w).await?, w));
+        }
+        counted.sort_unstable();
+        let mut texts_after = Vec::new();
+        for (i, (count, word)) in counted.into_iter().enumerate() {
+            if i == 0 && count <= RARE {
+                sql.push_str(" AND id IN (SELECT session FROM session_words WHERE word = ");
             } else {
                 sql.push_str(
-                    " AND id IN (SELECT session FROM session_chat \
-                     WHERE to_tsvector('simple', text) @@ plainto_tsquery('simple', ",
+                    " AND EXISTS (SELECT 1 FROM session_words \
+                     WHERE session = session_index.id AND word = ",
                 );
-                word_query = Some(words.to_owned());
             }
             param(&mut sql);
-            sql.push_str(if sqlite { ")" } else { "))" });
+            sql.push(')');
+            texts_after.push(word);
         }
         sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT ");
         let limit = i64::from(q.limit.clamp(1, MAX_PAGE));
@@ -398,7 +423,7 @@ impl SessionIndex {
             for v in &ints {
                 query = query.bind(*v);
             }
-            if let Some(w) = &word_query {
+            for w in &texts_after {
                 query = query.bind(w.as_str());
             }
             query = query.bind(limit);
@@ -407,6 +432,16 @@ impl SessionIndex {
                 .map_err(db("reading the sessions index"))?
         });
         Ok(rows)
+    }
+
+    /// In how many sessions `word` is said, counted up to just past [`RARE`].
+    async fn sessions_saying(&self, word: &str) -> Result<i64> {
+        let sql =
+            "SELECT COUNT(*) FROM (SELECT 1 FROM session_words WHERE word = $1 LIMIT $2) AS w";
+        Ok(on_pool!(self, pool => sqlx::query_scalar(sql)
+            .bind(word)
+            .bind(RARE + 1)
+            .fetch_one(pool).await.map_err(db("counting a word's sessions"))?))
     }
 
     /// The index's row of `session`, if it has one.
@@ -424,14 +459,17 @@ impl SessionIndex {
     }
 }
 
-/// Words as an FTS5 query that means "all of them": each quoted (quotes
-/// doubled), so that nothing a person types is read as FTS5 syntax.
-fn fts5_query(words: &str) -> String {
-    words
-        .split_whitespace()
-        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
-        .collect::<Vec<_>>()
-        .join(" ")
+/// The words of `text` as the index keeps them: lower case, split at
+/// anything but letters, digits and the `.`, `-`, `_`, `@` inside a word
+/// (so addresses, versions and names stay whole), at most [`MAX_WORD`]
+/// characters. A search splits what is typed the same way, so nothing
+/// typed is read as syntax.
+pub fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+    let inner = |c: char| matches!(c, '.' | '-' | '_' | '@');
+    text.split(move |c: char| !(c.is_alphanumeric() || inner(c)))
+        .map(move |w| w.trim_matches(inner))
+        .filter(|w| !w.is_empty() && w.chars().count() <= MAX_WORD)
+        .map(str::to_lowercase)
 }
 
 #[cfg(test)]
@@ -439,8 +477,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn typed_words_are_never_fts5_syntax() {
-        assert_eq!(fts5_query("printer  jam"), "\"printer\" \"jam\"");
-        assert_eq!(fts5_query("a\"b OR c*"), "\"a\"\"b\" \"OR\" \"c*\"");
+    fn words_are_split_as_people_read_them() {
+        let w: Vec<String> =
+            words("The Printer... says: OFFLINE (v1.2-beta) ann@example.com!").collect();
+        assert_eq!(
+            w,
+            [
+                "the",
+                "printer",
+                "says",
+                "offline",
+                "v1.2-beta",
+                "ann@example.com"
+            ]
+        );
+        let w: Vec<String> = words("\"OR* ( x AND \u{fc}ber").collect();
+        assert_eq!(w, ["or", "x", "and", "\u{fc}ber"]);
+        assert_eq!(words(&"x".repeat(65)).count(), 0);
     }
 }

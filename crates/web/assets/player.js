@@ -24,6 +24,9 @@
   let queue = [], generation = 0, abort = null, dragging = false;
   let pointer = null;
   const shapes = new Map();
+  // What the tests and the benchmark read: pictures drawn, drawn late, the
+  // time shown, and how long the first picture (after opening, or the
+  // last seek) took.
   const stats = { drawn: 0, late: 0, shown: -1, ended: false, stream: 0, firstPictureMs: null, opened: 0 };
 
   const now = () => (playing ? base.t + (performance.now() - base.wall) * 1000 * speed : position);
@@ -78,7 +81,8 @@
       markerList.appendChild(li);
     }
     playButton.disabled = false;
-    stats.opened = performance.now();
+    // The first picture is timed from the page's navigation (performance.now()'s origin).
+    stats.opened = 0;
     open(0);
     requestAnimationFrame(tick);
   }

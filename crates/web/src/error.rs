@@ -20,6 +20,9 @@ pub enum WebError {
     /// Not logged in, or the web session ended (logout, idle time).
     #[error("you are not logged in, or your session ended; log in again")]
     LoggedOut,
+    /// Not logged in, asked by the player's requests (answered 401 as JSON).
+    #[error("you are not logged in, or your session ended; log in again")]
+    Unauthenticated,
     /// A form without its CSRF token, or with another session's.
     #[error("the form's security token is missing or wrong: reload the page and try again")]
     Csrf,
@@ -44,7 +47,7 @@ impl WebError {
     /// The HTTP status it answers with.
     pub fn status(&self) -> StatusCode {
         match self {
-            WebError::LoggedOut => StatusCode::UNAUTHORIZED,
+            WebError::LoggedOut | WebError::Unauthenticated => StatusCode::UNAUTHORIZED,
             WebError::Csrf | WebError::Forbidden(_) => StatusCode::FORBIDDEN,
             WebError::NotFound(_) => StatusCode::NOT_FOUND,
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -98,6 +101,9 @@ impl IntoResponse for WebError {
                 [(header::LOCATION, "/login?ended=1")],
             )
                 .into_response();
+        }
+        if matches!(self, WebError::Unauthenticated) {
+            return ApiError(self).into_response();
         }
         let status = self.status();
         (status, crate::pages::error_page(status, &self.to_string())).into_response()

@@ -241,15 +241,21 @@ impl FromRequestParts<Arc<App>> for Viewer {
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, WebError> {
         let ip = peer(parts);
+        // A page goes back to the login form; the player's requests get 401.
+        let out = if parts.uri.path().starts_with("/api/") {
+            WebError::Unauthenticated
+        } else {
+            WebError::LoggedOut
+        };
         let Some(value) = cookie(&parts.headers) else {
-            return Err(WebError::LoggedOut);
+            return Err(out);
         };
         match app.visits.touch(value, ip, Instant::now()) {
             Ok(Some(viewer)) => Ok(viewer),
-            Ok(None) => Err(WebError::LoggedOut),
+            Ok(None) => Err(out),
             Err(idle) => {
                 logout(app, &idle, LogoutReason::Idle).await;
-                Err(WebError::LoggedOut)
+                Err(out)
             }
         }
     }

@@ -23,9 +23,15 @@ CREATE INDEX session_index_technician ON session_index (technician, created_at, 
 CREATE INDEX session_index_group ON session_index (group_name, created_at, id);
 CREATE INDEX session_index_address ON session_index (address, created_at, id);
 
--- Chat text kept in the log, one row per line, searchable by word;
--- `session` is session_index.id.
-CREATE VIRTUAL TABLE session_chat USING fts5(text, session UNINDEXED);
+-- The words of each session's chat (lower case, once per session), as an
+-- inverted index: a page of sessions whose chat says a word is found by
+-- probing (word, session) from the newest session down when the word is
+-- common, and from this table when it is rare. `session` is session_index.id.
+CREATE TABLE session_words (
+    word     TEXT   NOT NULL,
+    session  BIGINT NOT NULL,
+    PRIMARY KEY (word, session)
+) WITHOUT ROWID;
 
 -- The last seq the index has taken in.
 CREATE TABLE session_index_head (

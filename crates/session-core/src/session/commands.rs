@@ -31,6 +31,8 @@ pub enum Command {
     Record(bool),
     /// `/control` (true) or `/control off` (false): the end user's mouse and keyboard.
     Control(bool),
+    /// `/wait SECONDS`: a script's pause (the session goes on meanwhile).
+    Wait(std::time::Duration),
     /// `/end`.
     End,
     /// `/help`.
@@ -59,6 +61,7 @@ TEXT              chat with the end user
 /view [off]       see the end user's screen in a browser page (or stop)
 /control [off]    use the end user's mouse and keyboard from that page (or stop)
 /record on|off    record the screen and the session's events to a .vrec file
+/wait SECONDS     pause a script (up to 600 s) while the session goes on
 /end              end the session
 /help             this text";
 
@@ -103,6 +106,15 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
         "view" => Command::View(on_off(arg, true)?),
         "control" => Command::Control(on_off(arg, true)?),
         "record" => Command::Record(on_off(need("on or off")?, true)?),
+        "wait" => {
+            let text = need("a number of seconds")?;
+            let seconds: f64 = text
+                .parse()
+                .ok()
+                .filter(|s: &f64| s.is_finite() && *s > 0.0 && *s <= 600.0)
+                .ok_or_else(|| format!("/wait takes seconds from 0 to 600, not {text:?}"))?;
+            Command::Wait(std::time::Duration::from_secs_f64(seconds))
+        }
         "end" => Command::End,
         "help" => Command::Help,
         other => return Err(format!("unknown command /{other} (try /help)")),
@@ -148,6 +160,13 @@ mod tests {
         assert!(parse("/send").is_err());
         assert!(parse("/pick 0").is_err());
         assert!(parse("/frobnicate").is_err());
+        assert_eq!(
+            parse("/wait 2.5").unwrap(),
+            Some(Command::Wait(std::time::Duration::from_millis(2500)))
+        );
+        for bad in ["/wait", "/wait -1", "/wait 601", "/wait soon", "/wait NaN"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
         assert_eq!(parse("/view").unwrap(), Some(Command::View(true)));
         assert_eq!(parse("/view off").unwrap(), Some(Command::View(false)));
         assert_eq!(parse("/record on").unwrap(), Some(Command::Record(true)));

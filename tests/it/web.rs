@@ -67,6 +67,23 @@ fn recorded_session(data: &Path) -> (String, String, PathBuf) {
     )
 }
 
+/// The size line of the latest checkpoint the gateway wrote in `data`.
+fn size_line(data: &Path) -> u64 {
+    std::fs::read_dir(data.join("checkpoints"))
+        .unwrap()
+        .filter_map(|e| {
+            e.unwrap()
+                .file_name()
+                .into_string()
+                .ok()?
+                .strip_suffix(".checkpoint")?
+                .parse()
+                .ok()
+        })
+        .max()
+        .expect("the gateway wrote a checkpoint")
+}
+
 /// Whether the recording at `path` holds at least `n` screen updates yet.
 fn frames_in(path: &Path, n: u64) -> impl FnMut() -> bool + '_ {
     move || recorder::vrec::Recording::open(path).is_ok_and(|r| r.index.frames >= n)
@@ -271,6 +288,21 @@ fn the_portal_finds_plays_and_audits_in_a_browser() {
     assert_eq!(status, 403);
     b.goto(&format!("{base}/sessions"));
     assert!(b.text(".who").contains(COMPLIANCE), "still logged in");
+
+    // The integrity page: the log's size, the gateway's last checkpoint, a verification.
+    b.goto(&format!("{base}/integrity"));
+    let size: u64 = b.text("#size").parse().unwrap();
+    assert!(size >= events(data).len() as u64 - 1, "{size}");
+    assert!(b
+        .text("#checkpoint")
+        .contains(&format!("\n{}", size_line(data))));
+    submit(&b, "#verify");
+    assert!(
+        b.text("#verdict").contains("intact"),
+        "{}",
+        b.text("#verdict")
+    );
+    b.screenshot(&shots.join("integrity.png"));
     submit(&b, "#logout");
     assert!(b.text("#login-message").contains("logged out"));
 
@@ -288,6 +320,8 @@ fn the_portal_finds_plays_and_audits_in_a_browser() {
         b.goto(&url);
         assert!(b.text("#error").contains("not found"), "{url}");
     }
+    b.goto(&format!("{base}/integrity"));
+    assert!(b.text("#error").contains("may not"));
     let api = b.js(&format!(
         "const x = new XMLHttpRequest(); x.open('GET', '/api/sessions/{session}/recordings/{recording}/info', false); x.send(); return [x.status, x.responseText];"
     ));

@@ -38,7 +38,7 @@ pub(crate) struct Credentials {
 /// A form with only its CSRF token.
 #[derive(Debug, Deserialize)]
 pub(crate) struct Token {
-    csrf: Option<String>,
+    pub(crate) csrf: Option<String>,
 }
 
 fn page(email: &str, message: Option<(&str, &str)>, new_password: bool) -> Markup {

@@ -2,6 +2,7 @@
 //! every answer carries (a strict Content-Security-Policy: scripts and
 //! styles only from the portal's own files, no inline script).
 
+mod integrity;
 mod login;
 mod session;
 mod sessions;
@@ -52,6 +53,8 @@ pub(crate) fn router(app: Arc<App>) -> Router {
             "/api/sessions/{id}/recordings/{recording}/stream",
             get(player::stream),
         )
+        .route("/integrity", get(integrity::show))
+        .route("/integrity/verify", post(integrity::verify))
         .route("/assets/{name}", get(assets::asset))
         .with_state(app)
         .layer(middleware::from_fn(guard))
@@ -113,7 +116,10 @@ pub(crate) fn layout(title: &str, viewer: Option<&Viewer>, body: Markup) -> Mark
                 header.top {
                     h1 { img src="/assets/favicon.svg" alt=""; "Vigil" }
                     @if let Some(v) = viewer {
-                        nav { a href="/sessions" { "Sessions" } }
+                        nav {
+                            a href="/sessions" { "Sessions" }
+                            @if v.sees_all() { a href="/integrity" { "Integrity" } }
+                        }
                         span.who { (v.email) " · " (v.role.as_str()) }
                         form method="post" action="/logout" {
                             input type="hidden" name="csrf" value=(v.csrf);

@@ -303,6 +303,17 @@ fn the_portal_finds_plays_and_audits_in_a_browser() {
         b.text("#verdict")
     );
     b.screenshot(&shots.join("integrity.png"));
+
+    // A report run from the portal, audited as on the command line.
+    b.goto(&format!("{base}/reports"));
+    b.screenshot(&shots.join("reports.png"));
+    let csv = b.js(
+        "const x = new XMLHttpRequest(); x.open('GET', '/reports/run?report=sessions&format=csv&technician=ann%40example.com', false);
+         x.send(); return [x.status, x.getResponseHeader('Content-Disposition'), x.responseText];",
+    );
+    assert_eq!(csv[0], 200, "{csv}");
+    assert!(csv[1].as_str().unwrap().contains("vigil-sessions.csv"));
+    assert!(csv[2].as_str().unwrap().contains(&session), "{csv}");
     submit(&b, "#logout");
     assert!(b.text("#login-message").contains("logged out"));
 
@@ -320,8 +331,10 @@ fn the_portal_finds_plays_and_audits_in_a_browser() {
         b.goto(&url);
         assert!(b.text("#error").contains("not found"), "{url}");
     }
-    b.goto(&format!("{base}/integrity"));
-    assert!(b.text("#error").contains("may not"));
+    for page in ["integrity", "reports"] {
+        b.goto(&format!("{base}/{page}"));
+        assert!(b.text("#error").contains("may not"), "{page}");
+    }
     let api = b.js(&format!(
         "const x = new XMLHttpRequest(); x.open('GET', '/api/sessions/{session}/recordings/{recording}/info', false); x.send(); return [x.status, x.responseText];"
     ));
@@ -373,6 +386,9 @@ fn the_portal_finds_plays_and_audits_in_a_browser() {
     assert!(all.iter().any(
         |e| e["type"] == "login.succeeded" && e["source"].as_str().unwrap().starts_with("web@")
     ));
+    assert!(all.iter().any(|e| e["type"] == "report.generated"
+        && e["actor"] == format!("compliance:{COMPLIANCE}")
+        && e["payload"]["filters"] == "--technician ann@example.com"));
     let report = run_in(data, &["report", "access", "--format", "csv"], "");
     assert!(report.ok().contains("record.viewed"), "{report:?}");
 }

@@ -4,6 +4,7 @@
 
 mod integrity;
 mod login;
+mod reports;
 mod session;
 mod sessions;
 
@@ -53,6 +54,8 @@ pub(crate) fn router(app: Arc<App>) -> Router {
             "/api/sessions/{id}/recordings/{recording}/stream",
             get(player::stream),
         )
+        .route("/reports", get(reports::form))
+        .route("/reports/run", get(reports::run))
         .route("/integrity", get(integrity::show))
         .route("/integrity/verify", post(integrity::verify))
         .route("/assets/{name}", get(assets::asset))
@@ -118,7 +121,10 @@ pub(crate) fn layout(title: &str, viewer: Option<&Viewer>, body: Markup) -> Mark
                     @if let Some(v) = viewer {
                         nav {
                             a href="/sessions" { "Sessions" }
-                            @if v.sees_all() { a href="/integrity" { "Integrity" } }
+                            @if v.sees_all() {
+                                a href="/reports" { "Reports" }
+                                a href="/integrity" { "Integrity" }
+                            }
                         }
                         span.who { (v.email) " · " (v.role.as_str()) }
                         form method="post" action="/logout" {

@@ -44,7 +44,7 @@ fn some(text: &str) -> Option<String> {
 }
 
 /// Midnight (UTC) of `YYYY-MM-DD`, in microseconds, `days` later.
-fn day_start(text: &str, days: i64, field: &str) -> Result<Option<i64>, WebError> {
+pub(crate) fn day_start(text: &str, days: i64, field: &str) -> Result<Option<i64>, WebError> {
     let Some(text) = some(text) else {
         return Ok(None);
     };

@@ -33,14 +33,15 @@ pub async fn run(log: &AuditLog, data_dir: &Path, args: GatewayArgs) -> Result<E
     // Before the line below: a SIGTERM sent as soon as it appears must
     // stop the gateway cleanly, not kill it.
     let stop = shutdown_signal()?;
-    // Tests and scripts wait for this line: the socket is bound when it appears.
+    if let Some(p) = &portal {
+        println!("portal on https://{}", p.local_addr());
+    }
+    // Tests and scripts wait for this line: the socket is bound when it
+    // appears (and the portal's, printed before it).
     println!("listening on {}", gateway.local_addr());
     // Cancelled once the gateway has stopped: the background tasks finish.
     let stopping = tokio_util::sync::CancellationToken::new();
-    let portal = portal.map(|p| {
-        println!("portal on https://{}", p.local_addr());
-        tokio::spawn(p.run(stopping.clone()))
-    });
+    let portal = portal.map(|p| tokio::spawn(p.run(stopping.clone())));
     let worker = (!args.no_webhooks).then(|| crate::webhooks::start_worker(log, stopping.clone()));
     let checkpoints = tokio::spawn(audit_db::checkpoint::keep_writing(
         log.store().clone(),

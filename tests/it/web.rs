@@ -569,3 +569,58 @@ fn a_cut_off_recording_plays_and_bad_requests_are_refused() {
     assert_eq!(r.status(), 400);
     assert_eq!(portal.stop().0, 0);
 }
+
+/// `vigil gateway --web` serves the portal from the gateway's process: a
+/// technician logs in to it and sees their own sessions.
+#[test]
+fn the_gateway_serves_the_portal_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    crate::helpers::add_technician(data);
+    let gw = crate::helpers::start_gateway(data, &["--web", "127.0.0.1:0"]);
+    let portal = gw
+        .portal
+        .clone()
+        .expect("the gateway printed its portal's address");
+    crate::helpers::run_session(data, &gw);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&gw.ca).unwrap()).unwrap();
+    let http = reqwest::blocking::Client::builder()
+        .add_root_certificate(ca)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{}", portal.rsplit(':').next().unwrap());
+    let r = http
+        .post(format!("{base}/login"))
+        .form(&[
+            ("email", "ann@example.com"),
+            ("password", crate::helpers::PASSWORD),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = http
+        .get(format!("{base}/sessions"))
+        .header("cookie", cookie)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let created = events(data)
+        .into_iter()
+        .find(|e| e["type"] == "session.created")
+        .expect("a session");
+    assert!(
+        page.contains(created["session"].as_str().unwrap()),
+        "{page}"
+    );
+    assert_eq!(gw.stop().0, 0);
+}

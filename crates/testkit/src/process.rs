@@ -13,6 +13,8 @@ pub struct GatewayProcess {
     pub ca: PathBuf,
     /// The CA's SHA-256 fingerprint as printed.
     pub fingerprint: String,
+    /// A gateway's web portal (`--web`), `127.0.0.1:PORT`.
+    pub portal: Option<String>,
     output: std::thread::JoinHandle<String>,
 }
 
@@ -72,7 +74,7 @@ impl GatewayProcess {
             .unwrap_or_else(|e| panic!("starting vigil {command}: {e}"));
         let mut lines =
             std::io::BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
-        let (mut ca, mut fingerprint) = (None, None);
+        let (mut ca, mut fingerprint, mut portal) = (None, None, None);
         let addr = loop {
             let line = match lines.next() {
                 Some(Ok(line)) => line,
@@ -85,6 +87,11 @@ impl GatewayProcess {
                 ca = Some(PathBuf::from(v));
             } else if let Some(v) = line.strip_prefix("CA fingerprint (SHA-256): ") {
                 fingerprint = Some(v.to_owned());
+            } else if let Some(v) = line
+                .strip_prefix("portal on https://")
+                .filter(|_| command != "web")
+            {
+                portal = Some(v.to_owned());
             } else if let Some(v) = line.strip_prefix(ready) {
                 break v.to_owned();
             }
@@ -97,6 +104,7 @@ impl GatewayProcess {
             addr,
             ca: ca.expect("vigil printed its CA file"),
             fingerprint: fingerprint.expect("vigil printed its CA fingerprint"),
+            portal,
             output,
         }
     }

@@ -22,37 +22,16 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use audit_db::event::{RecordingStarted, RecordingStopped, SessionCreated};
-use audit_db::{Actor, AuditLog, DbUrl, EventKind, NewEvent, OpenMode, Source};
+use audit_db::{Actor, EventKind, NewEvent, Source};
 use recorder::vrec::Header;
 use testkit::{Browser, GatewayProcess};
 
 const USER: &str = "cora@example.com";
 const PASSWORD: &str = "violet tractor mango";
 
-fn vigil(data: &Path, args: &[&str], stdin: &str) {
-    use std::io::Write;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("running vigil");
-    let mut input = child.stdin.take().expect("piped");
-    input.write_all(stdin.as_bytes()).expect("stdin");
-    drop(input);
-    assert!(child.wait().expect("vigil ran").success(), "vigil {args:?}");
-}
-
 /// The session and its recording's start and stop, as a console reports them.
 async fn log_recording(data: &Path, session: uuid::Uuid, recording: &str, path: &Path) {
-    let url: DbUrl = format!("sqlite://{}", data.join("audit.db").display())
-        .parse()
-        .expect("a SQLite URL");
-    let log = AuditLog::open(&url, OpenMode::Create)
-        .await
-        .expect("the log");
+    let log = common::data_log(data).await;
     let (size, sha256) = recorder::vrec::integrity::digest(path).expect("the recording's digest");
     let tech = "bench@example.com";
     let event = |kind| {
@@ -97,25 +76,7 @@ fn main() {
     };
     let dir = tempfile::tempdir().expect("a temporary directory");
     let data = dir.path();
-    vigil(
-        data,
-        &["admin", "group", "add", "bench", "--permissions", "none"],
-        "",
-    );
-    vigil(
-        data,
-        &[
-            "admin",
-            "user",
-            "add",
-            USER,
-            "--group",
-            "bench",
-            "--role",
-            "compliance",
-        ],
-        PASSWORD,
-    );
+    common::compliance_account(data, USER, PASSWORD);
     // The hour takes minutes to record: kept in the target directory for the next run.
     let session = uuid::Uuid::from_u128(0x6f1d_2c3b_4a59_4e68_9d7c_0b1a_2f3e_4d5c);
     let recording = "hour";

@@ -11,6 +11,8 @@
 //! Run: `cargo bench --bench portal` (`-- --sessions N` for another size).
 //! The last line is the summary.
 
+mod common;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -18,7 +20,7 @@ use audit_db::event::{
     ChatMessage, JoinMethod, Party, SessionCreated, SessionEndUser, SessionEnded, SessionJoined,
     SessionPickedUp,
 };
-use audit_db::{Actor, AuditLog, DbUrl, EventKind, NewEvent, OpenMode, Source};
+use audit_db::{Actor, EventKind, NewEvent, Source};
 use testkit::GatewayProcess;
 
 const PASSWORD: &str = "violet tractor mango";
@@ -29,22 +31,6 @@ const WORDS: [&str; 12] = [
     "printer", "offline", "password", "reset", "screen", "frozen", "email", "outlook", "vpn",
     "slow", "update", "restart",
 ];
-
-fn vigil(data: &Path, args: &[&str], stdin: &str) {
-    use std::io::Write;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("running vigil");
-    let mut input = child.stdin.take().expect("piped");
-    input.write_all(stdin.as_bytes()).expect("stdin");
-    drop(input);
-    assert!(child.wait().expect("vigil ran").success(), "vigil {args:?}");
-}
 
 /// A pseudo-random sequence, the same every run.
 struct Lcg(u64);
@@ -60,12 +46,7 @@ impl Lcg {
 
 /// `sessions` sessions of 8 events, over the 200 days before now.
 async fn fill(data: &Path, sessions: usize) {
-    let url: DbUrl = format!("sqlite://{}", data.join("audit.db").display())
-        .parse()
-        .expect("a SQLite URL");
-    let log = AuditLog::open(&url, OpenMode::Create)
-        .await
-        .expect("the log");
+    let log = common::data_log(data).await;
     let mut rng = Lcg(7);
     let now = audit_db::time_us::now();
     let span = 200 * 86_400_000_000i64;
@@ -214,25 +195,7 @@ async fn main() {
         .unwrap_or(200_000usize);
     let dir = tempfile::tempdir().expect("a temporary directory");
     let data = dir.path();
-    vigil(
-        data,
-        &["admin", "group", "add", "bench", "--permissions", "none"],
-        "",
-    );
-    vigil(
-        data,
-        &[
-            "admin",
-            "user",
-            "add",
-            USER,
-            "--group",
-            "bench",
-            "--role",
-            "compliance",
-        ],
-        PASSWORD,
-    );
+    common::compliance_account(data, USER, PASSWORD);
     fill(data, sessions).await;
     let portal =
         GatewayProcess::start_portal(Path::new(env!("CARGO_BIN_EXE_vigil")), data, &[], &[]);

@@ -127,11 +127,12 @@ pub async fn run(log: &AuditLog, args: ReportArgs) -> Result<ExitCode> {
     // (always for HTML and bundles, the forms handed to people).
     let verify = args.verify || args.format == ReportFormat::Html || args.bundle.is_some();
     let proof = if verify {
-        let report = log.verify(None).await?;
-        if let Err(broken) = &report.outcome {
-            bail!("the audit log does not verify, so no report is made from it: {broken}");
+        match reports::verified(log).await? {
+            Ok(proof) => proof,
+            Err(broken) => {
+                bail!("the audit log does not verify, so no report is made from it: {broken}")
+            }
         }
-        format!("the log verified intact up to seq {}", report.head.seq)
     } else {
         "the log was not verified (--verify)".to_owned()
     };

@@ -76,7 +76,8 @@ impl Setup {
     }
 }
 
-fn vigil(bin: &Path, data: &Path, args: &[&str], stdin_line: &str) {
+/// Runs `vigil --data DATA ARGS...` with `stdin_line` as its input; it must succeed.
+pub fn vigil(bin: &Path, data: &Path, args: &[&str], stdin_line: &str) {
     use std::io::Write;
     let mut child = std::process::Command::new(bin)
         .arg("--data")
@@ -248,4 +249,40 @@ pub fn long_recording(
         .collect();
     record(&list, &path, dir, header);
     path
+}
+
+/// Group `bench` (no permissions) and `user`, its compliance officer, in `data`.
+pub fn compliance_account(data: &Path, user: &str, password: &str) {
+    let bin = Path::new(env!("CARGO_BIN_EXE_vigil"));
+    vigil(
+        bin,
+        data,
+        &["admin", "group", "add", "bench", "--permissions", "none"],
+        "",
+    );
+    vigil(
+        bin,
+        data,
+        &[
+            "admin",
+            "user",
+            "add",
+            user,
+            "--group",
+            "bench",
+            "--role",
+            "compliance",
+        ],
+        password,
+    );
+}
+
+/// The SQLite audit log of `data`, open for appending.
+pub async fn data_log(data: &Path) -> audit_db::AuditLog {
+    let url: audit_db::DbUrl = format!("sqlite://{}", data.join("audit.db").display())
+        .parse()
+        .expect("a SQLite URL");
+    audit_db::AuditLog::open(&url, audit_db::OpenMode::Create)
+        .await
+        .expect("the log")
 }

@@ -74,6 +74,31 @@ impl Desk {
         desk
     }
 
+    /// A desk whose console records into `DATA/recordings` and views the
+    /// screen (the group gets `group_settings`); returns once the first
+    /// screen is in the recording, with the recording's file.
+    pub(crate) fn recording(
+        data: &Path,
+        group_settings: &[&str],
+        size: (u32, u32),
+    ) -> (Self, PathBuf) {
+        let recordings = data.join("recordings");
+        let mut desk = Self::start(
+            data,
+            group_settings,
+            size,
+            &["--record", recordings.to_str().unwrap()],
+        );
+        let path = PathBuf::from(desk.wait(|l| match l {
+            ConsoleLine::Recording { path } => Some(path),
+            _ => None,
+        }));
+        desk.send("/view");
+        assert!(desk.view_granted());
+        wait_until("the first screen in the file", frames_in(&path, 1));
+        (desk, path)
+    }
+
     /// Types `line` into the console.
     pub(crate) fn send(&mut self, line: &str) {
         writeln!(self.input.as_mut().expect("console input open"), "{line}").unwrap();
@@ -110,6 +135,11 @@ impl Desk {
     }
 }
 
+/// Whether the recording at `path` holds at least `n` screen updates yet.
+pub(crate) fn frames_in(path: &Path, n: u64) -> impl FnMut() -> bool + '_ {
+    move || Recording::open(path).is_ok_and(|r| r.index.frames >= n)
+}
+
 /// Waits (at most 30 s) until `done` holds.
 pub(crate) fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -123,22 +153,11 @@ pub(crate) fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 fn a_console_killed_while_recording_leaves_a_readable_repairable_recording() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
-    let recordings = data.join("recordings");
-    let mut desk = Desk::start(
+    let (desk, path) = Desk::recording(
         data,
         &["--permissions", "desktop_view", "--force-recording", "true"],
         (640, 400),
-        &["--record", recordings.to_str().unwrap()],
     );
-    let path = PathBuf::from(desk.wait(|l| match l {
-        ConsoleLine::Recording { path } => Some(path),
-        _ => None,
-    }));
-    desk.send("/view");
-    assert!(desk.view_granted());
-    wait_until("the first screen in the file", || {
-        Recording::open(&path).is_ok_and(|r| r.index.frames > 0)
-    });
     // Its start is reported once the first screen is in; killed before the
     // gateway has it, a recording is rightly unknown to the log.
     wait_until("recording.started in the log", || {

@@ -9,10 +9,9 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use session_core::lines::ConsoleLine;
 use testkit::{Browser, GatewayProcess};
 
-use crate::desk::{wait_until, Desk};
+use crate::desk::{frames_in, wait_until, Desk};
 use crate::helpers::{events, run_in};
 
 const COMPLIANCE: &str = "cora@example.com";
@@ -24,8 +23,7 @@ const PASSWORD: &str = "Portal-Pass-2026!";
 /// (the recording's marker), a blue square; then it ends. Returns the
 /// session and the recording's id and file.
 fn recorded_session(data: &Path) -> (String, String, PathBuf) {
-    let recordings = data.join("recordings");
-    let mut desk = Desk::start(
+    let (mut desk, path) = Desk::recording(
         data,
         &[
             "--permissions",
@@ -36,16 +34,8 @@ fn recorded_session(data: &Path) -> (String, String, PathBuf) {
             "true",
         ],
         (320, 200),
-        &["--record", recordings.to_str().unwrap()],
     );
-    let path = PathBuf::from(desk.wait(|l| match l {
-        ConsoleLine::Recording { path } => Some(path),
-        _ => None,
-    }));
-    desk.send("/view");
-    assert!(desk.view_granted());
     let frames = |n| frames_in(&path, n);
-    wait_until("the first screen in the file", frames(1));
     desk.display.paint(20, 20, 80, 60, 0xd03030);
     wait_until("the red square recorded", frames(2));
     desk.send("the printer jams again");
@@ -82,11 +72,6 @@ fn size_line(data: &Path) -> u64 {
         })
         .max()
         .expect("the gateway wrote a checkpoint")
-}
-
-/// Whether the recording at `path` holds at least `n` screen updates yet.
-fn frames_in(path: &Path, n: u64) -> impl FnMut() -> bool + '_ {
-    move || recorder::vrec::Recording::open(path).is_ok_and(|r| r.index.frames >= n)
 }
 
 fn add_user(data: &Path, email: &str, role: &str) {
@@ -443,23 +428,13 @@ fn stream_records(bytes: &[u8]) -> (Vec<(u8, u64)>, StreamEnd) {
 fn a_cut_off_recording_plays_and_bad_requests_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
-    let recordings = data.join("recordings");
-    let mut desk = Desk::start(
+    let (desk, path) = Desk::recording(
         data,
         &["--permissions", "desktop_view", "--force-recording", "true"],
         (320, 200),
-        &["--record", recordings.to_str().unwrap()],
     );
-    let path = PathBuf::from(desk.wait(|l| match l {
-        ConsoleLine::Recording { path } => Some(path),
-        _ => None,
-    }));
-    desk.send("/view");
-    assert!(desk.view_granted());
-    let frames = |n| frames_in(&path, n);
-    wait_until("the first screen in the file", frames(1));
     desk.display.paint(10, 10, 50, 50, 0x30d030);
-    wait_until("the green square in the file", frames(2));
+    wait_until("the green square in the file", frames_in(&path, 2));
     wait_until("recording.started in the log", || {
         events(data)
             .iter()

@@ -209,6 +209,17 @@ pub fn stamp(head: &audit_db::Head, proof: &str) -> String {
     )
 }
 
+/// Verifies the whole log for a report's stamp: what the stamp says of
+/// it when intact, or the first break (no report should then be made).
+pub async fn verified(
+    log: &audit_db::AuditLog,
+) -> Result<Result<String, audit_db::ChainBreak>, audit_db::Error> {
+    let report = log.verify(None).await?;
+    Ok(report
+        .outcome
+        .map(|()| format!("the log verified intact up to seq {}", report.head.seq)))
+}
+
 /// What a finished report was built from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Written {

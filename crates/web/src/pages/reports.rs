@@ -123,13 +123,11 @@ pub(crate) async fn run(
     .join(" ");
     // A document handed to people (HTML) stands on a verified log, as on the command line.
     let proof = if format_name == "html" {
-        let report = app.log.verify(None).await?;
-        if let Err(broken) = &report.outcome {
-            return Err(WebError::Altered(format!(
+        reports::verified(&app.log).await?.map_err(|broken| {
+            WebError::Altered(format!(
                 "the audit log does not verify, so no report is made from it: {broken}"
-            )));
-        }
-        format!("the log verified intact up to seq {}", report.head.seq)
+            ))
+        })?
     } else {
         "the log was not verified".to_owned()
     };

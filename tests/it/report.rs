@@ -277,7 +277,10 @@ fn reports_say_what_the_log_holds_and_every_run_is_audited() {
         // Whichever side's end the gateway saw first: the console asked for
         // it, the applet answered, or the applet's link closed before the
         // relay read the console's `End` (it then says what it saw).
-        assert!(r[9].starts_with("ended_by_") || &r[9] == "applet_left", "{r:?}");
+        assert!(
+            r[9].starts_with("ended_by_") || &r[9] == "applet_left",
+            "{r:?}"
+        );
         assert_eq!(&r[14], "2", "two chat lines");
     }
 

@@ -34,7 +34,7 @@ use maud::{html, Markup};
 use recorder::codec::{self, Applied};
 use recorder::cursor::Cursor;
 use recorder::frame::Frame;
-use recorder::vrec::reader::{Entry, Index};
+use recorder::vrec::reader::{Entry, Index, Target};
 use recorder::vrec::{Ending, Recording};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -462,51 +462,66 @@ fn rects(width: u32, height: u32, tiles: &[usize]) -> Vec<(usize, usize, usize, 
 /// Writes the stream of `rec` from `from` into `out`.
 fn produce(rec: &Recording, from: u64, out: &mut Out) -> Result<(), String> {
     let from = from.min(rec.index.duration_us);
+    let (width, height) = (rec.header.width, rec.header.height);
+    let full = (0, 0, width as usize, height as usize);
+    // The screen at `from` first, found the quick way (a key point with only
+    // the cache slots it reads restored): a seek shows it while the stream
+    // behind it, which needs the whole cache, is still being prepared.
+    let mut pictured = match rec.frame(Target::Time(from)) {
+        Ok(found) => {
+            out.picture(from, &found.frame, full)?;
+            out.flush()?;
+            true
+        }
+        Err(_) => false,
+    };
     let resumed = rec.resume(from).map_err(|e| e.to_string())?;
     let mut decoder = resumed.decoder;
     let mut cursor = resumed.cursor;
     let mut shape = resumed.shape;
-    let mut shown = false;
-    let (width, height) = (rec.header.width, rec.header.height);
-    let full = (0, 0, width as usize, height as usize);
-    // The screen and pointer as they are at `from`, once.
-    let first = |out: &mut Out, frame: &Frame, cursor: &Option<Cursor>, shape: &Option<Cursor>| {
-        out.picture(from, frame, full)?;
-        if let Some(s) = shape {
-            out.pointer(s, s.shape.as_ref().map_or(0, |s| s.serial))?;
-        }
-        if let Some(c) = cursor {
-            let serial = shape
-                .as_ref()
-                .and_then(|s| s.shape.as_ref())
-                .map_or(0, |s| s.serial);
-            out.pointer(
-                &Cursor {
-                    timestamp_us: from,
-                    shape: None,
-                    ..c.clone()
-                },
-                serial,
-            )?;
-        }
-        out.flush()
-    };
     let mut serial = shape
         .as_ref()
         .and_then(|s| s.shape.as_ref())
         .map_or(0, |s| s.serial);
+    // Past `from`: every change is sent as it comes.
+    let mut live = false;
+    // What is on screen at `from` (the picture if it is not out yet), once.
+    let go_live = |out: &mut Out,
+                   frame: Option<&Frame>,
+                   pictured: &mut bool,
+                   cursor: &Option<Cursor>,
+                   shape: &Option<Cursor>| {
+        if let (false, Some(frame)) = (*pictured, frame) {
+            out.picture(from, frame, full)?;
+            *pictured = true;
+        }
+        let serial = shape
+            .as_ref()
+            .and_then(|s| s.shape.as_ref())
+            .map_or(0, |s| s.serial);
+        if let Some(s) = shape {
+            out.pointer(s, serial)?;
+        }
+        if let Some(c) = cursor {
+            let at_from = Cursor {
+                timestamp_us: from,
+                shape: None,
+                ..c.clone()
+            };
+            out.pointer(&at_from, serial)?;
+        }
+        out.flush()
+    };
     for entry in resumed.entries {
         match entry.map_err(|e| e.to_string())? {
             Entry::Update { bytes, offset } => {
                 let head =
                     codec::info(&bytes).map_err(|e| format!("update at byte {offset}: {e}"))?;
-                let mut tiles = Vec::new();
-                if !shown && head.timestamp_us > from {
-                    if let Some(frame) = decoder.frame() {
-                        first(out, frame, &cursor, &shape)?;
-                        shown = true;
-                    }
+                if !live && head.timestamp_us > from {
+                    go_live(out, decoder.frame(), &mut pictured, &cursor, &shape)?;
+                    live = true;
                 }
+                let mut tiles = Vec::new();
                 let frame = decoder
                     .decode_traced(&bytes, |a| {
                         tiles.push(match a {
@@ -516,12 +531,7 @@ fn produce(rec: &Recording, from: u64, out: &mut Out) -> Result<(), String> {
                         })
                     })
                     .map_err(|e| format!("update at byte {offset}: {e}"))?;
-                if !shown {
-                    if head.timestamp_us > from {
-                        // The first update of all comes after `from`: it is the screen then.
-                        first(out, frame, &cursor, &shape)?;
-                        shown = true;
-                    }
+                if !live {
                     continue;
                 }
                 let changed = if head.key {
@@ -540,7 +550,7 @@ fn produce(rec: &Recording, from: u64, out: &mut Out) -> Result<(), String> {
                 if let Some(s) = &c.shape {
                     serial = s.serial;
                 }
-                if shown {
+                if live {
                     out.pointer(&c, serial)?;
                 } else {
                     if c.shape.is_some() {
@@ -555,10 +565,8 @@ fn produce(rec: &Recording, from: u64, out: &mut Out) -> Result<(), String> {
             out.flush()?;
         }
     }
-    if !shown {
-        if let Some(frame) = decoder.frame() {
-            first(out, frame, &cursor, &shape)?;
-        }
+    if !live {
+        go_live(out, decoder.frame(), &mut pictured, &cursor, &shape)?;
     }
     out.flush()
 }

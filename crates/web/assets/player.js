@@ -24,10 +24,11 @@
   let queue = [], generation = 0, abort = null, dragging = false;
   let pointer = null;
   const shapes = new Map();
-  // What the tests and the benchmark read: pictures drawn, drawn late, the
+  // What the tests and the benchmark read: pictures drawn, drawn late,
+  // frames the clock held for the stream, the
   // time shown, and how long the first picture (after opening, or the
   // last seek) took.
-  const stats = { drawn: 0, late: 0, shown: -1, ended: false, stream: 0, firstPictureMs: null, opened: 0 };
+  const stats = { drawn: 0, late: 0, held: 0, shown: -1, ended: false, stream: 0, firstPictureMs: null, opened: 0 };
 
   const now = () => (playing ? base.t + (performance.now() - base.wall) * 1000 * speed : position);
   const fmt = (us) => {
@@ -189,7 +190,16 @@
   }
 
   function tick() {
-    const t = now();
+    let t = now();
+    // Waiting for the stream (nothing queued, or the next picture still
+    // decoding): the clock holds, as a player buffering does, rather than
+    // running ahead of what can be shown.
+    const waiting = !queue.length ? !stats.ended : (queue[0].type === "P" && !queue[0].bitmap && !queue[0].failed);
+    if (playing && waiting && t > position && (!queue.length || queue[0].t <= t)) {
+      t = Math.max(position, queue.length ? Math.min(t, queue[0].t) : position);
+      base = { wall: performance.now(), t };
+      stats.held++;
+    }
     while (queue.length) {
       const it = queue[0];
       if (it.type === "E") {

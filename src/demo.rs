@@ -27,8 +27,7 @@ pub async fn run(log: &AuditLog, data: &Path) -> Result<ExitCode> {
     // With an X display (scripts/run starts one), the technician views and
     // records the end user's screen, and the recording is converted to MP4.
     let display = std::env::var("DISPLAY").ok().filter(|d| !d.is_empty());
-    let password = prepare_accounts(log, &work, display.is_some()).await?;
-    let admin_password = prepare_admin(log, &work).await?;
+    let (password, admin_password) = prepare_accounts(log, &work, display.is_some()).await?;
     let exe = std::env::current_exe().context("finding the vigil executable")?;
 
     println!("== starting a CRM webhook receiver (child process)");
@@ -235,8 +234,9 @@ fn webhook_summary(post: Option<&serde_json::Value>, secret: &webhook::sign::Sec
     Ok(())
 }
 
-/// The demo group and technician, with a new random password each run.
-async fn prepare_accounts(log: &AuditLog, work: &Path, record: bool) -> Result<PathBuf> {
+/// The demo group, its technician and the portal's administrator, each with
+/// a new random password each run; returns their password files.
+async fn prepare_accounts(log: &AuditLog, work: &Path, record: bool) -> Result<(PathBuf, PathBuf)> {
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     let admin = Admin::new(
         log.clone(),
@@ -265,47 +265,30 @@ async fn prepare_accounts(log: &AuditLog, work: &Path, record: bool) -> Result<P
         Some(old) if old != group => admin.update_group(&group).await?,
         Some(_) => {}
     }
-    let mut random = [0u8; 12];
-    getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    let password = format!("demo {}", hex::encode(random));
-    if accounts.technician(TECHNICIAN).await?.is_none() {
-        admin
-            .add_user(TECHNICIAN, GROUP, Role::Technician, &password, false)
-            .await?;
-    } else {
-        admin.set_password(TECHNICIAN, &password, false).await?;
-        admin.unlock(TECHNICIAN).await?;
-    }
-    let file = work.join("technician-password");
-    write_private(&file, &password)?;
-    Ok(file)
+    let technician = account(&admin, &accounts, TECHNICIAN, Role::Technician, work).await?;
+    let administrator = account(&admin, &accounts, ADMIN, Role::Admin, work).await?;
+    Ok((technician, administrator))
 }
 
-/// The portal's administrator for the demo's data, with a new random
-/// password each run (written beside the technician's).
-async fn prepare_admin(log: &AuditLog, work: &Path) -> Result<PathBuf> {
-    let host = gethostname::gethostname().to_string_lossy().into_owned();
-    let admin = Admin::new(
-        log.clone(),
-        &format!("vigil-demo@{host}"),
-        Source::cli(&host),
-    );
+/// The demo account `email` in group `demo` with `role`, and a new random
+/// password each run, written to a 0600 file in `work`; returns the file.
+async fn account(
+    admin: &Admin,
+    accounts: &Accounts,
+    email: &str,
+    role: Role,
+    work: &Path,
+) -> Result<PathBuf> {
     let mut random = [0u8; 12];
     getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    let password = format!("admin {}", hex::encode(random));
-    if Accounts::new(log.store().clone())
-        .technician(ADMIN)
-        .await?
-        .is_none()
-    {
-        admin
-            .add_user(ADMIN, GROUP, Role::Admin, &password, false)
-            .await?;
+    let password = format!("{} {}", role.as_str(), hex::encode(random));
+    if accounts.technician(email).await?.is_none() {
+        admin.add_user(email, GROUP, role, &password, false).await?;
     } else {
-        admin.set_password(ADMIN, &password, false).await?;
-        admin.unlock(ADMIN).await?;
+        admin.set_password(email, &password, false).await?;
+        admin.unlock(email).await?;
     }
-    let file = work.join("admin-password");
+    let file = work.join(format!("{}-password", role.as_str()));
     write_private(&file, &password)?;
     Ok(file)
 }

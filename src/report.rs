@@ -10,8 +10,8 @@ use audit_db::event::ReportGenerated;
 use audit_db::query::EventSource;
 use audit_db::{AuditLog, EventKind, NewEvent};
 use futures::StreamExt;
-use reporter::bundle::{self, ChainPosition, Manifest};
-use reporter::reports::{self, ReportFilter, ReportKind, Run, Sources};
+use reporter::bundle;
+use reporter::reports::{self, ReportFilter, ReportKind, Run};
 use reporter::table::RowFormat;
 use sha2::{Digest, Sha256};
 
@@ -282,74 +282,12 @@ async fn make_bundle(
     html: &Run<'_>,
     path: &Path,
 ) -> Result<u64> {
-    let mut sources = Sources::default();
-    let mut csv_bytes = Vec::new();
-    let written = reports::run(source, csv, &mut csv_bytes, Some(&mut sources)).await?;
-    let mut html_bytes = Vec::new();
-    reports::run(source, html, &mut html_bytes, None).await?;
-    let mut events = Vec::new();
-    for session in &sources.sessions {
-        let filter = audit_db::Filter {
-            session: Some(*session),
-            until_seq: Some(csv.head.seq),
-            ..audit_db::Filter::default()
-        };
-        let mut stream = source.events(filter);
-        while let Some(e) = stream.next().await {
-            events.push(e?);
-        }
-    }
-    let mut missing = std::collections::BTreeSet::new();
-    for seq in &sources.events {
-        match log.store().range_page(*seq, *seq, 1).await?.pop() {
-            Some(e) => events.push(e),
-            None => {
-                missing.insert(*seq);
-            }
-        }
-    }
-    // Archived: one pass over the archive for all of them.
-    if let (Some(&first), Some(&last)) = (missing.first(), missing.last()) {
-        let filter = audit_db::Filter {
-            until_seq: Some(last),
-            ..audit_db::Filter::default()
-        };
-        let mut stream = source.events(filter);
-        while let Some(e) = stream.next().await {
-            let e = e?;
-            if e.seq >= first && missing.contains(&e.seq) {
-                events.push(e);
-            }
-        }
-    }
-    events.sort_by_key(|e| e.seq);
-    events.dedup_by_key(|e| e.seq);
-    let mut lines = Vec::new();
-    for e in &events {
-        writeln!(lines, "{}", bundle::event_json(e))?;
-    }
-    let manifest = Manifest {
-        generator: format!("vigil {}", env!("CARGO_PKG_VERSION")),
-        created_at: audit_db::time_us::format(audit_db::time_us::now()),
-        report: csv.kind.name().to_owned(),
-        filters: describe(args),
-        chain: ChainPosition::of(&csv.head),
-        verified: true,
-        files: Default::default(),
-    };
-    let name = csv.kind.name();
-    let files: [(&str, &[u8]); 3] = [
-        (&format!("{name}.csv"), &csv_bytes),
-        (&format!("{name}.html"), &html_bytes),
-        (bundle::EVENTS, &lines),
-    ];
-    let files: Vec<(&str, &[u8])> = files.to_vec();
+    let filters = describe(args);
     write_whole(path, |file| async move {
-        bundle::write(std::io::BufWriter::new(file), manifest, &files)?;
-        Ok(())
+        let out = std::io::BufWriter::new(file);
+        Ok(bundle::make(log.store(), source, csv, html, &filters, out).await?)
     })
-    .await?;
-    Ok(written.rows)
+    .await
 }
 
 /// Makes `path` from what `make` writes into a temporary file beside it,

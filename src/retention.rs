@@ -275,7 +275,7 @@ fn apply(policy: &mut Policy, set: &RetentionSettings) -> Result<()> {
         *target = ClassPolicy::preset(preset)?;
     }
     if let Some(all) = &set.all {
-        *target = ClassPolicy::uniform(parse_periods(all).context("--all")?);
+        *target = ClassPolicy::uniform(all.parse::<Periods>().context("--all")?);
     }
     for (class, periods) in [
         (RecordClass::SessionEvents, &set.session_events),
@@ -286,7 +286,7 @@ fn apply(policy: &mut Policy, set: &RetentionSettings) -> Result<()> {
         if let Some(p) = periods {
             target.0.insert(
                 class,
-                parse_periods(p)
+                p.parse::<Periods>()
                     .with_context(|| format!("--{}", class.as_str().replace('_', "-")))?,
             );
         }
@@ -388,15 +388,4 @@ pub async fn erase(
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `ONLINE+ARCHIVED`, e.g. `2y+2y`.
-fn parse_periods(text: &str) -> Result<Periods> {
-    let Some((online, archive)) = text.split_once('+') else {
-        bail!("{text:?} is not ONLINE+ARCHIVED (e.g. 2y+2y, 6y+0)");
-    };
-    Ok(Periods {
-        online: online.parse()?,
-        archive: archive.parse()?,
-    })
 }

@@ -295,7 +295,9 @@ pub async fn run(log: &AuditLog, command: WebhookCommand) -> Result<ExitCode> {
                 until,
                 ..DeliveryFilter::default()
             };
-            let n = hooks.replay(&filter, time_us::now()).await?;
+            let n = admin_for(log, &AsAdmin { admin: None })
+                .replay(&filter)
+                .await?;
             println!("{n} post(s) queued again with their original ids");
         }
     }

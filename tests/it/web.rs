@@ -299,6 +299,26 @@ fn the_portal_finds_plays_and_audits_in_a_browser() {
     assert_eq!(csv[0], 200, "{csv}");
     assert!(csv[1].as_str().unwrap().contains("vigil-sessions.csv"));
     assert!(csv[2].as_str().unwrap().contains(&session), "{csv}");
+    // An evidence bundle from the page checks out against the log.
+    let zip = b.js(
+        "return (async () => { const r = await fetch('/reports/run?report=chat&format=bundle');
+         const bytes = new Uint8Array(await r.arrayBuffer()); let s = '';
+         for (const c of bytes) s += String.fromCharCode(c);
+         return [r.status, r.headers.get('Content-Type'), btoa(s)]; })();",
+    );
+    assert_eq!(
+        (&zip[0], &zip[1]),
+        (&Value::from(200), &Value::from("application/zip"))
+    );
+    let bundle = data.join("chat-bundle.zip");
+    std::fs::write(&bundle, base64_decode(zip[2].as_str().unwrap())).unwrap();
+    let checked = run_in(data, &["report", "verify", bundle.to_str().unwrap()], "");
+    let said = checked.ok();
+    assert!(said.lines().any(|l| l == "intact"), "{said}");
+    assert!(
+        !said.contains("events checked against the log: 0"),
+        "{said}"
+    );
     submit(&b, "#logout");
     assert!(b.text("#login-message").contains("logged out"));
 
@@ -597,5 +617,205 @@ fn the_gateway_serves_the_portal_too() {
         page.contains(created["session"].as_str().unwrap()),
         "{page}"
     );
+    assert_eq!(gw.stop().0, 0);
+}
+
+/// The page's status, read by a same-origin request with the visit's cookie.
+fn status_of(b: &Browser, method: &str, path: &str, body: &str) -> i64 {
+    let script = format!(
+        "return (async () => {{ const r = await fetch({path:?}, {{method: {method:?}, \
+         credentials: 'same-origin', headers: {{'content-type': 'application/x-www-form-urlencoded'}}, \
+         body: {method:?} === 'GET' ? undefined : {body:?}}}); return r.status; }})();"
+    );
+    // WebDriver waits for the promise a script returns.
+    b.js(&script).as_i64().expect("a status")
+}
+
+#[test]
+fn administration_works_in_a_browser_and_compliance_changes_only_holds() {
+    let Some(b) = Browser::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    crate::helpers::add_technician(data);
+    const ADMIN: &str = "ada@example.com";
+    add_user(data, ADMIN, "admin");
+    add_user(data, COMPLIANCE, "compliance");
+    let receiver = testkit::Receiver::start();
+    let gw = crate::helpers::start_gateway(data, &["--web", "127.0.0.1:0"]);
+    let port = gw.portal.as_deref().unwrap().rsplit(':').next().unwrap();
+    let base = format!("https://localhost:{port}");
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+
+    // An administrator adds a webhook endpoint (its secret shown once) and a technician.
+    log_in(&b, &base, ADMIN, PASSWORD);
+    b.click("#nav-admin");
+    b.wait_until(
+        "the accounts page",
+        "return !!document.getElementById('add-user');",
+    );
+    b.goto(&format!("{base}/admin/webhooks"));
+    b.type_into("#w-url", &receiver.url);
+    b.click("#w-private");
+    b.click("#w-http");
+    submit(&b, "#w-add");
+    let said = b.text("#said");
+    assert!(said.contains("added") && said.contains("whsec_"), "{said}");
+    b.goto(&format!("{base}/admin/accounts"));
+    b.type_into("#u-email", "Nia@Example.com");
+    b.type_into("#u-password", PASSWORD);
+    submit(&b, "#u-add");
+    assert!(b.text("#said").contains("nia@example.com added"));
+    let row = "#technicians tr[data-email='nia@example.com']";
+    assert!(b.text(row).contains("must change password"));
+    // Bad input is refused with the reason (400), and nothing changes.
+    b.type_into("#u-email", "nia@example.com");
+    b.type_into("#u-password", PASSWORD);
+    submit(&b, "#u-add");
+    assert!(
+        b.text("#said").contains("already exists"),
+        "{}",
+        b.text("#said")
+    );
+    b.type_into("#u-email", "short@example.com");
+    b.type_into("#u-password", "short");
+    submit(&b, "#u-add");
+    assert!(
+        b.text("#said").starts_with("Refused"),
+        "{}",
+        b.text("#said")
+    );
+    let csrf = b
+        .js("return document.querySelector('input[name=csrf]').value;")
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let add_short = format!(
+        "csrf={csrf}&action=add&email=x%40example.com&group=tier1&role=technician&password=short"
+    );
+    assert_eq!(
+        status_of(&b, "POST", "/admin/accounts/user", &add_short),
+        400
+    );
+    // Disabled from its row.
+    b.js(&format!(
+        "document.querySelector(\"{row} details\").open = true; return true;"
+    ));
+    submit(&b, &format!("{row} button[value=disable]"));
+    assert!(b.text(row).contains("disabled"));
+    b.screenshot(&shots.join("admin-accounts.png"));
+
+    // A session's posts reach the endpoint; one is replayed with its id.
+    crate::helpers::run_session(data, &gw);
+    let posts = receiver.wait_for(2, std::time::Duration::from_secs(30));
+    assert_eq!(posts.len(), 2, "session.started and session.ended posted");
+    let ended = posts
+        .iter()
+        .find(|p| p.json()["type"] == "session.ended")
+        .expect("session.ended posted");
+    let id = ended.header("webhook-id").to_owned();
+    b.goto(&format!("{base}/admin/webhooks"));
+    let delivery = format!("#deliveries tr[data-delivery='{id}']");
+    assert_eq!(
+        b.js(&format!(
+            "return document.querySelector(\"{delivery}\").dataset.status;"
+        )),
+        "delivered"
+    );
+    submit(&b, &format!("{delivery} button"));
+    assert!(
+        b.text("#said").contains("1 post(s) queued again"),
+        "{}",
+        b.text("#said")
+    );
+    let posts = receiver.wait_for(3, std::time::Duration::from_secs(30));
+    assert_eq!(posts.len(), 3, "the replayed post arrived");
+    assert_eq!(
+        posts[2].header("webhook-id"),
+        id,
+        "replayed with its original id"
+    );
+    b.screenshot(&shots.join("admin-webhooks.png"));
+    // The session's page lists its deliveries.
+    let session = events(data)
+        .iter()
+        .find(|e| e["type"] == "session.created")
+        .expect("a session")["session"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    b.goto(&format!("{base}/sessions/{session}"));
+    assert!(b.text("#session-deliveries").contains("session.ended"));
+    b.goto(&format!("{base}/admin/policy"));
+    b.screenshot(&shots.join("admin-policy.png"));
+    submit(&b, "#logout");
+
+    // Compliance: no administration, by link, by address or by a forged form.
+    log_in(&b, &base, COMPLIANCE, PASSWORD);
+    assert_eq!(
+        b.js("return !!document.getElementById('nav-admin');"),
+        false
+    );
+    let csrf = b
+        .js("return document.querySelector('input[name=csrf]').value;")
+        .as_str()
+        .unwrap()
+        .to_owned();
+    b.goto(&format!("{base}/admin/accounts"));
+    assert!(b.text("#error").contains("may not"), "{}", b.text("#error"));
+    let add = format!(
+        "csrf={csrf}&action=add&email=eve%40example.com&group=tier1&role=admin&password={PASSWORD}"
+    );
+    assert_eq!(status_of(&b, "POST", "/admin/accounts/user", &add), 403);
+    let enable = format!("csrf={csrf}&action=enable&email=nia%40example.com");
+    assert_eq!(status_of(&b, "POST", "/admin/accounts/user", &enable), 403);
+    assert_eq!(status_of(&b, "GET", "/admin/webhooks", ""), 403);
+    assert_eq!(status_of(&b, "GET", "/admin/policy", ""), 403);
+    let users = run_in(data, &["admin", "user", "list", "--json"], "")
+        .ok()
+        .to_owned();
+    assert!(!users.contains("eve@example.com"), "{users}");
+    assert!(users.contains("\"disabled\":true"), "{users}");
+
+    // ...but places and releases a legal hold.
+    b.goto(&format!("{base}/sessions"));
+    b.click("#nav-holds");
+    b.wait_until(
+        "the holds page",
+        "return !!document.getElementById('place-hold');",
+    );
+    b.type_into("#h-session", &session);
+    b.type_into("#h-reason", "matter 2026-114");
+    submit(&b, "#h-place");
+    assert!(
+        b.text("#said").contains("placed on session"),
+        "{}",
+        b.text("#said")
+    );
+    b.screenshot(&shots.join("admin-holds.png"));
+    b.type_into("#holds input[name=reason]", "matter closed");
+    submit(&b, "#holds button[value=release]");
+    assert!(b.text("#said").contains("released"), "{}", b.text("#said"));
+    assert!(b.text("#holds").contains("matter closed"));
+
+    // Every change is audited under the person who made it, from the portal.
+    let changes: Vec<_> = events(data)
+        .into_iter()
+        .filter(|e| e["type"] == "admin.change")
+        .collect();
+    let by = |actor: &str, target: &str| {
+        changes.iter().any(|e| {
+            e["actor"].as_str().unwrap_or("").contains(actor)
+                && e["payload"]["target"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with(target)
+                && e["source"].as_str().unwrap_or("").starts_with("web@")
+        })
+    };
+    assert!(by(ADMIN, "user:nia@example.com"), "{changes:#?}");
+    assert!(by(ADMIN, "webhook:"), "{changes:#?}");
+    assert!(by(COMPLIANCE, "hold:"), "{changes:#?}");
+    assert!(!by(COMPLIANCE, "user:"), "{changes:#?}");
     assert_eq!(gw.stop().0, 0);
 }

@@ -159,6 +159,8 @@ pub struct DeliveryFilter {
     pub until: Option<i64>,
     /// Only this one.
     pub message: Option<String>,
+    /// Only those about this session.
+    pub session: Option<String>,
 }
 
 /// The columns of [`Endpoint`], in its order.
@@ -457,11 +459,12 @@ impl Webhooks {
             "SELECT {MESSAGE_COLUMNS} FROM webhook_messages WHERE \
              ($1 IS NULL OR endpoint_id = $1) AND ($2 IS NULL OR status = $2) AND \
              ($3 IS NULL OR created_at >= $3) AND ($4 IS NULL OR created_at < $4) AND \
-             ($5 IS NULL OR id = $5) ORDER BY created_at DESC, id LIMIT $6"
+             ($5 IS NULL OR id = $5) AND ($6 IS NULL OR session_id = $6) \
+             ORDER BY created_at DESC, id LIMIT $7"
         );
         Ok(on_pool!(self, pool => sqlx::query_as(&sql)
             .bind(&filter.endpoint).bind(&filter.status).bind(filter.since)
-            .bind(filter.until).bind(&filter.message).bind(limit)
+            .bind(filter.until).bind(&filter.message).bind(&filter.session).bind(limit)
             .fetch_all(pool).await.map_err(db("reading webhook deliveries"))?))
     }
 
@@ -512,10 +515,10 @@ impl Webhooks {
                    finished_at = NULL, lease_owner = NULL, lease_until = NULL WHERE \
                    ($1 IS NULL OR endpoint_id = $1) AND ($2 IS NULL OR status = $2) AND \
                    ($3 IS NULL OR created_at >= $3) AND ($4 IS NULL OR created_at < $4) AND \
-                   ($5 IS NULL OR id = $5)";
+                   ($5 IS NULL OR id = $5) AND ($7 IS NULL OR session_id = $7)";
         Ok(on_pool!(self, pool => sqlx::query(sql)
             .bind(&filter.endpoint).bind(&filter.status).bind(filter.since)
-            .bind(filter.until).bind(&filter.message).bind(now_us)
+            .bind(filter.until).bind(&filter.message).bind(now_us).bind(&filter.session)
             .execute(pool).await.map_err(db("replaying webhook messages"))?
             .rows_affected()))
     }

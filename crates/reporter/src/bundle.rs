@@ -6,9 +6,13 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, Write};
 
+use audit_db::query::EventSource;
 use audit_db::{Head, Store, StoredEvent};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::reports::{Run, Sources};
 
 /// The manifest's name inside the bundle.
 pub const MANIFEST: &str = "manifest.json";
@@ -68,6 +72,92 @@ pub enum BundleError {
     /// The log.
     #[error(transparent)]
     Log(#[from] audit_db::Error),
+    /// The report inside it.
+    #[error(transparent)]
+    Report(#[from] crate::reports::ReportError),
+}
+
+/// Makes the bundle of one report into `out`: the report as CSV (`csv`)
+/// and HTML (`html`, the same report in the other format), every event it
+/// was derived from (read from `source`, which may reach into the archive;
+/// events named one by one are looked up in `store` first) and the
+/// manifest naming `filters`. The log must have verified (the manifest
+/// says so). Returns the report's rows.
+pub async fn make<W: Write + Seek>(
+    store: &Store,
+    source: &dyn EventSource,
+    csv: &Run<'_>,
+    html: &Run<'_>,
+    filters: &str,
+    out: W,
+) -> Result<u64, BundleError> {
+    let mut sources = Sources::default();
+    let mut csv_bytes = Vec::new();
+    let written = crate::reports::run(source, csv, &mut csv_bytes, Some(&mut sources)).await?;
+    let mut html_bytes = Vec::new();
+    crate::reports::run(source, html, &mut html_bytes, None).await?;
+    let mut events = Vec::new();
+    for session in &sources.sessions {
+        let filter = audit_db::Filter {
+            session: Some(*session),
+            until_seq: Some(csv.head.seq),
+            ..audit_db::Filter::default()
+        };
+        let mut stream = source.events(filter);
+        while let Some(e) = stream.next().await {
+            events.push(e?);
+        }
+    }
+    let mut missing = std::collections::BTreeSet::new();
+    for seq in &sources.events {
+        match store.range_page(*seq, *seq, 1).await?.pop() {
+            Some(e) => events.push(e),
+            None => {
+                missing.insert(*seq);
+            }
+        }
+    }
+    // Archived: one pass over the archive for all of them.
+    if let (Some(&first), Some(&last)) = (missing.first(), missing.last()) {
+        let filter = audit_db::Filter {
+            until_seq: Some(last),
+            ..audit_db::Filter::default()
+        };
+        let mut stream = source.events(filter);
+        while let Some(e) = stream.next().await {
+            let e = e?;
+            if e.seq >= first && missing.contains(&e.seq) {
+                events.push(e);
+            }
+        }
+    }
+    events.sort_by_key(|e| e.seq);
+    events.dedup_by_key(|e| e.seq);
+    let mut lines = Vec::new();
+    for e in &events {
+        writeln!(lines, "{}", event_json(e))?;
+    }
+    let manifest = Manifest {
+        generator: format!("vigil {}", env!("CARGO_PKG_VERSION")),
+        created_at: audit_db::time_us::format(audit_db::time_us::now()),
+        report: csv.kind.name().to_owned(),
+        filters: filters.to_owned(),
+        chain: ChainPosition::of(&csv.head),
+        verified: true,
+        files: Default::default(),
+    };
+    let name = csv.kind.name();
+    let (csv_name, html_name) = (format!("{name}.csv"), format!("{name}.html"));
+    write(
+        out,
+        manifest,
+        &[
+            (&csv_name, &csv_bytes),
+            (&html_name, &html_bytes),
+            (EVENTS, &lines),
+        ],
+    )?;
+    Ok(written.rows)
 }
 
 /// Writes a bundle of `files` (name, bytes) with its manifest into `out`.
@@ -92,7 +182,8 @@ pub fn write<W: Write + Seek>(
         serde_json::to_vec_pretty(&manifest).map_err(|e| BundleError::NotABundle(e.to_string()))?;
     zip.start_file(MANIFEST, options)?;
     zip.write_all(&text)?;
-    zip.finish()?;
+    // Flushed here: a buffered writer dropped later would lose its error.
+    zip.finish()?.flush()?;
     Ok(())
 }
 

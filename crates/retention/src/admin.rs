@@ -56,6 +56,12 @@ impl<'a> RetentionAdmin<'a> {
         }
     }
 
+    /// `actor` (an administrator or, for holds, a compliance officer)
+    /// acting from `source` on the database of `log`.
+    pub fn with_actor(log: &'a AuditLog, actor: Actor, source: Source) -> Self {
+        Self { log, actor, source }
+    }
+
     async fn audit(&self, target: String, change: String) -> Result<(), AdminError> {
         self.log
             .append_one(NewEvent::now(

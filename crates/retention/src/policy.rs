@@ -314,6 +314,23 @@ impl fmt::Display for Periods {
     }
 }
 
+impl FromStr for Periods {
+    type Err = PolicyError;
+    /// `ONLINE+ARCHIVED`, e.g. `2y+2y`, `6y+0`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let Some((online, archive)) = text.split_once('+') else {
+            return Err(PolicyError::BadPeriod {
+                text: text.to_owned(),
+                why: "not ONLINE+ARCHIVED, as in 2y+2y or 6y+0".to_owned(),
+            });
+        };
+        Ok(Periods {
+            online: online.parse()?,
+            archive: archive.parse()?,
+        })
+    }
+}
+
 /// Periods for every class.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClassPolicy(pub BTreeMap<RecordClass, Periods>);
@@ -483,6 +500,13 @@ mod tests {
 
     #[test]
     fn periods_parse_print_and_add_as_the_calendar_does() {
+        let both: Periods = "2y+90d".parse().unwrap();
+        assert_eq!(
+            (both.online, both.archive.to_string()),
+            (Period::years(2), "90d".into())
+        );
+        assert!("2y".parse::<Periods>().is_err());
+        assert!("2y+2x".parse::<Periods>().is_err());
         let p: Period = "1y6m".parse().unwrap();
         assert_eq!(p.to_string(), "1y6m");
         assert_eq!("0".parse::<Period>().unwrap(), Period::ZERO);

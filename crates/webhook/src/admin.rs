@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use audit_db::event::AdminChange;
-use audit_db::webhooks::{Endpoint, Webhooks};
+use audit_db::webhooks::{DeliveryFilter, Endpoint, Webhooks};
 use audit_db::{time_us, Accounts, Actor, AuditLog, EventKind, NewEvent, Source};
 
 use crate::deliver::{self, Outcome, Target};
@@ -215,6 +215,36 @@ impl EndpointAdmin {
         )
         .await?;
         Ok(secret)
+    }
+
+    /// Makes the deliveries `filter` selects due again, with their ids and
+    /// bodies (receivers deduplicate by id); audited; returns how many.
+    pub async fn replay(&self, filter: &DeliveryFilter) -> Result<u64, WebhookAdminError> {
+        let n = self.hooks.replay(filter, time_us::now()).await?;
+        let mut which = Vec::new();
+        for (name, value) in [
+            ("delivery", &filter.message),
+            ("session", &filter.session),
+            ("status", &filter.status),
+        ] {
+            if let Some(v) = value {
+                which.push(format!("{name} {v}"));
+            }
+        }
+        for (name, value) in [("since", filter.since), ("until", filter.until)] {
+            if let Some(t) = value {
+                which.push(format!("{name} {}", time_us::format(t)));
+            }
+        }
+        let which = if which.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", which.join(", "))
+        };
+        let endpoint = filter.endpoint.as_deref().unwrap_or("*");
+        self.audit(endpoint, format!("{n} deliveries replayed{which}"))
+            .await?;
+        Ok(n)
     }
 
     /// Posts a `vigil.test` message to the endpoint at once and says what came of it.

@@ -2,11 +2,16 @@
 //! every answer carries (a strict Content-Security-Policy: scripts and
 //! styles only from the portal's own files, no inline script).
 
+mod accounts;
+mod admin;
+mod holds;
 mod integrity;
 mod login;
+mod policy;
 mod reports;
 mod session;
 mod sessions;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -20,6 +25,8 @@ use maud::{html, Markup, DOCTYPE};
 use serde::Serialize;
 
 pub(crate) use session::load as load_session;
+
+use audit_db::accounts::Role;
 
 use crate::visit::Viewer;
 use crate::{assets, player, App};
@@ -58,6 +65,17 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/reports/run", get(reports::run))
         .route("/integrity", get(integrity::show))
         .route("/integrity/verify", post(integrity::verify))
+        .route("/admin", get(|| async { Redirect::to("/admin/accounts") }))
+        .route("/admin/accounts", get(accounts::show))
+        .route("/admin/accounts/user", post(accounts::user))
+        .route("/admin/accounts/group", post(accounts::group))
+        .route("/admin/policy", get(policy::show))
+        .route("/admin/policy/access", post(policy::access))
+        .route("/admin/policy/retention", post(policy::retention))
+        .route("/admin/webhooks", get(webhooks::show))
+        .route("/admin/webhooks/endpoint", post(webhooks::endpoint))
+        .route("/admin/webhooks/replay", post(webhooks::replay))
+        .route("/admin/holds", get(holds::show).post(holds::change))
         .route("/assets/{name}", get(assets::asset))
         .with_state(app)
         .layer(middleware::from_fn(guard))
@@ -124,6 +142,11 @@ pub(crate) fn layout(title: &str, viewer: Option<&Viewer>, body: Markup) -> Mark
                             @if v.sees_all() {
                                 a href="/reports" { "Reports" }
                                 a href="/integrity" { "Integrity" }
+                            }
+                            @match v.role {
+                                Role::Admin => a href="/admin/accounts" id="nav-admin" { "Administration" },
+                                Role::Compliance => a href="/admin/holds" id="nav-holds" { "Legal holds" },
+                                Role::Technician => {},
                             }
                         }
                         span.who { (v.email) " · " (v.role.as_str()) }

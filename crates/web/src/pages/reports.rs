@@ -14,6 +14,7 @@ use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use maud::{html, Markup};
+use reporter::bundle;
 use reporter::reports::{self, ReportFilter, ReportKind, Run};
 use reporter::table::RowFormat;
 use reporter::zone::Zone;
@@ -29,11 +30,28 @@ use crate::App;
 /// Who may run reports.
 const READERS: [Role; 2] = [Role::Admin, Role::Compliance];
 
-/// The formats offered: name, how rows are written, content type, file extension.
-const FORMATS: [(&str, RowFormat, &str, &str); 3] = [
-    ("csv", RowFormat::Csv, "text/csv; charset=utf-8", "csv"),
-    ("html", RowFormat::Html, "text/html; charset=utf-8", "html"),
-    ("jsonl", RowFormat::JsonLines, "application/jsonl", "jsonl"),
+/// The formats offered: name, how rows are written (none: an evidence
+/// bundle, which holds the report as CSV and HTML), content type, file extension.
+const FORMATS: [(&str, Option<RowFormat>, &str, &str); 4] = [
+    (
+        "csv",
+        Some(RowFormat::Csv),
+        "text/csv; charset=utf-8",
+        "csv",
+    ),
+    (
+        "html",
+        Some(RowFormat::Html),
+        "text/html; charset=utf-8",
+        "html",
+    ),
+    (
+        "jsonl",
+        Some(RowFormat::JsonLines),
+        "application/jsonl",
+        "jsonl",
+    ),
+    ("bundle", None, "application/zip", "zip"),
 ];
 
 /// The report form's fields.
@@ -68,6 +86,9 @@ pub(crate) async fn form(viewer: Viewer) -> Result<Markup, WebError> {
         h2 { "Reports" }
         p { "Each report reads the audit log up to its head when it starts and says so in its footer; "
             "every run is recorded in the log (the access report lists them)." }
+        p { "An evidence bundle is a zip of the report as CSV and HTML, every audit event it was "
+            "made from, and a manifest with the log position and each file's SHA-256: "
+            code { "vigil report verify --bundle FILE" } " checks it, on its own or against the log." }
         form.filters method="get" action="/reports/run" id="report-form" {
             label { "Report" select name="report" id="r-report" {
                 @for (name, _) in ReportKind::ALL { option value=(name) { (name) } }
@@ -121,8 +142,9 @@ pub(crate) async fn run(
     .map(|(k, v)| format!("{k} {}", v.trim()))
     .collect::<Vec<_>>()
     .join(" ");
-    // A document handed to people (HTML) stands on a verified log, as on the command line.
-    let proof = if format_name == "html" {
+    // A document handed to people (HTML, a bundle) stands on a verified
+    // log, as on the command line.
+    let proof = if format != Some(RowFormat::Csv) && format != Some(RowFormat::JsonLines) {
         reports::verified(&app.log).await?.map_err(|broken| {
             WebError::Altered(format!(
                 "the audit log does not verify, so no report is made from it: {broken}"
@@ -133,7 +155,7 @@ pub(crate) async fn run(
     };
     let head = app.log.store().head().await?;
     let zone = Zone::utc();
-    let run = Run {
+    let run_as = |format| Run {
         kind,
         filter: &filter,
         format,
@@ -144,9 +166,21 @@ pub(crate) async fn run(
     // Written to a file first: a report of a large log is not held in memory.
     let file = tempfile::tempfile().map_err(WebError::internal)?;
     let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
-    let written = reports::run(app.log.store(), &run, &mut out, None)
-        .await
-        .map_err(WebError::internal)?;
+    let store = app.log.store();
+    let rows = match format {
+        Some(format) => {
+            reports::run(store, &run_as(format), &mut out, None)
+                .await
+                .map_err(WebError::internal)?
+                .rows
+        }
+        None => {
+            let (csv, html) = (run_as(RowFormat::Csv), run_as(RowFormat::Html));
+            bundle::make(store, store, &csv, &html, &filters, &mut out)
+                .await
+                .map_err(WebError::internal)?
+        }
+    };
     out.flush().map_err(WebError::internal)?;
     let mut file = out.into_inner().map_err(WebError::internal)?;
     let (bytes, sha256) = tokio::task::spawn_blocking(move || {
@@ -167,7 +201,7 @@ pub(crate) async fn run(
             report: kind.name().to_owned(),
             filters,
             format: format_name.to_owned(),
-            rows: written.rows,
+            rows,
             sha256,
             up_to_seq: head.seq,
         }),

@@ -66,6 +66,13 @@ pub(crate) async fn show(
 ) -> Result<Markup, WebError> {
     let (story, events) = load(&app, &viewer, session).await?;
     access::viewed(&app, &viewer, Some(session), "session", "").await?;
+    // Where the CRM posts went: for those who see every session (the
+    // endpoints' addresses are the organisation's, not a technician's).
+    let deliveries = if viewer.sees_all() {
+        Some(super::webhooks::of_session(&app, session).await?)
+    } else {
+        None
+    };
     let body = html! {
         h2 { "Session " span.mono { (session) } }
         div.grid {
@@ -131,6 +138,10 @@ pub(crate) async fn show(
                     td { @if f.matched { span.badge.ok { "both ends agree" } } @else { span.badge.bad { "differ or one end missing" } } }
                 } } }
             }
+        }
+        @if let Some(deliveries) = &deliveries {
+            h3 { "Webhook deliveries" }
+            (deliveries)
         }
         h3 { "Timeline" }
         table id="timeline" {

@@ -114,7 +114,9 @@ fn dependencies_point_one_way() {
         &["audit-event", "audit-db", "reporter", "recorder"],
     );
     only("retention", &["audit-event", "audit-db"]);
-    // The portal reuses the gateway's login rules (`gateway::login`), not its engine.
+    // The portal reuses the gateway's login rules and account administration
+    // (`gateway::login`, `gateway::admin`), not its engine; and the webhook
+    // and retention crates' administration, as `vigil admin` does.
     only(
         "web",
         &[
@@ -125,6 +127,8 @@ fn dependencies_point_one_way() {
             "recorder",
             "reporter",
             "converter",
+            "webhook",
+            "retention",
         ],
     );
     only("testkit", &[]);

@@ -2,7 +2,8 @@
 // from a .vrec file (see crates/web/src/player.rs for its records), draws
 // each on the canvas when the playback clock reaches its time, the pointer
 // on a canvas above it, and seeks by opening a stream from another time
-// (the server starts it from the key point before that time).
+// (the server starts it from the key point before that time). A stream is
+// made for one speed: a new speed opens a new one from where the clock is.
 "use strict";
 (() => {
   const root = document.getElementById("player");
@@ -102,7 +103,7 @@
     stats.stream++;
     let reader;
     try {
-      const r = await fetch(api + "/stream?from=" + Math.floor(from), { signal: abort.signal, credentials: "same-origin" });
+      const r = await fetch(api + "/stream?from=" + Math.floor(from) + "&speed=" + speed, { signal: abort.signal, credentials: "same-origin" });
       if (!r.ok) {
         const j = await r.json().catch(() => ({}));
         say(j.error || ("HTTP " + r.status), true);
@@ -260,6 +261,9 @@
     position = now();
     base = { wall: performance.now(), t: position };
     speed = Number(speedSelect.value);
+    // Above x1 the server merges the updates of each display refresh, so
+    // the stream is asked for again, for this speed, from here.
+    if (info) open(position);
   });
   seekBar.addEventListener("input", () => { dragging = true; clock.textContent = fmt(seekBar.value) + " / " + fmt(info.duration_us); });
   seekBar.addEventListener("change", () => { dragging = false; seekTo(seekBar.value); });

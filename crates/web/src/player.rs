@@ -17,7 +17,11 @@
 //! 'E' code:u8 len:u32 text                          the end: 0 complete, 1 cut off, 2 failed
 //! ```
 //!
-//! The first picture is the whole screen as it is at the asked time.
+//! The first picture is the whole screen as it is at the asked time. Above
+//! ×1, the updates of one display refresh (1/60 s at that speed) are merged
+//! into one picture of what they changed, as the screen is after the last
+//! of them: the browser would draw them in the same refresh anyway. Large
+//! pictures come as bands, encoded and decoded in parallel.
 
 use std::collections::HashMap;
 use std::path::{Path as FsPath, PathBuf};
@@ -304,11 +308,31 @@ pub(crate) async fn info(
     Ok(axum::Json(body).into_response())
 }
 
-/// `GET /api/.../stream?from=µs`'s query.
+/// `GET /api/.../stream?from=µs&speed=N`'s query.
 #[derive(Debug, Deserialize)]
 pub(crate) struct From {
     #[serde(default)]
     from: u64,
+    /// The playback speed the pictures are for (1 to 8).
+    #[serde(default = "one")]
+    speed: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A browser shows at most this many pictures a second.
+const DISPLAY_HZ: u64 = 60;
+
+/// The recording time one display refresh covers at `speed`: updates
+/// within it are drawn in the same refresh anyway, so above ×1 they are
+/// sent as one picture of their union, as it is after the last of them.
+fn merge_window(speed: u32) -> u64 {
+    match speed.clamp(1, 8) {
+        1 => 0,
+        s => u64::from(s) * 1_000_000 / DISPLAY_HZ,
+    }
 }
 
 /// `GET /api/.../stream`: the pictures from `from` on (see the module's
@@ -327,7 +351,7 @@ pub(crate) async fn stream(
             buf: Vec::new(),
             tx,
         };
-        let result = produce(&rec, q.from, &mut out);
+        let result = produce(&rec, q.from, merge_window(q.speed), &mut out);
         let (code, text) = match (&result, &rec.ending) {
             (Err(e), _) if e == "gone" => return,
             (Err(e), _) => (2u8, e.clone()),
@@ -369,22 +393,25 @@ impl Out {
             .map_err(|_| "gone".to_owned())
     }
 
-    fn picture(
+    /// The parts `rects` of `frame`, shown from time `t`.
+    fn pictures(
         &mut self,
         t: u64,
         frame: &Frame,
-        rect: (usize, usize, usize, usize),
+        rects: &[(usize, usize, usize, usize)],
     ) -> Result<(), String> {
-        let (x, y, w, h) = rect;
-        let png = crop_png(frame, rect).map_err(|e| format!("encoding a picture: {e}"))?;
-        self.buf.push(b'P');
-        self.buf.extend_from_slice(&t.to_le_bytes());
-        for v in [x, y, w, h] {
-            self.buf.extend_from_slice(&(v as u16).to_le_bytes());
+        let pieces = pieces(rects);
+        for ((x, y, w, h), png) in pieces.iter().zip(encode_all(frame, &pieces)) {
+            let png = png.map_err(|e| format!("encoding a picture: {e}"))?;
+            self.buf.push(b'P');
+            self.buf.extend_from_slice(&t.to_le_bytes());
+            for v in [x, y, w, h] {
+                self.buf.extend_from_slice(&(*v as u16).to_le_bytes());
+            }
+            self.buf
+                .extend_from_slice(&(png.len() as u32).to_le_bytes());
+            self.buf.extend_from_slice(&png);
         }
-        self.buf
-            .extend_from_slice(&(png.len() as u32).to_le_bytes());
-        self.buf.extend_from_slice(&png);
         Ok(())
     }
 
@@ -409,6 +436,62 @@ impl Out {
         self.buf.extend_from_slice(&shape.to_le_bytes());
         Ok(())
     }
+}
+
+/// Pixels a piece holds at most: a larger rectangle is cut into bands,
+/// encoded (and decoded by the browser) in parallel.
+const PIECE: usize = 1920 * 136;
+
+/// `rects` with each large one cut into horizontal bands of at most [`PIECE`] pixels.
+fn pieces(rects: &[(usize, usize, usize, usize)]) -> Vec<(usize, usize, usize, usize)> {
+    let mut out = Vec::with_capacity(rects.len());
+    for &(x, y, w, h) in rects {
+        let rows = (PIECE / w.max(1)).max(1);
+        let mut top = y;
+        while top < y + h {
+            let n = rows.min(y + h - top);
+            out.push((x, top, w, n));
+            top += n;
+        }
+    }
+    out
+}
+
+/// Each piece of `frame` as a PNG, on as many threads as the machine has
+/// when there is enough to share.
+fn encode_all(
+    frame: &Frame,
+    pieces: &[(usize, usize, usize, usize)],
+) -> Vec<Result<Vec<u8>, png::EncodingError>> {
+    let area: usize = pieces.iter().map(|(_, _, w, h)| w * h).sum();
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    if threads < 2 || pieces.len() < 2 || area < PIECE {
+        return pieces.iter().map(|&r| crop_png(frame, r)).collect();
+    }
+    // Shared out in turn, so that each thread gets bands of every size.
+    let mut done: Vec<Option<Result<Vec<u8>, png::EncodingError>>> =
+        pieces.iter().map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.min(pieces.len()))
+            .map(|k| {
+                scope.spawn(move || {
+                    (k..pieces.len())
+                        .step_by(threads)
+                        .map(|i| (i, crop_png(frame, pieces[i])))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for worker in workers {
+            // A worker panics only if the encoder does; its pieces then stay empty.
+            for (i, png) in worker.join().unwrap_or_default() {
+                done[i] = Some(png);
+            }
+        }
+    });
+    done.into_iter()
+        .map(|png| png.unwrap_or(Err(png::EncodingError::LimitsExceeded)))
+        .collect()
 }
 
 /// A part of `frame` as an RGBA PNG, fast rather than small.
@@ -459,23 +542,69 @@ fn rects(width: u32, height: u32, tiles: &[usize]) -> Vec<(usize, usize, usize, 
     out
 }
 
-/// Writes the stream of `rec` from `from` into `out`.
-fn produce(rec: &Recording, from: u64, out: &mut Out) -> Result<(), String> {
+/// Updates received but not yet sent, merged (see [`merge_window`]).
+#[derive(Default)]
+struct Merging {
+    /// The first one's time, if any is held.
+    first: Option<u64>,
+    /// The last one's time: the picture's.
+    last: u64,
+    /// Tiles any of them changed.
+    tiles: Vec<usize>,
+    /// One of them was a key update (the whole screen is sent).
+    key: bool,
+    /// Pointer records that came meanwhile, sent after the picture.
+    pointers: Vec<(Cursor, u64)>,
+}
+
+impl Merging {
+    /// Sends what is held: the changed part of `frame`, then the pointers.
+    fn send(&mut self, out: &mut Out, frame: Option<&Frame>) -> Result<(), String> {
+        if let (Some(_), Some(frame)) = (self.first.take(), frame) {
+            let (width, height) = (frame.width, frame.height);
+            let rects = if self.key {
+                vec![(0, 0, width as usize, height as usize)]
+            } else {
+                rects(width, height, &self.tiles)
+            };
+            out.pictures(self.last, frame, &rects)?;
+        }
+        self.tiles.clear();
+        self.key = false;
+        for (c, serial) in std::mem::take(&mut self.pointers) {
+            out.pointer(&c, serial)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes the stream of `rec` from `from` into `out`, merging the updates
+/// within each `window` of recording time (0: none).
+fn produce(rec: &Recording, from: u64, window: u64, out: &mut Out) -> Result<(), String> {
     let from = from.min(rec.index.duration_us);
     let (width, height) = (rec.header.width, rec.header.height);
     let full = (0, 0, width as usize, height as usize);
     // The screen at `from` first, found the quick way (a key point with only
     // the cache slots it reads restored): a seek shows it while the stream
     // behind it, which needs the whole cache, is still being prepared.
+    let started = std::time::Instant::now();
+    let ms = |since: std::time::Instant| since.elapsed().as_secs_f64() * 1e3;
     let mut pictured = match rec.frame(Target::Time(from)) {
         Ok(found) => {
-            out.picture(from, &found.frame, full)?;
+            let found_ms = ms(started);
+            out.pictures(from, &found.frame, &[full])?;
             out.flush()?;
+            tracing::debug!(
+                "player: the picture at {from} µs found in {found_ms:.0} ms, sent after {:.0} ms",
+                ms(started)
+            );
             true
         }
         Err(_) => false,
     };
+    let resuming = std::time::Instant::now();
     let resumed = rec.resume(from).map_err(|e| e.to_string())?;
+    tracing::debug!("player: the stream resumed in {:.0} ms", ms(resuming));
     let mut decoder = resumed.decoder;
     let mut cursor = resumed.cursor;
     let mut shape = resumed.shape;
@@ -492,7 +621,7 @@ fn produce(rec: &Recording, from: u64, out: &mut Out) -> Result<(), String> {
                    cursor: &Option<Cursor>,
                    shape: &Option<Cursor>| {
         if let (false, Some(frame)) = (*pictured, frame) {
-            out.picture(from, frame, full)?;
+            out.pictures(from, frame, &[full])?;
             *pictured = true;
         }
         let serial = shape
@@ -512,6 +641,7 @@ fn produce(rec: &Recording, from: u64, out: &mut Out) -> Result<(), String> {
         }
         out.flush()
     };
+    let mut merging = Merging::default();
     for entry in resumed.entries {
         match entry.map_err(|e| e.to_string())? {
             Entry::Update { bytes, offset } => {
@@ -520,6 +650,13 @@ fn produce(rec: &Recording, from: u64, out: &mut Out) -> Result<(), String> {
                 if !live && head.timestamp_us > from {
                     go_live(out, decoder.frame(), &mut pictured, &cursor, &shape)?;
                     live = true;
+                }
+                // Past the window: what is held goes out as the screen is now.
+                if merging
+                    .first
+                    .is_some_and(|first| head.timestamp_us.saturating_sub(first) >= window)
+                {
+                    merging.send(out, decoder.frame())?;
                 }
                 let mut tiles = Vec::new();
                 let frame = decoder
@@ -534,13 +671,12 @@ fn produce(rec: &Recording, from: u64, out: &mut Out) -> Result<(), String> {
                 if !live {
                     continue;
                 }
-                let changed = if head.key {
-                    vec![full]
-                } else {
-                    rects(width, height, &tiles)
-                };
-                for rect in changed {
-                    out.picture(head.timestamp_us, frame, rect)?;
+                merging.first.get_or_insert(head.timestamp_us);
+                merging.last = head.timestamp_us;
+                merging.tiles.extend(tiles);
+                merging.key |= head.key;
+                if window == 0 {
+                    merging.send(out, Some(frame))?;
                 }
                 if out.buf.len() >= FLUSH || head.key {
                     out.flush()?;
@@ -550,7 +686,9 @@ fn produce(rec: &Recording, from: u64, out: &mut Out) -> Result<(), String> {
                 if let Some(s) = &c.shape {
                     serial = s.serial;
                 }
-                if live {
+                if live && merging.first.is_some() {
+                    merging.pointers.push((c, serial));
+                } else if live {
                     out.pointer(&c, serial)?;
                 } else {
                     if c.shape.is_some() {
@@ -568,6 +706,7 @@ fn produce(rec: &Recording, from: u64, out: &mut Out) -> Result<(), String> {
     if !live {
         go_live(out, decoder.frame(), &mut pictured, &cursor, &shape)?;
     }
+    merging.send(out, decoder.frame())?;
     out.flush()
 }
 
@@ -655,6 +794,43 @@ mod tests {
         reader.next_frame(&mut buf).unwrap();
         assert_eq!(&buf[..4], &[30, 20, 10, 255]);
         assert!(buf.chunks_exact(4).all(|p| p == [30, 20, 10, 255]));
+    }
+
+    #[test]
+    fn large_pictures_are_cut_into_bands_that_cover_them_once() {
+        let bands = pieces(&[(0, 0, 1920, 1080), (0, 0, 64, 64)]);
+        assert!(bands.len() > 2);
+        assert!(bands.iter().all(|&(_, _, w, h)| w * h <= PIECE));
+        let rows: usize = bands[..bands.len() - 1].iter().map(|b| b.3).sum();
+        assert_eq!(rows, 1080);
+        assert!(bands
+            .windows(2)
+            .take(bands.len() - 2)
+            .all(|p| p[0].1 + p[0].3 == p[1].1));
+        assert_eq!(bands.last(), Some(&(0, 0, 64, 64)));
+        // Encoded in parallel, each band is the frame's pixels where it lies.
+        let mut frame = Frame::black(1920, 1080);
+        frame.fill(0, 1000, 1920, 80, [1, 2, 3, 255]);
+        let pngs = encode_all(&frame, &bands[..bands.len() - 1]);
+        let last = pngs.last().unwrap().as_ref().unwrap();
+        let mut reader = png::Decoder::new(std::io::Cursor::new(last))
+            .read_info()
+            .unwrap();
+        let mut buf = vec![0; reader.output_buffer_size()];
+        reader.next_frame(&mut buf).unwrap();
+        assert!(buf
+            .chunks_exact(4)
+            .rev()
+            .take(1920 * 80)
+            .all(|p| p == [3, 2, 1, 255]));
+    }
+
+    #[test]
+    fn updates_merge_within_a_refresh_above_normal_speed() {
+        assert_eq!(merge_window(1), 0);
+        assert_eq!(merge_window(0), 0);
+        assert_eq!(merge_window(8), 133_333);
+        assert_eq!(merge_window(100), merge_window(8));
     }
 
     #[test]

@@ -19,6 +19,19 @@ use crate::record::{Hash, Receipt, StoredEvent};
 use postgres::PgStore;
 use sqlite::SqliteStore;
 
+/// Pool options without sqlx's maintenance task. With an idle timeout or a
+/// maximum lifetime (sqlx's defaults) a task reaps idle connections, and in
+/// sqlx 0.8.6 a race in its count of idle connections can make that task
+/// spin at 100 % CPU for good (launchbadge/sqlx#3645, seen here once in a CI
+/// run: a gateway busy for 15 minutes). Connections here go to a local file
+/// or to a server this process uses steadily: nothing needs reaping, and a
+/// connection the server dropped is found by the check before each use.
+fn pool_options<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
+    sqlx::pool::PoolOptions::new()
+        .idle_timeout(None)
+        .max_lifetime(None)
+}
+
 /// Whether opening may create or change the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OpenMode {

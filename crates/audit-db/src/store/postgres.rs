@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use futures::StreamExt;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
 use sqlx::{ConnectOptions, Connection, Postgres};
 use uuid::Uuid;
 
@@ -91,7 +91,7 @@ impl PgStore {
             OpenMode::Create => options,
         };
         let pool = |n, options: PgConnectOptions| {
-            PgPoolOptions::new()
+            super::pool_options::<Postgres>()
                 .max_connections(n)
                 .acquire_timeout(CONNECT_TIMEOUT)
                 .connect_with(options)

@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Connection, QueryBuilder, Sqlite};
 use uuid::Uuid;
@@ -93,7 +92,7 @@ impl SqliteStore {
             target: format!("sqlite://{}", path.display()),
             cause: e.to_string(),
         };
-        let writer = SqlitePoolOptions::new()
+        let writer = super::pool_options::<Sqlite>()
             .max_connections(1)
             .connect_with(
                 options
@@ -117,7 +116,7 @@ impl SqliteStore {
             crate::archive::vacuum_if_pending::<Sqlite>(&mut conn).await?;
         }
         drop(creating);
-        let readers = SqlitePoolOptions::new()
+        let readers = super::pool_options::<Sqlite>()
             .max_connections(4)
             .connect_with(options)
             .await
@@ -143,7 +142,7 @@ impl SqliteStore {
             .pragma("query_only", "ON")
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(false);
-        let readers = SqlitePoolOptions::new()
+        let readers = super::pool_options::<Sqlite>()
             // One: the heavy reads go through rusqlite, and each sqlx
             // connection's close is acknowledged before its worker has let
             // go of the file, so concurrent ones (verify's stretches read

@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use audit_db::event::{AttachRefusal, EndReason, SessionAttachRefused, SessionEnded};
 use audit_db::{Actor, EventKind};
@@ -265,6 +265,7 @@ pub(super) async fn run(
                     capture: capture(shared, guid, "to-console").await,
                 };
                 let r = forward(shared, guid, applet_side, toward, &end).await;
+                settle(&r.0, &end).await;
                 end.cancel();
                 r
             },
@@ -276,6 +277,7 @@ pub(super) async fn run(
                     capture: capture(shared, guid, "to-applet").await,
                 };
                 let r = forward(shared, guid, console_side, toward, &end).await;
+                settle(&r.0, &end).await;
                 end.cancel();
                 r
             },
@@ -334,22 +336,46 @@ async fn capture(shared: &Shared, guid: Uuid, direction: &str) -> Option<tokio::
     }
 }
 
-/// The audited reason: what the side that stopped first did.
+/// How long the other direction may still finish on its own after a side's
+/// link closed without a word. Ending a session, a console closes its inner
+/// session (which the applet answers by closing its link) and then sends
+/// `End`: both are on their way at once, and the `End` is what says why.
+const GRACE: Duration = Duration::from_millis(250);
+
+/// After a direction stopped because its side closed, waits (at most
+/// [`GRACE`]) for the other direction to stop by itself.
+async fn settle(stop: &Stop, end: &CancellationToken) {
+    if matches!(stop, Stop::Closed) {
+        let _ = tokio::time::timeout(GRACE, end.cancelled()).await;
+    }
+}
+
+/// The audited reason: a broken protocol first, then what a side said
+/// (`End`), then which side left, then which could no longer be written to.
 fn reason(from_applet: &Stop, from_console: &Stop, shutting_down: bool) -> EndReason {
-    let applet = match from_applet {
-        Stop::Closed => Some(EndReason::AppletLeft),
-        Stop::Ended(why) => Some(EndReason::EndedByApplet(why.clone())),
-        Stop::Violation(code, _) => Some(EndReason::AppletProtocolError(code.name().into())),
-        Stop::PeerGone | Stop::Cancelled => None,
-    };
-    let console = || match from_console {
-        Stop::Closed => Some(EndReason::ConsoleLeft),
-        Stop::Ended(why) => Some(EndReason::EndedByConsole(why.clone())),
+    let violation = |stop: &Stop, applet: bool| match stop {
+        Stop::Violation(code, _) if applet => {
+            Some(EndReason::AppletProtocolError(code.name().into()))
+        }
         Stop::Violation(code, _) => Some(EndReason::ConsoleProtocolError(code.name().into())),
-        Stop::PeerGone | Stop::Cancelled => None,
+        _ => None,
     };
-    applet
-        .or_else(console)
+    let said = |stop: &Stop, applet: bool| match stop {
+        Stop::Ended(why) if applet => Some(EndReason::EndedByApplet(why.clone())),
+        Stop::Ended(why) => Some(EndReason::EndedByConsole(why.clone())),
+        _ => None,
+    };
+    let left = |stop: &Stop, applet: bool| match stop {
+        Stop::Closed if applet => Some(EndReason::AppletLeft),
+        Stop::Closed => Some(EndReason::ConsoleLeft),
+        _ => None,
+    };
+    violation(from_applet, true)
+        .or_else(|| violation(from_console, false))
+        .or_else(|| said(from_applet, true))
+        .or_else(|| said(from_console, false))
+        .or_else(|| left(from_applet, true))
+        .or_else(|| left(from_console, false))
         .or_else(|| matches!(from_applet, Stop::PeerGone).then_some(EndReason::ConsoleLeft))
         .or_else(|| matches!(from_console, Stop::PeerGone).then_some(EndReason::AppletLeft))
         .unwrap_or(if shutting_down {
@@ -362,6 +388,51 @@ fn reason(from_applet: &Stop, from_console: &Stop, shutting_down: bool) -> EndRe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_side_that_said_why_outranks_one_that_only_left() {
+        assert_eq!(
+            reason(&Stop::Closed, &Stop::Ended("closed".into()), false).to_string(),
+            "ended_by_console: closed"
+        );
+        assert_eq!(
+            reason(&Stop::Ended("done".into()), &Stop::Closed, false).to_string(),
+            "ended_by_applet: done"
+        );
+        assert_eq!(
+            reason(
+                &Stop::Ended("done".into()),
+                &Stop::Violation(ErrorCode::Oversize, "x".into()),
+                false
+            )
+            .to_string(),
+            "console_protocol_error: Oversize"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_side_waits_a_moment_for_the_other_to_say_why() {
+        use tokio::time::Instant;
+        // The other direction ends 20 ms later: waited for, no longer.
+        let end = CancellationToken::new();
+        let other = end.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            other.cancel();
+        });
+        let started = Instant::now();
+        settle(&Stop::Closed, &end).await;
+        assert!(end.is_cancelled());
+        assert_eq!(started.elapsed(), Duration::from_millis(20));
+        // It never ends by itself: the grace, then the relay cancels it.
+        let started = Instant::now();
+        settle(&Stop::Closed, &CancellationToken::new()).await;
+        assert_eq!(started.elapsed(), GRACE);
+        // A side that said why does not wait.
+        let started = Instant::now();
+        settle(&Stop::Ended("done".into()), &CancellationToken::new()).await;
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
 
     #[test]
     fn the_reason_names_the_side_that_stopped() {

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::layout;
-use super::sessions::day_start;
+use super::sessions::{day_start, some};
 use crate::error::WebError;
 use crate::visit::Viewer;
 use crate::App;
@@ -88,7 +88,7 @@ pub(crate) async fn form(viewer: Viewer) -> Result<Markup, WebError> {
             "every run is recorded in the log (the access report lists them)." }
         p { "An evidence bundle is a zip of the report as CSV and HTML, every audit event it was "
             "made from, and a manifest with the log position and each file's SHA-256: "
-            code { "vigil report verify --bundle FILE" } " checks it, on its own or against the log." }
+            code { "vigil report verify FILE" } " checks it, on its own or against the log." }
         form.filters method="get" action="/reports/run" id="report-form" {
             label { "Report" select name="report" id="r-report" {
                 @for (name, _) in ReportKind::ALL { option value=(name) { (name) } }
@@ -123,7 +123,6 @@ pub(crate) async fn run(
         .find(|(n, ..)| *n == asked.format)
         .copied()
         .ok_or_else(|| WebError::BadRequest(format!("no format called {:?}", asked.format)))?;
-    let some = |t: &str| Some(t.trim().to_owned()).filter(|t| !t.is_empty());
     let filter = ReportFilter {
         since_us: day_start(&asked.since, 0, "since")?,
         until_us: day_start(&asked.until, 1, "until")?,
@@ -144,7 +143,7 @@ pub(crate) async fn run(
     .join(" ");
     // A document handed to people (HTML, a bundle) stands on a verified
     // log, as on the command line.
-    let proof = if format != Some(RowFormat::Csv) && format != Some(RowFormat::JsonLines) {
+    let proof = if matches!(format, Some(RowFormat::Html) | None) {
         reports::verified(&app.log).await?.map_err(|broken| {
             WebError::Altered(format!(
                 "the audit log does not verify, so no report is made from it: {broken}"

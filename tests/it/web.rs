@@ -746,6 +746,8 @@ fn administration_works_in_a_browser_and_compliance_changes_only_holds() {
         .to_owned();
     b.goto(&format!("{base}/sessions/{session}"));
     assert!(b.text("#session-deliveries").contains("session.ended"));
+    b.js("document.getElementById('session-deliveries').scrollIntoView(); return true;");
+    b.screenshot(&shots.join("session-deliveries.png"));
     b.goto(&format!("{base}/admin/policy"));
     b.screenshot(&shots.join("admin-policy.png"));
     submit(&b, "#logout");

@@ -350,32 +350,31 @@ async fn settle(stop: &Stop, end: &CancellationToken) {
     }
 }
 
-/// The audited reason: a broken protocol first, then what a side said
-/// (`End`), then which side left, then which could no longer be written to.
-fn reason(from_applet: &Stop, from_console: &Stop, shutting_down: bool) -> EndReason {
-    let violation = |stop: &Stop, applet: bool| match stop {
-        Stop::Violation(code, _) if applet => {
-            Some(EndReason::AppletProtocolError(code.name().into()))
+/// What one side's stop says of the end, ranked: 0 it broke the protocol,
+/// 1 it said why (`End`), 2 its link closed; `None` when it says nothing.
+fn account(stop: &Stop, applet: bool) -> Option<(u8, EndReason)> {
+    Some(match (stop, applet) {
+        (Stop::Violation(code, _), true) => (0, EndReason::AppletProtocolError(code.name().into())),
+        (Stop::Violation(code, _), false) => {
+            (0, EndReason::ConsoleProtocolError(code.name().into()))
         }
-        Stop::Violation(code, _) => Some(EndReason::ConsoleProtocolError(code.name().into())),
-        _ => None,
-    };
-    let said = |stop: &Stop, applet: bool| match stop {
-        Stop::Ended(why) if applet => Some(EndReason::EndedByApplet(why.clone())),
-        Stop::Ended(why) => Some(EndReason::EndedByConsole(why.clone())),
-        _ => None,
-    };
-    let left = |stop: &Stop, applet: bool| match stop {
-        Stop::Closed if applet => Some(EndReason::AppletLeft),
-        Stop::Closed => Some(EndReason::ConsoleLeft),
-        _ => None,
-    };
-    violation(from_applet, true)
-        .or_else(|| violation(from_console, false))
-        .or_else(|| said(from_applet, true))
-        .or_else(|| said(from_console, false))
-        .or_else(|| left(from_applet, true))
-        .or_else(|| left(from_console, false))
+        (Stop::Ended(why), true) => (1, EndReason::EndedByApplet(why.clone())),
+        (Stop::Ended(why), false) => (1, EndReason::EndedByConsole(why.clone())),
+        (Stop::Closed, true) => (2, EndReason::AppletLeft),
+        (Stop::Closed, false) => (2, EndReason::ConsoleLeft),
+        (Stop::PeerGone | Stop::Cancelled, _) => return None,
+    })
+}
+
+/// The audited reason: the side whose stop says most (the applet's on a
+/// tie), then which side could no longer be written to.
+fn reason(from_applet: &Stop, from_console: &Stop, shutting_down: bool) -> EndReason {
+    // `min_by_key` keeps the first of equals: the applet's.
+    [account(from_applet, true), account(from_console, false)]
+        .into_iter()
+        .flatten()
+        .min_by_key(|(rank, _)| *rank)
+        .map(|(_, reason)| reason)
         .or_else(|| matches!(from_applet, Stop::PeerGone).then_some(EndReason::ConsoleLeft))
         .or_else(|| matches!(from_console, Stop::PeerGone).then_some(EndReason::AppletLeft))
         .unwrap_or(if shutting_down {
@@ -391,6 +390,11 @@ mod tests {
 
     #[test]
     fn a_side_that_said_why_outranks_one_that_only_left() {
+        // On a tie, the applet's account is taken.
+        assert_eq!(
+            reason(&Stop::Closed, &Stop::Closed, false).to_string(),
+            "applet_left"
+        );
         assert_eq!(
             reason(&Stop::Closed, &Stop::Ended("closed".into()), false).to_string(),
             "ended_by_console: closed"

@@ -619,15 +619,11 @@ fn produce(rec: &Recording, from: u64, window: u64, out: &mut Out) -> Result<(),
                    frame: Option<&Frame>,
                    pictured: &mut bool,
                    cursor: &Option<Cursor>,
-                   shape: &Option<Cursor>| {
+                   (shape, serial): (&Option<Cursor>, u64)| {
         if let (false, Some(frame)) = (*pictured, frame) {
             out.pictures(from, frame, &[full])?;
             *pictured = true;
         }
-        let serial = shape
-            .as_ref()
-            .and_then(|s| s.shape.as_ref())
-            .map_or(0, |s| s.serial);
         if let Some(s) = shape {
             out.pointer(s, serial)?;
         }
@@ -648,7 +644,13 @@ fn produce(rec: &Recording, from: u64, window: u64, out: &mut Out) -> Result<(),
                 let head =
                     codec::info(&bytes).map_err(|e| format!("update at byte {offset}: {e}"))?;
                 if !live && head.timestamp_us > from {
-                    go_live(out, decoder.frame(), &mut pictured, &cursor, &shape)?;
+                    go_live(
+                        out,
+                        decoder.frame(),
+                        &mut pictured,
+                        &cursor,
+                        (&shape, serial),
+                    )?;
                     live = true;
                 }
                 // Past the window: what is held goes out as the screen is now.
@@ -704,7 +706,13 @@ fn produce(rec: &Recording, from: u64, window: u64, out: &mut Out) -> Result<(),
         }
     }
     if !live {
-        go_live(out, decoder.frame(), &mut pictured, &cursor, &shape)?;
+        go_live(
+            out,
+            decoder.frame(),
+            &mut pictured,
+            &cursor,
+            (&shape, serial),
+        )?;
     }
     merging.send(out, decoder.frame())?;
     out.flush()

@@ -10,11 +10,10 @@ use audit_db::event::Permission;
 use audit_db::Source;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Form;
 use gateway::admin::Admin;
 use maud::{html, Markup};
 
-use super::admin::{self, admin_only, csrf, outcome, Fields, Said};
+use super::admin::{self, admin_only, csrf, outcome, Posted, Said};
 use super::when;
 use crate::error::WebError;
 use crate::visit::Viewer;
@@ -23,7 +22,8 @@ use crate::App;
 const DOING: &str = "change technicians or groups";
 const ROLES: [Role; 3] = [Role::Technician, Role::Compliance, Role::Admin];
 
-fn acting(app: &App, viewer: &Viewer) -> Admin {
+/// The viewer acting on accounts and the access policy, from the portal.
+pub(super) fn acting(app: &App, viewer: &Viewer) -> Admin {
     Admin::new(
         app.log.clone(),
         &viewer.email,
@@ -180,10 +180,8 @@ fn group_form(viewer: &Viewer, group: Option<&Group>) -> Markup {
 /// `POST /admin/accounts/user`: add, unlock, disable, enable, move, password.
 pub(crate) async fn user(
     State(app): State<Arc<App>>,
-    viewer: Viewer,
-    Form(f): Form<Fields>,
+    Posted { viewer, fields: f }: Posted,
 ) -> Result<(StatusCode, Markup), WebError> {
-    f.check_csrf(&viewer)?;
     admin_only(&viewer, DOING)?;
     let admin = acting(&app, &viewer);
     let email = f.get("email").to_lowercase();
@@ -247,10 +245,8 @@ pub(crate) async fn user(
 /// `POST /admin/accounts/group`: add or set.
 pub(crate) async fn group(
     State(app): State<Arc<App>>,
-    viewer: Viewer,
-    Form(f): Form<Fields>,
+    Posted { viewer, fields: f }: Posted,
 ) -> Result<(StatusCode, Markup), WebError> {
-    f.check_csrf(&viewer)?;
     admin_only(&viewer, DOING)?;
     let mut permissions = Vec::new();
     for name in f.all("permission") {
@@ -265,13 +261,7 @@ pub(crate) async fn group(
     let group = Group {
         name: f.get("name").to_owned(),
         permissions,
-        ip_allow: f
-            .get("allow")
-            .split(',')
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        ip_allow: f.list("allow"),
         single_prompt: f.checked("single_prompt"),
         force_recording: f.checked("force_recording"),
         store_chat: f.checked("store_chat"),

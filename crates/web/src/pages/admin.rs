@@ -6,12 +6,18 @@
 //! (`gateway::admin`, `webhook::admin`, `retention::admin`), which checks
 //! it and audits it as an `admin.change` naming the person and `web@HOST`.
 
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Form;
 use maud::{html, Markup};
 
 use super::layout;
 use crate::error::WebError;
 use crate::visit::Viewer;
+use crate::App;
 
 /// The sections of the administration, for the tabs: path and title.
 const SECTIONS: [(&str, &str); 4] = [
@@ -161,6 +167,16 @@ impl Fields {
         Some(self.get(name)).filter(|v| !v.is_empty())
     }
 
+    /// `name` as a comma-separated list, blanks left out.
+    pub fn list(&self, name: &str) -> Vec<String> {
+        self.get(name)
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Every value of `name`.
     pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.0
@@ -172,11 +188,6 @@ impl Fields {
     /// Whether a box called `name` was checked.
     pub fn checked(&self, name: &str) -> bool {
         self.some(name).is_some()
-    }
-
-    /// Refused unless the form carries the viewer's CSRF token.
-    pub fn check_csrf(&self, viewer: &Viewer) -> Result<(), WebError> {
-        viewer.check_csrf(self.some("csrf"))
     }
 
     /// `name` as a number, or the refusal saying which field is wrong.
@@ -196,6 +207,33 @@ impl Fields {
             None => Ok(None),
             Some(_) => self.number(name, label).map(Some),
         }
+    }
+}
+
+/// A posted administration form from a logged-in person, whose CSRF token
+/// was checked before any handler sees it.
+pub(crate) struct Posted {
+    /// Who posted it.
+    pub viewer: Viewer,
+    /// What it holds.
+    pub fields: Fields,
+}
+
+impl FromRequest<Arc<App>> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, app: &Arc<App>) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        let viewer = Viewer::from_request_parts(&mut parts, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Form(fields) = Form::<Fields>::from_request(Request::from_parts(parts, body), app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        viewer
+            .check_csrf(fields.some("csrf"))
+            .map_err(IntoResponse::into_response)?;
+        Ok(Self { viewer, fields })
     }
 }
 
@@ -233,6 +271,10 @@ mod tests {
             ["desktop_view", "remote_control"]
         );
         assert!(f.some("blank").is_none() && !f.checked("missing"));
+        assert_eq!(
+            fields(&[("allow", " 10.0.0.0/8, ,192.168.1.1 ")]).list("allow"),
+            ["10.0.0.0/8", "192.168.1.1"]
+        );
         assert_eq!(f.number::<u32>("n", "N"), Ok(12));
         assert!(f.number::<u32>("bad", "Bad").unwrap_err().contains("Bad"));
         assert_eq!(f.optional_number::<u32>("blank", "B"), Ok(None));

@@ -10,11 +10,10 @@ use audit_db::archive::{Archive, HoldScope};
 use audit_db::Source;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Form;
 use maud::{html, Markup};
 use retention::admin::{describe, RetentionAdmin};
 
-use super::admin::{self, csrf, outcome, Fields, Said};
+use super::admin::{self, csrf, outcome, Fields, Posted, Said};
 use super::sessions::day_start;
 use super::when;
 use crate::error::WebError;
@@ -120,10 +119,8 @@ fn scope(f: &Fields) -> Result<HoldScope, String> {
 /// `POST /admin/holds`: place or release.
 pub(crate) async fn change(
     State(app): State<Arc<App>>,
-    viewer: Viewer,
-    Form(f): Form<Fields>,
+    Posted { viewer, fields: f }: Posted,
 ) -> Result<(StatusCode, Markup), WebError> {
-    f.check_csrf(&viewer)?;
     allowed(&viewer)?;
     let admin = RetentionAdmin::with_actor(&app.log, viewer.actor(), Source::web(&app.config.host));
     let said = match f.get("action") {

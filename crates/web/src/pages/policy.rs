@@ -9,14 +9,12 @@ use std::sync::Arc;
 use audit_db::Source;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Form;
-use gateway::admin::Admin;
 use gateway::auth::Policy as AccessPolicy;
 use maud::{html, Markup};
 use retention::admin::RetentionAdmin;
 use retention::policy::{ClassPolicy, Periods, Policy as RetentionPolicy, RecordClass};
 
-use super::admin::{self, admin_only, csrf, outcome, Fields, Said};
+use super::admin::{self, admin_only, csrf, outcome, Fields, Posted, Said};
 use crate::error::WebError;
 use crate::visit::Viewer;
 use crate::App;
@@ -187,19 +185,13 @@ async fn render(
 /// `POST /admin/policy/access`.
 pub(crate) async fn access(
     State(app): State<Arc<App>>,
-    viewer: Viewer,
-    Form(f): Form<Fields>,
+    Posted { viewer, fields: f }: Posted,
 ) -> Result<(StatusCode, Markup), WebError> {
-    f.check_csrf(&viewer)?;
     admin_only(&viewer, DOING)?;
     let said = match access_from(&f) {
         Err(refused) => Said::Refused(refused),
         Ok(policy) => {
-            let admin = Admin::new(
-                app.log.clone(),
-                &viewer.email,
-                Source::web(&app.config.host),
-            );
+            let admin = super::accounts::acting(&app, &viewer);
             outcome(admin.set_policy(&policy).await.map(|()| {
                 "access policy saved; it applies from the next start of the gateway and the portal"
                     .to_owned()
@@ -213,10 +205,8 @@ pub(crate) async fn access(
 /// a group back to the default.
 pub(crate) async fn retention(
     State(app): State<Arc<App>>,
-    viewer: Viewer,
-    Form(f): Form<Fields>,
+    Posted { viewer, fields: f }: Posted,
 ) -> Result<(StatusCode, Markup), WebError> {
-    f.check_csrf(&viewer)?;
     admin_only(&viewer, DOING)?;
     let mut policy = RetentionPolicy::load(app.gate.accounts())
         .await

@@ -39,7 +39,8 @@ pub(crate) struct Filters {
     before: String,
 }
 
-fn some(text: &str) -> Option<String> {
+/// `text` trimmed, or `None` when blank.
+pub(crate) fn some(text: &str) -> Option<String> {
     Some(text.trim().to_owned()).filter(|t| !t.is_empty())
 }
 

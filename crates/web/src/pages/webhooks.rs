@@ -4,20 +4,19 @@
 //! its original id. Changes go through `webhook::admin`, as `vigil admin
 //! webhook` makes them. A session's page lists its deliveries (`of_session`).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use audit_db::webhooks::{Attempt, DeliveryFilter, Message, Webhooks};
+use audit_db::webhooks::{Attempt, DeliveryFilter, Endpoint, Message, Webhooks};
 use audit_db::Source;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::Form;
 use maud::{html, Markup};
 use uuid::Uuid;
 use webhook::admin::{EndpointAdmin, NewEndpoint};
 
-use super::admin::{self, admin_only, csrf, outcome, Fields, Said};
+use super::admin::{self, admin_only, csrf, outcome, Posted, Said};
+use super::sessions::some;
 use super::when;
 use crate::error::WebError;
 use crate::visit::Viewer;
@@ -49,7 +48,6 @@ pub(crate) struct Shown {
 
 impl Shown {
     fn filter(&self) -> Result<DeliveryFilter, WebError> {
-        let some = |t: &str| Some(t.trim().to_owned()).filter(|t| !t.is_empty());
         let status = some(&self.status);
         if let Some(s) = &status {
             if !STATUSES.contains(&s.as_str()) {
@@ -77,7 +75,7 @@ pub(crate) async fn show(
 /// The deliveries with their attempts, as a table.
 fn deliveries(
     messages: &[(Message, Vec<Attempt>)],
-    urls: &HashMap<String, String>,
+    endpoints: &[Endpoint],
     replay: Option<&Viewer>,
 ) -> Markup {
     html! {
@@ -88,7 +86,7 @@ fn deliveries(
                 tbody { @for (m, attempts) in messages { tr data-delivery=(m.id) data-status=(m.status) {
                     td { (when(m.created_at)) }
                     td.mono { (m.id) }
-                    td { (urls.get(&m.endpoint_id).map_or(m.endpoint_id.as_str(), String::as_str)) }
+                    td { (endpoints.iter().find(|e| e.id == m.endpoint_id).map_or(m.endpoint_id.as_str(), |e| e.url.as_str())) }
                     td { (m.event_type) }
                     td { span.badge.(match m.status.as_str() { "delivered" => "ok", "failed" => "bad", _ => "warn" }) { (m.status) }
                         @if let Some(e) = &m.last_error { " " span.small { (e) } } }
@@ -123,15 +121,6 @@ async fn with_attempts(
     Ok(out)
 }
 
-async fn urls(hooks: &Webhooks) -> Result<HashMap<String, String>, WebError> {
-    Ok(hooks
-        .endpoints()
-        .await?
-        .into_iter()
-        .map(|e| (e.id, e.url))
-        .collect())
-}
-
 /// A session's deliveries, for its page.
 pub(crate) async fn of_session(app: &App, session: Uuid) -> Result<Markup, WebError> {
     let hooks = Webhooks::new(app.log.store().clone());
@@ -141,7 +130,7 @@ pub(crate) async fn of_session(app: &App, session: Uuid) -> Result<Markup, WebEr
     };
     let messages = with_attempts(&hooks, &filter).await?;
     Ok(html! {
-        div id="session-deliveries" { (deliveries(&messages, &urls(&hooks).await?, None)) }
+        div id="session-deliveries" { (deliveries(&messages, &hooks.endpoints().await?, None)) }
     })
 }
 
@@ -155,10 +144,6 @@ async fn render(
     let endpoints = hooks.endpoints().await?;
     let filter = shown.filter()?;
     let messages = with_attempts(&hooks, &filter).await?;
-    let urls = endpoints
-        .iter()
-        .map(|e| (e.id.clone(), e.url.clone()))
-        .collect();
     let action = |id: &str, value: &str, label: &str| {
         let confirm = (value == "remove")
             .then(|| format!("Remove endpoint {id} with its pending posts and delivery log?"));
@@ -222,7 +207,7 @@ async fn render(
             } }
             button type="submit" { "Show" }
         }
-        div id="deliveries" { (deliveries(&messages, &urls, Some(viewer))) }
+        div id="deliveries" { (deliveries(&messages, &endpoints, Some(viewer))) }
         @if messages.len() as i64 >= LISTED { p.message.info { "The newest " (LISTED) " are listed." } }
     };
     Ok(admin::page(
@@ -237,27 +222,17 @@ async fn render(
 /// `POST /admin/webhooks/endpoint`: add, enable, disable, remove, rotate, test.
 pub(crate) async fn endpoint(
     State(app): State<Arc<App>>,
-    viewer: Viewer,
-    Form(f): Form<Fields>,
+    Posted { viewer, fields: f }: Posted,
 ) -> Result<(StatusCode, Markup), WebError> {
-    f.check_csrf(&viewer)?;
     admin_only(&viewer, DOING)?;
     let admin = acting(&app, &viewer);
     let id = f.get("id");
-    let list = |name: &str| -> Vec<String> {
-        f.get(name)
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect()
-    };
     let result = match f.get("action") {
         "add" => admin
             .add(NewEndpoint {
                 url: f.get("url").to_owned(),
-                groups: list("groups"),
-                events: list("events"),
+                groups: f.list("groups"),
+                events: f.list("events"),
                 exclude_chat: f.checked("exclude_chat"),
                 ca_pem: f.some("ca").map(str::to_owned),
                 allow_private: f.checked("allow_private"),
@@ -304,10 +279,8 @@ pub(crate) async fn endpoint(
 /// `POST /admin/webhooks/replay`: one delivery, or an endpoint's by status.
 pub(crate) async fn replay(
     State(app): State<Arc<App>>,
-    viewer: Viewer,
-    Form(f): Form<Fields>,
+    Posted { viewer, fields: f }: Posted,
 ) -> Result<(StatusCode, Markup), WebError> {
-    f.check_csrf(&viewer)?;
     admin_only(&viewer, DOING)?;
     let shown = Shown {
         endpoint: f.get("endpoint").to_owned(),
